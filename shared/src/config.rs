@@ -1,0 +1,370 @@
+//! frp-compatible TOML configuration for frps and frpc.
+//!
+//! Key names follow frp (camelCase) so existing TCP-proxy configs work as
+//! they are. Parsing rejects unknown keys; a separate validation step checks
+//! values and cross-field rules and fills derived values. Every error names
+//! the file and the offending key.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::auth::Token;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    #[default]
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Trace => "trace",
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct LogConfig {
+    /// "console" (stderr) or a file path.
+    pub to: String,
+    pub level: LogLevel,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            to: "console".into(),
+            level: LogLevel::Info,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct AuthConfig {
+    /// Only "token" is supported.
+    pub method: String,
+    pub token: Token,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            method: "token".into(),
+            token: Token::default(),
+        }
+    }
+}
+
+/// One `allowPorts` entry: `{ start = 2000, end = 3000 }` or `{ single = 3001 }`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PortRange {
+    pub start: Option<u16>,
+    pub end: Option<u16>,
+    pub single: Option<u16>,
+}
+
+impl PortRange {
+    fn bounds(&self) -> Result<(u16, u16), String> {
+        match (self.start, self.end, self.single) {
+            (None, None, Some(p)) if p > 0 => Ok((p, p)),
+            (Some(s), Some(e), None) if s > 0 && s <= e => Ok((s, e)),
+            (Some(s), Some(e), None) => Err(format!("start {s} must be between 1 and end {e}")),
+            (None, None, Some(_)) => Err("single must be between 1 and 65535".into()),
+            _ => Err("give either { start, end } or { single }".into()),
+        }
+    }
+
+    pub fn contains(&self, port: u16) -> bool {
+        self.bounds().is_ok_and(|(s, e)| (s..=e).contains(&port))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct ServerConfig {
+    pub bind_addr: String,
+    pub bind_port: u16,
+    /// Address the proxies' remote ports listen on; empty means `bindAddr`.
+    pub proxy_bind_addr: String,
+    pub auth: AuthConfig,
+    /// Ports clients may ask for; empty allows every port.
+    pub allow_ports: Vec<PortRange>,
+    pub log: LogConfig,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            bind_addr: "0.0.0.0".into(),
+            bind_port: 7000,
+            proxy_bind_addr: String::new(),
+            auth: AuthConfig::default(),
+            allow_ports: Vec::new(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl ServerConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let mut cfg: ServerConfig = parse_file(path)?;
+        cfg.validate().map_err(|message| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        })?;
+        Ok(cfg)
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let path = PathBuf::from("<inline>");
+        let mut cfg: ServerConfig = parse_str(text, &path)?;
+        cfg.validate().map_err(|message| ConfigError::Invalid { path, message })?;
+        Ok(cfg)
+    }
+
+    /// Checks values and fills derived ones.
+    pub fn validate(&mut self) -> Result<(), String> {
+        if self.bind_addr.trim().is_empty() {
+            return Err("bindAddr must not be empty".into());
+        }
+        if self.bind_port == 0 {
+            return Err("bindPort must be between 1 and 65535".into());
+        }
+        if self.proxy_bind_addr.trim().is_empty() {
+            self.proxy_bind_addr = self.bind_addr.clone();
+        }
+        check_auth(&self.auth)?;
+        for (i, r) in self.allow_ports.iter().enumerate() {
+            r.bounds().map_err(|e| format!("allowPorts[{i}]: {e}"))?;
+        }
+        Ok(())
+    }
+
+    pub fn port_allowed(&self, port: u16) -> bool {
+        self.allow_ports.is_empty() || self.allow_ports.iter().any(|r| r.contains(port))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct ClientConfig {
+    pub server_addr: String,
+    pub server_port: u16,
+    pub user: String,
+    /// Exit when the first login fails instead of retrying.
+    pub login_fail_exit: bool,
+    pub auth: AuthConfig,
+    pub log: LogConfig,
+    pub proxies: Vec<ProxyConfig>,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            server_addr: "127.0.0.1".into(),
+            server_port: 7000,
+            user: String::new(),
+            login_fail_exit: true,
+            auth: AuthConfig::default(),
+            log: LogConfig::default(),
+            proxies: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ProxyConfig {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub proxy_type: String,
+    #[serde(default = "default_local_ip")]
+    pub local_ip: String,
+    #[serde(default)]
+    pub local_port: Option<u16>,
+    /// 0 lets the server choose.
+    #[serde(default)]
+    pub remote_port: u16,
+}
+
+fn default_local_ip() -> String {
+    "127.0.0.1".into()
+}
+
+impl ProxyConfig {
+    /// The validated local port (validation guarantees it is set).
+    pub fn local_addr(&self) -> String {
+        let port = self.local_port.unwrap_or_default();
+        if self.local_ip.contains(':') {
+            format!("[{}]:{port}", self.local_ip)
+        } else {
+            format!("{}:{port}", self.local_ip)
+        }
+    }
+}
+
+impl ClientConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let mut cfg: ClientConfig = parse_file(path)?;
+        cfg.validate().map_err(|message| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        })?;
+        Ok(cfg)
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let path = PathBuf::from("<inline>");
+        let mut cfg: ClientConfig = parse_str(text, &path)?;
+        cfg.validate().map_err(|message| ConfigError::Invalid { path, message })?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&mut self) -> Result<(), String> {
+        if self.server_addr.trim().is_empty() {
+            return Err("serverAddr must not be empty".into());
+        }
+        if self.server_port == 0 {
+            return Err("serverPort must be between 1 and 65535".into());
+        }
+        check_auth(&self.auth)?;
+        let mut names = HashSet::new();
+        for (i, p) in self.proxies.iter().enumerate() {
+            let at = format!("proxies[{i}] (name {:?})", p.name);
+            if p.name.trim().is_empty() {
+                return Err(format!("proxies[{i}]: name must not be empty"));
+            }
+            if !names.insert(p.name.as_str()) {
+                return Err(format!("{at}: duplicate proxy name {:?}", p.name));
+            }
+            if p.proxy_type != "tcp" {
+                return Err(format!(
+                    "{at}: type {:?} is not supported (supported: \"tcp\")",
+                    p.proxy_type
+                ));
+            }
+            if p.local_ip.trim().is_empty() {
+                return Err(format!("{at}: localIP must not be empty"));
+            }
+            match p.local_port {
+                None => return Err(format!("{at}: localPort is required")),
+                Some(0) => return Err(format!("{at}: localPort must be between 1 and 65535, got 0")),
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_auth(auth: &AuthConfig) -> Result<(), String> {
+    if auth.method != "token" {
+        return Err(format!(
+            "auth.method {:?} is not supported (supported: \"token\")",
+            auth.method
+        ));
+    }
+    Ok(())
+}
+
+fn parse_file<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse_str(&text, path)
+}
+
+fn parse_str<T: serde::de::DeserializeOwned>(text: &str, path: &Path) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.to_string().trim_end().to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client_err(text: &str) -> String {
+        ClientConfig::from_toml(text).expect_err("should be rejected").to_string()
+    }
+
+    #[test]
+    fn defaults() {
+        let s = ServerConfig::from_toml("").expect("empty server config");
+        assert_eq!((s.bind_addr.as_str(), s.bind_port), ("0.0.0.0", 7000));
+        assert_eq!(s.proxy_bind_addr, "0.0.0.0");
+        let c = ClientConfig::from_toml("[[proxies]]\nname='a'\ntype='tcp'\nlocalPort=22\n").expect("client");
+        assert_eq!(c.server_port, 7000);
+        assert!(c.login_fail_exit);
+        assert_eq!(c.proxies[0].local_addr(), "127.0.0.1:22");
+        assert_eq!(c.proxies[0].remote_port, 0);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = client_err("serverAdr = 'x'\n");
+        assert!(e.contains("serverAdr") && e.contains("<inline>"), "{e}");
+        let e = client_err("[[proxies]]\nname='a'\ntype='tcp'\nlocalPort=22\nremotePrt=1\n");
+        assert!(e.contains("remotePrt"), "{e}");
+        let e = ServerConfig::from_toml("[auth]\ntokn='x'\n").expect_err("bad").to_string();
+        assert!(e.contains("tokn"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_say_where() {
+        let e = client_err("[[proxies]]\nname='ssh'\ntype='tcp'\nlocalPort=0\n");
+        assert!(e.contains("proxies[0]") && e.contains("localPort"), "{e}");
+        let e = client_err("[[proxies]]\nname='ssh'\ntype='tcp'\n");
+        assert!(e.contains("localPort is required"), "{e}");
+        let e = client_err(
+            "[[proxies]]\nname='a'\ntype='tcp'\nlocalPort=1\n[[proxies]]\nname='a'\ntype='tcp'\nlocalPort=2\n",
+        );
+        assert!(e.contains("proxies[1]") && e.contains("duplicate"), "{e}");
+        let e = client_err("[[proxies]]\nname='w'\ntype='http'\nlocalPort=80\n");
+        assert!(e.contains("\"http\"") && e.contains("not supported"), "{e}");
+        let e = client_err("serverPort = 70000\n");
+        assert!(e.contains("serverPort") || e.contains("70000"), "{e}");
+        let e = client_err("[log]\nlevel = 'loud'\n");
+        assert!(e.contains("loud"), "{e}");
+    }
+
+    #[test]
+    fn allow_ports() {
+        let s = ServerConfig::from_toml("allowPorts = [{ start = 2000, end = 3000 }, { single = 3001 }]\n")
+            .expect("server");
+        assert!(s.port_allowed(2000) && s.port_allowed(3000) && s.port_allowed(3001));
+        assert!(!s.port_allowed(1999) && !s.port_allowed(3002));
+        let e = ServerConfig::from_toml("allowPorts = [{ start = 3000, end = 2000 }]\n")
+            .expect_err("bad")
+            .to_string();
+        assert!(e.contains("allowPorts[0]"), "{e}");
+        let e = ServerConfig::from_toml("allowPorts = [{ start = 3000 }]\n").expect_err("bad").to_string();
+        assert!(e.contains("allowPorts[0]"), "{e}");
+    }
+}

@@ -1,0 +1,13 @@
+//! Everything frps and frpc share: the wire protocol and its codec (no I/O),
+//! the login proof, the yamux session driver, the configuration schema and the
+//! relay that copies bytes both ways.
+
+pub mod auth;
+pub mod codec;
+pub mod config;
+pub mod framed;
+pub mod logging;
+pub mod mux;
+pub mod protocol;
+pub mod relay;
+pub mod util;

@@ -1,0 +1,46 @@
+//! tracing setup from the `log.*` config keys.
+
+use std::fs::OpenOptions;
+use std::sync::Mutex;
+
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("cannot open log file {path}: {source}")]
+    Open { path: String, source: std::io::Error },
+    #[error("invalid log.level {level:?}: {source}")]
+    Level {
+        level: String,
+        source: tracing_subscriber::filter::ParseError,
+    },
+}
+
+/// Installs the global subscriber. `RUST_LOG`, when set, overrides
+/// `log.level` so a single run can be traced without editing the config.
+pub fn init(cfg: &LogConfig) -> Result<(), LogError> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.is_empty() => EnvFilter::try_new(&v).map_err(|source| LogError::Level { level: v, source })?,
+        _ => EnvFilter::try_new(cfg.level.as_str()).map_err(|source| LogError::Level {
+            level: cfg.level.as_str().to_owned(),
+            source,
+        })?,
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    if cfg.to == "console" || cfg.to.is_empty() {
+        builder.with_writer(std::io::stderr).try_init().ok();
+    } else {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&cfg.to)
+            .map_err(|source| LogError::Open {
+                path: cfg.to.clone(),
+                source,
+            })?;
+        builder.with_writer(Mutex::new(file)).with_ansi(false).try_init().ok();
+    }
+    Ok(())
+}

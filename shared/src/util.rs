@@ -1,0 +1,27 @@
+//! Small helpers used by both binaries.
+
+use rand::RngCore;
+
+/// A random id, hex encoded (16 bytes of entropy).
+pub fn random_id() -> String {
+    let mut b = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+/// This machine's host name, or "unknown".
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// Raise the soft open-files limit to the hard limit: every tunnelled
+/// connection costs two descriptors on each side, and distributions default
+/// the soft limit to 1024. Returns the new soft limit.
+pub fn raise_fd_limit() -> Option<u64> {
+    rlimit::increase_nofile_limit(u64::MAX).ok()
+}
