@@ -1,1 +1,59 @@
-fn main(){}
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use shared::config::ClientConfig;
+use tokio_util::sync::CancellationToken;
+
+/// frpc: the LAN side of the tunnel.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Configuration file (frp-compatible TOML).
+    #[arg(short = 'c', long = "config", global = true, default_value = "frpc.toml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check the configuration file and exit.
+    Verify,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match ClientConfig::load(&cli.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("frpc: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(Command::Verify) = cli.command {
+        println!("frpc: configuration {} is valid", cli.config.display());
+        return ExitCode::SUCCESS;
+    }
+    if let Err(e) = shared::logging::init(&config.log) {
+        eprintln!("frpc: {e}");
+        return ExitCode::FAILURE;
+    }
+    shared::util::raise_fd_limit();
+    match serve(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("frpc: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[tokio::main]
+async fn serve(config: ClientConfig) -> Result<()> {
+    let shutdown = CancellationToken::new();
+    tokio::spawn(shared::util::cancel_on_signal(shutdown.clone()));
+    frpc::run(config, shutdown, frpc::Events::default()).await
+}

@@ -104,14 +104,6 @@ impl Encoder<Message> for MessageCodec {
     }
 }
 
-impl Encoder<&Message> for MessageCodec {
-    type Error = CodecError;
-
-    fn encode(&mut self, msg: &Message, dst: &mut BytesMut) -> Result<(), CodecError> {
-        encode(msg, dst)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

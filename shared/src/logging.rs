@@ -30,7 +30,9 @@ pub fn init(cfg: &LogConfig) -> Result<(), LogError> {
     };
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
     if cfg.to == "console" || cfg.to.is_empty() {
-        builder.with_writer(std::io::stderr).try_init().ok();
+        use std::io::IsTerminal;
+        let ansi = std::io::stderr().is_terminal();
+        builder.with_writer(std::io::stderr).with_ansi(ansi).try_init().ok();
     } else {
         let file = OpenOptions::new()
             .create(true)

@@ -1,0 +1,258 @@
+//! One client connection: login on the control stream, then serve proxy
+//! registrations and heartbeats until the client goes away.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use futures::{SinkExt, StreamExt};
+use shared::auth;
+use shared::framed::{self, ControlStream};
+use shared::mux::{self, Mode, MuxStream};
+use shared::protocol::{
+    LoginAccepted, LoginError, LoginResp, Message, NewProxy, NewProxyResp, Pong, PROTOCOL_VERSION,
+};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use crate::proxy::{self, Proxy};
+use crate::registry::SessionHandle;
+use crate::Server;
+
+/// A connection must finish login within this long.
+const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The client as established by a successful login.
+struct Client {
+    user: String,
+    run_id: String,
+}
+
+pub(crate) async fn handle(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr, close: CancellationToken) {
+    let span = info_span!("client", %peer);
+    async move {
+        if let Err(e) = serve(server, tcp, peer, close).await {
+            warn!("{e:#}");
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+async fn serve(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr, close: CancellationToken) -> Result<()> {
+    // Control messages and interactive sessions (SSH) are latency bound.
+    tcp.set_nodelay(true).ok();
+    let mut session = mux::start(tcp, Mode::Server, mux::yamux_config(mux::DEFAULT_MAX_STREAMS), close.clone());
+
+    let (mut ctrl, client) = match tokio::time::timeout(LOGIN_TIMEOUT, login(&server, &mut session.incoming)).await {
+        Ok(Ok(Some(v))) => v,
+        // Rejected or disconnected: already reported.
+        Ok(Ok(None)) => return Ok(()),
+        Ok(Err(e)) => return Err(e.context(format!("login from {peer} failed"))),
+        Err(_) => bail!("login from {peer} did not complete within {LOGIN_TIMEOUT:?}"),
+    };
+    let span = info_span!("session", run_id = %client.run_id, user = %client.user);
+
+    async {
+        let id = server.registry.next_session_id();
+        let tasks = TaskTracker::new();
+        let handle = SessionHandle {
+            id,
+            close: close.clone(),
+            tasks: tasks.clone(),
+        };
+        // A client that reconnects with its run id replaces its old session at
+        // once, and its ports are free again before it re-registers them.
+        if let Some(old) = server.registry.insert_session(&client.run_id, handle) {
+            info!("replacing the previous session of this client");
+            old.close.cancel();
+            old.tasks.close();
+            old.tasks.wait().await;
+        }
+        info!("client logged in");
+
+        let mut proxies: HashMap<String, Proxy> = HashMap::new();
+        let result = control_loop(&server, &client, &mut ctrl, &mut session, &mut proxies, &close, &tasks).await;
+
+        close.cancel();
+        for (name, proxy) in proxies.drain() {
+            proxy.stop();
+            server.registry.release_proxy(&client.user, &name);
+        }
+        tasks.close();
+        tasks.wait().await;
+        server.registry.remove_session(&client.run_id, id);
+        match &result {
+            Ok(()) => info!("client disconnected; its proxies are closed"),
+            Err(e) => warn!("client session ended: {e:#}; its proxies are closed"),
+        }
+        Ok(())
+    }
+    .instrument(span)
+    .await
+}
+
+/// Runs the login handshake. `Ok(None)` means the client was turned away
+/// (and told why) or left before finishing.
+async fn login(
+    server: &Server,
+    incoming: &mut tokio::sync::mpsc::UnboundedReceiver<MuxStream>,
+) -> Result<Option<(ControlStream<MuxStream>, Client)>> {
+    let Some(stream) = incoming.recv().await else {
+        debug!("connection closed before opening a control stream");
+        return Ok(None);
+    };
+    let mut ctrl = framed::control(stream);
+
+    let version = match ctrl.next().await {
+        Some(Ok(Message::ClientHello { version })) => version,
+        Some(Ok(other)) => bail!("expected ClientHello, got {}", other.kind()),
+        Some(Err(e)) => return Err(anyhow!(e).context("reading ClientHello")),
+        None => return Ok(None),
+    };
+    if version != PROTOCOL_VERSION {
+        let err = LoginError::VersionMismatch {
+            client: version,
+            server: PROTOCOL_VERSION,
+        };
+        warn!("login rejected: {err}");
+        reject(&mut ctrl, err).await;
+        return Ok(None);
+    }
+
+    let nonce = auth::new_nonce();
+    ctrl.send(Message::ServerHello {
+        version: PROTOCOL_VERSION,
+        nonce,
+    })
+    .await
+    .context("sending ServerHello")?;
+
+    let login = match ctrl.next().await {
+        Some(Ok(Message::Login(login))) => login,
+        Some(Ok(other)) => bail!("expected Login, got {}", other.kind()),
+        Some(Err(e)) => return Err(anyhow!(e).context("reading Login")),
+        None => return Ok(None),
+    };
+    if !server
+        .config
+        .auth
+        .token
+        .verify(&nonce, &login.run_id, &login.user, &login.proof)
+    {
+        warn!(user = %login.user, hostname = %login.hostname, "login rejected: invalid token");
+        reject(&mut ctrl, LoginError::InvalidToken).await;
+        return Ok(None);
+    }
+
+    let run_id = if login.run_id.is_empty() {
+        shared::util::random_id()
+    } else {
+        login.run_id
+    };
+    ctrl.send(Message::LoginResp(LoginResp {
+        result: Ok(LoginAccepted {
+            run_id: run_id.clone(),
+            heartbeat_timeout: 0,
+        }),
+    }))
+    .await
+    .context("sending LoginResp")?;
+    info!(
+        hostname = %login.hostname,
+        os = %login.os,
+        arch = %login.arch,
+        "login accepted"
+    );
+    Ok(Some((
+        ctrl,
+        Client {
+            user: login.user,
+            run_id,
+        },
+    )))
+}
+
+async fn reject(ctrl: &mut ControlStream<MuxStream>, err: LoginError) {
+    // Best effort: the client may already be gone.
+    let _ = ctrl.send(Message::LoginResp(LoginResp { result: Err(err) })).await;
+    let _ = ctrl.close().await;
+}
+
+async fn control_loop(
+    server: &Arc<Server>,
+    client: &Client,
+    ctrl: &mut ControlStream<MuxStream>,
+    session: &mut mux::Session,
+    proxies: &mut HashMap<String, Proxy>,
+    close: &CancellationToken,
+    tasks: &TaskTracker,
+) -> Result<()> {
+    loop {
+        tokio::select! {
+            _ = close.cancelled() => return Ok(()),
+            msg = ctrl.next() => match msg {
+                None => return Ok(()),
+                Some(Err(e)) => return Err(anyhow!(e).context("control stream")),
+                Some(Ok(Message::NewProxy(req))) => {
+                    let resp = new_proxy(server, client, session, proxies, close, tasks, req).await;
+                    ctrl.send(Message::NewProxyResp(resp)).await.context("sending NewProxyResp")?;
+                }
+                Some(Ok(Message::CloseProxy { name })) => {
+                    if let Some(proxy) = proxies.remove(&name) {
+                        proxy.stop();
+                        server.registry.release_proxy(&client.user, &name);
+                        info!(proxy = %name, "proxy closed by client");
+                    }
+                }
+                Some(Ok(Message::Ping(ping))) => {
+                    debug!(seq = ping.seq, "ping");
+                    ctrl.send(Message::Pong(Pong { seq: ping.seq })).await.context("sending Pong")?;
+                }
+                Some(Ok(other)) => bail!("unexpected {} on the control stream", other.kind()),
+            },
+            stream = session.incoming.recv() => match stream {
+                // Clients never open streams after the control stream; refuse.
+                Some(stream) => drop(stream),
+                None => return Ok(()),
+            },
+        }
+    }
+}
+
+async fn new_proxy(
+    server: &Arc<Server>,
+    client: &Client,
+    session: &mux::Session,
+    proxies: &mut HashMap<String, Proxy>,
+    close: &CancellationToken,
+    tasks: &TaskTracker,
+    req: NewProxy,
+) -> NewProxyResp {
+    use shared::protocol::ProxyError;
+    let name = req.name.clone();
+    let result = if proxies.contains_key(&name) || !server.registry.claim_proxy(&client.user, &name) {
+        Err(ProxyError::DuplicateName)
+    } else {
+        match proxy::start(server, &req, session.opener.clone(), close.child_token(), tasks).await {
+            Ok(proxy) => {
+                let addr = proxy.addr.to_string();
+                info!(proxy = %name, remote = %addr, "proxy started");
+                proxies.insert(name.clone(), proxy);
+                Ok(addr)
+            }
+            Err(e) => {
+                server.registry.release_proxy(&client.user, &name);
+                Err(e)
+            }
+        }
+    };
+    if let Err(e) = &result {
+        warn!(proxy = %name, "proxy rejected: {e}");
+    }
+    NewProxyResp { name, result }
+}
