@@ -203,7 +203,8 @@ pub struct ProxyConfig {
     pub name: String,
     #[serde(rename = "type")]
     pub proxy_type: String,
-    #[serde(default = "default_local_ip")]
+    // frp spells it localIP, which camelCase would not produce.
+    #[serde(default = "default_local_ip", rename = "localIP")]
     pub local_ip: String,
     #[serde(default)]
     pub local_port: Option<u16>,
@@ -324,6 +325,9 @@ mod tests {
         assert!(c.login_fail_exit);
         assert_eq!(c.proxies[0].local_addr(), "127.0.0.1:22");
         assert_eq!(c.proxies[0].remote_port, 0);
+        let c = ClientConfig::from_toml("[[proxies]]\nname='a'\ntype='tcp'\nlocalIP='10.0.0.2'\nlocalPort=22\n")
+            .expect("frp's localIP key");
+        assert_eq!(c.proxies[0].local_addr(), "10.0.0.2:22");
     }
 
     #[test]
