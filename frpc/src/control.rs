@@ -42,8 +42,17 @@ async fn connect_inner(config: &ClientConfig, run_id: &str) -> Result<Session> {
     tcp.set_nodelay(true).ok();
     let close = CancellationToken::new();
     let guard = close.clone().drop_guard();
-    let mux = mux::start(tcp, Mode::Client, mux::yamux_config(mux::DEFAULT_MAX_STREAMS), close.clone());
-    let stream = mux.opener.open().await.context("opening the control stream")?;
+    let mux = mux::start(
+        tcp,
+        Mode::Client,
+        mux::yamux_config(mux::DEFAULT_MAX_STREAMS),
+        close.clone(),
+    );
+    let stream = mux
+        .opener
+        .open()
+        .await
+        .context("opening the control stream")?;
     let mut ctrl = framed::control(stream);
 
     ctrl.send(Message::ClientHello {
@@ -58,7 +67,9 @@ async fn connect_inner(config: &ClientConfig, run_id: &str) -> Result<Session> {
             Ok(_) => bail!("server accepted a login that was never sent"),
         },
         Some(Ok(other)) => bail!("protocol error: expected ServerHello, got {}", other.kind()),
-        Some(Err(e)) => return Err(anyhow!(e).context(format!("{addr} does not speak this protocol"))),
+        Some(Err(e)) => {
+            return Err(anyhow!(e).context(format!("{addr} does not speak this protocol")))
+        }
         None => bail!("server {addr} closed the connection during login"),
     };
 
@@ -75,7 +86,9 @@ async fn connect_inner(config: &ClientConfig, run_id: &str) -> Result<Session> {
     .await
     .context("sending Login")?;
     let accepted = match ctrl.next().await {
-        Some(Ok(Message::LoginResp(resp))) => resp.result.map_err(|e| anyhow!("login rejected: {e}"))?,
+        Some(Ok(Message::LoginResp(resp))) => {
+            resp.result.map_err(|e| anyhow!("login rejected: {e}"))?
+        }
         Some(Ok(other)) => bail!("protocol error: expected LoginResp, got {}", other.kind()),
         Some(Err(e)) => return Err(anyhow!(e).context("reading LoginResp")),
         None => bail!("server {addr} closed the connection during login"),
@@ -97,7 +110,12 @@ impl Session {
 
     /// Registers every proxy and serves work streams. Returns Ok on shutdown,
     /// Err when the connection is lost.
-    pub async fn run(mut self, config: &ClientConfig, shutdown: &CancellationToken, events: &Events) -> Result<()> {
+    pub async fn run(
+        mut self,
+        config: &ClientConfig,
+        shutdown: &CancellationToken,
+        events: &Events,
+    ) -> Result<()> {
         for p in &config.proxies {
             self.ctrl
                 .feed(Message::NewProxy(NewProxy {
@@ -110,8 +128,13 @@ impl Session {
         }
         self.ctrl.flush().await.context("registering proxies")?;
 
-        let proxies: Arc<HashMap<String, ProxyConfig>> =
-            Arc::new(config.proxies.iter().map(|p| (p.name.clone(), p.clone())).collect());
+        let proxies: Arc<HashMap<String, ProxyConfig>> = Arc::new(
+            config
+                .proxies
+                .iter()
+                .map(|p| (p.name.clone(), p.clone()))
+                .collect(),
+        );
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => {

@@ -66,12 +66,16 @@ pub async fn run(config: ClientConfig, shutdown: CancellationToken, events: Even
             Ok(session) => {
                 logged_in_once = true;
                 run_id = session.run_id().to_owned();
-                events.emit(Event::LoggedIn { run_id: run_id.clone() });
+                events.emit(Event::LoggedIn {
+                    run_id: run_id.clone(),
+                });
                 match session.run(&config, &shutdown, &events).await {
                     Ok(()) => return Ok(()),
                     Err(e) => {
                         warn!("connection to server lost: {e:#}");
-                        events.emit(Event::SessionLost { reason: format!("{e:#}") });
+                        events.emit(Event::SessionLost {
+                            reason: format!("{e:#}"),
+                        });
                     }
                 }
                 if started.elapsed() >= HEALTHY_SESSION {

@@ -11,7 +11,12 @@ use tokio_util::sync::CancellationToken;
 #[command(version, about)]
 struct Cli {
     /// Configuration file (frp-compatible TOML).
-    #[arg(short = 'c', long = "config", global = true, default_value = "frpc.toml")]
+    #[arg(
+        short = 'c',
+        long = "config",
+        global = true,
+        default_value = "frpc.toml"
+    )]
     config: PathBuf,
     #[command(subcommand)]
     command: Option<Command>,

@@ -17,7 +17,11 @@ use tracing::{debug, info_span, warn, Instrument};
 /// Bound on reading the header and on dialing the local service.
 const STEP_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub(crate) async fn handle(mut stream: MuxStream, proxies: Arc<HashMap<String, ProxyConfig>>, stop: CancellationToken) {
+pub(crate) async fn handle(
+    mut stream: MuxStream,
+    proxies: Arc<HashMap<String, ProxyConfig>>,
+    stop: CancellationToken,
+) {
     // Acknowledge the stream at once with an empty data frame. yamux lets a
     // side have only 256 unacknowledged streams open, and a stream is
     // otherwise acknowledged only by the first bytes the local service sends:
@@ -30,7 +34,10 @@ pub(crate) async fn handle(mut stream: MuxStream, proxies: Arc<HashMap<String, P
     let header = match tokio::time::timeout(STEP_TIMEOUT, framed::read_message(&mut stream)).await {
         Ok(Ok(Some(Message::StartWork(h)))) => h,
         Ok(Ok(Some(other))) => {
-            warn!("work stream began with {} instead of StartWork", other.kind());
+            warn!(
+                "work stream began with {} instead of StartWork",
+                other.kind()
+            );
             return;
         }
         Ok(Ok(None)) => return,

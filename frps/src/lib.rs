@@ -29,7 +29,11 @@ pub(crate) struct Server {
 }
 
 /// Serves frpc connections from `listener` until `shutdown` is cancelled.
-pub async fn run(config: ServerConfig, listener: TcpListener, shutdown: CancellationToken) -> Result<()> {
+pub async fn run(
+    config: ServerConfig,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<()> {
     if config.auth.token.is_empty() {
         warn!("auth.token is empty: any client that can reach this port may expose services");
     }
@@ -59,7 +63,10 @@ pub async fn run(config: ServerConfig, listener: TcpListener, shutdown: Cancella
     drop(listener);
     info!("shutting down");
     sessions.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, sessions.wait()).await.is_err() {
+    if tokio::time::timeout(SHUTDOWN_GRACE, sessions.wait())
+        .await
+        .is_err()
+    {
         warn!("some sessions did not finish within {SHUTDOWN_GRACE:?}");
     }
     Ok(())

@@ -40,7 +40,10 @@ fn main() -> ExitCode {
         }
     };
     if let Some(Command::Verify) = cli.command {
-        let path = cli.config.as_ref().map_or("defaults".into(), |p| p.display().to_string());
+        let path = cli
+            .config
+            .as_ref()
+            .map_or("defaults".into(), |p| p.display().to_string());
         println!("frps: configuration {path} is valid");
         return ExitCode::SUCCESS;
     }

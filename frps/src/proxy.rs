@@ -46,7 +46,14 @@ pub(crate) async fn start(
         .map_err(|e| ProxyError::Bind(e.to_string()))?;
     let span = info_span!("proxy", name = %req.name, %addr);
     tasks.spawn(
-        accept_loop(listener, req.name.clone(), opener, stop.clone(), tasks.clone()).instrument(span),
+        accept_loop(
+            listener,
+            req.name.clone(),
+            opener,
+            stop.clone(),
+            tasks.clone(),
+        )
+        .instrument(span),
     );
     Ok(Proxy { addr, stop })
 }
@@ -58,10 +65,14 @@ async fn bind(server: &Server, port: u16) -> Result<TcpListener, ProxyError> {
         if !cfg.port_allowed(port) {
             return Err(ProxyError::PortNotAllowed(port));
         }
-        return TcpListener::bind((host, port)).await.map_err(|e| bind_error(port, e));
+        return TcpListener::bind((host, port))
+            .await
+            .map_err(|e| bind_error(port, e));
     }
     if cfg.allow_ports.is_empty() {
-        return TcpListener::bind((host, 0)).await.map_err(|e| bind_error(0, e));
+        return TcpListener::bind((host, 0))
+            .await
+            .map_err(|e| bind_error(0, e));
     }
     // Let the server pick among the allowed ports, as frp does.
     let mut candidates: Vec<u16> = (1..=u16::MAX).filter(|p| cfg.port_allowed(*p)).collect();
@@ -110,7 +121,13 @@ async fn accept_loop(
     // Dropping the listener here frees the port.
 }
 
-async fn serve_user(mut user: TcpStream, src: SocketAddr, name: String, opener: Opener, stop: CancellationToken) {
+async fn serve_user(
+    mut user: TcpStream,
+    src: SocketAddr,
+    name: String,
+    opener: Opener,
+    stop: CancellationToken,
+) {
     user.set_nodelay(true).ok();
     let mut work = match opener.open().await {
         Ok(s) => s,

@@ -42,7 +42,11 @@ impl Registry {
     }
 
     /// Registers `handle` for `run_id`, returning the session it replaces.
-    pub(crate) fn insert_session(&self, run_id: &str, handle: SessionHandle) -> Option<SessionHandle> {
+    pub(crate) fn insert_session(
+        &self,
+        run_id: &str,
+        handle: SessionHandle,
+    ) -> Option<SessionHandle> {
         self.lock().sessions.insert(run_id.to_owned(), handle)
     }
 
@@ -56,11 +60,15 @@ impl Registry {
 
     /// Claims a proxy name for `user`; false when it is taken.
     pub(crate) fn claim_proxy(&self, user: &str, name: &str) -> bool {
-        self.lock().proxies.insert((user.to_owned(), name.to_owned()))
+        self.lock()
+            .proxies
+            .insert((user.to_owned(), name.to_owned()))
     }
 
     pub(crate) fn release_proxy(&self, user: &str, name: &str) {
-        self.lock().proxies.remove(&(user.to_owned(), name.to_owned()));
+        self.lock()
+            .proxies
+            .remove(&(user.to_owned(), name.to_owned()));
     }
 
     /// Number of clients online.

@@ -32,7 +32,12 @@ struct Client {
     run_id: String,
 }
 
-pub(crate) async fn handle(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr, close: CancellationToken) {
+pub(crate) async fn handle(
+    server: Arc<Server>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    close: CancellationToken,
+) {
     let span = info_span!("client", %peer);
     async move {
         if let Err(e) = serve(server, tcp, peer, close).await {
@@ -43,18 +48,29 @@ pub(crate) async fn handle(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr
     .await
 }
 
-async fn serve(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr, close: CancellationToken) -> Result<()> {
+async fn serve(
+    server: Arc<Server>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    close: CancellationToken,
+) -> Result<()> {
     // Control messages and interactive sessions (SSH) are latency bound.
     tcp.set_nodelay(true).ok();
-    let mut session = mux::start(tcp, Mode::Server, mux::yamux_config(mux::DEFAULT_MAX_STREAMS), close.clone());
+    let mut session = mux::start(
+        tcp,
+        Mode::Server,
+        mux::yamux_config(mux::DEFAULT_MAX_STREAMS),
+        close.clone(),
+    );
 
-    let (mut ctrl, client) = match tokio::time::timeout(LOGIN_TIMEOUT, login(&server, &mut session.incoming)).await {
-        Ok(Ok(Some(v))) => v,
-        // Rejected or disconnected: already reported.
-        Ok(Ok(None)) => return Ok(()),
-        Ok(Err(e)) => return Err(e.context(format!("login from {peer} failed"))),
-        Err(_) => bail!("login from {peer} did not complete within {LOGIN_TIMEOUT:?}"),
-    };
+    let (mut ctrl, client) =
+        match tokio::time::timeout(LOGIN_TIMEOUT, login(&server, &mut session.incoming)).await {
+            Ok(Ok(Some(v))) => v,
+            // Rejected or disconnected: already reported.
+            Ok(Ok(None)) => return Ok(()),
+            Ok(Err(e)) => return Err(e.context(format!("login from {peer} failed"))),
+            Err(_) => bail!("login from {peer} did not complete within {LOGIN_TIMEOUT:?}"),
+        };
     let span = info_span!("session", run_id = %client.run_id, user = %client.user);
 
     async {
@@ -76,7 +92,16 @@ async fn serve(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr, close: Can
         info!("client logged in");
 
         let mut proxies: HashMap<String, Proxy> = HashMap::new();
-        let result = control_loop(&server, &client, &mut ctrl, &mut session, &mut proxies, &close, &tasks).await;
+        let result = control_loop(
+            &server,
+            &client,
+            &mut ctrl,
+            &mut session,
+            &mut proxies,
+            &close,
+            &tasks,
+        )
+        .await;
 
         close.cancel();
         for (name, proxy) in proxies.drain() {
@@ -179,7 +204,9 @@ async fn login(
 
 async fn reject(ctrl: &mut ControlStream<MuxStream>, err: LoginError) {
     // Best effort: the client may already be gone.
-    let _ = ctrl.send(Message::LoginResp(LoginResp { result: Err(err) })).await;
+    let _ = ctrl
+        .send(Message::LoginResp(LoginResp { result: Err(err) }))
+        .await;
     let _ = ctrl.close().await;
 }
 
@@ -235,10 +262,19 @@ async fn new_proxy(
 ) -> NewProxyResp {
     use shared::protocol::ProxyError;
     let name = req.name.clone();
-    let result = if proxies.contains_key(&name) || !server.registry.claim_proxy(&client.user, &name) {
+    let result = if proxies.contains_key(&name) || !server.registry.claim_proxy(&client.user, &name)
+    {
         Err(ProxyError::DuplicateName)
     } else {
-        match proxy::start(server, &req, session.opener.clone(), close.child_token(), tasks).await {
+        match proxy::start(
+            server,
+            &req,
+            session.opener.clone(),
+            close.child_token(),
+            tasks,
+        )
+        .await
+        {
             Ok(proxy) => {
                 let addr = proxy.addr.to_string();
                 info!(proxy = %name, remote = %addr, "proxy started");

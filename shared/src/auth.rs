@@ -47,14 +47,24 @@ impl Token {
     }
 
     /// Constant-time check of a proof.
-    pub fn verify(&self, nonce: &[u8; NONCE_LEN], run_id: &str, user: &str, proof: &[u8; 32]) -> bool {
+    pub fn verify(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        run_id: &str,
+        user: &str,
+        proof: &[u8; 32],
+    ) -> bool {
         self.mac(nonce, run_id, user).verify_slice(proof).is_ok()
     }
 }
 
 impl fmt::Debug for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_empty() { "Token(<empty>)" } else { "Token(***)" })
+        f.write_str(if self.0.is_empty() {
+            "Token(<empty>)"
+        } else {
+            "Token(***)"
+        })
     }
 }
 
@@ -81,7 +91,10 @@ mod tests {
         let p = t.prove(&n, "run", "alice");
         assert!(t.verify(&n, "run", "alice", &p));
         assert!(!Token::new("other").verify(&n, "run", "alice", &p));
-        assert!(!t.verify(&new_nonce(), "run", "alice", &p), "replay with a new nonce");
+        assert!(
+            !t.verify(&new_nonce(), "run", "alice", &p),
+            "replay with a new nonce"
+        );
         assert!(!t.verify(&n, "ru", "nalice", &p));
         assert!(!t.verify(&n, "run", "bob", &p));
     }

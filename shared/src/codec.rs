@@ -70,7 +70,9 @@ pub fn decode(src: &mut BytesMut) -> Result<Option<Message>, CodecError> {
     // and we disagree about the format.
     let (msg, rest) = postcard::take_from_bytes::<Message>(&payload)?;
     if !rest.is_empty() {
-        return Err(CodecError::Malformed(postcard::Error::DeserializeBadEncoding));
+        return Err(CodecError::Malformed(
+            postcard::Error::DeserializeBadEncoding,
+        ));
     }
     Ok(Some(msg))
 }
@@ -129,8 +131,13 @@ mod tests {
 
     #[test]
     fn messages_roundtrip() {
-        roundtrip(Message::ClientHello { version: PROTOCOL_VERSION });
-        roundtrip(Message::ServerHello { version: 1, nonce: [7; NONCE_LEN] });
+        roundtrip(Message::ClientHello {
+            version: PROTOCOL_VERSION,
+        });
+        roundtrip(Message::ServerHello {
+            version: 1,
+            nonce: [7; NONCE_LEN],
+        });
         roundtrip(Message::Login(Login {
             version: 1,
             hostname: "h".into(),
@@ -161,7 +168,10 @@ mod tests {
     #[test]
     fn oversized_header_rejected_before_body() {
         let mut buf = BytesMut::from(&[0xff, 0xff][..]);
-        assert!(matches!(decode(&mut buf), Err(CodecError::FrameTooLarge { len: 0xffff })));
+        assert!(matches!(
+            decode(&mut buf),
+            Err(CodecError::FrameTooLarge { len: 0xffff })
+        ));
     }
 
     #[test]
@@ -181,7 +191,13 @@ mod tests {
     fn truncated_at_eof_is_an_error() {
         let mut codec = MessageCodec;
         let mut buf = BytesMut::from(&[0x00, 0x05, 0x01][..]);
-        assert!(matches!(codec.decode_eof(&mut buf), Err(CodecError::Truncated)));
-        assert!(codec.decode_eof(&mut BytesMut::new()).expect("clean eof").is_none());
+        assert!(matches!(
+            codec.decode_eof(&mut buf),
+            Err(CodecError::Truncated)
+        ));
+        assert!(codec
+            .decode_eof(&mut BytesMut::new())
+            .expect("clean eof")
+            .is_none());
     }
 }

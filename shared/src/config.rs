@@ -15,7 +15,10 @@ use crate::auth::Token;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("{path}: {message}")]
@@ -143,7 +146,8 @@ impl ServerConfig {
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
         let path = PathBuf::from("<inline>");
         let mut cfg: ServerConfig = parse_str(text, &path)?;
-        cfg.validate().map_err(|message| ConfigError::Invalid { path, message })?;
+        cfg.validate()
+            .map_err(|message| ConfigError::Invalid { path, message })?;
         Ok(cfg)
     }
 
@@ -242,7 +246,8 @@ impl ClientConfig {
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
         let path = PathBuf::from("<inline>");
         let mut cfg: ClientConfig = parse_str(text, &path)?;
-        cfg.validate().map_err(|message| ConfigError::Invalid { path, message })?;
+        cfg.validate()
+            .map_err(|message| ConfigError::Invalid { path, message })?;
         Ok(cfg)
     }
 
@@ -274,7 +279,11 @@ impl ClientConfig {
             }
             match p.local_port {
                 None => return Err(format!("{at}: localPort is required")),
-                Some(0) => return Err(format!("{at}: localPort must be between 1 and 65535, got 0")),
+                Some(0) => {
+                    return Err(format!(
+                        "{at}: localPort must be between 1 and 65535, got 0"
+                    ))
+                }
                 Some(_) => {}
             }
         }
@@ -312,7 +321,9 @@ mod tests {
     use super::*;
 
     fn client_err(text: &str) -> String {
-        ClientConfig::from_toml(text).expect_err("should be rejected").to_string()
+        ClientConfig::from_toml(text)
+            .expect_err("should be rejected")
+            .to_string()
     }
 
     #[test]
@@ -320,13 +331,16 @@ mod tests {
         let s = ServerConfig::from_toml("").expect("empty server config");
         assert_eq!((s.bind_addr.as_str(), s.bind_port), ("0.0.0.0", 7000));
         assert_eq!(s.proxy_bind_addr, "0.0.0.0");
-        let c = ClientConfig::from_toml("[[proxies]]\nname='a'\ntype='tcp'\nlocalPort=22\n").expect("client");
+        let c = ClientConfig::from_toml("[[proxies]]\nname='a'\ntype='tcp'\nlocalPort=22\n")
+            .expect("client");
         assert_eq!(c.server_port, 7000);
         assert!(c.login_fail_exit);
         assert_eq!(c.proxies[0].local_addr(), "127.0.0.1:22");
         assert_eq!(c.proxies[0].remote_port, 0);
-        let c = ClientConfig::from_toml("[[proxies]]\nname='a'\ntype='tcp'\nlocalIP='10.0.0.2'\nlocalPort=22\n")
-            .expect("frp's localIP key");
+        let c = ClientConfig::from_toml(
+            "[[proxies]]\nname='a'\ntype='tcp'\nlocalIP='10.0.0.2'\nlocalPort=22\n",
+        )
+        .expect("frp's localIP key");
         assert_eq!(c.proxies[0].local_addr(), "10.0.0.2:22");
     }
 
@@ -336,7 +350,9 @@ mod tests {
         assert!(e.contains("serverAdr") && e.contains("<inline>"), "{e}");
         let e = client_err("[[proxies]]\nname='a'\ntype='tcp'\nlocalPort=22\nremotePrt=1\n");
         assert!(e.contains("remotePrt"), "{e}");
-        let e = ServerConfig::from_toml("[auth]\ntokn='x'\n").expect_err("bad").to_string();
+        let e = ServerConfig::from_toml("[auth]\ntokn='x'\n")
+            .expect_err("bad")
+            .to_string();
         assert!(e.contains("tokn"), "{e}");
     }
 
@@ -360,15 +376,19 @@ mod tests {
 
     #[test]
     fn allow_ports() {
-        let s = ServerConfig::from_toml("allowPorts = [{ start = 2000, end = 3000 }, { single = 3001 }]\n")
-            .expect("server");
+        let s = ServerConfig::from_toml(
+            "allowPorts = [{ start = 2000, end = 3000 }, { single = 3001 }]\n",
+        )
+        .expect("server");
         assert!(s.port_allowed(2000) && s.port_allowed(3000) && s.port_allowed(3001));
         assert!(!s.port_allowed(1999) && !s.port_allowed(3002));
         let e = ServerConfig::from_toml("allowPorts = [{ start = 3000, end = 2000 }]\n")
             .expect_err("bad")
             .to_string();
         assert!(e.contains("allowPorts[0]"), "{e}");
-        let e = ServerConfig::from_toml("allowPorts = [{ start = 3000 }]\n").expect_err("bad").to_string();
+        let e = ServerConfig::from_toml("allowPorts = [{ start = 3000 }]\n")
+            .expect_err("bad")
+            .to_string();
         assert!(e.contains("allowPorts[0]"), "{e}");
     }
 }

@@ -38,11 +38,16 @@ pub async fn read_message<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<Mess
     r.read_exact(&mut buf[2..])
         .await
         .map_err(|_| CodecError::Truncated)?;
-    codec::decode(&mut buf)?.ok_or(CodecError::Truncated).map(Some)
+    codec::decode(&mut buf)?
+        .ok_or(CodecError::Truncated)
+        .map(Some)
 }
 
 /// Writes one frame without flushing the writer's buffer.
-pub async fn write_message<W: AsyncWrite + Unpin>(w: &mut W, msg: &Message) -> Result<(), CodecError> {
+pub async fn write_message<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    msg: &Message,
+) -> Result<(), CodecError> {
     let mut buf = BytesMut::new();
     codec::encode(msg, &mut buf)?;
     w.write_all(&buf).await?;
@@ -82,6 +87,9 @@ mod tests {
         let (mut a, mut b) = tokio::io::duplex(64);
         a.write_all(&[0, 10, 1, 2]).await.expect("write");
         drop(a);
-        assert!(matches!(read_message(&mut b).await, Err(CodecError::Truncated)));
+        assert!(matches!(
+            read_message(&mut b).await,
+            Err(CodecError::Truncated)
+        ));
     }
 }

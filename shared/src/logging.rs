@@ -10,7 +10,10 @@ use crate::config::LogConfig;
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
     #[error("cannot open log file {path}: {source}")]
-    Open { path: String, source: std::io::Error },
+    Open {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("invalid log.level {level:?}: {source}")]
     Level {
         level: String,
@@ -22,17 +25,25 @@ pub enum LogError {
 /// `log.level` so a single run can be traced without editing the config.
 pub fn init(cfg: &LogConfig) -> Result<(), LogError> {
     let filter = match std::env::var("RUST_LOG") {
-        Ok(v) if !v.is_empty() => EnvFilter::try_new(&v).map_err(|source| LogError::Level { level: v, source })?,
+        Ok(v) if !v.is_empty() => {
+            EnvFilter::try_new(&v).map_err(|source| LogError::Level { level: v, source })?
+        }
         _ => EnvFilter::try_new(cfg.level.as_str()).map_err(|source| LogError::Level {
             level: cfg.level.as_str().to_owned(),
             source,
         })?,
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
     if cfg.to == "console" || cfg.to.is_empty() {
         use std::io::IsTerminal;
         let ansi = std::io::stderr().is_terminal();
-        builder.with_writer(std::io::stderr).with_ansi(ansi).try_init().ok();
+        builder
+            .with_writer(std::io::stderr)
+            .with_ansi(ansi)
+            .try_init()
+            .ok();
     } else {
         let file = OpenOptions::new()
             .create(true)
@@ -42,7 +53,11 @@ pub fn init(cfg: &LogConfig) -> Result<(), LogError> {
                 path: cfg.to.clone(),
                 source,
             })?;
-        builder.with_writer(Mutex::new(file)).with_ansi(false).try_init().ok();
+        builder
+            .with_writer(Mutex::new(file))
+            .with_ansi(false)
+            .try_init()
+            .ok();
     }
     Ok(())
 }

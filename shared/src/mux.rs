@@ -172,7 +172,11 @@ mod tests {
 
         close_a.cancel();
         client.driver.await.expect("join").expect("clean close");
-        server.driver.await.expect("join").expect("peer closed cleanly");
+        server
+            .driver
+            .await
+            .expect("join")
+            .expect("peer closed cleanly");
         assert!(server.opener.open().await.is_err());
     }
 }

@@ -30,7 +30,10 @@ pub fn raise_fd_limit() -> Option<u64> {
 /// listeners and exit 0.
 pub async fn cancel_on_signal(token: tokio_util::sync::CancellationToken) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         tracing::warn!("cannot install signal handlers; stop with SIGKILL");
         return;
     };

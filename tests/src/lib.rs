@@ -35,11 +35,18 @@ impl TestServer {
     pub async fn start(extra: &str) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind frps");
         let addr = listener.local_addr().expect("addr");
-        let text = format!("bindAddr = \"127.0.0.1\"\nbindPort = {}\n{extra}", addr.port());
+        let text = format!(
+            "bindAddr = \"127.0.0.1\"\nbindPort = {}\n{extra}",
+            addr.port()
+        );
         let config = ServerConfig::from_toml(&text).expect("server config");
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(frps::run(config, listener, shutdown.clone()));
-        TestServer { addr, shutdown, task }
+        TestServer {
+            addr,
+            shutdown,
+            task,
+        }
     }
 
     pub async fn stop(self) {
@@ -85,7 +92,10 @@ impl TestClient {
     pub async fn proxy_addr(&mut self, name: &str) -> SocketAddr {
         loop {
             match self.next_event().await {
-                Event::ProxyStarted { name: n, remote_addr } if n == name => {
+                Event::ProxyStarted {
+                    name: n,
+                    remote_addr,
+                } if n == name => {
                     let port: u16 = remote_addr
                         .rsplit(':')
                         .next()
@@ -93,7 +103,9 @@ impl TestClient {
                         .expect("port in remote address");
                     return SocketAddr::from(([127, 0, 0, 1], port));
                 }
-                Event::ProxyFailed { name: n, error } if n == name => panic!("proxy {name} failed: {error}"),
+                Event::ProxyFailed { name: n, error } if n == name => {
+                    panic!("proxy {name} failed: {error}")
+                }
                 _ => {}
             }
         }
@@ -169,10 +181,7 @@ pub fn sha256(data: &[u8]) -> String {
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     // target/<profile>/deps/e2e-… → target/<profile>/<name>
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target dir");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
     let path = dir.join(name);
     assert!(
         path.exists(),
@@ -198,8 +207,14 @@ impl Proc {
         let mut child = cmd.spawn().expect("spawn");
         let (tx, lines) = std_mpsc::channel();
         for pipe in [
-            child.stderr.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-            child.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
         ]
         .into_iter()
         .flatten()
@@ -252,7 +267,10 @@ impl Proc {
                 return status.code();
             }
             if Instant::now() > deadline {
-                panic!("process still running after {timeout:?}; output:\n{}", self.log.join("\n"));
+                panic!(
+                    "process still running after {timeout:?}; output:\n{}",
+                    self.log.join("\n")
+                );
             }
             if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(20)) {
                 self.log.push(line);
@@ -328,7 +346,11 @@ pub fn spawn_frps(dir: &Path, extra: &str) -> (Proc, u16) {
             if p.child.try_wait().expect("try_wait").is_some() {
                 break;
             }
-            assert!(Instant::now() < deadline, "frps did not start: {}", p.output());
+            assert!(
+                Instant::now() < deadline,
+                "frps did not start: {}",
+                p.output()
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
         let _ = p.wait_exit(WAIT);

@@ -35,6 +35,13 @@ struct Rig {
 impl Rig {
     /// Stops everything, collects all logs and panics with them.
     fn fail(&mut self, what: &str, ssh_stderr: &str) -> ! {
+        // Client first, so its log does not end with the server going away.
+        for p in [self.frpc.as_mut(), self.frps.as_mut(), Some(&mut self.sshd)]
+            .into_iter()
+            .flatten()
+        {
+            let _ = p.child.kill();
+        }
         let mut logs = String::new();
         for (name, proc) in [
             ("sshd", Some(&mut self.sshd)),
@@ -43,7 +50,6 @@ impl Rig {
         ] {
             let text = match proc {
                 Some(p) => {
-                    let _ = p.child.kill();
                     // Collects whatever the process logged that nobody waited for.
                     let _ = catch_unwind(AssertUnwindSafe(|| p.wait_exit(Duration::from_secs(5))));
                     p.output()
@@ -105,17 +111,24 @@ fn keygen(path: &Path) {
 fn current_user() -> String {
     let out = Command::new("id").arg("-un").output().expect("run id -un");
     assert!(out.status.success(), "id -un failed: {out:?}");
-    let user = String::from_utf8(out.stdout).expect("user name is UTF-8").trim().to_owned();
+    let user = String::from_utf8(out.stdout)
+        .expect("user name is UTF-8")
+        .trim()
+        .to_owned();
     assert!(!user.is_empty(), "id -un printed nothing");
     user
 }
 
-/// True once `port` answers with an SSH banner.
+/// True once `port` answers with an SSH banner. (sshd logs each probe as
+/// "kex_exchange_identification: Connection closed by remote host".)
 fn ssh_banner(port: u16) -> bool {
     let Ok(stream) = TcpStream::connect(("127.0.0.1", port)) else {
         return false;
     };
-    if stream.set_read_timeout(Some(Duration::from_secs(5))).is_err() {
+    if stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .is_err()
+    {
         return false;
     }
     let mut line = String::new();
@@ -223,7 +236,11 @@ impl Client {
             .arg(self.port.to_string())
             .arg(format!("{}@127.0.0.1", self.user))
             .arg(remote)
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn ssh");
@@ -243,8 +260,18 @@ impl Client {
                 buf
             })
         };
-        let out = reader(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
-        let err = reader(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+        let out = reader(
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        );
+        let err = reader(
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        );
         let deadline = Instant::now() + SSH_DEADLINE;
         let status = loop {
             if let Some(status) = child.try_wait().expect("try_wait ssh") {
@@ -350,7 +377,7 @@ fn openssh_through_tunnel() {
     eprintln!("ssh echo: {:?}", t.elapsed());
 
     // 2. Upload: the remote side hashes what it read from stdin.
-    let up = e2e::pattern(BULK, 0x55_5348_7570);
+    let up = e2e::pattern(BULK, 0x5553_4875_7570);
     let up_hash = e2e::sha256(&up);
     let t = Instant::now();
     let out = ssh.run("sha256sum", Some(up));
@@ -368,13 +395,16 @@ fn openssh_through_tunnel() {
     eprintln!("ssh upload of {BULK} bytes: {:?}", t.elapsed());
 
     // 3. Download: the remote side cats a file, we hash what arrives.
-    let down = e2e::pattern(BULK, 0x44_6f77_6e);
+    let down = e2e::pattern(BULK, 0x446f_776e);
     let down_hash = e2e::sha256(&down);
     let file = dir.join("download.bin");
     std::fs::write(&file, &down).expect("write download file");
     drop(down);
     let t = Instant::now();
-    let out = ssh.run(&format!("cat {}", shell_quote(&file.display().to_string())), None);
+    let out = ssh.run(
+        &format!("cat {}", shell_quote(&file.display().to_string())),
+        None,
+    );
     let got_hash = e2e::sha256(&out.stdout);
     if !out.status.success() || got_hash != down_hash {
         rig.fail(

@@ -50,7 +50,11 @@ async fn bulk_64_mib_each_way_arrives_intact() {
     let received = got_rx.await.expect("service result");
 
     assert_eq!(down.len(), LEN, "bytes received by the user");
-    assert_eq!(sha256(&down), sha256(&pattern(LEN, 2)), "service → user data differs");
+    assert_eq!(
+        sha256(&down),
+        sha256(&pattern(LEN, 2)),
+        "service → user data differs"
+    );
     assert_eq!(received.len(), LEN, "bytes received by the service");
     assert_eq!(sha256(&received), up_hash, "user → service data differs");
     client.stop().await;
@@ -118,14 +122,22 @@ async fn half_close_keeps_the_other_direction_open() {
     let mut user = TcpStream::connect(remote).await.expect("connect");
     // The user sees the greeting and EOF, and can still send afterwards.
     assert_eq!(read_all(&mut user).await, b"greeting");
-    user.write_all(b"request after the server finished").await.expect("write");
+    user.write_all(b"request after the server finished")
+        .await
+        .expect("write");
     user.shutdown().await.expect("shutdown");
-    assert_eq!(got_rx.await.expect("service"), b"request after the server finished");
+    assert_eq!(
+        got_rx.await.expect("service"),
+        b"request after the server finished"
+    );
 
     // And the other way round: user half-closes first, the echo answers after.
     let echo = spawn_echo().await;
     drop(client);
-    let mut client = TestClient::start(server.addr, &format!("{TOKEN}{}", tcp_proxy("echo", echo, 0)));
+    let mut client = TestClient::start(
+        server.addr,
+        &format!("{TOKEN}{}", tcp_proxy("echo", echo, 0)),
+    );
     let remote = client.proxy_addr("echo").await;
     let mut user = TcpStream::connect(remote).await.expect("connect");
     user.write_all(b"ping").await.expect("write");
@@ -139,7 +151,11 @@ async fn half_close_keeps_the_other_direction_open() {
 async fn local_service_down_closes_the_user_connection_and_tunnel_stays_up() {
     let down = closed_port().await;
     let echo = spawn_echo().await;
-    let proxies = format!("{}{}", tcp_proxy("down", down, 0), tcp_proxy("echo", echo, 0));
+    let proxies = format!(
+        "{}{}",
+        tcp_proxy("down", down, 0),
+        tcp_proxy("echo", echo, 0)
+    );
     let (server, mut client) = tunnel(&proxies).await;
     let dead = client.proxy_addr("down").await;
     let alive = client.proxy_addr("echo").await;
@@ -207,7 +223,9 @@ async fn port_conflict_and_disallowed_port_fail_alone() {
     failures.sort();
     assert_eq!(failures[0].0, "clash");
     assert!(
-        failures[0].1.contains(&format!("port {taken_port} is already in use")),
+        failures[0]
+            .1
+            .contains(&format!("port {taken_port} is already in use")),
         "{failures:?}"
     );
     assert_eq!(failures[1].0, "privileged");
@@ -231,9 +249,15 @@ async fn port_conflict_and_disallowed_port_fail_alone() {
 async fn proxy_names_are_unique_per_user() {
     let server = TestServer::start(TOKEN).await;
     let echo = spawn_echo().await;
-    let mut first = TestClient::start(server.addr, &format!("{TOKEN}{}", tcp_proxy("web", echo, 0)));
+    let mut first = TestClient::start(
+        server.addr,
+        &format!("{TOKEN}{}", tcp_proxy("web", echo, 0)),
+    );
     first.proxy_addr("web").await;
-    let mut second = TestClient::start(server.addr, &format!("{TOKEN}{}", tcp_proxy("web", echo, 0)));
+    let mut second = TestClient::start(
+        server.addr,
+        &format!("{TOKEN}{}", tcp_proxy("web", echo, 0)),
+    );
     loop {
         match second.next_event().await {
             Event::ProxyFailed { name, error } => {
@@ -261,7 +285,10 @@ async fn proxy_names_are_unique_per_user() {
 async fn stopping_the_client_frees_its_ports() {
     let server = TestServer::start(TOKEN).await;
     let echo = spawn_echo().await;
-    let mut client = TestClient::start(server.addr, &format!("{TOKEN}{}", tcp_proxy("echo", echo, 0)));
+    let mut client = TestClient::start(
+        server.addr,
+        &format!("{TOKEN}{}", tcp_proxy("echo", echo, 0)),
+    );
     let remote = client.proxy_addr("echo").await;
     client.stop().await;
     // The port is free again: poll until bind succeeds, bounded by WAIT.
@@ -270,7 +297,10 @@ async fn stopping_the_client_frees_its_ports() {
         if TcpListener::bind(remote).await.is_ok() {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "port {remote} never freed");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "port {remote} never freed"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     server.stop().await;

@@ -1,0 +1,169 @@
+//! The binaries as a user runs them: exit codes, messages, signals, and what
+//! happens to ports when frpc dies.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use e2e::*;
+
+const TOKEN: &str = "auth.token = \"process-test\"\n";
+
+fn echo_listener() -> (std::net::TcpListener, std::net::SocketAddr) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let a = l.local_addr().expect("addr");
+    (l, a)
+}
+
+#[test]
+fn verify_accepts_good_and_names_the_bad_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let good = write_file(
+        dir.path(),
+        "good.toml",
+        "serverPort = 7000\n[[proxies]]\nname = \"ssh\"\ntype = \"tcp\"\nlocalPort = 22\nremotePort = 6000\n",
+    );
+    let out = Command::new(bin("frpc"))
+        .args(["verify", "-c"])
+        .arg(&good)
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{out:?}");
+
+    let bad = write_file(
+        dir.path(),
+        "bad.toml",
+        "serverPort = 7000\nsevrerAddr = \"x\"\n",
+    );
+    let out = Command::new(bin("frpc"))
+        .args(["verify", "-c"])
+        .arg(&bad)
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("sevrerAddr") && err.contains("bad.toml"),
+        "{err}"
+    );
+
+    let bad = write_file(
+        dir.path(),
+        "frps-bad.toml",
+        "bindPort = 7000\nallowPorts = [{ single = 0 }]\n",
+    );
+    let out = Command::new(bin("frps"))
+        .args(["verify", "-c"])
+        .arg(&bad)
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("allowPorts[0]") && err.contains("frps-bad.toml"),
+        "{err}"
+    );
+
+    let missing = dir.path().join("nope.toml");
+    let out = Command::new(bin("frps"))
+        .arg("-c")
+        .arg(&missing)
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("nope.toml"), "{err}");
+}
+
+#[test]
+fn wrong_token_exits_non_zero_with_a_clear_message() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_frps, port) = spawn_frps(dir.path(), TOKEN);
+    let (_l, local) = echo_listener();
+    let mut frpc = spawn_frpc(
+        dir.path(),
+        port,
+        &format!("auth.token = \"not-it\"\n{}", tcp_proxy("x", local, 0)),
+    );
+    let code = frpc.wait_exit(WAIT);
+    assert_ne!(code, Some(0), "{}", frpc.output());
+    assert!(
+        frpc.output().contains("login rejected: invalid token"),
+        "{}",
+        frpc.output()
+    );
+}
+
+#[test]
+fn login_fail_exit_false_keeps_retrying() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Nothing listens here: the first login fails.
+    let port = free_port();
+    let mut frpc = spawn_frpc(dir.path(), port, "loginFailExit = false\n");
+    frpc.wait_line("reconnecting in", WAIT);
+    frpc.wait_line("reconnecting in", WAIT);
+    assert!(
+        frpc.child.try_wait().expect("try_wait").is_none(),
+        "frpc exited"
+    );
+}
+
+#[test]
+fn killed_frpc_frees_its_port_within_a_second() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut frps, port) = spawn_frps(dir.path(), TOKEN);
+    let (_l, local) = echo_listener();
+    let mut frpc = spawn_frpc(
+        dir.path(),
+        port,
+        &format!("{TOKEN}{}", tcp_proxy("svc", local, 0)),
+    );
+    let remote = port_from_line(&frpc.wait_line("reachable on server port", WAIT));
+    assert!(
+        std::net::TcpListener::bind(("127.0.0.1", remote)).is_err(),
+        "port should be taken"
+    );
+
+    frpc.signal("KILL");
+    let killed = Instant::now();
+    frpc.wait_exit(WAIT);
+    loop {
+        if std::net::TcpListener::bind(("127.0.0.1", remote)).is_ok() {
+            break;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(1),
+            "port {remote} still taken 1 s after frpc was killed; frps log:\n{}",
+            frps.output()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    frps.wait_line("its proxies are closed", WAIT);
+}
+
+#[test]
+fn sigterm_and_sigint_exit_zero() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut frps, port) = spawn_frps(dir.path(), TOKEN);
+    let (_l, local) = echo_listener();
+    let mut frpc = spawn_frpc(
+        dir.path(),
+        port,
+        &format!("{TOKEN}{}", tcp_proxy("svc", local, 0)),
+    );
+    let remote = port_from_line(&frpc.wait_line("reachable on server port", WAIT));
+
+    frpc.signal("INT");
+    assert_eq!(frpc.wait_exit(WAIT), Some(0), "{}", frpc.output());
+    frps.wait_line("its proxies are closed", WAIT);
+    assert!(
+        std::net::TcpListener::bind(("127.0.0.1", remote)).is_ok(),
+        "proxy port still bound"
+    );
+
+    frps.signal("TERM");
+    assert_eq!(frps.wait_exit(WAIT), Some(0), "{}", frps.output());
+    assert!(
+        std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+        "frps port still bound"
+    );
+}
