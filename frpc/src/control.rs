@@ -6,11 +6,14 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use futures::{SinkExt, StreamExt};
+use shared::activity::{Activity, Metered};
 use shared::config::{ClientConfig, ProxyConfig};
 use shared::framed::{self, ControlStream};
+use shared::heartbeat::{self, Beat, Pacer};
 use shared::mux::{self, Mode, MuxStream};
-use shared::protocol::{Login, Message, NewProxy, NewProxyResp, ProxyType, PROTOCOL_VERSION};
+use shared::protocol::{Login, Message, NewProxy, NewProxyResp, Ping, ProxyType, PROTOCOL_VERSION};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::{debug, info, warn};
 
@@ -22,6 +25,9 @@ const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// A logged-in session. Dropping it closes the connection.
 pub(crate) struct Session {
     run_id: String,
+    /// The server's heartbeat timeout, from its LoginResp.
+    server_timeout: Option<Duration>,
+    activity: std::sync::Arc<Activity>,
     ctrl: ControlStream<MuxStream>,
     mux: mux::Session,
     close: CancellationToken,
@@ -40,10 +46,18 @@ async fn connect_inner(config: &ClientConfig, run_id: &str) -> Result<Session> {
         .await
         .with_context(|| format!("cannot connect to server {addr}"))?;
     tcp.set_nodelay(true).ok();
+    let t = &config.transport;
+    shared::netopt::tune(
+        &tcp,
+        heartbeat::secs(t.tcp_keepalive),
+        heartbeat::secs(t.heartbeat_timeout),
+    );
+    let activity = Activity::new();
+    let io = Metered::new(tcp, activity.clone());
     let close = CancellationToken::new();
     let guard = close.clone().drop_guard();
     let mux = mux::start(
-        tcp,
+        io,
         Mode::Client,
         mux::yamux_config(mux::DEFAULT_MAX_STREAMS),
         close.clone(),
@@ -96,6 +110,9 @@ async fn connect_inner(config: &ClientConfig, run_id: &str) -> Result<Session> {
     info!(server = %addr, run_id = %accepted.run_id, "logged in to server");
     Ok(Session {
         run_id: accepted.run_id,
+        server_timeout: (accepted.heartbeat_timeout > 0)
+            .then(|| Duration::from_secs(accepted.heartbeat_timeout.into())),
+        activity,
         ctrl,
         mux,
         close,
@@ -108,13 +125,39 @@ impl Session {
         &self.run_id
     }
 
+    /// The heartbeat for this session: the configured interval, lowered if
+    /// needed to stay well inside both sides' timeouts. Logs the first time
+    /// it has to lower it (`warned` remembers across reconnects).
+    fn pacer(&self, config: &ClientConfig, warned: &mut bool) -> Pacer {
+        let t = &config.transport;
+        let interval = heartbeat::secs(t.heartbeat_interval);
+        let timeout = heartbeat::secs(t.heartbeat_timeout);
+        let (agreed, lowered) = heartbeat::agree_interval(interval, timeout, self.server_timeout);
+        if lowered && !*warned {
+            *warned = true;
+            let fmt = |d: Option<Duration>| {
+                d.map_or("off".to_owned(), |d| format!("{:.1}s", d.as_secs_f64()))
+            };
+            info!(
+                "heartbeat interval set to {} (configured {}): at most a third of the smaller of \
+                 this client's heartbeatTimeout ({}) and the server's ({})",
+                fmt(agreed),
+                fmt(interval),
+                fmt(timeout),
+                fmt(self.server_timeout)
+            );
+        }
+        Pacer::new(agreed, timeout)
+    }
+
     /// Registers every proxy and serves work streams. Returns Ok on shutdown,
-    /// Err when the connection is lost.
+    /// Err when the connection is lost or declared dead.
     pub async fn run(
         mut self,
         config: &ClientConfig,
         shutdown: &CancellationToken,
         events: &Events,
+        warned: &mut bool,
     ) -> Result<()> {
         for p in &config.proxies {
             self.ctrl
@@ -135,17 +178,47 @@ impl Session {
                 .map(|p| (p.name.clone(), p.clone()))
                 .collect(),
         );
+        let mut pacer = self.pacer(config, warned);
+        let activity = self.activity.clone();
+        let (mut reader, writer) = framed::split_control(self.ctrl);
+        let mut beats = BeatStats::new(&activity);
         loop {
+            let wake = pacer
+                .next_wake(activity.last_recv())
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(86400 * 365));
             tokio::select! {
                 _ = shutdown.cancelled() => {
+                    drop(writer);
                     self.close.cancel();
                     // Let the driver send its goodbye so frps frees the ports now.
                     let _ = tokio::time::timeout(Duration::from_secs(2), self.mux.driver).await;
                     return Ok(());
                 }
-                msg = self.ctrl.next() => match msg {
+                _ = tokio::time::sleep_until(wake) => match pacer.poll(Instant::now(), activity.last_recv()) {
+                    Beat::Wait => {}
+                    Beat::Ping => {
+                        let ping = beats.next_ping(&activity, proxies.len());
+                        let seq = ping.seq;
+                        // Never wait: a stuck link must not stop the timeout check.
+                        if writer.try_send(Message::Ping(ping)).is_err() {
+                            debug!(seq, "control queue full; ping not sent");
+                        } else {
+                            debug!(seq, "ping");
+                            events.emit(Event::PingSent { seq });
+                        }
+                    }
+                    Beat::Dead(silence) => {
+                        let timeout = pacer.timeout().map_or(0.0, |t| t.as_secs_f64());
+                        warn!(
+                            "no data from server for {:.1}s (heartbeatTimeout {timeout}s): connection declared dead",
+                            silence.as_secs_f64()
+                        );
+                        bail!("connection declared dead after {:.1}s of silence", silence.as_secs_f64());
+                    }
+                },
+                msg = reader.next() => match msg {
                     Some(Ok(Message::NewProxyResp(resp))) => proxy_registered(resp, events),
-                    Some(Ok(Message::Pong(pong))) => debug!(seq = pong.seq, "pong"),
+                    Some(Ok(Message::Pong(pong))) => beats.pong(pong.seq),
                     Some(Ok(other)) => bail!("protocol error: unexpected {} from server", other.kind()),
                     Some(Err(e)) => return Err(anyhow!(e).context("control stream")),
                     None => bail!("server closed the connection"),
@@ -157,6 +230,48 @@ impl Session {
                     None => bail!("connection closed"),
                 },
             }
+        }
+    }
+}
+
+/// Sequence numbers, per-beat byte counts and round-trip times.
+struct BeatStats {
+    seq: u32,
+    sent_at: Option<(u32, Instant)>,
+    bytes_in: u64,
+    bytes_out: u64,
+}
+
+impl BeatStats {
+    fn new(activity: &Activity) -> Self {
+        BeatStats {
+            seq: 0,
+            sent_at: None,
+            bytes_in: activity.bytes_in(),
+            bytes_out: activity.bytes_out(),
+        }
+    }
+
+    fn next_ping(&mut self, activity: &Activity, proxies: usize) -> Ping {
+        self.seq = self.seq.wrapping_add(1);
+        self.sent_at = Some((self.seq, Instant::now()));
+        let (bytes_in, bytes_out) = (activity.bytes_in(), activity.bytes_out());
+        let ping = Ping {
+            seq: self.seq,
+            proxies: proxies as u32,
+            bytes_in: bytes_in - self.bytes_in,
+            bytes_out: bytes_out - self.bytes_out,
+        };
+        (self.bytes_in, self.bytes_out) = (bytes_in, bytes_out);
+        ping
+    }
+
+    fn pong(&mut self, seq: u32) {
+        match self.sent_at {
+            Some((s, at)) if s == seq => {
+                debug!(seq, rtt_ms = at.elapsed().as_secs_f64() * 1000.0, "pong");
+            }
+            _ => debug!(seq, "late pong"),
         }
     }
 }

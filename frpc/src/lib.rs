@@ -22,10 +22,24 @@ pub use backoff::Backoff;
 /// What the client reports to an observer (tests, and the demo).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    LoggedIn { run_id: String },
-    ProxyStarted { name: String, remote_addr: String },
-    ProxyFailed { name: String, error: String },
-    SessionLost { reason: String },
+    LoggedIn {
+        run_id: String,
+    },
+    ProxyStarted {
+        name: String,
+        remote_addr: String,
+    },
+    ProxyFailed {
+        name: String,
+        error: String,
+    },
+    SessionLost {
+        reason: String,
+    },
+    /// A heartbeat went out (the tests count them).
+    PingSent {
+        seq: u32,
+    },
 }
 
 /// Handle to report events through; cheap to clone, silent when unset.
@@ -44,20 +58,25 @@ impl Events {
     }
 }
 
-/// First retry after about this long; doubles from there.
-const BACKOFF_BASE: Duration = Duration::from_secs(1);
-const BACKOFF_MAX: Duration = Duration::from_secs(20);
-/// A session that lasted this long was healthy: start the backoff afresh.
+/// A session that lasted this long was healthy: the next outage starts the
+/// backoff afresh instead of where the last one left it.
 const HEALTHY_SESSION: Duration = Duration::from_secs(60);
 
 /// Runs the client until `shutdown` is cancelled (Ok) or the first login
 /// fails with `loginFailExit = true` (Err).
 pub async fn run(config: ClientConfig, shutdown: CancellationToken, events: Events) -> Result<()> {
+    let t = &config.transport;
+    let mut backoff = Backoff::new(
+        Duration::from_secs_f64(t.reconnect_initial_delay),
+        Duration::from_secs_f64(t.reconnect_max_delay),
+    );
     let mut run_id = String::new();
     let mut logged_in_once = false;
-    let mut backoff = Backoff::new(BACKOFF_BASE, BACKOFF_MAX);
+    let mut interval_warned = false;
+    // When the last session was lost, and attempts since then.
+    let mut lost_at: Option<Instant> = None;
+    let mut attempts: u32 = 0;
     loop {
-        let started = Instant::now();
         let outcome = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
             r = control::connect(&config, &run_id) => r,
@@ -66,10 +85,21 @@ pub async fn run(config: ClientConfig, shutdown: CancellationToken, events: Even
             Ok(session) => {
                 logged_in_once = true;
                 run_id = session.run_id().to_owned();
+                if let Some(lost_at) = lost_at.take() {
+                    info!(
+                        "reconnected after an outage of {:.1}s ({attempts} attempt{})",
+                        lost_at.elapsed().as_secs_f64(),
+                        if attempts == 1 { "" } else { "s" }
+                    );
+                }
                 events.emit(Event::LoggedIn {
                     run_id: run_id.clone(),
                 });
-                match session.run(&config, &shutdown, &events).await {
+                let started = Instant::now();
+                match session
+                    .run(&config, &shutdown, &events, &mut interval_warned)
+                    .await
+                {
                     Ok(()) => return Ok(()),
                     Err(e) => {
                         warn!("connection to server lost: {e:#}");
@@ -81,14 +111,20 @@ pub async fn run(config: ClientConfig, shutdown: CancellationToken, events: Even
                 if started.elapsed() >= HEALTHY_SESSION {
                     backoff.reset();
                 }
+                lost_at = Some(Instant::now());
+                attempts = 0;
             }
             Err(e) if !logged_in_once && config.login_fail_exit => {
                 return Err(e.context("login to server failed (loginFailExit = true)"));
             }
             Err(e) => warn!("login to server failed: {e:#}"),
         }
+        attempts += 1;
         let delay = backoff.next_delay();
-        info!("reconnecting in {:.1}s", delay.as_secs_f64());
+        info!(
+            "reconnecting in {:.1}s (attempt {attempts})",
+            delay.as_secs_f64()
+        );
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
             _ = tokio::time::sleep(delay) => {}

@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use futures::{SinkExt, StreamExt};
+use shared::activity::{Activity, Metered};
 use shared::auth;
-use shared::framed::{self, ControlStream};
+use shared::framed::{self, ControlStream, ControlWriter};
+use shared::heartbeat::{self, Beat, Pacer};
 use shared::mux::{self, Mode, MuxStream};
 use shared::protocol::{
     LoginAccepted, LoginError, LoginResp, Message, NewProxy, NewProxyResp, Pong, PROTOCOL_VERSION,
@@ -56,14 +58,19 @@ async fn serve(
 ) -> Result<()> {
     // Control messages and interactive sessions (SSH) are latency bound.
     tcp.set_nodelay(true).ok();
+    let transport = &server.config.transport;
+    let timeout = heartbeat::secs(transport.heartbeat_timeout);
+    shared::netopt::tune(&tcp, heartbeat::secs(transport.tcp_keepalive), timeout);
+    let activity = Activity::new();
+    let io = Metered::new(tcp, activity.clone());
     let mut session = mux::start(
-        tcp,
+        io,
         Mode::Server,
         mux::yamux_config(mux::DEFAULT_MAX_STREAMS),
         close.clone(),
     );
 
-    let (mut ctrl, client) =
+    let (ctrl, client) =
         match tokio::time::timeout(LOGIN_TIMEOUT, login(&server, &mut session.incoming)).await {
             Ok(Ok(Some(v))) => v,
             // Rejected or disconnected: already reported.
@@ -92,16 +99,18 @@ async fn serve(
         info!("client logged in");
 
         let mut proxies: HashMap<String, Proxy> = HashMap::new();
-        let result = control_loop(
-            &server,
-            &client,
-            &mut ctrl,
-            &mut session,
-            &mut proxies,
-            &close,
-            &tasks,
-        )
-        .await;
+        let (reader, writer) = framed::split_control(ctrl);
+        let mut ctx = Ctx {
+            server: &server,
+            client: &client,
+            writer,
+            session: &mut session,
+            proxies: &mut proxies,
+            close: &close,
+            tasks: &tasks,
+        };
+        let pacer = Pacer::new(None, timeout);
+        let result = control_loop(&mut ctx, reader, &activity, pacer).await;
 
         close.cancel();
         for (name, proxy) in proxies.drain() {
@@ -182,7 +191,11 @@ async fn login(
     ctrl.send(Message::LoginResp(LoginResp {
         result: Ok(LoginAccepted {
             run_id: run_id.clone(),
-            heartbeat_timeout: 0,
+            heartbeat_timeout: server
+                .config
+                .transport
+                .heartbeat_timeout
+                .clamp(0, u32::MAX as i64) as u32,
         }),
     }))
     .await
@@ -210,39 +223,72 @@ async fn reject(ctrl: &mut ControlStream<MuxStream>, err: LoginError) {
     let _ = ctrl.close().await;
 }
 
+/// What the control loop works with.
+struct Ctx<'a> {
+    server: &'a Arc<Server>,
+    client: &'a Client,
+    writer: ControlWriter,
+    session: &'a mut mux::Session,
+    proxies: &'a mut HashMap<String, Proxy>,
+    close: &'a CancellationToken,
+    tasks: &'a TaskTracker,
+}
+
+type ControlReader = futures::stream::SplitStream<ControlStream<MuxStream>>;
+
 async fn control_loop(
-    server: &Arc<Server>,
-    client: &Client,
-    ctrl: &mut ControlStream<MuxStream>,
-    session: &mut mux::Session,
-    proxies: &mut HashMap<String, Proxy>,
-    close: &CancellationToken,
-    tasks: &TaskTracker,
+    ctx: &mut Ctx<'_>,
+    mut reader: ControlReader,
+    activity: &Activity,
+    mut pacer: Pacer,
 ) -> Result<()> {
     loop {
+        // Far future when the check is off: the branch then never fires.
+        let wake = pacer
+            .next_wake(activity.last_recv())
+            .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86400 * 365));
         tokio::select! {
-            _ = close.cancelled() => return Ok(()),
-            msg = ctrl.next() => match msg {
+            _ = ctx.close.cancelled() => return Ok(()),
+            _ = tokio::time::sleep_until(wake) => {
+                if let Beat::Dead(silence) = pacer.poll(tokio::time::Instant::now(), activity.last_recv()) {
+                    bail!(
+                        "no data from the client for {:.1}s (heartbeatTimeout {}s): declared dead",
+                        silence.as_secs_f64(),
+                        pacer.timeout().map_or(0, |t| t.as_secs())
+                    );
+                }
+            }
+            msg = reader.next() => match msg {
                 None => return Ok(()),
                 Some(Err(e)) => return Err(anyhow!(e).context("control stream")),
                 Some(Ok(Message::NewProxy(req))) => {
-                    let resp = new_proxy(server, client, session, proxies, close, tasks, req).await;
-                    ctrl.send(Message::NewProxyResp(resp)).await.context("sending NewProxyResp")?;
+                    let resp = new_proxy(ctx, req).await;
+                    ctx.writer.send(Message::NewProxyResp(resp)).await.context("sending NewProxyResp")?;
                 }
                 Some(Ok(Message::CloseProxy { name })) => {
-                    if let Some(proxy) = proxies.remove(&name) {
+                    if let Some(proxy) = ctx.proxies.remove(&name) {
                         proxy.stop();
-                        server.registry.release_proxy(&client.user, &name);
+                        ctx.server.registry.release_proxy(&ctx.client.user, &name);
                         info!(proxy = %name, "proxy closed by client");
                     }
                 }
                 Some(Ok(Message::Ping(ping))) => {
-                    debug!(seq = ping.seq, "ping");
-                    ctrl.send(Message::Pong(Pong { seq: ping.seq })).await.context("sending Pong")?;
+                    debug!(
+                        seq = ping.seq,
+                        proxies = ping.proxies,
+                        bytes_in = ping.bytes_in,
+                        bytes_out = ping.bytes_out,
+                        "ping"
+                    );
+                    // Never wait here: if the link is stuck, the timeout
+                    // branch above must still run.
+                    if ctx.writer.try_send(Message::Pong(Pong { seq: ping.seq })).is_err() {
+                        debug!("control queue full; pong dropped");
+                    }
                 }
                 Some(Ok(other)) => bail!("unexpected {} on the control stream", other.kind()),
             },
-            stream = session.incoming.recv() => match stream {
+            stream = ctx.session.incoming.recv() => match stream {
                 // Clients never open streams after the control stream; refuse.
                 Some(stream) => drop(stream),
                 None => return Ok(()),
@@ -251,38 +297,30 @@ async fn control_loop(
     }
 }
 
-async fn new_proxy(
-    server: &Arc<Server>,
-    client: &Client,
-    session: &mux::Session,
-    proxies: &mut HashMap<String, Proxy>,
-    close: &CancellationToken,
-    tasks: &TaskTracker,
-    req: NewProxy,
-) -> NewProxyResp {
+async fn new_proxy(ctx: &mut Ctx<'_>, req: NewProxy) -> NewProxyResp {
     use shared::protocol::ProxyError;
     let name = req.name.clone();
-    let result = if proxies.contains_key(&name) || !server.registry.claim_proxy(&client.user, &name)
-    {
+    let (server, user) = (ctx.server, &ctx.client.user);
+    let result = if ctx.proxies.contains_key(&name) || !server.registry.claim_proxy(user, &name) {
         Err(ProxyError::DuplicateName)
     } else {
         match proxy::start(
             server,
             &req,
-            session.opener.clone(),
-            close.child_token(),
-            tasks,
+            ctx.session.opener.clone(),
+            ctx.close.child_token(),
+            ctx.tasks,
         )
         .await
         {
             Ok(proxy) => {
                 let addr = proxy.addr.to_string();
                 info!(proxy = %name, remote = %addr, "proxy started");
-                proxies.insert(name.clone(), proxy);
+                ctx.proxies.insert(name.clone(), proxy);
                 Ok(addr)
             }
             Err(e) => {
-                server.registry.release_proxy(&client.user, &name);
+                server.registry.release_proxy(user, &name);
                 Err(e)
             }
         }

@@ -151,7 +151,12 @@ mod tests {
             name: "ssh".into(),
             result: Err(ProxyError::PortInUse(6000)),
         }));
-        roundtrip(Message::Ping(Ping { seq: 9 }));
+        roundtrip(Message::Ping(Ping {
+            seq: 9,
+            proxies: 2,
+            bytes_in: 1 << 40,
+            bytes_out: 0,
+        }));
         roundtrip(Message::StartWork(StartWork {
             proxy_name: "ssh".into(),
             src_addr: "1.2.3.4:5".into(),
@@ -161,8 +166,18 @@ mod tests {
     #[test]
     fn ping_frame_is_tiny() {
         let mut buf = BytesMut::new();
-        encode(&Message::Ping(Ping { seq: 100 }), &mut buf).expect("encode");
-        assert!(buf.len() <= 5, "ping frame is {} bytes", buf.len());
+        // An idle tunnel: a few proxies, a few hundred bytes since the last beat.
+        let ping = Ping {
+            seq: 100,
+            proxies: 3,
+            bytes_in: 300,
+            bytes_out: 300,
+        };
+        encode(&Message::Ping(ping), &mut buf).expect("encode");
+        assert!(buf.len() <= 10, "ping frame is {} bytes", buf.len());
+        buf.clear();
+        encode(&Message::Pong(Pong { seq: 100 }), &mut buf).expect("encode");
+        assert!(buf.len() <= 4, "pong frame is {} bytes", buf.len());
     }
 
     #[test]
@@ -181,7 +196,7 @@ mod tests {
         assert!(matches!(decode(&mut buf), Err(CodecError::Malformed(_))));
         // Trailing bytes after a valid message.
         let mut buf = BytesMut::new();
-        encode(&Message::Ping(Ping { seq: 1 }), &mut buf).expect("encode");
+        encode(&Message::Pong(Pong { seq: 1 }), &mut buf).expect("encode");
         buf[1] += 1;
         buf.put_u8(0);
         assert!(matches!(decode(&mut buf), Err(CodecError::Malformed(_))));

@@ -118,7 +118,33 @@ pub struct ServerConfig {
     /// Ports clients may ask for; empty allows every port.
     pub allow_ports: Vec<PortRange>,
     pub log: LogConfig,
+    pub transport: ServerTransport,
 }
+
+/// `transport.*` of frps.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct ServerTransport {
+    /// Seconds without any data from a client before it is declared dead
+    /// and its ports freed. ≤ 0 disables the check (for debugging).
+    pub heartbeat_timeout: i64,
+    /// TCP keepalive idle time in seconds on client connections; ≤ 0 disables.
+    pub tcp_keepalive: i64,
+}
+
+impl Default for ServerTransport {
+    fn default() -> Self {
+        ServerTransport {
+            heartbeat_timeout: DEFAULT_HEARTBEAT_TIMEOUT,
+            tcp_keepalive: DEFAULT_TCP_KEEPALIVE,
+        }
+    }
+}
+
+pub const DEFAULT_HEARTBEAT_INTERVAL: i64 = 30;
+pub const DEFAULT_HEARTBEAT_TIMEOUT: i64 = 90;
+/// frp's default.
+pub const DEFAULT_TCP_KEEPALIVE: i64 = 7200;
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -129,6 +155,7 @@ impl Default for ServerConfig {
             auth: AuthConfig::default(),
             allow_ports: Vec::new(),
             log: LogConfig::default(),
+            transport: ServerTransport::default(),
         }
     }
 }
@@ -184,7 +211,38 @@ pub struct ClientConfig {
     pub login_fail_exit: bool,
     pub auth: AuthConfig,
     pub log: LogConfig,
+    pub transport: ClientTransport,
     pub proxies: Vec<ProxyConfig>,
+}
+
+/// `transport.*` of frpc.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct ClientTransport {
+    /// Send a Ping after this many seconds with nothing received. ≤ 0
+    /// disables (but frpc still beats if the server would otherwise reap it).
+    pub heartbeat_interval: i64,
+    /// Declare the connection dead after this many seconds with nothing
+    /// received. ≤ 0 disables (for debugging).
+    pub heartbeat_timeout: i64,
+    /// TCP keepalive idle time in seconds; ≤ 0 disables.
+    pub tcp_keepalive: i64,
+    /// First reconnect delay in seconds; doubles per failed attempt.
+    pub reconnect_initial_delay: f64,
+    /// Cap on the reconnect delay, in seconds.
+    pub reconnect_max_delay: f64,
+}
+
+impl Default for ClientTransport {
+    fn default() -> Self {
+        ClientTransport {
+            heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
+            heartbeat_timeout: DEFAULT_HEARTBEAT_TIMEOUT,
+            tcp_keepalive: DEFAULT_TCP_KEEPALIVE,
+            reconnect_initial_delay: 1.0,
+            reconnect_max_delay: 20.0,
+        }
+    }
 }
 
 impl Default for ClientConfig {
@@ -196,6 +254,7 @@ impl Default for ClientConfig {
             login_fail_exit: true,
             auth: AuthConfig::default(),
             log: LogConfig::default(),
+            transport: ClientTransport::default(),
             proxies: Vec::new(),
         }
     }
@@ -259,6 +318,20 @@ impl ClientConfig {
             return Err("serverPort must be between 1 and 65535".into());
         }
         check_auth(&self.auth)?;
+        let t = &self.transport;
+        if !(t.reconnect_initial_delay > 0.0 && t.reconnect_initial_delay.is_finite()) {
+            return Err(
+                "transport.reconnectInitialDelay must be a positive number of seconds".into(),
+            );
+        }
+        if !(t.reconnect_max_delay >= t.reconnect_initial_delay
+            && t.reconnect_max_delay.is_finite())
+        {
+            return Err(
+                "transport.reconnectMaxDelay must be at least transport.reconnectInitialDelay"
+                    .into(),
+            );
+        }
         let mut names = HashSet::new();
         for (i, p) in self.proxies.iter().enumerate() {
             let at = format!("proxies[{i}] (name {:?})", p.name);

@@ -18,6 +18,71 @@ pub fn control<S: AsyncRead + AsyncWrite>(stream: S) -> ControlStream<S> {
     tokio_util::codec::Framed::new(stream, codec::MessageCodec)
 }
 
+/// Sends control messages through a writer task, so that the task reading
+/// the control stream (and watching the heartbeat clock) never blocks on a
+/// write stuck behind a dead link.
+#[derive(Clone, Debug)]
+pub struct ControlWriter {
+    tx: tokio::sync::mpsc::Sender<Message>,
+}
+
+/// Queue depth of the writer. Control traffic is a handful of messages; a
+/// full queue means the connection is stuck.
+const WRITER_QUEUE: usize = 64;
+
+impl ControlWriter {
+    /// Queues `msg`, waiting for room. Err when the writer has stopped.
+    pub async fn send(&self, msg: Message) -> Result<(), CodecError> {
+        self.tx.send(msg).await.map_err(|_| closed())
+    }
+
+    /// Queues `msg` without waiting. Err when the queue is full or the writer
+    /// has stopped; a dropped beat is what the timeout is there for.
+    pub fn try_send(&self, msg: Message) -> Result<(), CodecError> {
+        self.tx.try_send(msg).map_err(|_| closed())
+    }
+}
+
+fn closed() -> CodecError {
+    CodecError::Io(std::io::Error::new(
+        std::io::ErrorKind::BrokenPipe,
+        "control stream writer stopped",
+    ))
+}
+
+/// Splits a control stream into its reading half and a [`ControlWriter`]
+/// backed by a spawned task. Messages queued together go out in one flush.
+pub fn split_control<S>(
+    ctrl: ControlStream<S>,
+) -> (
+    futures::stream::SplitStream<ControlStream<S>>,
+    ControlWriter,
+)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    use futures::{SinkExt, StreamExt};
+    let (mut sink, stream) = ctrl.split();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Message>(WRITER_QUEUE);
+    tokio::spawn(async move {
+        while let Some(msg) = rx.recv().await {
+            if sink.feed(msg).await.is_err() {
+                return;
+            }
+            while let Ok(msg) = rx.try_recv() {
+                if sink.feed(msg).await.is_err() {
+                    return;
+                }
+            }
+            if sink.flush().await.is_err() {
+                return;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    (stream, ControlWriter { tx })
+}
+
 /// Reads exactly one frame. `Ok(None)` on a clean EOF before the first byte.
 pub async fn read_message<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<Message>, CodecError> {
     let mut header = [0u8; 2];

@@ -2,12 +2,15 @@
 //! the login proof, the yamux session driver, the configuration schema and the
 //! relay that copies bytes both ways.
 
+pub mod activity;
 pub mod auth;
 pub mod codec;
 pub mod config;
 pub mod framed;
+pub mod heartbeat;
 pub mod logging;
 pub mod mux;
+pub mod netopt;
 pub mod protocol;
 pub mod relay;
 pub mod util;

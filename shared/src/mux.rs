@@ -23,6 +23,9 @@ pub use yamux::Mode;
 /// A multiplexed stream with tokio's I/O traits.
 pub type MuxStream = Compat<yamux::Stream>;
 
+/// How long a graceful close may take before the connection is just dropped.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Default cap on concurrent streams per session.
 pub const DEFAULT_MAX_STREAMS: usize = 16 * 1024;
 
@@ -134,7 +137,12 @@ where
     .await;
     match outcome {
         Ok(true) => {
-            poll_fn(|cx| conn.poll_close(cx)).await?;
+            // Say goodbye if the link allows; a dead link must not keep this
+            // task (and its socket) alive.
+            match tokio::time::timeout(CLOSE_GRACE, poll_fn(|cx| conn.poll_close(cx))).await {
+                Ok(r) => r?,
+                Err(_) => tracing::debug!("peer did not take the goodbye within {CLOSE_GRACE:?}"),
+            }
             Ok(())
         }
         Ok(false) => Ok(()),

@@ -139,13 +139,21 @@ pub enum ProxyError {
     Bind(String),
 }
 
+/// Client heartbeat. Besides proving the path, it carries a few client facts
+/// for free; varint encoding keeps a typical Ping under a dozen bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ping {
     pub seq: u32,
+    /// Proxies the client has registered.
+    pub proxies: u32,
+    /// Bytes the client read from / wrote to the connection since the last Ping.
+    pub bytes_in: u64,
+    pub bytes_out: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pong {
+    /// The Ping's sequence number, so the client can measure round-trip time.
     pub seq: u32,
 }
 
