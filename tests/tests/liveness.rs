@@ -9,7 +9,6 @@ use std::time::Duration;
 use e2e::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::time::Instant;
 
 const TOKEN: &str = "auth.token = \"liveness\"\n";
 
