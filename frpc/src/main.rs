@@ -41,19 +41,8 @@ fn main() -> ExitCode {
         println!("frpc: configuration {} is valid", cli.config.display());
         return ExitCode::SUCCESS;
     }
-    if let Err(e) = shared::logging::init(&config.log) {
-        eprintln!("frpc: {e}");
-        return ExitCode::FAILURE;
-    }
-    shared::util::raise_fd_limit();
-    match serve(config) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("frpc: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    let log = config.log.clone();
+    shared::logging::run_main("frpc", &log, || serve(config))
 }
 
 #[tokio::main]

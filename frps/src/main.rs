@@ -47,19 +47,8 @@ fn main() -> ExitCode {
         println!("frps: configuration {path} is valid");
         return ExitCode::SUCCESS;
     }
-    if let Err(e) = shared::logging::init(&config.log) {
-        eprintln!("frps: {e}");
-        return ExitCode::FAILURE;
-    }
-    shared::util::raise_fd_limit();
-    match serve(config) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("frps: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    let log = config.log.clone();
+    shared::logging::run_main("frps", &log, || serve(config))
 }
 
 #[tokio::main]

@@ -61,3 +61,26 @@ pub fn init(cfg: &LogConfig) -> Result<(), LogError> {
     }
     Ok(())
 }
+
+/// The common tail of both binaries' `main`: set up logging and the
+/// open-files limit, run, and turn the outcome into an exit status with the
+/// whole cause chain printed.
+pub fn run_main<E: std::fmt::Display>(
+    program: &str,
+    log: &LogConfig,
+    run: impl FnOnce() -> Result<(), E>,
+) -> std::process::ExitCode {
+    if let Err(e) = init(log) {
+        eprintln!("{program}: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
+    crate::util::raise_fd_limit();
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("{program}: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
