@@ -12,6 +12,8 @@ use shared::framed::{self, ControlStream};
 use shared::heartbeat::{self, Beat, Pacer};
 use shared::mux::{self, Mode, MuxStream};
 use shared::protocol::{Login, Message, NewProxy, NewProxyResp, Ping, ProxyType, PROTOCOL_VERSION};
+use shared::tls::{pretty_fingerprint, Trusted};
+use shared::transport::ClientSide;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -34,13 +36,17 @@ pub(crate) struct Session {
     _guard: DropGuard,
 }
 
-pub(crate) async fn connect(config: &ClientConfig, run_id: &str) -> Result<Session> {
-    tokio::time::timeout(LOGIN_TIMEOUT, connect_inner(config, run_id))
+pub(crate) async fn connect(
+    config: &ClientConfig,
+    side: &ClientSide,
+    run_id: &str,
+) -> Result<Session> {
+    tokio::time::timeout(LOGIN_TIMEOUT, connect_inner(config, side, run_id))
         .await
         .map_err(|_| anyhow!("no answer from server within {LOGIN_TIMEOUT:?}"))?
 }
 
-async fn connect_inner(config: &ClientConfig, run_id: &str) -> Result<Session> {
+async fn connect_inner(config: &ClientConfig, side: &ClientSide, run_id: &str) -> Result<Session> {
     let addr = format!("{}:{}", config.server_addr, config.server_port);
     let tcp = TcpStream::connect((config.server_addr.as_str(), config.server_port))
         .await
@@ -54,6 +60,23 @@ async fn connect_inner(config: &ClientConfig, run_id: &str) -> Result<Session> {
     );
     let activity = Activity::new();
     let io = Metered::new(tcp, activity.clone());
+    let (io, binding, trusted) = side
+        .connect(io)
+        .await
+        .with_context(|| format!("server {addr}"))?;
+    match trusted {
+        Trusted::FirstUse(fp) => warn!(
+            "trusting server {addr} on first use: certificate fingerprint {}; remembered in {} \
+             and enforced from now on",
+            pretty_fingerprint(&fp),
+            config.known_hosts_path().display()
+        ),
+        Trusted::Unverified if side.tls_enabled() => warn!(
+            "NOT verifying the server's TLS certificate (transport.tls.insecureSkipVerify = true): \
+             anyone in the path can impersonate the server"
+        ),
+        _ => {}
+    }
     let close = CancellationToken::new();
     let guard = close.clone().drop_guard();
     let mux = mux::start(
@@ -93,7 +116,7 @@ async fn connect_inner(config: &ClientConfig, run_id: &str) -> Result<Session> {
         hostname: shared::util::hostname(),
         os: std::env::consts::OS.into(),
         arch: std::env::consts::ARCH.into(),
-        proof: config.auth.token.prove(&nonce, run_id, &user),
+        proof: config.auth.token.prove(&nonce, &binding, run_id, &user),
         user,
         run_id: run_id.to_owned(),
     }))

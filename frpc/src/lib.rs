@@ -11,8 +11,9 @@ mod work;
 
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use shared::config::ClientConfig;
+use shared::transport::ClientSide;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -70,6 +71,10 @@ pub async fn run(config: ClientConfig, shutdown: CancellationToken, events: Even
         Duration::from_secs_f64(t.reconnect_initial_delay),
         Duration::from_secs_f64(t.reconnect_max_delay),
     );
+    let side = ClientSide::new(&config).context("setting up TLS")?;
+    if !side.tls_enabled() {
+        warn!("TLS is off (transport.tls.enable = false): the tunnel's traffic is not encrypted");
+    }
     let mut run_id = String::new();
     let mut logged_in_once = false;
     let mut interval_warned = false;
@@ -79,7 +84,7 @@ pub async fn run(config: ClientConfig, shutdown: CancellationToken, events: Even
     loop {
         let outcome = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
-            r = control::connect(&config, &run_id) => r,
+            r = control::connect(&config, &side, &run_id) => r,
         };
         match outcome {
             Ok(session) => {

@@ -11,9 +11,13 @@ mod session;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use anyhow::Result;
 use shared::config::ServerConfig;
+use shared::tls::pretty_fingerprint;
+use shared::transport::ServerSide;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -26,6 +30,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 pub(crate) struct Server {
     pub config: ServerConfig,
     pub registry: Registry,
+    pub transport: ServerSide,
 }
 
 /// Serves frpc connections from `listener` until `shutdown` is cancelled.
@@ -37,9 +42,25 @@ pub async fn run(
     if config.auth.token.is_empty() {
         warn!("auth.token is empty: any client that can reach this port may expose services");
     }
+    let transport = ServerSide::new(&config).context("setting up TLS")?;
+    if let Some(path) = &transport.generated {
+        info!(
+            "generated a self-signed TLS certificate: {}",
+            path.display()
+        );
+    }
+    info!(
+        "TLS certificate fingerprint (SHA-256): {} — give it to frpc as transport.tls.serverFingerprint \
+         to pin it",
+        pretty_fingerprint(&transport.fingerprint)
+    );
+    // Connections still in TLS/login: a flood of silent or junk connections
+    // is turned away here instead of piling up.
+    let pending = Arc::new(Semaphore::new(config.transport.max_pending_logins));
     let server = Arc::new(Server {
         config,
         registry: Registry::default(),
+        transport,
     });
     let sessions = TaskTracker::new();
     info!(addr = %listener.local_addr()?, "frps listening for clients");
@@ -48,9 +69,13 @@ pub async fn run(
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
+                    let Ok(permit) = pending.clone().try_acquire_owned() else {
+                        warn!(%peer, "too many connections still logging in; closing this one");
+                        continue;
+                    };
                     let server = server.clone();
                     let close = shutdown.child_token();
-                    sessions.spawn(session::handle(server, tcp, peer, close));
+                    sessions.spawn(session::handle(server, tcp, peer, close, permit));
                 }
                 Err(e) => {
                     // Typically EMFILE: back off instead of spinning.

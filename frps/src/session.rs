@@ -16,7 +16,9 @@ use shared::mux::{self, Mode, MuxStream};
 use shared::protocol::{
     LoginAccepted, LoginError, LoginResp, Message, NewProxy, NewProxyResp, Pong, PROTOCOL_VERSION,
 };
+use shared::transport::HandshakeError;
 use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, info_span, warn, Instrument};
@@ -24,9 +26,6 @@ use tracing::{debug, info, info_span, warn, Instrument};
 use crate::proxy::{self, Proxy};
 use crate::registry::SessionHandle;
 use crate::Server;
-
-/// A connection must finish login within this long.
-const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The client as established by a successful login.
 struct Client {
@@ -39,10 +38,11 @@ pub(crate) async fn handle(
     tcp: TcpStream,
     peer: SocketAddr,
     close: CancellationToken,
+    permit: OwnedSemaphorePermit,
 ) {
     let span = info_span!("client", %peer);
     async move {
-        if let Err(e) = serve(server, tcp, peer, close).await {
+        if let Err(e) = serve(server, tcp, close, permit).await {
             warn!("{e:#}");
         }
     }
@@ -53,8 +53,8 @@ pub(crate) async fn handle(
 async fn serve(
     server: Arc<Server>,
     tcp: TcpStream,
-    peer: SocketAddr,
     close: CancellationToken,
+    permit: OwnedSemaphorePermit,
 ) -> Result<()> {
     // Control messages and interactive sessions (SSH) are latency bound.
     tcp.set_nodelay(true).ok();
@@ -63,21 +63,41 @@ async fn serve(
     shared::netopt::tune(&tcp, heartbeat::secs(transport.tcp_keepalive), timeout);
     let activity = Activity::new();
     let io = Metered::new(tcp, activity.clone());
+
+    // TLS and login share one deadline: a connection that has not proven
+    // itself by then is closed.
+    let login_timeout = Duration::from_secs(transport.login_timeout);
+    let deadline = tokio::time::Instant::now() + login_timeout;
+    let (io, binding) = match tokio::time::timeout_at(deadline, server.transport.accept(io)).await {
+        Ok(Ok(v)) => v,
+        Ok(Err(HandshakeError::Silent)) => {
+            debug!("connection closed without sending anything");
+            return Ok(());
+        }
+        Ok(Err(e)) => bail!("rejected: {e}"),
+        Err(_) => bail!("rejected: no handshake within {login_timeout:?}"),
+    };
     let mut session = mux::start(
         io,
         Mode::Server,
-        mux::yamux_config(mux::DEFAULT_MAX_STREAMS),
+        mux::yamux_config(transport.max_streams_per_client),
         close.clone(),
     );
-
-    let (ctrl, client) =
-        match tokio::time::timeout(LOGIN_TIMEOUT, login(&server, &mut session.incoming)).await {
-            Ok(Ok(Some(v))) => v,
-            // Rejected or disconnected: already reported.
-            Ok(Ok(None)) => return Ok(()),
-            Ok(Err(e)) => return Err(e.context(format!("login from {peer} failed"))),
-            Err(_) => bail!("login from {peer} did not complete within {LOGIN_TIMEOUT:?}"),
-        };
+    let login = login(&server, &mut session.incoming, &binding);
+    let (ctrl, client) = match tokio::time::timeout_at(deadline, login).await {
+        Ok(Ok(Some(v))) => v,
+        // Rejected (and told why), or the connection broke: say how.
+        Ok(Ok(None)) => {
+            close.cancel();
+            return match tokio::time::timeout(Duration::from_secs(1), session.driver).await {
+                Ok(Ok(Err(e))) => Err(anyhow!(e).context("rejected")),
+                _ => Ok(()),
+            };
+        }
+        Ok(Err(e)) => return Err(e.context("login failed")),
+        Err(_) => bail!("rejected: login did not complete within {login_timeout:?}"),
+    };
+    drop(permit);
     let span = info_span!("session", run_id = %client.run_id, user = %client.user);
 
     async {
@@ -135,13 +155,31 @@ async fn serve(
 async fn login(
     server: &Server,
     incoming: &mut tokio::sync::mpsc::UnboundedReceiver<MuxStream>,
+    binding: &[u8; 32],
 ) -> Result<Option<(ControlStream<MuxStream>, Client)>> {
     let Some(stream) = incoming.recv().await else {
-        debug!("connection closed before opening a control stream");
         return Ok(None);
     };
-    let mut ctrl = framed::control(stream);
+    // Streams beyond the control stream are refused at once, so an
+    // unauthenticated peer cannot make us hold buffers for them.
+    let handshake = handshake(server, framed::control(stream), binding);
+    tokio::pin!(handshake);
+    loop {
+        tokio::select! {
+            r = &mut handshake => return r,
+            extra = incoming.recv() => match extra {
+                Some(s) => drop(s),
+                None => return handshake.await,
+            },
+        }
+    }
+}
 
+async fn handshake(
+    server: &Server,
+    mut ctrl: ControlStream<MuxStream>,
+    binding: &[u8; 32],
+) -> Result<Option<(ControlStream<MuxStream>, Client)>> {
     let version = match ctrl.next().await {
         Some(Ok(Message::ClientHello { version })) => version,
         Some(Ok(other)) => bail!("expected ClientHello, got {}", other.kind()),
@@ -176,7 +214,7 @@ async fn login(
         .config
         .auth
         .token
-        .verify(&nonce, &login.run_id, &login.user, &login.proof)
+        .verify(&nonce, binding, &login.run_id, &login.user, &login.proof)
     {
         warn!(user = %login.user, hostname = %login.hostname, "login rejected: invalid token");
         reject(&mut ctrl, LoginError::InvalidToken).await;
@@ -301,7 +339,10 @@ async fn new_proxy(ctx: &mut Ctx<'_>, req: NewProxy) -> NewProxyResp {
     use shared::protocol::ProxyError;
     let name = req.name.clone();
     let (server, user) = (ctx.server, &ctx.client.user);
-    let result = if ctx.proxies.contains_key(&name) || !server.registry.claim_proxy(user, &name) {
+    let limit = server.config.max_ports_per_client;
+    let result = if limit > 0 && ctx.proxies.len() >= limit as usize {
+        Err(ProxyError::TooManyPorts(limit))
+    } else if ctx.proxies.contains_key(&name) || !server.registry.claim_proxy(user, &name) {
         Err(ProxyError::DuplicateName)
     } else {
         match proxy::start(

@@ -64,6 +64,10 @@ impl<T> Metered<T> {
     pub fn new(inner: T, activity: Arc<Activity>) -> Self {
         Metered { inner, activity }
     }
+
+    pub fn get_ref(&self) -> &T {
+        &self.inner
+    }
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Metered<T> {

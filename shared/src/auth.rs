@@ -1,6 +1,9 @@
 //! Login proof: the token never crosses the wire. frps sends a fresh random
-//! nonce; frpc answers with HMAC-SHA256(token, context ‖ nonce ‖ run id ‖ user).
-//! A proof is bound to one nonce, so a recorded login is useless later.
+//! nonce; frpc answers with
+//! HMAC-SHA256(token, context ‖ nonce ‖ session binding ‖ run id ‖ user).
+//! A proof is bound to one nonce, so a recorded login is useless later, and
+//! to the TLS session (keying material exported from it), so a proof relayed
+//! by someone in the middle into another session is useless too.
 
 use hmac::{Hmac, Mac};
 use rand::RngCore;
@@ -28,12 +31,19 @@ impl Token {
         self.0.is_empty()
     }
 
-    fn mac(&self, nonce: &[u8; NONCE_LEN], run_id: &str, user: &str) -> HmacSha256 {
+    fn mac(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        binding: &[u8; 32],
+        run_id: &str,
+        user: &str,
+    ) -> HmacSha256 {
         // HMAC accepts keys of any length, so this cannot fail.
         let mut mac = <HmacSha256 as Mac>::new_from_slice(self.0.as_bytes())
             .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
         mac.update(CONTEXT);
         mac.update(nonce);
+        mac.update(binding);
         // Length-prefix variable fields so ("ab","c") and ("a","bc") differ.
         for field in [run_id, user] {
             mac.update(&(field.len() as u32).to_be_bytes());
@@ -42,19 +52,31 @@ impl Token {
         mac
     }
 
-    pub fn prove(&self, nonce: &[u8; NONCE_LEN], run_id: &str, user: &str) -> [u8; 32] {
-        self.mac(nonce, run_id, user).finalize().into_bytes().into()
+    pub fn prove(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        binding: &[u8; 32],
+        run_id: &str,
+        user: &str,
+    ) -> [u8; 32] {
+        self.mac(nonce, binding, run_id, user)
+            .finalize()
+            .into_bytes()
+            .into()
     }
 
     /// Constant-time check of a proof.
     pub fn verify(
         &self,
         nonce: &[u8; NONCE_LEN],
+        binding: &[u8; 32],
         run_id: &str,
         user: &str,
         proof: &[u8; 32],
     ) -> bool {
-        self.mac(nonce, run_id, user).verify_slice(proof).is_ok()
+        self.mac(nonce, binding, run_id, user)
+            .verify_slice(proof)
+            .is_ok()
     }
 }
 
@@ -88,15 +110,16 @@ mod tests {
     fn proof_verifies_only_with_same_inputs() {
         let t = Token::new("secret");
         let n = new_nonce();
-        let p = t.prove(&n, "run", "alice");
-        assert!(t.verify(&n, "run", "alice", &p));
-        assert!(!Token::new("other").verify(&n, "run", "alice", &p));
+        let b = [3u8; 32];
+        let p = t.prove(&n, &b, "run", "alice");
+        assert!(t.verify(&n, &b, "run", "alice", &p));
+        assert!(!Token::new("other").verify(&n, &b, "run", "alice", &p));
         assert!(
-            !t.verify(&new_nonce(), "run", "alice", &p),
+            !t.verify(&new_nonce(), &b, "run", "alice", &p),
             "replay with a new nonce"
         );
-        assert!(!t.verify(&n, "ru", "nalice", &p));
-        assert!(!t.verify(&n, "run", "bob", &p));
+        assert!(!t.verify(&n, &b, "ru", "nalice", &p));
+        assert!(!t.verify(&n, &b, "run", "bob", &p));
     }
 
     #[test]

@@ -71,6 +71,9 @@ pub struct AuthConfig {
     /// Only "token" is supported.
     pub method: String,
     pub token: Token,
+    /// Read the token from this file instead (keeps it out of configs
+    /// checked into version control). Surrounding whitespace is ignored.
+    pub token_file: String,
 }
 
 impl Default for AuthConfig {
@@ -78,6 +81,7 @@ impl Default for AuthConfig {
         AuthConfig {
             method: "token".into(),
             token: Token::default(),
+            token_file: String::new(),
         }
     }
 }
@@ -118,7 +122,12 @@ pub struct ServerConfig {
     /// Ports clients may ask for; empty allows every port.
     pub allow_ports: Vec<PortRange>,
     pub log: LogConfig,
+    /// Most ports one client may hold at once; 0 = no limit.
+    pub max_ports_per_client: u32,
     pub transport: ServerTransport,
+    /// Directory of the config file (for paths that default next to it).
+    #[serde(skip)]
+    pub config_dir: PathBuf,
 }
 
 /// `transport.*` of frps.
@@ -130,6 +139,14 @@ pub struct ServerTransport {
     pub heartbeat_timeout: i64,
     /// TCP keepalive idle time in seconds on client connections; ≤ 0 disables.
     pub tcp_keepalive: i64,
+    /// Seconds a new connection has to finish TLS and login.
+    pub login_timeout: u64,
+    /// Connections allowed in the TLS/login phase at once; more are closed
+    /// at once, so a flood cannot exhaust memory or descriptors.
+    pub max_pending_logins: usize,
+    /// Concurrent multiplexed streams per client (user connections).
+    pub max_streams_per_client: usize,
+    pub tls: ServerTls,
 }
 
 impl Default for ServerTransport {
@@ -137,7 +154,40 @@ impl Default for ServerTransport {
         ServerTransport {
             heartbeat_timeout: DEFAULT_HEARTBEAT_TIMEOUT,
             tcp_keepalive: DEFAULT_TCP_KEEPALIVE,
+            login_timeout: 10,
+            max_pending_logins: 256,
+            max_streams_per_client: crate::mux::DEFAULT_MAX_STREAMS,
+            tls: ServerTls::default(),
         }
+    }
+}
+
+/// `transport.tls.*` of frps. TLS is always offered.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct ServerTls {
+    /// Refuse clients that do not use TLS.
+    pub force: bool,
+    /// Certificate chain and key (PEM). Empty: a self-signed certificate.
+    pub cert_file: String,
+    pub key_file: String,
+    /// Require client certificates signed by this CA (mutual TLS).
+    pub trusted_ca_file: String,
+    /// Where the self-signed certificate is kept; empty = next to the config.
+    pub self_signed_dir: String,
+}
+
+impl ServerConfig {
+    /// Paths of the self-signed certificate and key.
+    pub fn self_signed_paths(&self) -> (PathBuf, PathBuf) {
+        let dir = match self.transport.tls.self_signed_dir.as_str() {
+            "" => self.config_dir.clone(),
+            d => PathBuf::from(d),
+        };
+        (
+            dir.join("frps_selfsigned.crt"),
+            dir.join("frps_selfsigned.key"),
+        )
     }
 }
 
@@ -155,7 +205,9 @@ impl Default for ServerConfig {
             auth: AuthConfig::default(),
             allow_ports: Vec::new(),
             log: LogConfig::default(),
+            max_ports_per_client: 0,
             transport: ServerTransport::default(),
+            config_dir: PathBuf::from("."),
         }
     }
 }
@@ -163,6 +215,7 @@ impl Default for ServerConfig {
 impl ServerConfig {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let mut cfg: ServerConfig = parse_file(path)?;
+        cfg.config_dir = config_dir(path);
         cfg.validate().map_err(|message| ConfigError::Invalid {
             path: path.to_owned(),
             message,
@@ -189,10 +242,21 @@ impl ServerConfig {
         if self.proxy_bind_addr.trim().is_empty() {
             self.proxy_bind_addr = self.bind_addr.clone();
         }
-        check_auth(&self.auth)?;
+        check_auth(&mut self.auth)?;
         for (i, r) in self.allow_ports.iter().enumerate() {
             r.bounds().map_err(|e| format!("allowPorts[{i}]: {e}"))?;
         }
+        let t = &self.transport;
+        if t.login_timeout == 0 {
+            return Err("transport.loginTimeout must be at least 1 second".into());
+        }
+        if t.max_pending_logins == 0 {
+            return Err("transport.maxPendingLogins must be at least 1".into());
+        }
+        if t.max_streams_per_client == 0 {
+            return Err("transport.maxStreamsPerClient must be at least 1".into());
+        }
+        both_or_neither(&t.tls.cert_file, &t.tls.key_file)?;
         Ok(())
     }
 
@@ -213,6 +277,9 @@ pub struct ClientConfig {
     pub log: LogConfig,
     pub transport: ClientTransport,
     pub proxies: Vec<ProxyConfig>,
+    /// Directory of the config file (for paths that default next to it).
+    #[serde(skip)]
+    pub config_dir: PathBuf,
 }
 
 /// `transport.*` of frpc.
@@ -231,6 +298,42 @@ pub struct ClientTransport {
     pub reconnect_initial_delay: f64,
     /// Cap on the reconnect delay, in seconds.
     pub reconnect_max_delay: f64,
+    pub tls: ClientTls,
+}
+
+/// `transport.tls.*` of frpc.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct ClientTls {
+    pub enable: bool,
+    /// Name to verify the server certificate against (CA mode); empty = serverAddr.
+    pub server_name: String,
+    /// Verify the server by this CA (PEM).
+    pub trusted_ca_file: String,
+    /// Or pin the server certificate's SHA-256 fingerprint (hex, `:` allowed).
+    pub server_fingerprint: String,
+    /// Trust on first use: fingerprints remembered here; empty = next to the config.
+    pub known_hosts_file: String,
+    /// Skip verification entirely. Dangerous; logged loudly.
+    pub insecure_skip_verify: bool,
+    /// Client certificate and key for servers that require mutual TLS.
+    pub cert_file: String,
+    pub key_file: String,
+}
+
+impl Default for ClientTls {
+    fn default() -> Self {
+        ClientTls {
+            enable: true,
+            server_name: String::new(),
+            trusted_ca_file: String::new(),
+            server_fingerprint: String::new(),
+            known_hosts_file: String::new(),
+            insecure_skip_verify: false,
+            cert_file: String::new(),
+            key_file: String::new(),
+        }
+    }
 }
 
 impl Default for ClientTransport {
@@ -241,6 +344,7 @@ impl Default for ClientTransport {
             tcp_keepalive: DEFAULT_TCP_KEEPALIVE,
             reconnect_initial_delay: 1.0,
             reconnect_max_delay: 20.0,
+            tls: ClientTls::default(),
         }
     }
 }
@@ -256,6 +360,7 @@ impl Default for ClientConfig {
             log: LogConfig::default(),
             transport: ClientTransport::default(),
             proxies: Vec::new(),
+            config_dir: PathBuf::from("."),
         }
     }
 }
@@ -293,8 +398,17 @@ impl ProxyConfig {
 }
 
 impl ClientConfig {
+    /// Where trust-on-first-use fingerprints are kept.
+    pub fn known_hosts_path(&self) -> PathBuf {
+        match self.transport.tls.known_hosts_file.as_str() {
+            "" => self.config_dir.join("frpc_known_servers"),
+            f => PathBuf::from(f),
+        }
+    }
+
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let mut cfg: ClientConfig = parse_file(path)?;
+        cfg.config_dir = config_dir(path);
         cfg.validate().map_err(|message| ConfigError::Invalid {
             path: path.to_owned(),
             message,
@@ -317,7 +431,7 @@ impl ClientConfig {
         if self.server_port == 0 {
             return Err("serverPort must be between 1 and 65535".into());
         }
-        check_auth(&self.auth)?;
+        check_auth(&mut self.auth)?;
         let t = &self.transport;
         if !(t.reconnect_initial_delay > 0.0 && t.reconnect_initial_delay.is_finite()) {
             return Err(
@@ -331,6 +445,29 @@ impl ClientConfig {
                 "transport.reconnectMaxDelay must be at least transport.reconnectInitialDelay"
                     .into(),
             );
+        }
+        let tls = &self.transport.tls;
+        both_or_neither(&tls.cert_file, &tls.key_file)?;
+        let modes = [
+            !tls.trusted_ca_file.is_empty(),
+            !tls.server_fingerprint.is_empty(),
+            tls.insecure_skip_verify,
+        ];
+        if modes.iter().filter(|m| **m).count() > 1 {
+            return Err(
+                "transport.tls: choose one of trustedCaFile, serverFingerprint and \
+                        insecureSkipVerify"
+                    .into(),
+            );
+        }
+        if !tls.server_fingerprint.is_empty() {
+            let fp = crate::tls::normalize_fingerprint(&tls.server_fingerprint);
+            if fp.len() != 64 || !fp.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(format!(
+                    "transport.tls.serverFingerprint {:?} is not a SHA-256 fingerprint (64 hex digits, `:` allowed)",
+                    tls.server_fingerprint
+                ));
+            }
         }
         let mut names = HashSet::new();
         for (i, p) in self.proxies.iter().enumerate() {
@@ -364,14 +501,41 @@ impl ClientConfig {
     }
 }
 
-fn check_auth(auth: &AuthConfig) -> Result<(), String> {
+/// Checks the auth section and reads `auth.tokenFile` into the token.
+fn check_auth(auth: &mut AuthConfig) -> Result<(), String> {
     if auth.method != "token" {
         return Err(format!(
             "auth.method {:?} is not supported (supported: \"token\")",
             auth.method
         ));
     }
+    if !auth.token_file.is_empty() {
+        if !auth.token.is_empty() {
+            return Err("set auth.token or auth.tokenFile, not both".into());
+        }
+        let text = std::fs::read_to_string(&auth.token_file)
+            .map_err(|e| format!("auth.tokenFile {}: {e}", auth.token_file))?;
+        auth.token = Token::new(text.trim());
+        if auth.token.is_empty() {
+            return Err(format!("auth.tokenFile {} is empty", auth.token_file));
+        }
+    }
     Ok(())
+}
+
+fn both_or_neither(cert: &str, key: &str) -> Result<(), String> {
+    if cert.is_empty() != key.is_empty() {
+        return Err("transport.tls.certFile and transport.tls.keyFile go together".into());
+    }
+    Ok(())
+}
+
+/// The directory a config file lives in ("." for a bare file name).
+fn config_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    }
 }
 
 fn parse_file<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {

@@ -13,4 +13,6 @@ pub mod mux;
 pub mod netopt;
 pub mod protocol;
 pub mod relay;
+pub mod tls;
+pub mod transport;
 pub mod util;

@@ -137,6 +137,8 @@ pub enum ProxyError {
     DuplicateName,
     #[error("cannot listen: {0}")]
     Bind(String),
+    #[error("this client already holds the server's maximum of {0} ports (maxPortsPerClient)")]
+    TooManyPorts(u32),
 }
 
 /// Client heartbeat. Besides proving the path, it carries a few client facts

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shared::config::{ClientConfig, ServerConfig};
@@ -28,16 +29,25 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub shutdown: CancellationToken,
     pub task: JoinHandle<anyhow::Result<()>>,
+    /// Holds the self-signed certificate; kept so a restart reuses it.
+    pub dir: Arc<tempfile::TempDir>,
 }
 
 impl TestServer {
     /// Starts frps with `extra` TOML appended to a loopback base config.
     pub async fn start(extra: &str) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind frps");
+        let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+        Self::start_on(listener, dir, extra)
+    }
+
+    /// Starts frps on `listener`, keeping its certificate in `dir`.
+    pub fn start_on(listener: TcpListener, dir: Arc<tempfile::TempDir>, extra: &str) -> TestServer {
         let addr = listener.local_addr().expect("addr");
         let text = format!(
-            "bindAddr = \"127.0.0.1\"\nbindPort = {}\n{extra}",
-            addr.port()
+            "bindAddr = \"127.0.0.1\"\nbindPort = {}\ntransport.tls.selfSignedDir = \"{}\"\n{extra}",
+            addr.port(),
+            dir.path().display()
         );
         let config = ServerConfig::from_toml(&text).expect("server config");
         let shutdown = CancellationToken::new();
@@ -46,6 +56,7 @@ impl TestServer {
             addr,
             shutdown,
             task,
+            dir,
         }
     }
 
@@ -60,14 +71,19 @@ pub struct TestClient {
     pub events: mpsc::UnboundedReceiver<Event>,
     pub shutdown: CancellationToken,
     pub task: JoinHandle<anyhow::Result<()>>,
+    /// Holds the client's known-servers file (trust on first use).
+    pub dir: tempfile::TempDir,
 }
 
 impl TestClient {
     /// Starts frpc against `server` with `extra` TOML (auth, proxies…).
     pub fn start(server: SocketAddr, extra: &str) -> TestClient {
+        let dir = tempfile::tempdir().expect("tempdir");
         let text = format!(
-            "serverAddr = \"127.0.0.1\"\nserverPort = {}\n{extra}",
-            server.port()
+            "serverAddr = \"127.0.0.1\"\nserverPort = {}\n\
+             transport.tls.knownHostsFile = \"{}\"\n{extra}",
+            server.port(),
+            dir.path().join("known_servers").display()
         );
         let config = ClientConfig::from_toml(&text).expect("client config");
         let (tx, events) = mpsc::unbounded_channel();
@@ -77,6 +93,7 @@ impl TestClient {
             events,
             shutdown,
             task,
+            dir,
         }
     }
 

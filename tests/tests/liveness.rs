@@ -171,6 +171,7 @@ async fn server_restart_reconnects_and_reregisters_the_same_port() {
         .await
         .expect("connect");
 
+    let dir = server.dir.clone();
     server.stop().await;
     // The in-flight user connection is closed, not left hanging.
     let n = tokio::time::timeout(WAIT, user.read(&mut [0u8; 8]))
@@ -178,15 +179,9 @@ async fn server_restart_reconnects_and_reregisters_the_same_port() {
         .expect("in-flight connection left open");
     assert!(matches!(n, Ok(0) | Err(_)));
 
-    // A new server on the same address.
+    // A new server on the same address, with the same certificate.
     let listener = TcpListener::bind(addr).await.expect("rebind frps port");
-    let config = shared::config::ServerConfig::from_toml(&format!(
-        "bindAddr = \"127.0.0.1\"\nbindPort = {}\n{TOKEN}",
-        addr.port()
-    ))
-    .expect("config");
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let task = tokio::spawn(frps::run(config, listener, shutdown.clone()));
+    let restarted = TestServer::start_on(listener, dir, TOKEN);
 
     let mut lost = false;
     let run_id = loop {
@@ -208,8 +203,7 @@ async fn server_restart_reconnects_and_reregisters_the_same_port() {
         b"back"
     );
     client.stop().await;
-    shutdown.cancel();
-    task.await.expect("join").expect("frps");
+    restarted.stop().await;
 }
 
 /// A TCP relay between frpc and frps that can stop forwarding without
