@@ -11,7 +11,9 @@ use shared::config::{ClientConfig, ProxyConfig};
 use shared::framed::{self, ControlStream};
 use shared::heartbeat::{self, Beat, Pacer};
 use shared::mux::{self, Mode, MuxStream};
-use shared::protocol::{Login, Message, NewProxy, NewProxyResp, Ping, ProxyType, PROTOCOL_VERSION};
+use shared::protocol::{
+    Login, LoginAccepted, Message, NewProxy, NewProxyResp, Ping, ProxyType, PROTOCOL_VERSION,
+};
 use shared::tls::{pretty_fingerprint, Trusted};
 use shared::transport::ClientSide;
 use tokio::net::TcpStream;
@@ -85,6 +87,41 @@ async fn connect_inner(config: &ClientConfig, side: &ClientSide, run_id: &str) -
         mux::yamux_config(mux::DEFAULT_MAX_STREAMS),
         close.clone(),
     );
+    let (ctrl, accepted) = match login(config, &mux, &binding, run_id, &addr).await {
+        Ok(v) => v,
+        Err(e) => {
+            // The connection itself may know better why it ended (a TLS
+            // alert such as "certificate required", a reset…).
+            close.cancel();
+            return Err(
+                match tokio::time::timeout(Duration::from_secs(1), mux.driver).await {
+                    Ok(Ok(Err(cause))) => e.context(format!("connection failed: {cause}")),
+                    _ => e,
+                },
+            );
+        }
+    };
+    info!(server = %addr, run_id = %accepted.run_id, "logged in to server");
+    Ok(Session {
+        run_id: accepted.run_id,
+        server_timeout: (accepted.heartbeat_timeout > 0)
+            .then(|| Duration::from_secs(accepted.heartbeat_timeout.into())),
+        activity,
+        ctrl,
+        mux,
+        close,
+        _guard: guard,
+    })
+}
+
+/// The login exchange on a fresh control stream.
+async fn login(
+    config: &ClientConfig,
+    mux: &mux::Session,
+    binding: &[u8; 32],
+    run_id: &str,
+    addr: &str,
+) -> Result<(ControlStream<MuxStream>, LoginAccepted)> {
     let stream = mux
         .opener
         .open()
@@ -116,7 +153,7 @@ async fn connect_inner(config: &ClientConfig, side: &ClientSide, run_id: &str) -
         hostname: shared::util::hostname(),
         os: std::env::consts::OS.into(),
         arch: std::env::consts::ARCH.into(),
-        proof: config.auth.token.prove(&nonce, &binding, run_id, &user),
+        proof: config.auth.token.prove(&nonce, binding, run_id, &user),
         user,
         run_id: run_id.to_owned(),
     }))
@@ -130,17 +167,7 @@ async fn connect_inner(config: &ClientConfig, side: &ClientSide, run_id: &str) -
         Some(Err(e)) => return Err(anyhow!(e).context("reading LoginResp")),
         None => bail!("server {addr} closed the connection during login"),
     };
-    info!(server = %addr, run_id = %accepted.run_id, "logged in to server");
-    Ok(Session {
-        run_id: accepted.run_id,
-        server_timeout: (accepted.heartbeat_timeout > 0)
-            .then(|| Duration::from_secs(accepted.heartbeat_timeout.into())),
-        activity,
-        ctrl,
-        mux,
-        close,
-        _guard: guard,
-    })
+    Ok((ctrl, accepted))
 }
 
 impl Session {

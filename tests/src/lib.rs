@@ -79,11 +79,18 @@ impl TestClient {
     /// Starts frpc against `server` with `extra` TOML (auth, proxies…).
     pub fn start(server: SocketAddr, extra: &str) -> TestClient {
         let dir = tempfile::tempdir().expect("tempdir");
+        // Trust on first use writes next to the config unless told where.
+        let known = if extra.contains("knownHostsFile") {
+            String::new()
+        } else {
+            format!(
+                "transport.tls.knownHostsFile = \"{}\"\n",
+                dir.path().join("known_servers").display()
+            )
+        };
         let text = format!(
-            "serverAddr = \"127.0.0.1\"\nserverPort = {}\n\
-             transport.tls.knownHostsFile = \"{}\"\n{extra}",
-            server.port(),
-            dir.path().join("known_servers").display()
+            "serverAddr = \"127.0.0.1\"\nserverPort = {}\n{known}{extra}",
+            server.port()
         );
         let config = ClientConfig::from_toml(&text).expect("client config");
         let (tx, events) = mpsc::unbounded_channel();
