@@ -89,9 +89,7 @@ pub async fn read_message<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<Mess
     match r.read(&mut header[..1]).await? {
         0 => return Ok(None),
         _ => {
-            r.read_exact(&mut header[1..])
-                .await
-                .map_err(|_| CodecError::Truncated)?;
+            r.read_exact(&mut header[1..]).await.map_err(mid_frame)?;
         }
     }
     let len = u16::from_be_bytes(header) as usize;
@@ -100,12 +98,19 @@ pub async fn read_message<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<Mess
     }
     let mut buf = BytesMut::zeroed(2 + len);
     buf[..2].copy_from_slice(&header);
-    r.read_exact(&mut buf[2..])
-        .await
-        .map_err(|_| CodecError::Truncated)?;
+    r.read_exact(&mut buf[2..]).await.map_err(mid_frame)?;
     codec::decode(&mut buf)?
         .ok_or(CodecError::Truncated)
         .map(Some)
+}
+
+/// EOF inside a frame is truncation; any other error keeps its cause.
+fn mid_frame(e: std::io::Error) -> CodecError {
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        CodecError::Truncated
+    } else {
+        CodecError::Io(e)
+    }
 }
 
 /// Writes one frame without flushing the writer's buffer.
