@@ -84,7 +84,7 @@ async fn connect_inner(config: &ClientConfig, side: &ClientSide, run_id: &str) -
     let mux = mux::start(
         io,
         Mode::Client,
-        mux::yamux_config(mux::DEFAULT_MAX_STREAMS),
+        mux::yamux_config(mux::CLIENT_MAX_STREAMS),
         close.clone(),
     );
     let (ctrl, accepted) = match login(config, &mux, &binding, run_id, &addr).await {

@@ -12,6 +12,7 @@ use shared::mux::Opener;
 use shared::protocol::{Message, NewProxy, ProxyError, StartWork};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info_span, warn, Instrument};
@@ -33,10 +34,29 @@ impl Proxy {
     }
 }
 
+/// The streams a client's proxies may have open at once, shared by all of
+/// them. yamux tears the whole session down when its own stream limit is
+/// hit, so the limit is enforced here, before asking it for a stream.
+#[derive(Clone)]
+pub(crate) struct StreamBudget {
+    permits: Arc<Semaphore>,
+    max: usize,
+}
+
+impl StreamBudget {
+    pub fn new(max: usize) -> Self {
+        StreamBudget {
+            permits: Arc::new(Semaphore::new(max)),
+            max,
+        }
+    }
+}
+
 pub(crate) async fn start(
     server: &Arc<Server>,
     req: &NewProxy,
     opener: Opener,
+    budget: StreamBudget,
     stop: CancellationToken,
     tasks: &TaskTracker,
 ) -> Result<Proxy, ProxyError> {
@@ -50,6 +70,7 @@ pub(crate) async fn start(
             listener,
             req.name.clone(),
             opener,
+            budget,
             stop.clone(),
             tasks.clone(),
         )
@@ -98,6 +119,7 @@ async fn accept_loop(
     listener: TcpListener,
     name: String,
     opener: Opener,
+    budget: StreamBudget,
     stop: CancellationToken,
     tasks: TaskTracker,
 ) {
@@ -107,8 +129,17 @@ async fn accept_loop(
             accepted = listener.accept() => match accepted {
                 Ok((user, src)) => {
                     let span = info_span!("conn", %src);
+                    let Ok(permit) = budget.permits.clone().try_acquire_owned() else {
+                        warn!(
+                            %src,
+                            "client already has {} connections open (transport.maxStreamsPerClient); \
+                             closing this one",
+                            budget.max
+                        );
+                        continue;
+                    };
                     tasks.spawn(
-                        serve_user(user, src, name.clone(), opener.clone(), stop.clone()).instrument(span),
+                        serve_user(user, src, name.clone(), opener.clone(), stop.clone(), permit).instrument(span),
                     );
                 }
                 Err(e) => {
@@ -127,6 +158,8 @@ async fn serve_user(
     name: String,
     opener: Opener,
     stop: CancellationToken,
+    // Held for the life of the work stream.
+    _permit: OwnedSemaphorePermit,
 ) {
     user.set_nodelay(true).ok();
     let mut work = match opener.open().await {

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, info_span, warn, Instrument};
 
-use crate::proxy::{self, Proxy};
+use crate::proxy::{self, Proxy, StreamBudget};
 use crate::registry::SessionHandle;
 use crate::Server;
 
@@ -80,7 +80,9 @@ async fn serve(
     let mut session = mux::start(
         io,
         Mode::Server,
-        mux::yamux_config(transport.max_streams_per_client),
+        // Headroom over our own limit: yamux drops the whole session when
+        // its limit is hit, and closed streams leave its table with a lag.
+        mux::yamux_config(mux::with_headroom(transport.max_streams_per_client)),
         close.clone(),
     );
     let login = login(&server, &mut session.incoming, &binding);
@@ -128,6 +130,15 @@ async fn serve(
             proxies: &mut proxies,
             close: &close,
             tasks: &tasks,
+            // The control stream takes one of the client's streams.
+            budget: StreamBudget::new(
+                server
+                    .config
+                    .transport
+                    .max_streams_per_client
+                    .saturating_sub(1)
+                    .max(1),
+            ),
         };
         let pacer = Pacer::new(None, timeout);
         let result = control_loop(&mut ctx, reader, &activity, pacer).await;
@@ -270,6 +281,7 @@ struct Ctx<'a> {
     proxies: &'a mut HashMap<String, Proxy>,
     close: &'a CancellationToken,
     tasks: &'a TaskTracker,
+    budget: StreamBudget,
 }
 
 type ControlReader = futures::stream::SplitStream<ControlStream<MuxStream>>;
@@ -349,6 +361,7 @@ async fn new_proxy(ctx: &mut Ctx<'_>, req: NewProxy) -> NewProxyResp {
             server,
             &req,
             ctx.session.opener.clone(),
+            ctx.budget.clone(),
             ctx.close.child_token(),
             ctx.tasks,
         )

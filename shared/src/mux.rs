@@ -66,6 +66,16 @@ pub struct Session {
     pub driver: tokio::task::JoinHandle<Result<(), MuxError>>,
 }
 
+/// A stream limit for yamux comfortably above `n`: yamux ends the whole
+/// session when its limit is reached, so ours must bite first.
+pub fn with_headroom(n: usize) -> usize {
+    n.saturating_add(n / 4).saturating_add(64)
+}
+
+/// frpc accepts whatever number of streams frps opens (frps enforces its
+/// `transport.maxStreamsPerClient`); this only has to be above any sane value.
+pub const CLIENT_MAX_STREAMS: usize = 1 << 20;
+
 pub fn yamux_config(max_streams: usize) -> yamux::Config {
     let mut cfg = yamux::Config::default();
     // yamux insists the connection window covers the default window of every

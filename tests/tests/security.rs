@@ -528,3 +528,64 @@ async fn a_flood_of_junk_does_not_disturb_a_running_transfer() {
     let after = port_from_line(&second.wait_line("reachable on server port", WAIT));
     assert_eq!(std_echo_once(after, b"after the flood"), b"after the flood");
 }
+
+#[tokio::test]
+async fn max_streams_per_client_caps_one_client_only() {
+    // The control stream counts as one: three forwarded connections fit.
+    let server = TestServer::start(&format!("{TOKEN}transport.maxStreamsPerClient = 4\n")).await;
+    let echo = spawn_echo().await;
+    let mut greedy = TestClient::start(server.addr, &format!("{TOKEN}{}", tcp_proxy("g", echo, 0)));
+    let mut other = TestClient::start(
+        server.addr,
+        &format!("{TOKEN}user = \"other\"\n{}", tcp_proxy("o", echo, 0)),
+    );
+    let g = greedy.proxy_addr("g").await;
+    let o = other.proxy_addr("o").await;
+
+    // Fill the greedy client's streams with open, working connections.
+    let mut held = Vec::new();
+    for i in 0..3u8 {
+        let mut s = TcpStream::connect(g).await.expect("connect");
+        s.write_all(&[i]).await.expect("write");
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b)
+            .await
+            .expect("echo while under the cap");
+        held.push(s);
+    }
+    // One more is closed instead of queued forever…
+    let mut extra = TcpStream::connect(g).await.expect("connect");
+    let _ = extra.write_all(b"x").await;
+    let n = tokio::time::timeout(WAIT, extra.read(&mut [0u8; 1]))
+        .await
+        .expect("not closed");
+    assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+    // …while another client is unaffected.
+    let mut s = TcpStream::connect(o).await.expect("connect");
+    s.write_all(b"fine").await.expect("write");
+    s.shutdown().await.expect("shutdown");
+    assert_eq!(read_all(&mut s).await, b"fine");
+    // Freeing one makes room again.
+    drop(held.pop());
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        // Until the freed stream is returned, attempts are refused (closed
+        // or reset): that is the cap working, so just try again.
+        let mut s = TcpStream::connect(g).await.expect("connect");
+        let mut got = Vec::new();
+        let ok = s.write_all(b"again").await.is_ok()
+            && s.shutdown().await.is_ok()
+            && s.read_to_end(&mut got).await.is_ok();
+        if ok && got == b"again" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no room after a connection closed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    greedy.stop().await;
+    other.stop().await;
+    server.stop().await;
+}
