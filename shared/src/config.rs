@@ -612,6 +612,48 @@ mod tests {
     }
 
     #[test]
+    fn token_file() {
+        let dir = std::env::temp_dir().join(format!("frp-rs-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("token");
+        std::fs::write(&file, "s3cret\n").expect("write");
+        let c = ClientConfig::from_toml(&format!(
+            "auth.tokenFile = {:?}\n",
+            file.display().to_string()
+        ))
+        .expect("tokenFile");
+        assert_eq!(c.auth.token, Token::new("s3cret"), "read and trimmed");
+        let e = client_err(&format!(
+            "auth.token = 'x'\nauth.tokenFile = {:?}\n",
+            file.display().to_string()
+        ));
+        assert!(e.contains("not both"), "{e}");
+        let e = client_err("auth.tokenFile = '/nonexistent/token'\n");
+        assert!(
+            e.contains("auth.tokenFile") && e.contains("/nonexistent/token"),
+            "{e}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn tls_choices_are_checked() {
+        let e = client_err("transport.tls.serverFingerprint = 'abc'\n");
+        assert!(e.contains("serverFingerprint"), "{e}");
+        let e = client_err(
+            "transport.tls.insecureSkipVerify = true\ntransport.tls.trustedCaFile = 'ca.pem'\n",
+        );
+        assert!(e.contains("choose one"), "{e}");
+        let e = client_err("transport.tls.certFile = 'c.pem'\n");
+        assert!(e.contains("go together"), "{e}");
+        let ok = format!(
+            "transport.tls.serverFingerprint = '{}'\n",
+            "AB:".repeat(31) + "AB"
+        );
+        ClientConfig::from_toml(&ok).expect("a well-formed fingerprint");
+    }
+
+    #[test]
     fn allow_ports() {
         let s = ServerConfig::from_toml(
             "allowPorts = [{ start = 2000, end = 3000 }, { single = 3001 }]\n",
