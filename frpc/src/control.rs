@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::{debug, info, warn};
 
+use crate::pool::{self, Pool};
 use crate::{work, Event, Events};
 
 /// Connecting and logging in must finish within this long.
@@ -156,6 +157,7 @@ async fn login(
         proof: config.auth.token.prove(&nonce, binding, run_id, &user),
         user,
         run_id: run_id.to_owned(),
+        tcp_mux: config.transport.tcp_mux,
     }))
     .await
     .context("sending Login")?;
@@ -204,7 +206,8 @@ impl Session {
     /// Err when the connection is lost or declared dead.
     pub async fn run(
         mut self,
-        config: &ClientConfig,
+        config: &Arc<ClientConfig>,
+        side: &Arc<ClientSide>,
         shutdown: &CancellationToken,
         events: &Events,
         warned: &mut bool,
@@ -231,6 +234,21 @@ impl Session {
         let mut pacer = self.pacer(config, warned);
         let activity = self.activity.clone();
         let (mut reader, writer) = framed::split_control(self.ctrl);
+        // Without multiplexing, work connections come from a pool.
+        let pool_requests = if config.transport.tcp_mux {
+            None
+        } else {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let pool = Arc::new(Pool {
+                config: config.clone(),
+                side: side.clone(),
+                run_id: self.run_id.clone(),
+                proxies: proxies.clone(),
+                stop: self.close.child_token(),
+            });
+            tokio::spawn(pool::run(pool, rx));
+            Some(tx)
+        };
         let mut beats = BeatStats::new(&activity);
         loop {
             let wake = pacer
@@ -269,6 +287,12 @@ impl Session {
                 msg = reader.next() => match msg {
                     Some(Ok(Message::NewProxyResp(resp))) => proxy_registered(resp, events),
                     Some(Ok(Message::Pong(pong))) => beats.pong(pong.seq),
+                    Some(Ok(Message::ReqWorkConn { count })) => match &pool_requests {
+                        Some(tx) => {
+                            let _ = tx.send(count);
+                        }
+                        None => bail!("protocol error: server asked for work connections in multiplexed mode"),
+                    },
                     Some(Ok(other)) => bail!("protocol error: unexpected {} from server", other.kind()),
                     Some(Err(e)) => return Err(anyhow!(e).context("control stream")),
                     None => bail!("server closed the connection"),

@@ -7,8 +7,10 @@
 
 mod backoff;
 mod control;
+mod pool;
 mod work;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -71,7 +73,8 @@ pub async fn run(config: ClientConfig, shutdown: CancellationToken, events: Even
         Duration::from_secs_f64(t.reconnect_initial_delay),
         Duration::from_secs_f64(t.reconnect_max_delay),
     );
-    let side = ClientSide::new(&config).context("setting up TLS")?;
+    let side = Arc::new(ClientSide::new(&config).context("setting up TLS")?);
+    let config = Arc::new(config);
     if !side.tls_enabled() {
         warn!("TLS is off (transport.tls.enable = false): the tunnel's traffic is not encrypted");
     }
@@ -102,7 +105,7 @@ pub async fn run(config: ClientConfig, shutdown: CancellationToken, events: Even
                 });
                 let started = Instant::now();
                 match session
-                    .run(&config, &shutdown, &events, &mut interval_warned)
+                    .run(&config, &side, &shutdown, &events, &mut interval_warned)
                     .await
                 {
                     Ok(()) => return Ok(()),

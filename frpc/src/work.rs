@@ -8,8 +8,8 @@ use std::time::Duration;
 use shared::config::ProxyConfig;
 use shared::framed;
 use shared::mux::MuxStream;
-use shared::protocol::Message;
-use tokio::io::AsyncWriteExt;
+use shared::protocol::{Message, StartWork};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info_span, warn, Instrument};
@@ -50,6 +50,18 @@ pub(crate) async fn handle(
             return;
         }
     };
+    serve(stream, header, &proxies, stop).await
+}
+
+/// Dials the proxy's local service and relays `stream` to it.
+pub(crate) async fn serve<S>(
+    mut stream: S,
+    header: StartWork,
+    proxies: &HashMap<String, ProxyConfig>,
+    stop: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let Some(proxy) = proxies.get(&header.proxy_name) else {
         warn!(proxy = %header.proxy_name, "server forwarded a connection for a proxy this client does not have");
         return;

@@ -4,6 +4,7 @@
 //! The caller binds the listener and owns the shutdown token, so tests run
 //! the real server in-process on `127.0.0.1:0`.
 
+mod pool;
 mod proxy;
 mod registry;
 mod session;

@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::pool::WorkSource;
 use rand::seq::SliceRandom;
 use shared::framed;
-use shared::mux::Opener;
 use shared::protocol::{Message, NewProxy, ProxyError, StartWork};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -55,7 +55,7 @@ impl StreamBudget {
 pub(crate) async fn start(
     server: &Arc<Server>,
     req: &NewProxy,
-    opener: Opener,
+    work: WorkSource,
     budget: StreamBudget,
     stop: CancellationToken,
     tasks: &TaskTracker,
@@ -69,7 +69,7 @@ pub(crate) async fn start(
         accept_loop(
             listener,
             req.name.clone(),
-            opener,
+            work,
             budget,
             stop.clone(),
             tasks.clone(),
@@ -118,7 +118,7 @@ fn bind_error(port: u16, e: io::Error) -> ProxyError {
 async fn accept_loop(
     listener: TcpListener,
     name: String,
-    opener: Opener,
+    work: WorkSource,
     budget: StreamBudget,
     stop: CancellationToken,
     tasks: TaskTracker,
@@ -139,7 +139,7 @@ async fn accept_loop(
                         continue;
                     };
                     tasks.spawn(
-                        serve_user(user, src, name.clone(), opener.clone(), stop.clone(), permit).instrument(span),
+                        serve_user(user, src, name.clone(), work.clone(), stop.clone(), permit).instrument(span),
                     );
                 }
                 Err(e) => {
@@ -156,16 +156,16 @@ async fn serve_user(
     mut user: TcpStream,
     src: SocketAddr,
     name: String,
-    opener: Opener,
+    work: WorkSource,
     stop: CancellationToken,
     // Held for the life of the work stream.
     _permit: OwnedSemaphorePermit,
 ) {
     user.set_nodelay(true).ok();
-    let mut work = match opener.open().await {
+    let mut work = match work.get().await {
         Ok(s) => s,
         Err(e) => {
-            warn!("cannot open a work stream to the client: {e}");
+            warn!("cannot get a work connection to the client: {e:#}");
             return;
         }
     };

@@ -4,6 +4,8 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
+use shared::transport::BoxIo;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -11,9 +13,12 @@ use tokio_util::task::TaskTracker;
 #[derive(Clone)]
 pub(crate) struct SessionHandle {
     pub id: u64,
+    pub user: String,
     pub close: CancellationToken,
     /// Closed once the session and all its proxies have ended.
     pub tasks: TaskTracker,
+    /// Where work connections of a non-multiplexed client go.
+    pub work: Option<mpsc::Sender<BoxIo>>,
 }
 
 #[derive(Default)]
@@ -48,6 +53,13 @@ impl Registry {
         handle: SessionHandle,
     ) -> Option<SessionHandle> {
         self.lock().sessions.insert(run_id.to_owned(), handle)
+    }
+
+    /// The user and work-connection queue of the session `run_id`.
+    pub(crate) fn work_queue(&self, run_id: &str) -> Option<(String, mpsc::Sender<BoxIo>)> {
+        let inner = self.lock();
+        let h = inner.sessions.get(run_id)?;
+        Some((h.user.clone(), h.work.clone()?))
     }
 
     /// Removes the entry only if it still belongs to session `id`.

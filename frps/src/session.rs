@@ -13,16 +13,19 @@ use shared::auth;
 use shared::framed::{self, ControlStream, ControlWriter};
 use shared::heartbeat::{self, Beat, Pacer};
 use shared::mux::{self, Mode, MuxStream};
+use shared::protocol::WORK_CONN_MARKER;
 use shared::protocol::{
     LoginAccepted, LoginError, LoginResp, Message, NewProxy, NewProxyResp, Pong, PROTOCOL_VERSION,
 };
-use shared::transport::HandshakeError;
+use shared::transport::{HandshakeError, Prefixed};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, info_span, warn, Instrument};
 
+use crate::pool::{Pool, WorkSource};
 use crate::proxy::{self, Proxy, StreamBudget};
 use crate::registry::SessionHandle;
 use crate::Server;
@@ -31,6 +34,7 @@ use crate::Server;
 struct Client {
     user: String,
     run_id: String,
+    tcp_mux: bool,
 }
 
 pub(crate) async fn handle(
@@ -77,6 +81,19 @@ async fn serve(
         Ok(Err(e)) => bail!("rejected: {e}"),
         Err(_) => bail!("rejected: no handshake within {login_timeout:?}"),
     };
+    // A multiplexed session starts with a yamux header (version 0); a work
+    // connection of a non-multiplexed client with its marker.
+    let (mut io, binding) = (io, binding);
+    let mut first = [0u8; 1];
+    match tokio::time::timeout_at(deadline, io.read_exact(&mut first)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => bail!("rejected: {e}"),
+        Err(_) => bail!("rejected: nothing sent within {login_timeout:?}"),
+    }
+    if first[0] == WORK_CONN_MARKER {
+        return crate::pool::accept_work_conn(&server, io, &binding, deadline).await;
+    }
+    let io = Prefixed::new(first[0], io);
     let mut session = mux::start(
         io,
         Mode::Server,
@@ -105,10 +122,20 @@ async fn serve(
     async {
         let id = server.registry.next_session_id();
         let tasks = TaskTracker::new();
+        // Non-multiplexed clients send work connections; they queue here.
+        let (work_tx, work_rx) = if client.tcp_mux {
+            (None, None)
+        } else {
+            let (tx, rx) =
+                tokio::sync::mpsc::channel(server.config.transport.max_pool_count.max(1));
+            (Some(tx), Some(rx))
+        };
         let handle = SessionHandle {
             id,
+            user: client.user.clone(),
             close: close.clone(),
             tasks: tasks.clone(),
+            work: work_tx,
         };
         // A client that reconnects with its run id replaces its old session at
         // once, and its ports are free again before it re-registers them.
@@ -122,9 +149,14 @@ async fn serve(
 
         let mut proxies: HashMap<String, Proxy> = HashMap::new();
         let (reader, writer) = framed::split_control(ctrl);
+        let work = match work_rx {
+            None => WorkSource::Mux(session.opener.clone()),
+            Some(rx) => WorkSource::Pool(Arc::new(Pool::new(rx, writer.clone()))),
+        };
         let mut ctx = Ctx {
             server: &server,
             client: &client,
+            work,
             writer,
             session: &mut session,
             proxies: &mut proxies,
@@ -260,6 +292,7 @@ async fn handshake(
         Client {
             user: login.user,
             run_id,
+            tcp_mux: login.tcp_mux,
         },
     )))
 }
@@ -282,6 +315,7 @@ struct Ctx<'a> {
     close: &'a CancellationToken,
     tasks: &'a TaskTracker,
     budget: StreamBudget,
+    work: WorkSource,
 }
 
 type ControlReader = futures::stream::SplitStream<ControlStream<MuxStream>>;
@@ -360,7 +394,7 @@ async fn new_proxy(ctx: &mut Ctx<'_>, req: NewProxy) -> NewProxyResp {
         match proxy::start(
             server,
             &req,
-            ctx.session.opener.clone(),
+            ctx.work.clone(),
             ctx.budget.clone(),
             ctx.close.child_token(),
             ctx.tasks,

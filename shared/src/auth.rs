@@ -17,6 +17,16 @@ type HmacSha256 = Hmac<Sha256>;
 /// Domain separation: a proof for this protocol can never be mistaken for an
 /// HMAC the same token produces elsewhere.
 const CONTEXT: &[u8] = b"frp-rs login v1";
+/// Work connections (`tcpMux = false`) prove themselves the same way, under
+/// their own label so neither proof can stand in for the other.
+const CONTEXT_WORK: &[u8] = b"frp-rs work conn v1";
+
+/// What a proof is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Login,
+    WorkConn,
+}
 
 /// The shared secret. Debug and Display never show it.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -33,6 +43,7 @@ impl Token {
 
     fn mac(
         &self,
+        purpose: Purpose,
         nonce: &[u8; NONCE_LEN],
         binding: &[u8; 32],
         run_id: &str,
@@ -41,7 +52,10 @@ impl Token {
         // HMAC accepts keys of any length, so this cannot fail.
         let mut mac = <HmacSha256 as Mac>::new_from_slice(self.0.as_bytes())
             .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-        mac.update(CONTEXT);
+        mac.update(match purpose {
+            Purpose::Login => CONTEXT,
+            Purpose::WorkConn => CONTEXT_WORK,
+        });
         mac.update(nonce);
         mac.update(binding);
         // Length-prefix variable fields so ("ab","c") and ("a","bc") differ.
@@ -59,7 +73,7 @@ impl Token {
         run_id: &str,
         user: &str,
     ) -> [u8; 32] {
-        self.mac(nonce, binding, run_id, user)
+        self.mac(Purpose::Login, nonce, binding, run_id, user)
             .finalize()
             .into_bytes()
             .into()
@@ -74,7 +88,34 @@ impl Token {
         user: &str,
         proof: &[u8; 32],
     ) -> bool {
-        self.mac(nonce, binding, run_id, user)
+        self.mac(Purpose::Login, nonce, binding, run_id, user)
+            .verify_slice(proof)
+            .is_ok()
+    }
+
+    /// Proof for a work connection.
+    pub fn prove_work(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        binding: &[u8; 32],
+        run_id: &str,
+        user: &str,
+    ) -> [u8; 32] {
+        self.mac(Purpose::WorkConn, nonce, binding, run_id, user)
+            .finalize()
+            .into_bytes()
+            .into()
+    }
+
+    pub fn verify_work(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        binding: &[u8; 32],
+        run_id: &str,
+        user: &str,
+        proof: &[u8; 32],
+    ) -> bool {
+        self.mac(Purpose::WorkConn, nonce, binding, run_id, user)
             .verify_slice(proof)
             .is_ok()
     }
@@ -120,6 +161,15 @@ mod tests {
         );
         assert!(!t.verify(&n, &b, "ru", "nalice", &p));
         assert!(!t.verify(&n, &b, "run", "bob", &p));
+    }
+
+    #[test]
+    fn work_and_login_proofs_differ() {
+        let t = Token::new("secret");
+        let (n, b) = (new_nonce(), [0u8; 32]);
+        let login = t.prove(&n, &b, "run", "u");
+        assert!(!t.verify_work(&n, &b, "run", "u", &login));
+        assert!(t.verify_work(&n, &b, "run", "u", &t.prove_work(&n, &b, "run", "u")));
     }
 
     #[test]

@@ -146,7 +146,14 @@ mod tests {
             user: "u".into(),
             run_id: "abc".into(),
             proof: [1; 32],
+            tcp_mux: true,
         }));
+        roundtrip(Message::NewWorkConn(NewWorkConn {
+            run_id: "abc".into(),
+            user: "u".into(),
+            proof: [2; 32],
+        }));
+        roundtrip(Message::ReqWorkConn { count: 3 });
         roundtrip(Message::NewProxyResp(NewProxyResp {
             name: "ssh".into(),
             result: Err(ProxyError::PortInUse(6000)),

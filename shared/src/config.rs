@@ -146,6 +146,8 @@ pub struct ServerTransport {
     pub max_pending_logins: usize,
     /// Concurrent multiplexed streams per client (user connections).
     pub max_streams_per_client: usize,
+    /// Idle pre-opened work connections kept per client (`tcpMux = false`).
+    pub max_pool_count: usize,
     pub tls: ServerTls,
 }
 
@@ -157,6 +159,7 @@ impl Default for ServerTransport {
             login_timeout: 10,
             max_pending_logins: 256,
             max_streams_per_client: crate::mux::DEFAULT_MAX_STREAMS,
+            max_pool_count: 5,
             tls: ServerTls::default(),
         }
     }
@@ -298,6 +301,11 @@ pub struct ClientTransport {
     pub reconnect_initial_delay: f64,
     /// Cap on the reconnect delay, in seconds.
     pub reconnect_max_delay: f64,
+    /// true: every forwarded connection is a yamux stream on the one
+    /// connection. false: each gets its own TCP (TLS) connection to frps.
+    pub tcp_mux: bool,
+    /// With `tcpMux = false`: work connections opened in advance.
+    pub pool_count: usize,
     pub tls: ClientTls,
 }
 
@@ -344,6 +352,8 @@ impl Default for ClientTransport {
             tcp_keepalive: DEFAULT_TCP_KEEPALIVE,
             reconnect_initial_delay: 1.0,
             reconnect_max_delay: 20.0,
+            tcp_mux: true,
+            pool_count: 0,
             tls: ClientTls::default(),
         }
     }

@@ -40,7 +40,16 @@ pub enum Message {
     /// Server → client, first frame of every work stream: which proxy the
     /// user connection arrived on and where it came from.
     StartWork(StartWork),
+    /// Client → server, on a separate work connection (`transport.tcpMux =
+    /// false`), after the server's `ServerHello`: which session it joins.
+    NewWorkConn(NewWorkConn),
+    /// Server → client: open this many more work connections.
+    ReqWorkConn { count: u32 },
 }
+
+/// The byte a work connection starts with (after TLS, if any), where a
+/// multiplexed connection starts with a yamux header (version 0).
+pub const WORK_CONN_MARKER: u8 = 0xf5;
 
 impl Message {
     /// Short name for log lines ("unexpected NewProxy before login").
@@ -56,6 +65,8 @@ impl Message {
             Message::Ping(_) => "Ping",
             Message::Pong(_) => "Pong",
             Message::StartWork(_) => "StartWork",
+            Message::NewWorkConn(_) => "NewWorkConn",
+            Message::ReqWorkConn { .. } => "ReqWorkConn",
         }
     }
 }
@@ -71,6 +82,18 @@ pub struct Login {
     /// reconnects so frps can replace the old session.
     pub run_id: String,
     /// HMAC of the token over the server's nonce, see [`crate::auth`].
+    pub proof: [u8; 32],
+    /// false: work streams come as separate connections (`transport.tcpMux
+    /// = false`) instead of yamux streams.
+    pub tcp_mux: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewWorkConn {
+    pub run_id: String,
+    pub user: String,
+    /// Same construction as the login proof, over this connection's nonce
+    /// and TLS session.
     pub proof: [u8; 32],
 }
 

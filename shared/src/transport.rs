@@ -38,7 +38,7 @@ pub fn classify(first: &[u8]) -> FirstBytes {
     ];
     match first.first() {
         Some(0x16) => FirstBytes::Tls,
-        Some(0x00) => FirstBytes::Plain,
+        Some(0x00) | Some(&crate::protocol::WORK_CONN_MARKER) => FirstBytes::Plain,
         Some(b)
             if HTTP
                 .iter()
@@ -212,6 +212,62 @@ impl ClientSide {
     }
 }
 
+/// Gives back one byte that was read to tell connection kinds apart.
+pub struct Prefixed<T> {
+    first: Option<u8>,
+    inner: T,
+}
+
+impl<T> Prefixed<T> {
+    pub fn new(first: u8, inner: T) -> Self {
+        Prefixed {
+            first: Some(first),
+            inner,
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Prefixed<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if let Some(b) = self.first {
+            if buf.remaining() > 0 {
+                buf.put_slice(&[b]);
+                self.first = None;
+                return std::task::Poll::Ready(Ok(()));
+            }
+        }
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Prefixed<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,6 +276,10 @@ mod tests {
     fn first_bytes() {
         assert_eq!(classify(&[0x16, 3, 1]), FirstBytes::Tls);
         assert_eq!(classify(&[0, 0, 0, 1]), FirstBytes::Plain);
+        assert_eq!(
+            classify(&[crate::protocol::WORK_CONN_MARKER]),
+            FirstBytes::Plain
+        );
         assert_eq!(classify(b"GET / HTTP/1.1"), FirstBytes::Http);
         assert_eq!(classify(b"POST"), FirstBytes::Http);
         assert_eq!(classify(b"\xff\xfe"), FirstBytes::Unknown(0xff));

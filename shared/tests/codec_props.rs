@@ -81,7 +81,9 @@ fn strategies_cover_every_variant(m: &Message, l: &LoginError, p: &ProxyError, t
         | Message::CloseProxy { .. }
         | Message::Ping(_)
         | Message::Pong(_)
-        | Message::StartWork(_) => {}
+        | Message::StartWork(_)
+        | Message::NewWorkConn(_)
+        | Message::ReqWorkConn { .. } => {}
     }
     match l {
         LoginError::InvalidToken | LoginError::VersionMismatch { .. } | LoginError::Other(_) => {}
@@ -119,19 +121,30 @@ fn proxy_error(s: BoxedStrategy<String>) -> impl Strategy<Value = ProxyError> {
 
 /// Every variant of [`Message`], with strings drawn from `s`.
 fn message_with(s: fn() -> BoxedStrategy<String>) -> BoxedStrategy<Message> {
-    let login = (u16s(), s(), s(), s(), s(), s(), any::<[u8; 32]>()).prop_map(
-        |(version, hostname, os, arch, user, run_id, proof)| {
-            Message::Login(Login {
-                version,
-                hostname,
-                os,
-                arch,
-                user,
-                run_id,
-                proof,
-            })
-        },
-    );
+    let login = (
+        u16s(),
+        s(),
+        s(),
+        s(),
+        s(),
+        s(),
+        any::<[u8; 32]>(),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(version, hostname, os, arch, user, run_id, proof, tcp_mux)| {
+                Message::Login(Login {
+                    version,
+                    hostname,
+                    os,
+                    arch,
+                    user,
+                    run_id,
+                    proof,
+                    tcp_mux,
+                })
+            },
+        );
     let login_resp = prop_oneof![
         (s(), u32s()).prop_map(|(run_id, heartbeat_timeout)| Ok(LoginAccepted {
             run_id,
@@ -175,6 +188,14 @@ fn message_with(s: fn() -> BoxedStrategy<String>) -> BoxedStrategy<Message> {
             proxy_name,
             src_addr,
         })),
+        (s(), s(), any::<[u8; 32]>()).prop_map(|(run_id, user, proof)| {
+            Message::NewWorkConn(NewWorkConn {
+                run_id,
+                user,
+                proof,
+            })
+        }),
+        u32s().prop_map(|count| Message::ReqWorkConn { count }),
     ]
     .boxed()
 }

@@ -1,0 +1,122 @@
+//! `transport.tcpMux = false`: every forwarded connection gets its own TCP
+//! (TLS) connection to frps instead of a yamux stream. `poolCount` of them
+//! are opened in advance; each one used is replaced at once, and frps asks
+//! for more with ReqWorkConn when it runs dry.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context, Result};
+use shared::activity::{Activity, Metered};
+use shared::config::{ClientConfig, ProxyConfig};
+use shared::framed;
+use shared::heartbeat;
+use shared::protocol::{Message, NewWorkConn, StartWork, WORK_CONN_MARKER};
+use shared::transport::{BoxIo, ClientSide};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::work;
+
+pub(crate) struct Pool {
+    pub config: Arc<ClientConfig>,
+    pub side: Arc<ClientSide>,
+    pub run_id: String,
+    pub proxies: Arc<HashMap<String, ProxyConfig>>,
+    /// Cancelled with the session: idle and busy work connections close.
+    pub stop: CancellationToken,
+}
+
+/// Keeps the pool filled until the session stops. `requests` carries the
+/// counts of frps's ReqWorkConn messages.
+pub(crate) async fn run(pool: Arc<Pool>, mut requests: mpsc::UnboundedReceiver<u32>) {
+    for _ in 0..pool.config.transport.pool_count {
+        tokio::spawn(one(pool.clone(), true));
+    }
+    loop {
+        tokio::select! {
+            _ = pool.stop.cancelled() => return,
+            n = requests.recv() => match n {
+                Some(n) => {
+                    for _ in 0..n.min(1024) {
+                        tokio::spawn(one(pool.clone(), false));
+                    }
+                }
+                None => return,
+            },
+        }
+    }
+}
+
+/// One work connection: open it, wait for a user connection, serve it.
+/// A pooled one is replaced as soon as it is taken. (Boxed: it spawns its
+/// own replacement, and a recursive `async fn` has no nameable type.)
+fn one(pool: Arc<Pool>, pooled: bool) -> futures::future::BoxFuture<'static, ()> {
+    Box::pin(serve_one(pool, pooled))
+}
+
+async fn serve_one(pool: Arc<Pool>, pooled: bool) {
+    let mut io = tokio::select! {
+        _ = pool.stop.cancelled() => return,
+        r = open(&pool) => match r {
+            Ok(io) => io,
+            Err(e) => {
+                warn!("cannot open a work connection: {e:#}");
+                return;
+            }
+        },
+    };
+    let header: StartWork = tokio::select! {
+        _ = pool.stop.cancelled() => return,
+        r = framed::read_message(&mut io) => match r {
+            Ok(Some(Message::StartWork(h))) => h,
+            Ok(None) => return,
+            Ok(Some(other)) => {
+                warn!("work connection began with {} instead of StartWork", other.kind());
+                return;
+            }
+            Err(e) => {
+                debug!("work connection ended while idle: {e}");
+                return;
+            }
+        },
+    };
+    if pooled {
+        tokio::spawn(one(pool.clone(), true));
+    }
+    work::serve(io, header, &pool.proxies, pool.stop.child_token()).await;
+}
+
+async fn open(pool: &Pool) -> Result<BoxIo> {
+    let cfg = &pool.config;
+    let tcp = TcpStream::connect((cfg.server_addr.as_str(), cfg.server_port))
+        .await
+        .context("connecting")?;
+    tcp.set_nodelay(true).ok();
+    shared::netopt::tune(&tcp, heartbeat::secs(cfg.transport.tcp_keepalive), None);
+    let (mut io, binding, _) = pool
+        .side
+        .connect(Metered::new(tcp, Activity::new()))
+        .await?;
+    io.write_all(&[WORK_CONN_MARKER]).await?;
+    io.flush().await?;
+    let nonce = match framed::read_message(&mut io).await? {
+        Some(Message::ServerHello { nonce, .. }) => nonce,
+        Some(other) => bail!("expected ServerHello, got {}", other.kind()),
+        None => return Err(anyhow!("server closed the work connection")),
+    };
+    let hello = Message::NewWorkConn(NewWorkConn {
+        run_id: pool.run_id.clone(),
+        user: cfg.user.clone(),
+        proof: cfg
+            .auth
+            .token
+            .prove_work(&nonce, &binding, &pool.run_id, &cfg.user),
+    });
+    framed::write_message(&mut io, &hello).await?;
+    io.flush().await?;
+    Ok(io)
+}
