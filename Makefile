@@ -1,7 +1,7 @@
 # frp-rs: build, test, demo. `make test` is what CI runs (through .ci/run).
 CARGO ?= cargo
 
-.PHONY: build test test-deps demo lint fmt fmt-check clean fuzz
+.PHONY: build test test-deps demo lint fmt fmt-check clean fuzz bench
 
 build:
 	$(CARGO) build --workspace --release
@@ -55,3 +55,25 @@ fuzz:
 	RUSTC_BOOTSTRAP=1 $(CARGO) fuzz build $(FUZZ_FLAGS) $(FUZZ_TARGET)
 	RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $(FUZZ_FLAGS) $(FUZZ_TARGET) -- \
 		-max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAX_LEN)
+
+# Benchmarks the tunnel against a direct connection, two socat relays in a row
+# and rathole 0.5.0, on loopback: iperf3 throughput, 64-byte request/response
+# latency and rate, connection rate, 10,000 idle connections (open time,
+# memory) and SHA-256-checked bulk transfers (tests/examples/bench.rs). Writes
+# bench/results.md and prints it with the targets; missed targets do not fail
+# the run, lost data does. About five minutes on 2 cores; the first run also
+# installs iperf3 and socat (Debian, as root) and compiles rathole into
+# target/bench-tools, a few minutes more. rathole: plain TCP is its default
+# transport, so its TLS/noise features (OpenSSL headers) are left out; not
+# --locked, as its lock file pins a `time` crate current rustc rejects.
+BENCH_TOOLS = $(CURDIR)/target/bench-tools
+
+bench:
+	@command -v iperf3 >/dev/null && command -v socat >/dev/null || { \
+		[ "$$(id -u)" = 0 ] || { echo "bench needs iperf3 and socat: apt-get install iperf3 socat (as root)"; exit 1; }; \
+		apt-get install -y iperf3 socat || { apt-get update && apt-get install -y iperf3 socat; }; }
+	@$(BENCH_TOOLS)/bin/rathole --version 2>/dev/null | grep -q 'Build Version: *0\.5\.0' || \
+		$(CARGO) install rathole --version 0.5.0 --root $(BENCH_TOOLS) \
+			--no-default-features --features server,client
+	$(CARGO) build --release -p frps -p frpc
+	BENCH_RATHOLE=$(BENCH_TOOLS)/bin/rathole $(CARGO) run --release -p e2e --example bench
