@@ -28,7 +28,10 @@ const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Write buffer under the multiplexer: room for a full 16 KiB data frame
 /// with its header, and then some.
-const WRITE_BUF: usize = 64 * 1024;
+const WRITE_BUF: usize = 256 * 1024;
+
+/// Largest yamux data frame we send.
+const SPLIT_SEND: usize = 128 * 1024;
 
 /// Default cap on concurrent streams per session.
 pub const DEFAULT_MAX_STREAMS: usize = 16 * 1024;
@@ -83,6 +86,7 @@ pub fn yamux_config(max_streams: usize) -> yamux::Config {
     let window = max_streams.max(1) * yamux::DEFAULT_CREDIT as usize;
     cfg.set_max_connection_receive_window(Some(window.max(1 << 30)));
     cfg.set_max_num_streams(max_streams.max(1));
+    cfg.set_split_send_size(SPLIT_SEND);
     cfg
 }
 

@@ -6,10 +6,10 @@
 //! ends too. Racing two copies in `select!` would cut the slower direction
 //! off and lose data.
 //!
-//! Unlike it, a direction holds no buffer while it is idle. An idle
-//! connection waits on a one-byte read; only when data arrives is a full
-//! buffer allocated, and it is released as soon as the reader has nothing
-//! more. With tens of thousands of mostly idle tunnelled connections, the
+//! Unlike it, a direction holds no buffer while it is idle: it waits with a
+//! read into a stack buffer; a small message is forwarded from an exact-size
+//! copy, and only a burst that fills the stack buffer gets a full 32 KiB
+//! buffer, released as soon as the reader has nothing more. With tens of thousands of mostly idle tunnelled connections, the
 //! buffers (2 × 32 KiB per connection on each side) would otherwise be most
 //! of the memory.
 
@@ -25,9 +25,16 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// is 16 KiB).
 pub const RELAY_BUF: usize = 32 * 1024;
 
+/// First read of a burst goes to the stack: a small message (the common
+/// case for interactive traffic) is forwarded from an exact-size copy, and
+/// only a read that fills it switches the direction to a full buffer.
+const PROBE: usize = 4096;
+
 #[derive(Default)]
 struct Direction {
-    buf: Option<Box<[u8]>>,
+    /// Bytes read and not yet written are `data[pos..cap]`. Empty (no
+    /// allocation) while idle; `RELAY_BUF` long while data streams.
+    data: Vec<u8>,
     pos: usize,
     cap: usize,
     read_done: bool,
@@ -49,56 +56,67 @@ impl Direction {
     {
         loop {
             // Write out what was read.
-            if let Some(buf) = &self.buf {
-                if self.pos < self.cap {
-                    let n = ready!(w.as_mut().poll_write(cx, &buf[self.pos..self.cap]))?;
-                    if n == 0 {
-                        return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-                    }
-                    self.pos += n;
-                    self.amt += n as u64;
-                    self.need_flush = true;
-                    continue;
+            if self.pos < self.cap {
+                let n = ready!(w.as_mut().poll_write(cx, &self.data[self.pos..self.cap]))?;
+                if n == 0 {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
                 }
+                self.pos += n;
+                self.amt += n as u64;
+                self.need_flush = true;
+                continue;
             }
             if self.read_done {
                 ready!(w.as_mut().poll_shutdown(cx))?;
                 self.done = true;
                 return Poll::Ready(Ok(self.amt));
             }
-            // Read more: into the buffer while data flows, else wait for the
-            // first byte without holding one.
-            let polled = match &mut self.buf {
-                Some(buf) => {
-                    let mut rb = ReadBuf::new(buf);
-                    match r.as_mut().poll_read(cx, &mut rb) {
-                        Poll::Ready(Ok(())) => Poll::Ready(Ok((rb.filled().len(), false))),
-                        Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-                        Poll::Pending => Poll::Pending,
-                    }
+            let polled = if self.data.len() >= RELAY_BUF {
+                // Streaming: reuse the full buffer.
+                let mut rb = ReadBuf::new(&mut self.data);
+                match r.as_mut().poll_read(cx, &mut rb) {
+                    Poll::Ready(Ok(())) => Poll::Ready(Ok(rb.filled().len())),
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                    Poll::Pending => Poll::Pending,
                 }
-                None => {
-                    let mut one = [0u8; 1];
-                    let mut rb = ReadBuf::new(&mut one);
-                    match r.as_mut().poll_read(cx, &mut rb) {
-                        Poll::Ready(Ok(())) if rb.filled().is_empty() => {
-                            Poll::Ready(Ok((0, false)))
+            } else {
+                let mut probe = [0u8; PROBE];
+                let mut rb = ReadBuf::new(&mut probe);
+                match r.as_mut().poll_read(cx, &mut rb) {
+                    Poll::Ready(Ok(())) => {
+                        let n = rb.filled().len();
+                        if n == PROBE {
+                            // More is likely coming: switch to a full buffer
+                            // and top it up right away.
+                            let mut data = vec![0u8; RELAY_BUF];
+                            data[..n].copy_from_slice(&probe);
+                            let mut more = ReadBuf::new(&mut data[n..]);
+                            let extra = match r.as_mut().poll_read(cx, &mut more) {
+                                Poll::Ready(Ok(())) if more.filled().is_empty() => {
+                                    self.read_done = true;
+                                    0
+                                }
+                                Poll::Ready(Ok(())) => more.filled().len(),
+                                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                                Poll::Pending => 0,
+                            };
+                            self.data = data;
+                            Poll::Ready(Ok(n + extra))
+                        } else {
+                            self.data = probe[..n].to_vec();
+                            Poll::Ready(Ok(n))
                         }
-                        Poll::Ready(Ok(())) => {
-                            let mut buf = vec![0u8; RELAY_BUF].into_boxed_slice();
-                            buf[0] = one[0];
-                            self.buf = Some(buf);
-                            Poll::Ready(Ok((1, true)))
-                        }
-                        Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-                        Poll::Pending => Poll::Pending,
                     }
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                    Poll::Pending => Poll::Pending,
                 }
             };
             match polled {
                 Poll::Pending => {
                     // Idle: give the buffer back and push out what was written.
-                    self.buf = None;
+                    self.data = Vec::new();
+                    self.pos = 0;
+                    self.cap = 0;
                     if self.need_flush {
                         ready!(w.as_mut().poll_flush(cx))?;
                         self.need_flush = false;
@@ -106,24 +124,14 @@ impl Direction {
                     return Poll::Pending;
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Ready(Ok((0, _))) => self.read_done = true,
-                Poll::Ready(Ok((n, first))) => {
+                Poll::Ready(Ok(0)) => {
+                    self.read_done = true;
+                    self.pos = 0;
+                    self.cap = 0;
+                }
+                Poll::Ready(Ok(n)) => {
                     self.pos = 0;
                     self.cap = n;
-                    if first {
-                        // Don't send a lone byte: see what else is there.
-                        if let Some(buf) = &mut self.buf {
-                            let mut rb = ReadBuf::new(&mut buf[1..]);
-                            match r.as_mut().poll_read(cx, &mut rb) {
-                                Poll::Ready(Ok(())) if rb.filled().is_empty() => {
-                                    self.read_done = true
-                                }
-                                Poll::Ready(Ok(())) => self.cap += rb.filled().len(),
-                                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                                Poll::Pending => {}
-                            }
-                        }
-                    }
                 }
             }
         }
