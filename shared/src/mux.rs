@@ -26,11 +26,13 @@ pub type MuxStream = Compat<yamux::Stream>;
 /// How long a graceful close may take before the connection is just dropped.
 const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Write buffer under the multiplexer: room for a full 16 KiB data frame
-/// with its header, and then some.
+/// Write buffer under the multiplexer: room for the largest data frame with
+/// its header, so each frame reaches the socket (and TLS) in one write.
 const WRITE_BUF: usize = 256 * 1024;
 
-/// Largest yamux data frame we send.
+/// Largest yamux data frame we send (yamux's default is 16 KiB). Bigger
+/// frames mean fewer frames, flushes and TLS writes per byte; measured +8 %
+/// single-stream throughput (docs/performance.md).
 const SPLIT_SEND: usize = 128 * 1024;
 
 /// Default cap on concurrent streams per session.
