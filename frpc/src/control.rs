@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use futures::{SinkExt, StreamExt};
 use shared::activity::{Activity, Metered};
+use shared::auth::Purpose;
 use shared::config::{ClientConfig, ProxyConfig};
 use shared::framed::{self, ControlStream};
 use shared::heartbeat::{self, Beat, Pacer};
@@ -154,7 +155,10 @@ async fn login(
         hostname: shared::util::hostname(),
         os: std::env::consts::OS.into(),
         arch: std::env::consts::ARCH.into(),
-        proof: config.auth.token.prove(&nonce, binding, run_id, &user),
+        proof: config
+            .auth
+            .token
+            .prove(Purpose::Login, &nonce, binding, run_id, &user),
         user,
         run_id: run_id.to_owned(),
         tcp_mux: config.transport.tcp_mux,

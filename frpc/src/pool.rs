@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
 use shared::activity::{Activity, Metered};
+use shared::auth::Purpose;
 use shared::config::{ClientConfig, ProxyConfig};
 use shared::framed;
 use shared::heartbeat;
@@ -114,7 +115,7 @@ async fn open(pool: &Pool) -> Result<BoxIo> {
         proof: cfg
             .auth
             .token
-            .prove_work(&nonce, &binding, &pool.run_id, &cfg.user),
+            .prove(Purpose::WorkConn, &nonce, &binding, &pool.run_id, &cfg.user),
     });
     framed::write_message(&mut io, &hello).await?;
     io.flush().await?;

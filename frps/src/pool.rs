@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
+use shared::auth::Purpose;
 use shared::framed::{self, ControlWriter};
 use shared::mux::Opener;
 use shared::protocol::{Message, NewWorkConn, PROTOCOL_VERSION};
@@ -101,7 +102,7 @@ pub(crate) async fn accept_work_conn(
         .config
         .auth
         .token
-        .verify_work(&nonce, binding, &run_id, &user, &proof)
+        .verify(Purpose::WorkConn, &nonce, binding, &run_id, &user, &proof)
     {
         bail!("rejected work connection: invalid token");
     }

@@ -10,6 +10,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use futures::{SinkExt, StreamExt};
 use shared::activity::{Activity, Metered};
 use shared::auth;
+use shared::auth::Purpose;
 use shared::framed::{self, ControlStream, ControlWriter};
 use shared::heartbeat::{self, Beat, Pacer};
 use shared::mux::{self, Mode, MuxStream};
@@ -253,12 +254,14 @@ async fn handshake(
         Some(Err(e)) => return Err(anyhow!(e).context("reading Login")),
         None => return Ok(None),
     };
-    if !server
-        .config
-        .auth
-        .token
-        .verify(&nonce, binding, &login.run_id, &login.user, &login.proof)
-    {
+    if !server.config.auth.token.verify(
+        Purpose::Login,
+        &nonce,
+        binding,
+        &login.run_id,
+        &login.user,
+        &login.proof,
+    ) {
         warn!(user = %login.user, hostname = %login.hostname, "login rejected: invalid token");
         reject(&mut ctrl, LoginError::InvalidToken).await;
         return Ok(None);

@@ -68,12 +68,13 @@ impl Token {
 
     pub fn prove(
         &self,
+        purpose: Purpose,
         nonce: &[u8; NONCE_LEN],
         binding: &[u8; 32],
         run_id: &str,
         user: &str,
     ) -> [u8; 32] {
-        self.mac(Purpose::Login, nonce, binding, run_id, user)
+        self.mac(purpose, nonce, binding, run_id, user)
             .finalize()
             .into_bytes()
             .into()
@@ -82,40 +83,14 @@ impl Token {
     /// Constant-time check of a proof.
     pub fn verify(
         &self,
+        purpose: Purpose,
         nonce: &[u8; NONCE_LEN],
         binding: &[u8; 32],
         run_id: &str,
         user: &str,
         proof: &[u8; 32],
     ) -> bool {
-        self.mac(Purpose::Login, nonce, binding, run_id, user)
-            .verify_slice(proof)
-            .is_ok()
-    }
-
-    /// Proof for a work connection.
-    pub fn prove_work(
-        &self,
-        nonce: &[u8; NONCE_LEN],
-        binding: &[u8; 32],
-        run_id: &str,
-        user: &str,
-    ) -> [u8; 32] {
-        self.mac(Purpose::WorkConn, nonce, binding, run_id, user)
-            .finalize()
-            .into_bytes()
-            .into()
-    }
-
-    pub fn verify_work(
-        &self,
-        nonce: &[u8; NONCE_LEN],
-        binding: &[u8; 32],
-        run_id: &str,
-        user: &str,
-        proof: &[u8; 32],
-    ) -> bool {
-        self.mac(Purpose::WorkConn, nonce, binding, run_id, user)
+        self.mac(purpose, nonce, binding, run_id, user)
             .verify_slice(proof)
             .is_ok()
     }
@@ -152,24 +127,29 @@ mod tests {
         let t = Token::new("secret");
         let n = new_nonce();
         let b = [3u8; 32];
-        let p = t.prove(&n, &b, "run", "alice");
-        assert!(t.verify(&n, &b, "run", "alice", &p));
-        assert!(!Token::new("other").verify(&n, &b, "run", "alice", &p));
+        let p = t.prove(Purpose::Login, &n, &b, "run", "alice");
+        assert!(t.verify(Purpose::Login, &n, &b, "run", "alice", &p));
+        assert!(!Token::new("other").verify(Purpose::Login, &n, &b, "run", "alice", &p));
         assert!(
-            !t.verify(&new_nonce(), &b, "run", "alice", &p),
+            !t.verify(Purpose::Login, &new_nonce(), &b, "run", "alice", &p),
             "replay with a new nonce"
         );
-        assert!(!t.verify(&n, &b, "ru", "nalice", &p));
-        assert!(!t.verify(&n, &b, "run", "bob", &p));
+        assert!(!t.verify(Purpose::Login, &n, &b, "ru", "nalice", &p));
+        assert!(!t.verify(Purpose::Login, &n, &b, "run", "bob", &p));
+        assert!(
+            !t.verify(Purpose::Login, &n, &[4u8; 32], "run", "alice", &p),
+            "relayed into another TLS session"
+        );
     }
 
     #[test]
     fn work_and_login_proofs_differ() {
         let t = Token::new("secret");
         let (n, b) = (new_nonce(), [0u8; 32]);
-        let login = t.prove(&n, &b, "run", "u");
-        assert!(!t.verify_work(&n, &b, "run", "u", &login));
-        assert!(t.verify_work(&n, &b, "run", "u", &t.prove_work(&n, &b, "run", "u")));
+        let login = t.prove(Purpose::Login, &n, &b, "run", "u");
+        assert!(!t.verify(Purpose::WorkConn, &n, &b, "run", "u", &login));
+        let work = t.prove(Purpose::WorkConn, &n, &b, "run", "u");
+        assert!(t.verify(Purpose::WorkConn, &n, &b, "run", "u", &work));
     }
 
     #[test]
