@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-pub use registry::Registry;
+use registry::Registry;
 
 /// How long shutdown waits for sessions to wind down before giving up on them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);

@@ -22,7 +22,7 @@ pub(crate) struct SessionHandle {
 }
 
 #[derive(Default)]
-pub struct Registry {
+pub(crate) struct Registry {
     inner: Mutex<Inner>,
 }
 
@@ -81,10 +81,5 @@ impl Registry {
         self.lock()
             .proxies
             .remove(&(user.to_owned(), name.to_owned()));
-    }
-
-    /// Number of clients online.
-    pub fn sessions(&self) -> usize {
-        self.lock().sessions.len()
     }
 }

@@ -73,18 +73,18 @@ async fn serve(
     // itself by then is closed.
     let login_timeout = Duration::from_secs(transport.login_timeout);
     let deadline = tokio::time::Instant::now() + login_timeout;
-    let (io, binding) = match tokio::time::timeout_at(deadline, server.transport.accept(io)).await {
-        Ok(Ok(v)) => v,
-        Ok(Err(HandshakeError::Silent)) => {
-            debug!("connection closed without sending anything");
-            return Ok(());
-        }
-        Ok(Err(e)) => bail!("rejected: {e}"),
-        Err(_) => bail!("rejected: no handshake within {login_timeout:?}"),
-    };
+    let (mut io, binding) =
+        match tokio::time::timeout_at(deadline, server.transport.accept(io)).await {
+            Ok(Ok(v)) => v,
+            Ok(Err(HandshakeError::Silent)) => {
+                debug!("connection closed without sending anything");
+                return Ok(());
+            }
+            Ok(Err(e)) => bail!("rejected: {e}"),
+            Err(_) => bail!("rejected: no handshake within {login_timeout:?}"),
+        };
     // A multiplexed session starts with a yamux header (version 0); a work
     // connection of a non-multiplexed client with its marker.
-    let (mut io, binding) = (io, binding);
     let mut first = [0u8; 1];
     match tokio::time::timeout_at(deadline, io.read_exact(&mut first)).await {
         Ok(Ok(_)) => {}
