@@ -166,6 +166,24 @@ pub async fn spawn_echo() -> SocketAddr {
     addr
 }
 
+/// Sends `msg` on `stream` and half-closes while reading everything the
+/// peer sends back (both at once, so large messages cannot deadlock).
+pub async fn exchange(mut stream: tokio::net::TcpStream, msg: &[u8]) -> std::io::Result<Vec<u8>> {
+    let (mut r, mut w) = stream.split();
+    let (wrote, got) = tokio::join!(
+        async {
+            w.write_all(msg).await?;
+            w.shutdown().await
+        },
+        async {
+            let mut v = Vec::new();
+            r.read_to_end(&mut v).await.map(|_| v)
+        }
+    );
+    wrote?;
+    got
+}
+
 /// A port that nothing listens on (bound, then released).
 pub async fn closed_port() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");

@@ -2,7 +2,7 @@
 //! connection, from a pool frpc opens in advance or on request.
 
 use e2e::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 const TOKEN: &str = "auth.token = \"no-mux\"\n";
@@ -24,19 +24,8 @@ async fn tunnel(
 }
 
 async fn echo(remote: std::net::SocketAddr, msg: Vec<u8>) -> bool {
-    let mut s = TcpStream::connect(remote).await.expect("connect");
-    let (mut r, mut w) = s.split();
-    let (wrote, got) = tokio::join!(
-        async {
-            w.write_all(&msg).await?;
-            w.shutdown().await
-        },
-        async {
-            let mut v = Vec::new();
-            r.read_to_end(&mut v).await.map(|_| v)
-        }
-    );
-    wrote.is_ok() && got.is_ok_and(|v| v == msg)
+    let s = TcpStream::connect(remote).await.expect("connect");
+    exchange(s, &msg).await.is_ok_and(|v| v == msg)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

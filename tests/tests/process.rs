@@ -14,6 +14,20 @@ fn echo_listener() -> (std::net::TcpListener, std::net::SocketAddr) {
     (l, a)
 }
 
+/// Runs `program [args…] -c file`; returns success and stderr.
+fn run_with_config(program: &str, args: &[&str], config: &std::path::Path) -> (bool, String) {
+    let out = Command::new(bin(program))
+        .args(args)
+        .arg("-c")
+        .arg(config)
+        .output()
+        .expect("run");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[test]
 fn verify_accepts_good_and_names_the_bad_key() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -22,25 +36,16 @@ fn verify_accepts_good_and_names_the_bad_key() {
         "good.toml",
         "serverPort = 7000\n[[proxies]]\nname = \"ssh\"\ntype = \"tcp\"\nlocalPort = 22\nremotePort = 6000\n",
     );
-    let out = Command::new(bin("frpc"))
-        .args(["verify", "-c"])
-        .arg(&good)
-        .output()
-        .expect("run");
-    assert!(out.status.success(), "{out:?}");
+    let (ok, err) = run_with_config("frpc", &["verify"], &good);
+    assert!(ok, "{err}");
 
     let bad = write_file(
         dir.path(),
         "bad.toml",
         "serverPort = 7000\nsevrerAddr = \"x\"\n",
     );
-    let out = Command::new(bin("frpc"))
-        .args(["verify", "-c"])
-        .arg(&bad)
-        .output()
-        .expect("run");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let (ok, err) = run_with_config("frpc", &["verify"], &bad);
+    assert!(!ok);
     assert!(
         err.contains("sevrerAddr") && err.contains("bad.toml"),
         "{err}"
@@ -51,26 +56,15 @@ fn verify_accepts_good_and_names_the_bad_key() {
         "frps-bad.toml",
         "bindPort = 7000\nallowPorts = [{ single = 0 }]\n",
     );
-    let out = Command::new(bin("frps"))
-        .args(["verify", "-c"])
-        .arg(&bad)
-        .output()
-        .expect("run");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let (ok, err) = run_with_config("frps", &["verify"], &bad);
+    assert!(!ok);
     assert!(
         err.contains("allowPorts[0]") && err.contains("frps-bad.toml"),
         "{err}"
     );
 
-    let missing = dir.path().join("nope.toml");
-    let out = Command::new(bin("frps"))
-        .arg("-c")
-        .arg(&missing)
-        .output()
-        .expect("run");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let (ok, err) = run_with_config("frps", &[], &dir.path().join("nope.toml"));
+    assert!(!ok);
     assert!(err.contains("nope.toml"), "{err}");
 }
 

@@ -74,22 +74,10 @@ async fn a_thousand_concurrent_connections_all_echo() {
         conns.push(TcpStream::connect(remote).await.expect("connect"));
     }
     let mut tasks = Vec::with_capacity(N);
-    for (i, mut c) in conns.into_iter().enumerate() {
+    for (i, c) in conns.into_iter().enumerate() {
         tasks.push(tokio::spawn(async move {
             let msg = pattern(4096 + i, i as u64 + 7);
-            let (mut r, mut w) = c.split();
-            let (wrote, echoed) = tokio::join!(
-                async {
-                    w.write_all(&msg).await?;
-                    w.shutdown().await
-                },
-                async {
-                    let mut v = Vec::new();
-                    r.read_to_end(&mut v).await.map(|_| v)
-                }
-            );
-            wrote.expect("write");
-            echoed.expect("read") == msg
+            exchange(c, &msg).await.expect("echo") == msg
         }));
     }
     let mut ok = 0;
