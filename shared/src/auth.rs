@@ -106,6 +106,14 @@ impl fmt::Debug for Token {
     }
 }
 
+/// Serialized as itself: only used to write a configuration back out (the
+/// key-coverage test of `conf/`); Debug and Display stay masked.
+impl serde::Serialize for Token {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
 impl<'de> serde::Deserialize<'de> for Token {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         String::deserialize(d).map(Token)

@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::auth::Token;
 
@@ -25,7 +25,7 @@ pub enum ConfigError {
     Invalid { path: PathBuf, message: String },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogLevel {
     Trace,
@@ -48,7 +48,7 @@ impl LogLevel {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct LogConfig {
     /// "console" (stderr) or a file path.
@@ -65,7 +65,7 @@ impl Default for LogConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct AuthConfig {
     /// Only "token" is supported.
@@ -87,11 +87,14 @@ impl Default for AuthConfig {
 }
 
 /// One `allowPorts` entry: `{ start = 2000, end = 3000 }` or `{ single = 3001 }`.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct PortRange {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub start: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub end: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub single: Option<u16>,
 }
 
@@ -111,7 +114,7 @@ impl PortRange {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct ServerConfig {
     pub bind_addr: String,
@@ -131,7 +134,7 @@ pub struct ServerConfig {
 }
 
 /// `transport.*` of frps.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct ServerTransport {
     /// Seconds without any data from a client before it is declared dead
@@ -166,7 +169,7 @@ impl Default for ServerTransport {
 }
 
 /// `transport.tls.*` of frps. TLS is always offered.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct ServerTls {
     /// Refuse clients that do not use TLS.
@@ -268,7 +271,7 @@ impl ServerConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct ClientConfig {
     pub server_addr: String,
@@ -286,7 +289,7 @@ pub struct ClientConfig {
 }
 
 /// `transport.*` of frpc.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct ClientTransport {
     /// Send a Ping after this many seconds with nothing received. ≤ 0
@@ -310,7 +313,7 @@ pub struct ClientTransport {
 }
 
 /// `transport.tls.*` of frpc.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct ClientTls {
     pub enable: bool,
@@ -375,7 +378,7 @@ impl Default for ClientConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ProxyConfig {
     pub name: String,
@@ -384,7 +387,7 @@ pub struct ProxyConfig {
     // frp spells it localIP, which camelCase would not produce.
     #[serde(default = "default_local_ip", rename = "localIP")]
     pub local_ip: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub local_port: Option<u16>,
     /// 0 lets the server choose.
     #[serde(default)]

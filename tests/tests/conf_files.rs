@@ -68,3 +68,57 @@ fn full_examples_state_the_defaults() {
         ("127.0.0.1", "tcp")
     );
 }
+
+/// Dotted key paths of a TOML value; an array of tables contributes the keys
+/// of its first table as `name[].key`.
+fn keys(v: &toml::Value, prefix: &str, out: &mut std::collections::BTreeSet<String>) {
+    match v {
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                keys(v, &format!("{prefix}{k}."), out);
+            }
+        }
+        toml::Value::Array(a) if a.first().is_some_and(toml::Value::is_table) => {
+            keys(&a[0], &format!("{}[].", prefix.trim_end_matches('.')), out);
+        }
+        _ => {
+            out.insert(prefix.trim_end_matches('.').to_owned());
+        }
+    }
+}
+
+fn key_set(v: &toml::Value) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    keys(v, "", &mut out);
+    out
+}
+
+/// Every key the config types accept appears in the full example: a loaded
+/// config written back out (all fields, defaults filled in) has exactly the
+/// keys of the file it came from.
+#[test]
+fn full_examples_document_every_key() {
+    let dir = conf_dir();
+    let check = |file: &str, written: toml::Value| {
+        let text = std::fs::read_to_string(dir.join(file)).expect("read");
+        let documented = key_set(&text.parse::<toml::Table>().expect("toml").into());
+        let accepted = key_set(&written);
+        let missing: Vec<_> = accepted.difference(&documented).collect();
+        let unknown: Vec<_> = documented.difference(&accepted).collect();
+        assert!(missing.is_empty(), "{file} does not document: {missing:?}");
+        assert!(
+            unknown.is_empty(),
+            "{file} documents unknown keys: {unknown:?}"
+        );
+    };
+    let server = ServerConfig::load(&dir.join("frps_full_example.toml")).expect("frps");
+    check(
+        "frps_full_example.toml",
+        toml::Value::try_from(&server).expect("serialize"),
+    );
+    let client = ClientConfig::load(&dir.join("frpc_full_example.toml")).expect("frpc");
+    check(
+        "frpc_full_example.toml",
+        toml::Value::try_from(&client).expect("serialize"),
+    );
+}
