@@ -12,6 +12,7 @@ pub mod logging;
 pub mod mux;
 pub mod netopt;
 pub mod protocol;
+pub mod readahead;
 pub mod relay;
 pub mod tls;
 pub mod transport;

@@ -11,6 +11,7 @@ use tokio::net::TcpStream;
 
 use crate::activity::Metered;
 use crate::config::{ClientConfig, ServerConfig};
+use crate::readahead::ReadAhead;
 use crate::tls::{self, ServerTrust, TlsAcceptor, TlsConnector, TlsError, TrustError, Trusted};
 
 /// Anything the multiplexer can run over.
@@ -119,7 +120,7 @@ impl ServerSide {
             FirstBytes::Tls => {
                 let stream = self
                     .acceptor
-                    .accept(tcp)
+                    .accept(ReadAhead::new(tcp))
                     .await
                     .map_err(HandshakeError::Tls)?;
                 let binding = stream
@@ -200,7 +201,7 @@ impl ClientSide {
             return Ok((Box::new(tcp), [0u8; 32], Trusted::Unverified));
         };
         let stream = connector
-            .connect(name.clone(), tcp)
+            .connect(name.clone(), ReadAhead::new(tcp))
             .await
             .map_err(HandshakeError::Tls)?;
         let conn = stream.get_ref().1;
