@@ -8,6 +8,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use futures::{SinkExt, StreamExt};
 use shared::activity::{Activity, Metered};
 use shared::auth::Purpose;
+use shared::codec::CodecError;
 use shared::config::{ClientConfig, ProxyConfig};
 use shared::framed::{self, ControlStream};
 use shared::heartbeat::{self, Beat, Pacer};
@@ -86,7 +87,7 @@ async fn connect_inner(config: &ClientConfig, side: &ClientSide, run_id: &str) -
     let mux = mux::start(
         io,
         Mode::Client,
-        mux::yamux_config(mux::CLIENT_MAX_STREAMS),
+        mux::MuxConfig::new(mux::CLIENT_MAX_STREAMS),
         close.clone(),
     );
     let (ctrl, accepted) = match login(config, &mux, &binding, run_id, &addr).await {
@@ -143,6 +144,9 @@ async fn login(
             Ok(_) => bail!("server accepted a login that was never sent"),
         },
         Some(Ok(other)) => bail!("protocol error: expected ServerHello, got {}", other.kind()),
+        Some(Err(CodecError::Io(e))) if mux::is_session_gone(&e) => {
+            bail!("server {addr} closed the connection during login")
+        }
         Some(Err(e)) => {
             return Err(anyhow!(e).context(format!("{addr} does not speak this protocol")))
         }
@@ -170,6 +174,9 @@ async fn login(
             resp.result.map_err(|e| anyhow!("login rejected: {e}"))?
         }
         Some(Ok(other)) => bail!("protocol error: expected LoginResp, got {}", other.kind()),
+        Some(Err(CodecError::Io(e))) if mux::is_session_gone(&e) => {
+            bail!("server {addr} closed the connection during login")
+        }
         Some(Err(e)) => return Err(anyhow!(e).context("reading LoginResp")),
         None => bail!("server {addr} closed the connection during login"),
     };

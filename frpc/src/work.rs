@@ -9,7 +9,7 @@ use shared::config::ProxyConfig;
 use shared::framed;
 use shared::mux::MuxStream;
 use shared::protocol::{Message, StartWork};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info_span, warn, Instrument};
@@ -22,15 +22,6 @@ pub(crate) async fn handle(
     proxies: Arc<HashMap<String, ProxyConfig>>,
     stop: CancellationToken,
 ) {
-    // Acknowledge the stream at once with an empty data frame. yamux lets a
-    // side have only 256 unacknowledged streams open, and a stream is
-    // otherwise acknowledged only by the first bytes the local service sends:
-    // with many idle connections to a service that waits for the user to
-    // speak, new user connections would stall behind them.
-    if let Err(e) = stream.write(&[]).await {
-        debug!("work stream closed before it started: {e}");
-        return;
-    }
     let header = match tokio::time::timeout(STEP_TIMEOUT, framed::read_message(&mut stream)).await {
         Ok(Ok(Some(Message::StartWork(h)))) => h,
         Ok(Ok(Some(other))) => {

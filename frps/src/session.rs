@@ -98,9 +98,9 @@ async fn serve(
     let mut session = mux::start(
         io,
         Mode::Server,
-        // Headroom over our own limit: yamux drops the whole session when
-        // its limit is hit, and closed streams leave its table with a lag.
-        mux::yamux_config(mux::with_headroom(transport.max_streams_per_client)),
+        // Headroom over our own limit (proxy::StreamBudget), which refuses
+        // user connections before they become streams.
+        mux::MuxConfig::new(mux::with_headroom(transport.max_streams_per_client)),
         close.clone(),
     );
     let login = login(&server, &mut session.incoming, &binding);

@@ -325,7 +325,7 @@ async fn raw_control(port: u16) -> shared::framed::ControlStream<shared::mux::Mu
     let session = shared::mux::start(
         tcp,
         shared::mux::Mode::Client,
-        shared::mux::yamux_config(16),
+        shared::mux::MuxConfig::new(16),
         tokio_util::sync::CancellationToken::new(),
     );
     let stream = session.opener.open().await.expect("open");

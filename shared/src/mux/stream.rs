@@ -1,0 +1,272 @@
+//! One multiplexed stream: a receive queue filled by the session's reader
+//! task and a send window that writes go against. Writes are copied straight
+//! into the session's outgoing buffer; there is no per-stream task.
+
+use std::collections::VecDeque;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+
+use bytes::{Buf, Bytes};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::conn::Conn;
+use super::frame::{Header, Kind, DEFAULT_WINDOW, FIN, RST};
+
+/// Largest data frame we send. Bigger frames mean fewer headers and wake-ups
+/// per byte; the receiver delivers a frame in pieces as it arrives, so size
+/// does not add latency.
+pub(crate) const MAX_FRAME: usize = 128 * 1024;
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere must not take every stream down with it.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+pub(crate) struct StreamState {
+    pub id: u32,
+    pub inner: Mutex<Inner>,
+}
+
+pub(crate) struct Inner {
+    /// Received, not yet read.
+    pub recv: VecDeque<Bytes>,
+    /// Credit the peer still has for sending to us.
+    pub recv_window: u32,
+    /// The window we keep granting: grows while the peer is starved of
+    /// credit and we keep up (see `poll_read`).
+    pub window: u32,
+    /// Read since the last window update we sent.
+    pub consumed: u32,
+    /// Bytes in `recv`.
+    pub queued: usize,
+    /// The peer ran (nearly) out of credit since the last window update.
+    pub starved: bool,
+    pub remote_fin: bool,
+    pub reader: Option<Waker>,
+    /// Credit we have for sending.
+    pub send_window: u32,
+    pub local_fin: bool,
+    pub writer: Option<Waker>,
+    /// Reset by the peer, by the end of the session, or dropped by us.
+    pub reset: bool,
+    /// The reset came from the end of the whole session.
+    pub session_gone: bool,
+}
+
+impl StreamState {
+    pub fn new(id: u32, recv_window: u32) -> Arc<Self> {
+        Arc::new(StreamState {
+            id,
+            inner: Mutex::new(Inner {
+                recv: VecDeque::new(),
+                recv_window,
+                window: recv_window,
+                consumed: 0,
+                queued: 0,
+                starved: false,
+                remote_fin: false,
+                reader: None,
+                send_window: DEFAULT_WINDOW,
+                local_fin: false,
+                writer: None,
+                reset: false,
+                session_gone: false,
+            }),
+        })
+    }
+
+    /// Marks the stream dead and wakes whoever waits on it.
+    pub fn reset(&self, session_gone: bool) {
+        let mut inner = lock(&self.inner);
+        inner.reset = true;
+        inner.session_gone |= session_gone;
+        let (r, w) = (inner.reader.take(), inner.writer.take());
+        drop(inner);
+        wake(r);
+        wake(w);
+    }
+}
+
+pub(crate) fn wake(w: Option<Waker>) {
+    if let Some(w) = w {
+        w.wake();
+    }
+}
+
+fn store(slot: &mut Option<Waker>, cx: &Context<'_>) {
+    match slot {
+        Some(w) if w.will_wake(cx.waker()) => {}
+        _ => *slot = Some(cx.waker().clone()),
+    }
+}
+
+/// A multiplexed stream with tokio's I/O traits. Dropping it without both
+/// sides having closed resets it, so the peer learns at once.
+pub struct MuxStream {
+    state: Arc<StreamState>,
+    conn: Arc<Conn>,
+}
+
+impl std::fmt::Debug for MuxStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MuxStream")
+            .field("id", &self.state.id)
+            .finish()
+    }
+}
+
+impl MuxStream {
+    pub(crate) fn new(state: Arc<StreamState>, conn: Arc<Conn>) -> Self {
+        MuxStream { state, conn }
+    }
+
+    pub fn id(&self) -> u32 {
+        self.state.id
+    }
+
+    pub(crate) fn state(&self) -> Arc<StreamState> {
+        self.state.clone()
+    }
+}
+
+fn reset_error(inner: &Inner) -> io::Error {
+    if inner.session_gone {
+        session_gone()
+    } else {
+        io::Error::new(io::ErrorKind::ConnectionReset, "multiplexed stream reset")
+    }
+}
+
+/// The error every stream of a session that ended reports.
+pub fn session_gone() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "the multiplexed session ended",
+    )
+}
+
+impl AsyncRead for MuxStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let mut inner = lock(&self.state.inner);
+        let mut n = 0;
+        while buf.remaining() > 0 {
+            let Some(front) = inner.recv.front_mut() else {
+                break;
+            };
+            let k = front.len().min(buf.remaining());
+            buf.put_slice(&front[..k]);
+            front.advance(k);
+            if front.is_empty() {
+                inner.recv.pop_front();
+            }
+            n += k;
+        }
+        if n > 0 {
+            inner.consumed += n as u32;
+            inner.queued -= n;
+            // Give credit back in big steps (as yamux does), and only while
+            // the peer may still send.
+            if !inner.remote_fin && !inner.reset && inner.consumed >= inner.window / 2 {
+                let mut credit = std::mem::take(&mut inner.consumed);
+                // The peer ran almost out of credit, yet we keep up with
+                // what it sends: the window, not either end, is what limits
+                // this stream. Double it while the session's budget allows.
+                // (A slow reader leaves data queued and never grows it.)
+                if std::mem::take(&mut inner.starved)
+                    && inner.queued < inner.window as usize / 4
+                    && self.conn.grow_window(inner.window)
+                {
+                    credit += inner.window;
+                    inner.window *= 2;
+                }
+                inner.recv_window += credit;
+                self.conn
+                    .push_control(Header::new(Kind::WindowUpdate, 0, self.state.id, credit));
+            }
+            return Poll::Ready(Ok(()));
+        }
+        if inner.remote_fin {
+            return Poll::Ready(Ok(()));
+        }
+        if inner.reset {
+            return Poll::Ready(Err(reset_error(&inner)));
+        }
+        store(&mut inner.reader, cx);
+        Poll::Pending
+    }
+}
+
+impl AsyncWrite for MuxStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let mut inner = lock(&self.state.inner);
+        if inner.reset {
+            return Poll::Ready(Err(reset_error(&inner)));
+        }
+        if inner.local_fin {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "write after shutdown",
+            )));
+        }
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        if inner.send_window == 0 {
+            store(&mut inner.writer, cx);
+            return Poll::Pending;
+        }
+        let n = buf.len().min(inner.send_window as usize).min(MAX_FRAME);
+        match self.conn.poll_push_data(cx, self.state.id, &buf[..n]) {
+            Poll::Ready(Ok(())) => {
+                inner.send_window -= n as u32;
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(_)) => Poll::Ready(Err(session_gone())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Everything written is already queued for the session's writer,
+        // which sends as soon as it can.
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut inner = lock(&self.state.inner);
+        if inner.local_fin || inner.reset {
+            return Poll::Ready(Ok(()));
+        }
+        inner.local_fin = true;
+        self.conn
+            .push_control(Header::new(Kind::Data, FIN, self.state.id, 0));
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Drop for MuxStream {
+    fn drop(&mut self) {
+        let mut inner = lock(&self.state.inner);
+        self.conn.release_window(inner.window);
+        let finished = inner.reset || (inner.local_fin && inner.remote_fin);
+        inner.reset = true;
+        inner.recv.clear();
+        inner.queued = 0;
+        drop(inner);
+        if !finished {
+            self.conn
+                .push_control(Header::new(Kind::WindowUpdate, RST, self.state.id, 0));
+        }
+        self.conn.forget(self.state.id);
+    }
+}

@@ -1,0 +1,395 @@
+//! The multiplexer against itself and against the yamux crate in both roles:
+//! the wire protocol must stay yamux, and flow control, half-close, resets
+//! and limits must hold under real concurrency.
+
+use std::future::poll_fn;
+use std::time::Duration;
+
+use futures::{AsyncReadExt as _, AsyncWriteExt as _};
+use sha2::{Digest, Sha256};
+use shared::mux::{self, frame, Mode, MuxConfig, MuxError};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::compat::TokioAsyncReadCompatExt;
+use tokio_util::sync::CancellationToken;
+
+fn pattern(len: usize, seed: u32) -> Vec<u8> {
+    (0..len as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 13) as u8)
+        .collect()
+}
+
+fn sha(b: &[u8]) -> [u8; 32] {
+    Sha256::digest(b).into()
+}
+
+async fn tcp_pair() -> (TcpStream, TcpStream) {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let (a, b) = tokio::join!(TcpStream::connect(addr), l.accept());
+    (a.expect("connect"), b.expect("accept").0)
+}
+
+/// Writes `data` in uneven pieces, then half-closes; meanwhile reads
+/// everything the peer sends until it half-closes.
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(s: S, data: &[u8]) -> Vec<u8> {
+    let (mut r, mut w) = tokio::io::split(s);
+    let send = async {
+        let mut rest = data;
+        let mut k = 1;
+        while !rest.is_empty() {
+            let n = rest.len().min(k * 997);
+            w.write_all(&rest[..n]).await.expect("write");
+            rest = &rest[n..];
+            k = k % 97 + 1;
+        }
+        w.shutdown().await.expect("shutdown");
+    };
+    let recv = async {
+        let mut got = Vec::new();
+        r.read_to_end(&mut got).await.expect("read");
+        got
+    };
+    tokio::join!(send, recv).1
+}
+
+/// Echo every stream a yamux-crate server accepts; returns when the
+/// connection ends.
+async fn yamux_echo_server(io: TcpStream) {
+    let mut conn =
+        yamux::Connection::new(io.compat(), yamux::Config::default(), yamux::Mode::Server);
+    while let Some(Ok(mut s)) = poll_fn(|cx| conn.poll_next_inbound(cx)).await {
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 8192];
+            loop {
+                let n = s.read(&mut buf).await.expect("yamux read");
+                if n == 0 {
+                    break;
+                }
+                s.write_all(&buf[..n]).await.expect("yamux write");
+            }
+            s.close().await.expect("yamux close");
+        });
+    }
+}
+
+async fn ours_echo(mut s: mux::MuxStream) {
+    let (mut r, mut w) = tokio::io::split(&mut s);
+    tokio::io::copy(&mut r, &mut w).await.expect("echo");
+    w.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_client_with_yamux_crate_server() {
+    let (a, b) = tcp_pair().await;
+    tokio::spawn(yamux_echo_server(b));
+    let session = mux::start(
+        a,
+        Mode::Client,
+        MuxConfig::new(64),
+        CancellationToken::new(),
+    );
+    let mut tasks = Vec::new();
+    for i in 0..8u32 {
+        let opener = session.opener.clone();
+        tasks.push(tokio::spawn(async move {
+            let s = opener.open().await.expect("open");
+            // More than yamux's initial window, so credit must flow.
+            let data = pattern(3 * 1024 * 1024 + i as usize * 4099, i);
+            let got = exchange(s, &data).await;
+            assert_eq!(sha(&got), sha(&data), "stream {i} echoed intact");
+        }));
+    }
+    for t in tasks {
+        t.await.expect("stream task");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn yamux_crate_client_with_our_server() {
+    let (a, b) = tcp_pair().await;
+    let mut server = mux::start(
+        b,
+        Mode::Server,
+        MuxConfig::new(64),
+        CancellationToken::new(),
+    );
+    tokio::spawn(async move {
+        while let Some(s) = server.incoming.recv().await {
+            tokio::spawn(ours_echo(s));
+        }
+    });
+    let mut conn =
+        yamux::Connection::new(a.compat(), yamux::Config::default(), yamux::Mode::Client);
+    let mut streams = Vec::new();
+    for _ in 0..4 {
+        streams.push(
+            poll_fn(|cx| conn.poll_new_outbound(cx))
+                .await
+                .expect("yamux open"),
+        );
+    }
+    tokio::spawn(async move {
+        while let Some(Ok(_)) = poll_fn(|cx| conn.poll_next_inbound(cx)).await {}
+    });
+    let mut tasks = Vec::new();
+    for (i, mut s) in streams.into_iter().enumerate() {
+        tasks.push(tokio::spawn(async move {
+            let data = pattern(2 * 1024 * 1024 + i * 7, i as u32);
+            let (mut r, mut w) = futures::AsyncReadExt::split(&mut s);
+            let send = async {
+                for c in data.chunks(10_000) {
+                    w.write_all(c).await.expect("write");
+                }
+                w.close().await.expect("close");
+            };
+            let recv = async {
+                let mut got = Vec::new();
+                r.read_to_end(&mut got).await.expect("read");
+                got
+            };
+            let got = futures::join!(send, recv).1;
+            assert_eq!(sha(&got), sha(&data), "stream {i} echoed intact");
+        }));
+    }
+    for t in tasks {
+        t.await.expect("stream task");
+    }
+}
+
+/// Ours on both ends, many streams at once, a slow reader on some: flow
+/// control must hold every stream to its window and lose nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_streams_slow_readers_nothing_lost() {
+    let (a, b) = tcp_pair().await;
+    let client = mux::start(
+        a,
+        Mode::Client,
+        MuxConfig::new(1024),
+        CancellationToken::new(),
+    );
+    let mut server = mux::start(
+        b,
+        Mode::Server,
+        MuxConfig::new(1024),
+        CancellationToken::new(),
+    );
+    let sink = tokio::spawn(async move {
+        let mut n = 0u32;
+        let mut sums = Vec::new();
+        while let Some(mut s) = server.incoming.recv().await {
+            n += 1;
+            let slow = n % 3 == 0;
+            sums.push(tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut buf = vec![0u8; 1500];
+                loop {
+                    let k = s.read(&mut buf).await.expect("read");
+                    if k == 0 {
+                        break;
+                    }
+                    got.extend_from_slice(&buf[..k]);
+                    if slow && got.len() % 7 == 0 {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                }
+                s.write_all(&sha(&got)).await.expect("reply");
+                s.shutdown().await.expect("shutdown");
+            }));
+            if n == 100 {
+                break;
+            }
+        }
+        for s in sums {
+            s.await.expect("sink task");
+        }
+    });
+    let mut tasks = Vec::new();
+    for i in 0..100u32 {
+        let opener = client.opener.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut s = opener.open().await.expect("open");
+            let data = pattern(1000 + (i as usize * 9973) % 700_000, i);
+            for c in data.chunks(65_000) {
+                s.write_all(c).await.expect("write");
+            }
+            s.shutdown().await.expect("shutdown");
+            let mut reply = Vec::new();
+            s.read_to_end(&mut reply).await.expect("read reply");
+            assert_eq!(reply, sha(&data), "stream {i}");
+        }));
+    }
+    for t in tasks {
+        t.await.expect("client task");
+    }
+    sink.await.expect("sink");
+}
+
+#[tokio::test]
+async fn dropped_stream_resets_peer_and_session_lives_on() {
+    let (a, b) = tcp_pair().await;
+    let client = mux::start(
+        a,
+        Mode::Client,
+        MuxConfig::new(16),
+        CancellationToken::new(),
+    );
+    let mut server = mux::start(
+        b,
+        Mode::Server,
+        MuxConfig::new(16),
+        CancellationToken::new(),
+    );
+    let mut s = client.opener.open().await.expect("open");
+    s.write_all(b"x").await.expect("write");
+    let mut t = server.incoming.recv().await.expect("accept");
+    let mut one = [0u8; 1];
+    t.read_exact(&mut one).await.expect("read");
+    drop(s);
+    let err = t.read(&mut one).await.expect_err("reset");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset);
+    // The session is fine.
+    let mut s2 = client.opener.open().await.expect("open again");
+    s2.write_all(b"y").await.expect("write");
+    let mut t2 = server.incoming.recv().await.expect("accept");
+    t2.read_exact(&mut one).await.expect("read");
+    assert_eq!(&one, b"y");
+}
+
+#[tokio::test]
+async fn streams_over_the_limit_are_refused_alone() {
+    let (a, b) = tcp_pair().await;
+    let client = mux::start(
+        a,
+        Mode::Client,
+        MuxConfig::new(1024),
+        CancellationToken::new(),
+    );
+    let mut server = mux::start(b, Mode::Server, MuxConfig::new(3), CancellationToken::new());
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        let mut s = client.opener.open().await.expect("open");
+        s.write_all(b"a").await.expect("write");
+        open.push(s);
+    }
+    let mut accepted = Vec::new();
+    for _ in 0..3 {
+        accepted.push(server.incoming.recv().await.expect("accept"));
+    }
+    let mut extra = client.opener.open().await.expect("open");
+    let mut buf = [0u8; 1];
+    let err = extra.read(&mut buf).await.expect_err("refused");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset);
+    // Freeing one makes room again.
+    drop(accepted.pop());
+    drop(open.pop());
+    let mut s = loop {
+        let mut s = client.opener.open().await.expect("open");
+        s.write_all(b"b").await.expect("write");
+        match tokio::time::timeout(Duration::from_millis(200), server.incoming.recv()).await {
+            Ok(Some(t)) => break (s, t),
+            _ => continue,
+        }
+    };
+    s.1.read_exact(&mut buf).await.expect("read");
+    assert_eq!(&buf, b"b");
+    s.0.write_all(b"c").await.expect("write");
+    s.1.read_exact(&mut buf).await.expect("read");
+    assert_eq!(&buf, b"c");
+}
+
+/// Raw frames from a misbehaving peer end the session with a protocol error
+/// instead of a panic or a hang.
+#[tokio::test]
+async fn protocol_violations_end_the_session() {
+    async fn feed(frames: Vec<u8>) -> Result<(), MuxError> {
+        let (mut a, b) = tcp_pair().await;
+        let server = mux::start(
+            b,
+            Mode::Server,
+            MuxConfig::new(16),
+            CancellationToken::new(),
+        );
+        a.write_all(&frames).await.expect("write");
+        let mut incoming = server.incoming;
+        let keep = tokio::spawn(async move {
+            let mut kept = Vec::new();
+            while let Some(s) = incoming.recv().await {
+                kept.push(s);
+            }
+        });
+        let res = tokio::time::timeout(Duration::from_secs(5), server.driver)
+            .await
+            .expect("session ended")
+            .expect("join");
+        keep.abort();
+        res
+    }
+    fn header(kind: frame::Kind, flags: u16, id: u32, len: u32) -> Vec<u8> {
+        let mut b = bytes::BytesMut::new();
+        frame::Header::new(kind, flags, id, len).encode(&mut b);
+        b.to_vec()
+    }
+    use frame::Kind::*;
+    // More data than the window allows.
+    let mut over = header(WindowUpdate, frame::SYN, 1, 0);
+    over.extend(header(Data, 0, 1, frame::DEFAULT_WINDOW + 1));
+    over.extend(vec![0u8; frame::DEFAULT_WINDOW as usize + 1]);
+    // A client opening an even (server) stream id; a reused id; bad version.
+    let cases = [
+        ("window", over),
+        ("parity", header(WindowUpdate, frame::SYN, 2, 0)),
+        ("reopen", {
+            let mut v = header(WindowUpdate, frame::SYN, 1, 0);
+            v.extend(header(WindowUpdate, frame::SYN, 1, 0));
+            v
+        }),
+        ("version", vec![1u8; 12]),
+        ("type", vec![0u8, 9, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0]),
+    ];
+    for (what, frames) in cases {
+        match feed(frames).await {
+            Err(MuxError::Protocol(_)) => {}
+            other => panic!("{what}: expected a protocol error, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn answers_pings_and_peer_goodbye_ends_streams() {
+    let (mut a, b) = tcp_pair().await;
+    let mut server = mux::start(
+        b,
+        Mode::Server,
+        MuxConfig::new(16),
+        CancellationToken::new(),
+    );
+    let mut raw = bytes::BytesMut::new();
+    frame::Header::new(frame::Kind::WindowUpdate, frame::SYN, 1, 0).encode(&mut raw);
+    frame::Header::new(frame::Kind::Ping, frame::SYN, 0, 0xdead_beef).encode(&mut raw);
+    a.write_all(&raw).await.expect("write");
+    let mut t = server.incoming.recv().await.expect("accept");
+    // The stream's ACK, then the pong.
+    let mut got = [0u8; 24];
+    a.read_exact(&mut got).await.expect("read");
+    let ack = frame::Header::decode(got[..12].try_into().expect("12")).expect("ack");
+    assert_eq!(
+        (ack.kind, ack.flags, ack.id),
+        (frame::Kind::WindowUpdate, frame::ACK, 1)
+    );
+    let pong = frame::Header::decode(got[12..].try_into().expect("12")).expect("pong");
+    assert_eq!(
+        (pong.kind, pong.flags, pong.len),
+        (frame::Kind::Ping, frame::ACK, 0xdead_beef)
+    );
+    let mut bye = bytes::BytesMut::new();
+    frame::Header::new(frame::Kind::GoAway, 0, 0, 0).encode(&mut bye);
+    a.write_all(&bye).await.expect("write");
+    let mut buf = [0u8; 1];
+    assert!(
+        t.read(&mut buf).await.is_err(),
+        "stream of a closed session fails"
+    );
+    server.driver.await.expect("join").expect("clean end");
+    assert!(server.opener.open().await.is_err());
+}
