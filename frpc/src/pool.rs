@@ -13,6 +13,7 @@ use shared::config::{ClientConfig, ProxyConfig};
 use shared::framed;
 use shared::heartbeat;
 use shared::protocol::{Message, NewWorkConn, StartWork, WORK_CONN_MARKER};
+use shared::relay::Work;
 use shared::transport::{BoxIo, ClientSide};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -88,7 +89,13 @@ async fn serve_one(pool: Arc<Pool>, pooled: bool) {
     if pooled {
         tokio::spawn(one(pool.clone(), true));
     }
-    work::serve(io, header, &pool.proxies, pool.stop.child_token()).await;
+    work::serve(
+        Work::Conn(io),
+        header,
+        &pool.proxies,
+        pool.stop.child_token(),
+    )
+    .await;
 }
 
 async fn open(pool: &Pool) -> Result<BoxIo> {

@@ -9,7 +9,7 @@ use shared::config::ProxyConfig;
 use shared::framed;
 use shared::mux::MuxStream;
 use shared::protocol::{Message, StartWork};
-use tokio::io::{AsyncRead, AsyncWrite};
+use shared::relay::Work;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info_span, warn, Instrument};
@@ -41,18 +41,16 @@ pub(crate) async fn handle(
             return;
         }
     };
-    serve(stream, header, &proxies, stop).await
+    serve(Work::Mux(stream), header, &proxies, stop).await
 }
 
 /// Dials the proxy's local service and relays `stream` to it.
-pub(crate) async fn serve<S>(
-    mut stream: S,
+pub(crate) async fn serve(
+    work: Work,
     header: StartWork,
     proxies: &HashMap<String, ProxyConfig>,
     stop: CancellationToken,
-) where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+) {
     let Some(proxy) = proxies.get(&header.proxy_name) else {
         warn!(proxy = %header.proxy_name, "server forwarded a connection for a proxy this client does not have");
         return;
@@ -60,7 +58,7 @@ pub(crate) async fn serve<S>(
     let local = proxy.local_addr();
     let span = info_span!("conn", proxy = %proxy.name, src = %header.src_addr);
     async move {
-        let mut tcp = match tokio::time::timeout(STEP_TIMEOUT, TcpStream::connect(&local)).await {
+        let tcp = match tokio::time::timeout(STEP_TIMEOUT, TcpStream::connect(&local)).await {
             Ok(Ok(tcp)) => tcp,
             Ok(Err(e)) => {
                 warn!(local = %local, "local service unreachable, closing the user connection: {e}");
@@ -74,8 +72,8 @@ pub(crate) async fn serve<S>(
         tcp.set_nodelay(true).ok();
         tokio::select! {
             _ = stop.cancelled() => debug!("closed with the session"),
-            r = shared::relay::relay(&mut stream, &mut tcp) => match r {
-                Ok((down, up)) => debug!(down, up, "connection closed"),
+            r = work.relay(tcp) => match r {
+                Ok((up, down)) => debug!(down, up, "connection closed"),
                 Err(e) => debug!("connection ended: {e}"),
             }
         }

@@ -10,6 +10,7 @@ use shared::auth::Purpose;
 use shared::framed::{self, ControlWriter};
 use shared::mux::Opener;
 use shared::protocol::{Message, NewWorkConn, PROTOCOL_VERSION};
+use shared::relay::Work;
 use shared::transport::BoxIo;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, Mutex};
@@ -43,18 +44,18 @@ impl Pool {
 
 impl WorkSource {
     /// A connection to frpc for one user connection.
-    pub async fn get(&self) -> Result<BoxIo> {
+    pub async fn get(&self) -> Result<Work> {
         match self {
-            WorkSource::Mux(opener) => Ok(Box::new(opener.open().await?)),
+            WorkSource::Mux(opener) => Ok(Work::Mux(opener.open().await?)),
             WorkSource::Pool(pool) => {
                 let mut idle = pool.idle.lock().await;
                 if let Ok(io) = idle.try_recv() {
-                    return Ok(io);
+                    return Ok(Work::Conn(io));
                 }
                 // Pool empty: ask for one and wait for it.
                 pool.ctrl.try_send(Message::ReqWorkConn { count: 1 })?;
                 match tokio::time::timeout(WORK_CONN_WAIT, idle.recv()).await {
-                    Ok(Some(io)) => Ok(io),
+                    Ok(Some(io)) => Ok(Work::Conn(io)),
                     Ok(None) => bail!("client session ended"),
                     Err(_) => bail!("client sent no work connection within {WORK_CONN_WAIT:?}"),
                 }

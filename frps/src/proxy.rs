@@ -153,7 +153,7 @@ async fn accept_loop(
 }
 
 async fn serve_user(
-    mut user: TcpStream,
+    user: TcpStream,
     src: SocketAddr,
     name: String,
     work: WorkSource,
@@ -185,7 +185,7 @@ async fn serve_user(
     }
     tokio::select! {
         _ = stop.cancelled() => debug!("closed because the proxy stopped"),
-        r = shared::relay::relay(&mut user, &mut work) => match r {
+        r = work.relay(user) => match r {
             Ok((up, down)) => debug!(up, down, "connection closed"),
             Err(e) => debug!("connection ended: {e}"),
         }

@@ -16,9 +16,14 @@
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+use crate::mux::MuxStream;
+use crate::transport::BoxIo;
 
 /// Per-direction buffer size while data flows. Larger than tokio's 8 KiB
 /// default so a busy stream moves in fewer, bigger writes (one yamux frame
@@ -166,6 +171,122 @@ where
         }
     })
     .await
+}
+
+/// Reads a TCP socket that is shared with the multiplexer's reader task
+/// (which writes to it, see [`relay_mux`]).
+struct SharedTcp(Arc<TcpStream>);
+
+impl AsyncRead for SharedTcp {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            ready!(self.0.poll_read_ready(cx))?;
+            match self.0.try_read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+/// [`relay`] for a TCP connection and a multiplexed stream, without a task
+/// hop or a buffer on the way in: the session's reader task writes the
+/// stream's payloads straight into `tcp` while it can take them, and this
+/// task only drains what had to be queued. The other direction is the usual
+/// copy. Returns the bytes copied (tcp → stream, stream → tcp).
+pub async fn relay_mux(tcp: TcpStream, stream: &mut MuxStream) -> io::Result<(u64, u64)> {
+    let tcp = Arc::new(tcp);
+    stream.set_sink(tcp.clone());
+    let mut reader = SharedTcp(tcp);
+    let mut up = Direction::default();
+    let mut down: Option<u64> = None;
+    poll_fn(|cx| {
+        if !up.done {
+            if let Poll::Ready(r) = up.poll_copy(cx, Pin::new(&mut reader), Pin::new(&mut *stream))
+            {
+                r?;
+            }
+        }
+        if down.is_none() {
+            if let Poll::Ready(r) = stream.poll_drain(cx) {
+                down = Some(r?);
+            }
+        }
+        match down {
+            Some(d) if up.done => Poll::Ready(Ok((up.amt, d))),
+            _ => Poll::Pending,
+        }
+    })
+    .await
+}
+
+/// The tunnel side of a forwarded connection: a multiplexed stream, or a
+/// connection of its own (`tcpMux = false`).
+pub enum Work {
+    Mux(MuxStream),
+    Conn(BoxIo),
+}
+
+impl Work {
+    /// Relays `tcp` and this work connection until both directions end;
+    /// returns the bytes copied (tcp → work, work → tcp).
+    pub async fn relay(self, tcp: TcpStream) -> io::Result<(u64, u64)> {
+        match self {
+            Work::Mux(mut s) => relay_mux(tcp, &mut s).await,
+            Work::Conn(mut io) => {
+                let mut tcp = tcp;
+                relay(&mut tcp, &mut io).await
+            }
+        }
+    }
+}
+
+impl AsyncRead for Work {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Work::Mux(s) => Pin::new(s).poll_read(cx, buf),
+            Work::Conn(io) => Pin::new(io).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Work {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Work::Mux(s) => Pin::new(s).poll_write(cx, buf),
+            Work::Conn(io) => Pin::new(io).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Work::Mux(s) => Pin::new(s).poll_flush(cx),
+            Work::Conn(io) => Pin::new(io).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Work::Mux(s) => Pin::new(s).poll_shutdown(cx),
+            Work::Conn(io) => Pin::new(io).poll_shutdown(cx),
+        }
+    }
 }
 
 #[cfg(test)]

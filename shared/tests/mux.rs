@@ -393,3 +393,86 @@ async fn answers_pings_and_peer_goodbye_ends_streams() {
     server.driver.await.expect("join").expect("clean end");
     assert!(server.opener.open().await.is_err());
 }
+
+/// `relay_mux` (payloads written straight into the socket by the session's
+/// reader task, the rest queued): a slow TCP reader, both directions at
+/// once, each half-closed on its own, nothing lost or reordered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_mux_slow_socket_and_half_close() {
+    let (a, b) = tcp_pair().await;
+    let client = mux::start(
+        a,
+        Mode::Client,
+        MuxConfig::new(64),
+        CancellationToken::new(),
+    );
+    let mut server = mux::start(
+        b,
+        Mode::Server,
+        MuxConfig::new(64),
+        CancellationToken::new(),
+    );
+    for round in 0..2u32 {
+        // user <-> (tcp pair) <-> relay_mux <-> stream ... stream <-> far end
+        let (user, relayed) = tcp_pair().await;
+        // Small socket buffers, so the socket fills up long before the
+        // stream's window and the relay has to queue and drain.
+        socket2::SockRef::from(&relayed)
+            .set_send_buffer_size(16 * 1024)
+            .expect("sndbuf");
+        socket2::SockRef::from(&user)
+            .set_recv_buffer_size(64 * 1024)
+            .expect("rcvbuf");
+        let mut near = client.opener.open().await.expect("open");
+        near.write_all(b"!").await.expect("announce");
+        let mut far = server.incoming.recv().await.expect("accept");
+        let mut bang = [0u8; 1];
+        far.read_exact(&mut bang).await.expect("announce");
+        let relay = tokio::spawn(async move { shared::relay::relay_mux(relayed, &mut near).await });
+
+        let down = pattern(6 * 1024 * 1024 + 11, round);
+        let up = pattern(3 * 1024 * 1024 + 5, round + 100);
+        let (down2, up2) = (down.clone(), up.clone());
+        let far_task = tokio::spawn(async move {
+            let (mut r, mut w) = tokio::io::split(far);
+            let send = async {
+                for c in down2.chunks(100_000) {
+                    w.write_all(c).await.expect("far write");
+                }
+                w.shutdown().await.expect("far shutdown");
+            };
+            let recv = async {
+                let mut got = Vec::new();
+                r.read_to_end(&mut got).await.expect("far read");
+                got
+            };
+            tokio::join!(send, recv).1
+        });
+        let (mut ur, mut uw) = user.into_split();
+        let user_send = tokio::spawn(async move {
+            for c in up2.chunks(50_000) {
+                uw.write_all(c).await.expect("user write");
+            }
+            uw.shutdown().await.expect("user shutdown");
+        });
+        // A slow reader: the socket fills, so the relay must queue and drain.
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 16 * 1024];
+        for i in 0u64.. {
+            let n = ur.read(&mut buf).await.expect("user read");
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+            if i % 8 == 0 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        user_send.await.expect("user send");
+        assert_eq!(sha(&got), sha(&down), "round {round}: far -> user intact");
+        let far_got = far_task.await.expect("far");
+        assert_eq!(sha(&far_got), sha(&up), "round {round}: user -> far intact");
+        let (n_up, n_down) = relay.await.expect("join").expect("relay");
+        assert_eq!((n_up as usize, n_down as usize), (up.len(), down.len()));
+    }
+}

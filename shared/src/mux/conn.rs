@@ -8,22 +8,18 @@
 //! parallel, and small frames of many streams leave in one write.
 
 use std::collections::HashMap;
-use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, Notify};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::frame::{self, Header, Kind, ACK, DEFAULT_WINDOW, FIN, HEADER_LEN, RST, SYN};
-use super::stream::{lock, wake, MuxStream, StreamState};
+use super::stream::{consumed, lock, wake, MuxStream, StreamState};
+use super::writer::{Outbox, WriteIo};
 use super::{Mode, MuxConfig, MuxError, CLOSE_GRACE};
-
-/// Streams wait for the writer once this much is queued.
-const OUT_HIGH: usize = 1024 * 1024;
 
 /// Frames the peer makes us send (window updates, pings, resets) are queued
 /// regardless of `OUT_HIGH`; a peer that provokes them without ever reading
@@ -46,13 +42,6 @@ const READ_BUF: usize = 256 * 1024;
 /// small unread message cannot pin a whole read buffer in memory.
 const COPY_BELOW: usize = 16 * 1024;
 
-pub(crate) struct Outbox {
-    buf: BytesMut,
-    closed: bool,
-    /// Streams waiting for `buf` to drain below `OUT_HIGH`.
-    waiters: Vec<Waker>,
-}
-
 struct Table {
     streams: HashMap<u32, Arc<StreamState>>,
     next_id: u32,
@@ -64,25 +53,19 @@ pub(crate) struct Conn {
     pub window: u32,
     max_streams: usize,
     mode: Mode,
-    out: Mutex<Outbox>,
-    writer_wake: Notify,
+    pub out: Outbox,
     /// Left of `WINDOW_BUDGET`.
     window_budget: AtomicUsize,
     table: Mutex<Table>,
 }
 
 impl Conn {
-    pub fn new(mode: Mode, cfg: &MuxConfig) -> Arc<Self> {
+    pub fn new(mode: Mode, cfg: &MuxConfig, io: WriteIo) -> Arc<Self> {
         Arc::new(Conn {
             window: cfg.window.max(DEFAULT_WINDOW),
             max_streams: cfg.max_streams.max(1),
             mode,
-            out: Mutex::new(Outbox {
-                buf: BytesMut::with_capacity(64 * 1024),
-                closed: false,
-                waiters: Vec::new(),
-            }),
-            writer_wake: Notify::new(),
+            out: Outbox::new(io),
             window_budget: AtomicUsize::new(WINDOW_BUDGET),
             table: Mutex::new(Table {
                 streams: HashMap::new(),
@@ -95,44 +78,8 @@ impl Conn {
         })
     }
 
-    /// Queues a frame without payload. Never waits (see `OUT_HARD_CAP`).
     pub fn push_control(&self, h: Header) {
-        let mut out = lock(&self.out);
-        if out.closed {
-            return;
-        }
-        let was_empty = out.buf.is_empty();
-        h.encode(&mut out.buf);
-        drop(out);
-        if was_empty {
-            self.writer_wake.notify_one();
-        }
-    }
-
-    /// Queues a data frame, or registers to be woken when there is room.
-    pub fn poll_push_data(
-        &self,
-        cx: &Context<'_>,
-        id: u32,
-        data: &[u8],
-    ) -> Poll<Result<(), MuxError>> {
-        let mut out = lock(&self.out);
-        if out.closed {
-            return Poll::Ready(Err(MuxError::Closed));
-        }
-        if out.buf.len() >= OUT_HIGH {
-            out.waiters.push(cx.waker().clone());
-            return Poll::Pending;
-        }
-        let was_empty = out.buf.is_empty();
-        out.buf.reserve(HEADER_LEN + data.len());
-        Header::new(Kind::Data, 0, id, data.len() as u32).encode(&mut out.buf);
-        out.buf.extend_from_slice(data);
-        drop(out);
-        if was_empty {
-            self.writer_wake.notify_one();
-        }
-        Poll::Ready(Ok(()))
+        self.out.push_control(h);
     }
 
     /// Takes `by` bytes of window growth from the session's budget.
@@ -153,10 +100,6 @@ impl Conn {
         if grown > 0 {
             self.window_budget.fetch_add(grown, Ordering::Relaxed);
         }
-    }
-
-    fn queued(&self) -> usize {
-        lock(&self.out).buf.len()
     }
 
     /// Opens an outbound stream. The SYN goes out with the window we grant;
@@ -234,47 +177,12 @@ impl Conn {
         for s in streams {
             s.reset(true);
         }
-        let waiters = {
-            let mut out = lock(&self.out);
-            out.closed = true;
-            std::mem::take(&mut out.waiters)
-        };
-        waiters.into_iter().for_each(Waker::wake);
-        self.writer_wake.notify_one();
+        self.out.close();
     }
 
     fn go_away(&self, code: u32) {
         self.push_control(Header::new(Kind::GoAway, 0, 0, code));
         self.shutdown();
-    }
-}
-
-/// Sends what the streams queue, in batches, until the session is shut down
-/// and the queue is empty.
-pub(crate) async fn write_loop<W>(conn: Arc<Conn>, mut w: W) -> io::Result<()>
-where
-    W: AsyncWrite + Unpin,
-{
-    let mut batch = BytesMut::with_capacity(64 * 1024);
-    loop {
-        let (closed, waiters) = {
-            let mut out = lock(&conn.out);
-            std::mem::swap(&mut out.buf, &mut batch);
-            (out.closed, std::mem::take(&mut out.waiters))
-        };
-        waiters.into_iter().for_each(Waker::wake);
-        if batch.is_empty() {
-            w.flush().await?;
-            if closed {
-                // Best effort: the peer may be gone already.
-                let _ = w.shutdown().await;
-                return Ok(());
-            }
-            conn.writer_wake.notified().await;
-            continue;
-        }
-        w.write_all(&batch).await?;
-        batch.clear();
     }
 }
 
@@ -320,7 +228,7 @@ where
                     };
                     p.remaining -= k;
                     if let Some(s) = &p.stream {
-                        deliver(s, chunk);
+                        deliver(conn, s, chunk);
                     }
                 }
                 if p.remaining > 0 {
@@ -344,7 +252,7 @@ where
                 Step::GoAway => return Ok(ReadEnd::GoAway),
             }
         }
-        if conn.queued() > OUT_HARD_CAP {
+        if conn.out.queued() > OUT_HARD_CAP {
             return Err(MuxError::Protocol(
                 "peer keeps provoking replies without reading them".into(),
             ));
@@ -442,10 +350,23 @@ fn on_header(
     }
 }
 
-fn deliver(s: &StreamState, chunk: Bytes) {
+fn deliver(conn: &Conn, s: &StreamState, mut chunk: Bytes) {
     let mut inner = lock(&s.inner);
     if inner.reset {
         return;
+    }
+    if inner.recv.is_empty() {
+        if let Some(sink) = &inner.sink {
+            // Straight into the destination socket; errors are met (and
+            // reported) again by the relay when it drains the queue.
+            if let Ok(n) = sink.try_write(&chunk) {
+                chunk.advance(n);
+                consumed(&mut inner, conn, s.id, n);
+                if chunk.is_empty() {
+                    return;
+                }
+            }
+        }
     }
     inner.queued += chunk.len();
     inner.recv.push_back(chunk);
@@ -481,23 +402,22 @@ fn apply_flags(s: &StreamState, flags: u16) {
     }
 }
 
-/// Runs a session over `io` until it ends; spawns the writer task.
-pub(crate) async fn run<T>(
+/// Runs a session until it ends: reads here, spawns the writer task.
+pub(crate) async fn run<R>(
     conn: Arc<Conn>,
-    io: T,
+    r: R,
     incoming: mpsc::UnboundedSender<MuxStream>,
     close: CancellationToken,
 ) -> Result<(), MuxError>
 where
-    T: AsyncRead + AsyncWrite + Send + 'static,
+    R: AsyncRead + Unpin,
 {
-    let (r, w) = tokio::io::split(io);
     let writer_dead = CancellationToken::new();
     let writer = {
         let conn = conn.clone();
         let dead = writer_dead.clone();
         tokio::spawn(async move {
-            let res = write_loop(conn, w).await;
+            let res = conn.out.run().await;
             dead.cancel();
             res
         })

@@ -14,6 +14,7 @@
 mod conn;
 pub mod frame;
 mod stream;
+mod writer;
 
 use std::sync::Arc;
 
@@ -115,11 +116,14 @@ pub fn with_headroom(n: usize) -> usize {
 /// gracefully (the peer sees a goodbye).
 pub fn start<T>(io: T, mode: Mode, cfg: MuxConfig, close: CancellationToken) -> Session
 where
-    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    T: AsyncRead + AsyncWrite + Send + 'static,
 {
-    let conn = conn::Conn::new(mode, &cfg);
+    // Reading and writing go on in different tasks (TLS decrypts in one
+    // while it encrypts in the other).
+    let (r, w) = tokio::io::split(io);
+    let conn = conn::Conn::new(mode, &cfg, Box::new(w));
     let (in_tx, in_rx) = mpsc::unbounded_channel();
-    let driver = tokio::spawn(conn::run(conn.clone(), io, in_tx, close));
+    let driver = tokio::spawn(conn::run(conn.clone(), r, in_tx, close));
     Session {
         opener: Opener { conn },
         incoming: in_rx,

@@ -6,10 +6,11 @@ use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll, Waker};
+use std::task::{ready, Context, Poll, Waker};
 
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 
 use super::conn::Conn;
 use super::frame::{Header, Kind, DEFAULT_WINDOW, FIN, RST};
@@ -41,6 +42,11 @@ pub(crate) struct Inner {
     pub consumed: u32,
     /// Bytes in `recv`.
     pub queued: usize,
+    /// Bytes the application has taken (read, or written to the sink).
+    pub delivered: u64,
+    /// Where the reader task writes payloads directly while nothing is
+    /// queued (see `MuxStream::set_sink`).
+    pub sink: Option<Arc<TcpStream>>,
     /// The peer ran (nearly) out of credit since the last window update.
     pub starved: bool,
     pub remote_fin: bool,
@@ -65,6 +71,8 @@ impl StreamState {
                 window: recv_window,
                 consumed: 0,
                 queued: 0,
+                delivered: 0,
+                sink: None,
                 starved: false,
                 remote_fin: false,
                 reader: None,
@@ -93,6 +101,30 @@ pub(crate) fn wake(w: Option<Waker>) {
     if let Some(w) = w {
         w.wake();
     }
+}
+
+/// Counts `n` bytes as taken by the application and gives the peer credit
+/// back in big steps (as yamux does), only while it may still send.
+pub(crate) fn consumed(inner: &mut Inner, conn: &Conn, id: u32, n: usize) {
+    inner.consumed += n as u32;
+    inner.delivered += n as u64;
+    if inner.remote_fin || inner.reset || inner.consumed < inner.window / 2 {
+        return;
+    }
+    let mut credit = std::mem::take(&mut inner.consumed);
+    // The peer ran almost out of credit, yet we keep up with what it sends:
+    // the window, not either end, is what limits this stream. Double it
+    // while the session's budget allows. (A slow reader leaves data queued
+    // and never grows it.)
+    if std::mem::take(&mut inner.starved)
+        && inner.queued < inner.window as usize / 4
+        && conn.grow_window(inner.window)
+    {
+        credit += inner.window;
+        inner.window *= 2;
+    }
+    inner.recv_window += credit;
+    conn.push_control(Header::new(Kind::WindowUpdate, 0, id, credit));
 }
 
 fn store(slot: &mut Option<Waker>, cx: &Context<'_>) {
@@ -124,6 +156,51 @@ impl MuxStream {
 
     pub fn id(&self) -> u32 {
         self.state.id
+    }
+
+    /// Hands the stream's incoming data to `sink`: while nothing is queued,
+    /// the session's reader task writes payloads straight into the socket
+    /// (no task wake-up, no copy into a relay buffer); what the socket
+    /// cannot take at once is queued for [`MuxStream::poll_drain`].
+    pub fn set_sink(&self, sink: Arc<TcpStream>) {
+        lock(&self.state.inner).sink = Some(sink);
+    }
+
+    /// Writes queued data to the sink until the peer closes its side, then
+    /// shuts the sink's write side down. Returns the bytes delivered.
+    pub fn poll_drain(&self, cx: &mut Context<'_>) -> Poll<io::Result<u64>> {
+        let mut inner = lock(&self.state.inner);
+        let Some(sink) = inner.sink.clone() else {
+            return Poll::Ready(Err(io::Error::other("stream has no sink")));
+        };
+        loop {
+            if let Some(front) = inner.recv.front_mut() {
+                match sink.try_write(front) {
+                    Ok(n) => {
+                        front.advance(n);
+                        if front.is_empty() {
+                            inner.recv.pop_front();
+                        }
+                        inner.queued -= n;
+                        consumed(&mut inner, &self.conn, self.state.id, n);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        ready!(sink.poll_write_ready(cx))?;
+                    }
+                    Err(e) => return Poll::Ready(Err(e)),
+                }
+                continue;
+            }
+            if inner.remote_fin {
+                socket2::SockRef::from(&*sink).shutdown(std::net::Shutdown::Write)?;
+                return Poll::Ready(Ok(inner.delivered));
+            }
+            if inner.reset {
+                return Poll::Ready(Err(reset_error(&inner)));
+            }
+            store(&mut inner.reader, cx);
+            return Poll::Pending;
+        }
     }
 
     pub(crate) fn state(&self) -> Arc<StreamState> {
@@ -168,27 +245,8 @@ impl AsyncRead for MuxStream {
             n += k;
         }
         if n > 0 {
-            inner.consumed += n as u32;
             inner.queued -= n;
-            // Give credit back in big steps (as yamux does), and only while
-            // the peer may still send.
-            if !inner.remote_fin && !inner.reset && inner.consumed >= inner.window / 2 {
-                let mut credit = std::mem::take(&mut inner.consumed);
-                // The peer ran almost out of credit, yet we keep up with
-                // what it sends: the window, not either end, is what limits
-                // this stream. Double it while the session's budget allows.
-                // (A slow reader leaves data queued and never grows it.)
-                if std::mem::take(&mut inner.starved)
-                    && inner.queued < inner.window as usize / 4
-                    && self.conn.grow_window(inner.window)
-                {
-                    credit += inner.window;
-                    inner.window *= 2;
-                }
-                inner.recv_window += credit;
-                self.conn
-                    .push_control(Header::new(Kind::WindowUpdate, 0, self.state.id, credit));
-            }
+            consumed(&mut inner, &self.conn, self.state.id, n);
             return Poll::Ready(Ok(()));
         }
         if inner.remote_fin {
@@ -226,7 +284,7 @@ impl AsyncWrite for MuxStream {
             return Poll::Pending;
         }
         let n = buf.len().min(inner.send_window as usize).min(MAX_FRAME);
-        match self.conn.poll_push_data(cx, self.state.id, &buf[..n]) {
+        match self.conn.out.poll_push_data(cx, self.state.id, &buf[..n]) {
             Poll::Ready(Ok(())) => {
                 inner.send_window -= n as u32;
                 Poll::Ready(Ok(n))

@@ -1,0 +1,259 @@
+//! Sending: every stream appends its frames to one outgoing buffer, and
+//! whoever finds nobody writing sends it right away.
+//!
+//! A stream that queues a frame while the connection is idle writes it to
+//! the socket itself, without waking another task (a hop costs tens of
+//! microseconds of latency per message). Only when the socket (or TLS)
+//! cannot take everything at once does the rest go to the writer task,
+//! which waits for the socket and keeps sending in batches until the queue
+//! is empty. One flag, `writing`, says who may write, so frames never
+//! interleave.
+
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::task::{Context, Poll, Waker};
+
+use bytes::{Buf, BytesMut};
+use tokio::io::AsyncWrite;
+use tokio::sync::Notify;
+
+use super::frame::{Header, Kind, HEADER_LEN};
+use super::stream::lock;
+use super::MuxError;
+
+/// Streams wait for the writer once this much is queued.
+const OUT_HIGH: usize = 1024 * 1024;
+
+pub(crate) type WriteIo = Box<dyn AsyncWrite + Send + Unpin>;
+
+enum Next {
+    Write,
+    Wait,
+    Finish,
+}
+
+pub(crate) struct Outbox {
+    state: Mutex<State>,
+    io: Mutex<WriteIo>,
+    wake: Notify,
+}
+
+struct State {
+    /// Frames queued and not yet taken by a writer.
+    buf: BytesMut,
+    /// An empty buffer with capacity, to swap with `buf`.
+    spare: BytesMut,
+    /// What a direct write could not send, handed to the writer task; goes
+    /// out before `buf`.
+    carry: BytesMut,
+    /// Somebody holds the right to write to the socket.
+    writing: bool,
+    /// The right to write was handed to the writer task (with `carry`).
+    handoff: bool,
+    closed: bool,
+    /// Streams waiting for `buf` to drain below `OUT_HIGH`.
+    waiters: Vec<Waker>,
+}
+
+impl State {
+    /// Takes the queued frames into `batch` (which must be empty).
+    fn take(&mut self, batch: &mut BytesMut) -> Vec<Waker> {
+        std::mem::swap(&mut self.buf, batch);
+        std::mem::take(&mut self.waiters)
+    }
+}
+
+fn wake_all(w: Vec<Waker>) {
+    w.into_iter().for_each(Waker::wake);
+}
+
+impl Outbox {
+    pub fn new(io: WriteIo) -> Self {
+        Outbox {
+            state: Mutex::new(State {
+                buf: BytesMut::with_capacity(64 * 1024),
+                spare: BytesMut::with_capacity(64 * 1024),
+                carry: BytesMut::new(),
+                writing: false,
+                handoff: false,
+                closed: false,
+                waiters: Vec::new(),
+            }),
+            io: Mutex::new(io),
+            wake: Notify::new(),
+        }
+    }
+
+    /// Queues a frame without payload. Never waits (the reader guards
+    /// against peers that provoke such frames without reading).
+    pub fn push_control(&self, h: Header) {
+        let mut st = lock(&self.state);
+        if st.closed {
+            return;
+        }
+        h.encode(&mut st.buf);
+        self.kick(st);
+    }
+
+    /// Queues a data frame, or registers to be woken when there is room.
+    pub fn poll_push_data(
+        &self,
+        cx: &Context<'_>,
+        id: u32,
+        data: &[u8],
+    ) -> Poll<Result<(), MuxError>> {
+        let mut st = lock(&self.state);
+        if st.closed {
+            return Poll::Ready(Err(MuxError::Closed));
+        }
+        if st.buf.len() >= OUT_HIGH {
+            st.waiters.push(cx.waker().clone());
+            return Poll::Pending;
+        }
+        st.buf.reserve(HEADER_LEN + data.len());
+        Header::new(Kind::Data, 0, id, data.len() as u32).encode(&mut st.buf);
+        st.buf.extend_from_slice(data);
+        self.kick(st);
+        Poll::Ready(Ok(()))
+    }
+
+    pub fn queued(&self) -> usize {
+        let st = lock(&self.state);
+        st.buf.len() + st.carry.len()
+    }
+
+    /// No more frames; the writer task sends what is queued, then ends.
+    pub fn close(&self) {
+        let waiters = {
+            let mut st = lock(&self.state);
+            st.closed = true;
+            std::mem::take(&mut st.waiters)
+        };
+        wake_all(waiters);
+        self.wake.notify_one();
+    }
+
+    /// After queuing: write now if nobody else is writing. Whoever holds
+    /// the right to write checks the queue before giving it up, so a frame
+    /// queued meanwhile is never stranded.
+    fn kick(&self, mut st: std::sync::MutexGuard<'_, State>) {
+        if st.writing {
+            return;
+        }
+        st.writing = true;
+        let mut batch = std::mem::take(&mut st.spare);
+        let waiters = st.take(&mut batch);
+        drop(st);
+        wake_all(waiters);
+
+        let (written, flushed) = self.write_now(&batch);
+
+        let mut st = lock(&self.state);
+        if written == batch.len() && flushed {
+            batch.clear();
+            st.spare = batch;
+            st.writing = false;
+            if !st.buf.is_empty() || st.closed {
+                drop(st);
+                self.wake.notify_one();
+            }
+        } else {
+            batch.advance(written);
+            st.carry = batch;
+            st.handoff = true;
+            drop(st);
+            self.wake.notify_one();
+        }
+    }
+
+    /// Writes without waiting; returns how much went out and whether it was
+    /// also flushed (TLS may hold encrypted bytes back). Errors are left for
+    /// the writer task to meet again and report.
+    fn write_now(&self, data: &[u8]) -> (usize, bool) {
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut io = lock(&self.io);
+        let mut off = 0;
+        while off < data.len() {
+            match Pin::new(&mut *io).poll_write(&mut cx, &data[off..]) {
+                Poll::Ready(Ok(n)) if n > 0 => off += n,
+                _ => return (off, false),
+            }
+        }
+        let flushed = matches!(Pin::new(&mut *io).poll_flush(&mut cx), Poll::Ready(Ok(())));
+        (off, flushed)
+    }
+
+    async fn write_all(&self, mut data: &[u8]) -> io::Result<()> {
+        while !data.is_empty() {
+            let n = poll_fn(|cx| Pin::new(&mut *lock(&self.io)).poll_write(cx, data)).await?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            data = &data[n..];
+        }
+        Ok(())
+    }
+
+    fn release_if_idle(&self) -> bool {
+        let mut st = lock(&self.state);
+        if st.buf.is_empty() {
+            st.writing = false;
+        }
+        !st.writing
+    }
+
+    /// The writer task: takes over when a direct write could not finish,
+    /// or when frames were queued while a direct write was running.
+    pub async fn run(&self) -> io::Result<()> {
+        let mut batch = BytesMut::with_capacity(64 * 1024);
+        loop {
+            // Wait for the right to write and something to send.
+            loop {
+                let next = {
+                    let mut st = lock(&self.state);
+                    if st.handoff {
+                        st.handoff = false;
+                        std::mem::swap(&mut st.carry, &mut batch);
+                        Next::Write
+                    } else if !st.writing && !st.buf.is_empty() {
+                        st.writing = true;
+                        Next::Write
+                    } else if !st.writing && st.closed {
+                        Next::Finish
+                    } else {
+                        Next::Wait
+                    }
+                };
+                match next {
+                    Next::Write => break,
+                    Next::Wait => self.wake.notified().await,
+                    Next::Finish => {
+                        // Best effort: the peer may be gone already.
+                        let _ = poll_fn(|cx| Pin::new(&mut *lock(&self.io)).poll_flush(cx)).await;
+                        let _ =
+                            poll_fn(|cx| Pin::new(&mut *lock(&self.io)).poll_shutdown(cx)).await;
+                        return Ok(());
+                    }
+                }
+            }
+            // Send until the queue is empty, then flush and give the right up.
+            loop {
+                if batch.is_empty() {
+                    let waiters = lock(&self.state).take(&mut batch);
+                    wake_all(waiters);
+                }
+                if !batch.is_empty() {
+                    self.write_all(&batch).await?;
+                    batch.clear();
+                    continue;
+                }
+                poll_fn(|cx| Pin::new(&mut *lock(&self.io)).poll_flush(cx)).await?;
+                if self.release_if_idle() {
+                    break;
+                }
+            }
+        }
+    }
+}
