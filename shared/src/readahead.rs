@@ -1,14 +1,19 @@
 //! Big reads from the socket under TLS.
 //!
 //! rustls asks its transport for about 4 KiB at a time, so a TLS session
-//! read straight from a socket costs a system call per 4 KiB. This wrapper
-//! reads up to 64 KiB at once and serves rustls from memory. Like the relay,
-//! it holds no buffer while the connection is idle, so thousands of idle
-//! TLS connections (`tcpMux = false`) do not each keep 64 KiB.
+//! read straight from a socket costs a system call per 4 KiB. While data
+//! streams, this wrapper reads up to 64 KiB at once and serves rustls from
+//! memory. Like the relay, it holds no buffer while the connection is idle
+//! (thousands of idle `tcpMux = false` connections keep nothing), and a
+//! small message is read straight into rustls's buffer: only a read that
+//! fills it switches to reading ahead.
 
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
+
+use bytes::{Buf, BytesMut};
+use tokio_util::io::poll_read_buf;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -16,18 +21,19 @@ const CAP: usize = 64 * 1024;
 
 pub struct ReadAhead<T> {
     inner: T,
-    buf: Vec<u8>,
-    pos: usize,
-    end: usize,
+    /// Read ahead and not yet handed out; no allocation while idle.
+    buf: BytesMut,
+    /// The last direct read filled the caller's buffer: data is streaming,
+    /// so read ahead from now on.
+    bulk: bool,
 }
 
 impl<T> ReadAhead<T> {
     pub fn new(inner: T) -> Self {
         ReadAhead {
             inner,
-            buf: Vec::new(),
-            pos: 0,
-            end: 0,
+            buf: BytesMut::new(),
+            bulk: false,
         }
     }
 
@@ -43,30 +49,32 @@ impl<T: AsyncRead + Unpin> AsyncRead for ReadAhead<T> {
         dst: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.pos == this.end {
-            if dst.remaining() >= CAP {
-                return Pin::new(&mut this.inner).poll_read(cx, dst);
+        if this.buf.is_empty() {
+            if !this.bulk || dst.remaining() >= CAP {
+                // Idle, or the caller's buffer is big enough: read straight
+                // into it. A small message costs no allocation and no copy.
+                let room = dst.remaining();
+                let before = dst.filled().len();
+                ready!(Pin::new(&mut this.inner).poll_read(cx, dst))?;
+                this.bulk = dst.filled().len() - before == room;
+                return Poll::Ready(Ok(()));
             }
-            if this.buf.is_empty() {
-                this.buf = vec![0u8; CAP];
-            }
-            let mut rb = ReadBuf::new(&mut this.buf);
-            match Pin::new(&mut this.inner).poll_read(cx, &mut rb) {
-                Poll::Ready(Ok(())) => {
-                    this.pos = 0;
-                    this.end = rb.filled().len();
-                }
+            this.buf.reserve(CAP);
+            match poll_read_buf(Pin::new(&mut this.inner), cx, &mut this.buf) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(_)) => {}
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => {
-                    // Idle: give the buffer back.
-                    this.buf = Vec::new();
+                    // Ran dry: back to idle, giving the buffer back.
+                    this.bulk = false;
+                    this.buf = BytesMut::new();
                     return Poll::Pending;
                 }
             }
         }
-        let n = (this.end - this.pos).min(dst.remaining());
-        dst.put_slice(&this.buf[this.pos..this.pos + n]);
-        this.pos += n;
+        let n = this.buf.len().min(dst.remaining());
+        dst.put_slice(&this.buf[..n]);
+        this.buf.advance(n);
         Poll::Ready(Ok(()))
     }
 }
