@@ -81,13 +81,7 @@ async fn run() -> Result<ExitCode> {
 
     // BENCH_SETUPS=rathole,ours,notls (see Kind::key) runs only those.
     let only = std::env::var("BENCH_SETUPS").unwrap_or_default();
-    let chosen = |k: Kind| {
-        if only.is_empty() {
-            k.in_default_run()
-        } else {
-            only.split(',').any(|o| k.key() == o.trim())
-        }
-    };
+    let chosen = |k: Kind| only.is_empty() || only.split(',').any(|o| k.key() == o.trim());
     let mut results = Vec::new();
     for kind in Kind::ALL.into_iter().filter(|&k| chosen(k)) {
         let t = Instant::now();

@@ -342,10 +342,10 @@ pub fn render(machine: &str, results: &[SetupResult], elapsed: Duration) -> Stri
          Setups: **direct** (client to service), **socat ×2** (two socat relays \
          in a row, large buffers: the copying any tunnel does, with no protocol), \
          **rathole** 0.5.0 (plain TCP transport), **ours** (frps + frpc with \
-         defaults: TLS, trust on first use, yamux), **ours, tcpMux=false** (one \
+         defaults: TLS, trust on first use, yamux streams), **ours, tcpMux=false** (one \
          TLS connection per forwarded connection, pool of pre-opened ones; \
-         shown when frpc accepts the key), and on request (`BENCH_SETUPS`) \
-         **ours, TLS off**. \
+         shown when frpc accepts the key), and **ours, TLS off** (plain TCP \
+         like rathole's transport: the same work, and what TLS costs). \
          → is client to service (iperf3 default), ← is service to client \
          (`-R`); {IPERF_SECS} s per iperf3 run. Ratios are ours ÷ rathole: above \
          1 is better for rates, **below 1 is better for latency, time and memory**.\n"

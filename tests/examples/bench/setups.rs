@@ -38,7 +38,7 @@ pub enum Kind {
     /// per forwarded connection, `POOL_COUNT` of them opened in advance.
     OursNoMux,
     /// frps + frpc with `transport.tls.enable = false`, like rathole's plain
-    /// TCP: shows what TLS costs. Only when asked for (`BENCH_SETUPS=…,notls`).
+    /// TCP transport: the same work as rathole, and what TLS costs.
     OursNoTls,
 }
 
@@ -51,11 +51,6 @@ impl Kind {
         Kind::OursNoMux,
         Kind::OursNoTls,
     ];
-
-    /// Run by a plain `make bench`.
-    pub fn in_default_run(self) -> bool {
-        self != Kind::OursNoTls
-    }
 
     /// Name for `BENCH_SETUPS`.
     pub fn key(self) -> &'static str {
