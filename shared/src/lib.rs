@@ -12,7 +12,6 @@ pub mod logging;
 pub mod mux;
 pub mod netopt;
 pub mod protocol;
-pub mod readahead;
 pub mod relay;
 pub mod tls;
 pub mod transport;

@@ -11,7 +11,6 @@ use tokio::net::TcpStream;
 
 use crate::activity::Metered;
 use crate::config::{ClientConfig, ServerConfig};
-use crate::readahead::ReadAhead;
 use crate::tls::{self, ServerTrust, TlsAcceptor, TlsConnector, TlsError, TrustError, Trusted};
 
 /// Anything the multiplexer can run over.
@@ -120,7 +119,7 @@ impl ServerSide {
             FirstBytes::Tls => {
                 let stream = self
                     .acceptor
-                    .accept(ReadAhead::new(tcp))
+                    .accept(tcp)
                     .await
                     .map_err(HandshakeError::Tls)?;
                 let binding = stream
@@ -201,7 +200,7 @@ impl ClientSide {
             return Ok((Box::new(tcp), [0u8; 32], Trusted::Unverified));
         };
         let stream = connector
-            .connect(name.clone(), ReadAhead::new(tcp))
+            .connect(name.clone(), tcp)
             .await
             .map_err(HandshakeError::Tls)?;
         let conn = stream.get_ref().1;
