@@ -26,6 +26,9 @@ use super::MuxError;
 /// Streams wait for the writer once this much is queued.
 const OUT_HIGH: usize = 1024 * 1024;
 
+/// Capacity an outgoing buffer keeps between bursts.
+const KEEP: usize = 64 * 1024;
+
 pub(crate) type WriteIo = Box<dyn AsyncWrite + Send + Unpin>;
 
 enum Next {
@@ -62,6 +65,16 @@ impl State {
     fn take(&mut self, batch: &mut BytesMut) -> Vec<Waker> {
         std::mem::swap(&mut self.buf, batch);
         std::mem::take(&mut self.waiters)
+    }
+}
+
+/// A burst grows the buffers to about `OUT_HIGH`; an idle session does
+/// not keep that much.
+fn shrunk(b: BytesMut) -> BytesMut {
+    if b.capacity() > KEEP {
+        BytesMut::with_capacity(KEEP)
+    } else {
+        b
     }
 }
 
@@ -153,7 +166,7 @@ impl Outbox {
         let mut st = lock(&self.state);
         if written == batch.len() && flushed {
             batch.clear();
-            st.spare = batch;
+            st.spare = shrunk(batch);
             st.writing = false;
             if !st.buf.is_empty() || st.closed {
                 drop(st);
@@ -200,6 +213,7 @@ impl Outbox {
         let mut st = lock(&self.state);
         if st.buf.is_empty() {
             st.writing = false;
+            st.buf = shrunk(std::mem::take(&mut st.buf));
         }
         !st.writing
     }
@@ -251,6 +265,7 @@ impl Outbox {
                 }
                 poll_fn(|cx| Pin::new(&mut *lock(&self.io)).poll_flush(cx)).await?;
                 if self.release_if_idle() {
+                    batch = shrunk(batch);
                     break;
                 }
             }
