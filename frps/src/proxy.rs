@@ -35,8 +35,9 @@ impl Proxy {
 }
 
 /// The streams a client's proxies may have open at once, shared by all of
-/// them. yamux tears the whole session down when its own stream limit is
-/// hit, so the limit is enforced here, before asking it for a stream.
+/// them (`transport.maxStreamsPerClient`). Enforced here, before a stream
+/// is opened, so a user connection over the limit is refused with a clear
+/// log line and costs the client nothing.
 #[derive(Clone)]
 pub(crate) struct StreamBudget {
     permits: Arc<Semaphore>,

@@ -296,8 +296,9 @@ async fn stopping_the_client_frees_its_ports() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_idle_connections_do_not_stall_new_ones() {
-    // yamux allows 256 streams awaiting acknowledgement; idle connections to
-    // a service that waits for the user to speak first must not count.
+    // yamux implementations commonly cap streams awaiting acknowledgement
+    // (the yamux crate at 256); idle connections to a service that waits for
+    // the user to speak first must not hold new ones back.
     let echo = spawn_echo().await;
     let (server, mut client) = tunnel(&tcp_proxy("echo", echo, 0)).await;
     let remote = client.proxy_addr("echo").await;

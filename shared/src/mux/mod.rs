@@ -6,7 +6,7 @@
 //! payloads to streams directly, streams append their frames to one shared
 //! outgoing buffer, and a writer task sends it in batches (see `conn`). The
 //! frames are yamux's (`frame`), so the wire protocol stays yamux; the
-//! tests below run against the yamux crate in both roles.
+//! tests in `shared/tests/mux.rs` run against the yamux crate in both roles.
 //!
 //! When the session ends, every stream of it fails, which is what closes the
 //! user connections of a dead session.
