@@ -476,3 +476,91 @@ async fn relay_mux_slow_socket_and_half_close() {
         assert_eq!((n_up as usize, n_down as usize), (up.len(), down.len()));
     }
 }
+
+/// Flow control bounds memory: a stream whose reader stalls lets the sender
+/// get only about one window ahead (the window never grows for a reader
+/// that does not keep up), and nothing is lost once it reads again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_reader_holds_the_sender_to_its_window() {
+    let (a, b) = tcp_pair().await;
+    // Small socket buffers, so what the sender got rid of is what the
+    // multiplexer buffered, not the kernel.
+    for s in [&a, &b] {
+        let s = socket2::SockRef::from(s);
+        s.set_send_buffer_size(16 * 1024).expect("sndbuf");
+        s.set_recv_buffer_size(16 * 1024).expect("rcvbuf");
+    }
+    let client = mux::start(
+        a,
+        Mode::Client,
+        MuxConfig::new(16),
+        CancellationToken::new(),
+    );
+    let mut server = mux::start(
+        b,
+        Mode::Server,
+        MuxConfig::new(16),
+        CancellationToken::new(),
+    );
+    let data = pattern(8 * 1024 * 1024, 7);
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let writer = {
+        let data = data.clone();
+        let sent = sent.clone();
+        let opener = client.opener.clone();
+        tokio::spawn(async move {
+            let mut s = opener.open().await.expect("open");
+            for c in data.chunks(16 * 1024) {
+                s.write_all(c).await.expect("write");
+                sent.fetch_add(c.len(), std::sync::atomic::Ordering::SeqCst);
+            }
+            s.shutdown().await.expect("shutdown");
+            s
+        })
+    };
+    let mut t = server.incoming.recv().await.expect("accept");
+    // The reader stalls; give the sender ample time to run ahead.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let ahead = sent.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        ahead <= 1024 * 1024,
+        "sender got {ahead} bytes ahead of a reader that reads nothing"
+    );
+    let mut got = Vec::new();
+    t.read_to_end(&mut got).await.expect("read");
+    assert_eq!(sha(&got), sha(&data));
+    drop(writer.await.expect("writer"));
+}
+
+/// A peer that floods pings and never reads the pongs is cut off instead
+/// of making the session buffer without end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ping_flood_without_reading_ends_the_session() {
+    let (mut a, b) = tcp_pair().await;
+    let server = mux::start(
+        b,
+        Mode::Server,
+        MuxConfig::new(16),
+        CancellationToken::new(),
+    );
+    let mut pings = bytes::BytesMut::new();
+    for i in 0..100_000u32 {
+        frame::Header::new(frame::Kind::Ping, frame::SYN, 0, i).encode(&mut pings);
+    }
+    let flood = tokio::spawn(async move {
+        // 1.2 MB per round; the session must give up well before 200 rounds
+        // (its cap on queued replies is 64 MiB of pongs).
+        for _ in 0..200 {
+            if a.write_all(&pings).await.is_err() {
+                return true;
+            }
+        }
+        false
+    });
+    let res = tokio::time::timeout(Duration::from_secs(60), server.driver)
+        .await
+        .expect("session ended")
+        .expect("join");
+    assert!(matches!(res, Err(MuxError::Protocol(_))), "{res:?}");
+    assert!(flood.await.expect("flood"), "the flooder was disconnected");
+}

@@ -458,6 +458,7 @@ where
         Ok(())
     };
     abort.abort();
+    conn.out.detach();
     match ended {
         Ok(ReadEnd::WriterDead) => match written {
             Err(e) => Err(MuxError::Io(e)),

@@ -148,6 +148,12 @@ impl Outbox {
         self.wake.notify_one();
     }
 
+    /// Lets go of the connection: the socket closes once the reader is gone
+    /// too, even while openers of the dead session are still around.
+    pub fn detach(&self) {
+        *lock(&self.io) = Box::new(tokio::io::sink());
+    }
+
     /// After queuing: write now if nobody else is writing. Whoever holds
     /// the right to write checks the queue before giving it up, so a frame
     /// queued meanwhile is never stranded.
