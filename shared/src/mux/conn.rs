@@ -1,11 +1,13 @@
 //! The session's shared state and its two tasks.
 //!
 //! The reader task owns the read half: it parses frames and hands payloads
-//! to streams (without copying big ones). Writes from every stream are
-//! appended to one outgoing buffer under a short lock, and the writer task
-//! sends whatever has piled up in one go. Reading and writing run on
-//! separate tasks, so decrypting and encrypting a TLS session proceed in
-//! parallel, and small frames of many streams leave in one write.
+//! to streams (without copying big ones), or writes them straight into a
+//! stream's sink socket. Writes from every stream are appended to one
+//! outgoing buffer (`writer`): a stream that finds nobody writing sends it
+//! itself, otherwise the writer task sends whatever has piled up in one go.
+//! Reading and writing do not wait for each other, so decrypting and
+//! encrypting a TLS session proceed in parallel, and small frames of many
+//! streams leave in one write.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
