@@ -10,8 +10,9 @@
 //! streams leave in one write.
 
 use std::collections::HashMap;
+use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -113,16 +114,27 @@ impl Conn {
         }
         let id = table.next_id;
         table.next_id = id.checked_add(2).ok_or(MuxError::IdsExhausted)?;
+        Ok(self.register(table, id, SYN))
+    }
+
+    /// Enters a new stream in the table and tells the peer (SYN for ours,
+    /// ACK for theirs), with the window we grant beyond yamux's default.
+    fn register(
+        self: &Arc<Self>,
+        mut table: MutexGuard<'_, Table>,
+        id: u32,
+        flag: u16,
+    ) -> MuxStream {
         let state = StreamState::new(id, self.window);
         table.streams.insert(id, state.clone());
         drop(table);
         self.push_control(Header::new(
             Kind::WindowUpdate,
-            SYN,
+            flag,
             id,
             self.window - DEFAULT_WINDOW,
         ));
-        Ok(MuxStream::new(state, self.clone()))
+        MuxStream::new(state, self.clone())
     }
 
     /// Called when a stream handle is dropped.
@@ -143,7 +155,7 @@ impl Conn {
                 "peer opened stream {id} with the wrong parity"
             )));
         }
-        let mut table = lock(&self.table);
+        let table = lock(&self.table);
         if table.closed {
             return Ok(None);
         }
@@ -156,16 +168,7 @@ impl Conn {
             self.push_control(Header::new(Kind::WindowUpdate, RST, id, 0));
             return Ok(None);
         }
-        let state = StreamState::new(id, self.window);
-        table.streams.insert(id, state.clone());
-        drop(table);
-        self.push_control(Header::new(
-            Kind::WindowUpdate,
-            ACK,
-            id,
-            self.window - DEFAULT_WINDOW,
-        ));
-        Ok(Some(MuxStream::new(state, self.clone())))
+        Ok(Some(self.register(table, id, ACK)))
     }
 
     /// Ends the session for every stream; the writer sends what is queued
@@ -215,6 +218,10 @@ where
 {
     let mut buf = BytesMut::with_capacity(READ_BUF);
     let mut payload: Option<Payload> = None;
+    // Made once: a fresh `cancelled()` per read would register and
+    // deregister two waiters for every read on the hot path.
+    let mut closed = pin!(close.cancelled());
+    let mut dead = pin!(writer_dead.cancelled());
     loop {
         // Dispatch everything complete in the buffer.
         loop {
@@ -264,8 +271,8 @@ where
         }
         tokio::select! {
             biased;
-            _ = close.cancelled() => return Ok(ReadEnd::Closed),
-            _ = writer_dead.cancelled() => return Ok(ReadEnd::WriterDead),
+            _ = &mut closed => return Ok(ReadEnd::Closed),
+            _ = &mut dead => return Ok(ReadEnd::WriterDead),
             n = r.read_buf(&mut buf) => {
                 if n? == 0 {
                     return Ok(ReadEnd::Eof);

@@ -22,7 +22,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-pub use stream::{session_gone, MuxStream};
+pub use stream::MuxStream;
 
 /// Whether `e` says the stream failed because its whole session ended.
 pub fn is_session_gone(e: &std::io::Error) -> bool {

@@ -216,8 +216,9 @@ fn reset_error(inner: &Inner) -> io::Error {
     }
 }
 
-/// The error every stream of a session that ended reports.
-pub fn session_gone() -> io::Error {
+/// The error every stream of a session that ended reports
+/// (see [`super::is_session_gone`]).
+pub(crate) fn session_gone() -> io::Error {
     io::Error::new(
         io::ErrorKind::ConnectionAborted,
         "the multiplexed session ended",
