@@ -30,6 +30,16 @@ async fn tcp_pair() -> (TcpStream, TcpStream) {
     (a.expect("connect"), b.expect("accept").0)
 }
 
+/// One side of a session over `io`, never asked to close.
+fn session(io: TcpStream, mode: Mode, max_streams: usize) -> mux::Session {
+    mux::start(
+        io,
+        mode,
+        MuxConfig::new(max_streams),
+        CancellationToken::new(),
+    )
+}
+
 /// Writes `data` in uneven pieces, then half-closes; meanwhile reads
 /// everything the peer sends until it half-closes.
 async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(s: S, data: &[u8]) -> Vec<u8> {
@@ -83,12 +93,7 @@ async fn ours_echo(mut s: mux::MuxStream) {
 async fn our_client_with_yamux_crate_server() {
     let (a, b) = tcp_pair().await;
     tokio::spawn(yamux_echo_server(b));
-    let session = mux::start(
-        a,
-        Mode::Client,
-        MuxConfig::new(64),
-        CancellationToken::new(),
-    );
+    let session = session(a, Mode::Client, 64);
     let mut tasks = Vec::new();
     for i in 0..8u32 {
         let opener = session.opener.clone();
@@ -108,12 +113,7 @@ async fn our_client_with_yamux_crate_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn yamux_crate_client_with_our_server() {
     let (a, b) = tcp_pair().await;
-    let mut server = mux::start(
-        b,
-        Mode::Server,
-        MuxConfig::new(64),
-        CancellationToken::new(),
-    );
+    let mut server = session(b, Mode::Server, 64);
     tokio::spawn(async move {
         while let Some(s) = server.incoming.recv().await {
             tokio::spawn(ours_echo(s));
@@ -162,18 +162,8 @@ async fn yamux_crate_client_with_our_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_streams_slow_readers_nothing_lost() {
     let (a, b) = tcp_pair().await;
-    let client = mux::start(
-        a,
-        Mode::Client,
-        MuxConfig::new(1024),
-        CancellationToken::new(),
-    );
-    let mut server = mux::start(
-        b,
-        Mode::Server,
-        MuxConfig::new(1024),
-        CancellationToken::new(),
-    );
+    let client = session(a, Mode::Client, 1024);
+    let mut server = session(b, Mode::Server, 1024);
     let sink = tokio::spawn(async move {
         let mut n = 0u32;
         let mut sums = Vec::new();
@@ -228,18 +218,8 @@ async fn many_streams_slow_readers_nothing_lost() {
 #[tokio::test]
 async fn dropped_stream_resets_peer_and_session_lives_on() {
     let (a, b) = tcp_pair().await;
-    let client = mux::start(
-        a,
-        Mode::Client,
-        MuxConfig::new(16),
-        CancellationToken::new(),
-    );
-    let mut server = mux::start(
-        b,
-        Mode::Server,
-        MuxConfig::new(16),
-        CancellationToken::new(),
-    );
+    let client = session(a, Mode::Client, 16);
+    let mut server = session(b, Mode::Server, 16);
     let mut s = client.opener.open().await.expect("open");
     s.write_all(b"x").await.expect("write");
     let mut t = server.incoming.recv().await.expect("accept");
@@ -259,13 +239,8 @@ async fn dropped_stream_resets_peer_and_session_lives_on() {
 #[tokio::test]
 async fn streams_over_the_limit_are_refused_alone() {
     let (a, b) = tcp_pair().await;
-    let client = mux::start(
-        a,
-        Mode::Client,
-        MuxConfig::new(1024),
-        CancellationToken::new(),
-    );
-    let mut server = mux::start(b, Mode::Server, MuxConfig::new(3), CancellationToken::new());
+    let client = session(a, Mode::Client, 1024);
+    let mut server = session(b, Mode::Server, 3);
     let mut open = Vec::new();
     for _ in 0..3 {
         let mut s = client.opener.open().await.expect("open");
@@ -283,14 +258,14 @@ async fn streams_over_the_limit_are_refused_alone() {
     // Freeing one makes room again.
     drop(accepted.pop());
     drop(open.pop());
-    let mut s = loop {
-        let mut s = client.opener.open().await.expect("open");
-        s.write_all(b"b").await.expect("write");
-        match tokio::time::timeout(Duration::from_millis(200), server.incoming.recv()).await {
-            Ok(Some(t)) => break (s, t),
-            _ => continue,
-        }
-    };
+    // Dropping the accepted stream frees its slot at once.
+    let mut s = client.opener.open().await.expect("open");
+    s.write_all(b"b").await.expect("write");
+    let t = tokio::time::timeout(Duration::from_secs(5), server.incoming.recv())
+        .await
+        .expect("a stream within the limit is accepted")
+        .expect("session alive");
+    let mut s = (s, t);
     s.1.read_exact(&mut buf).await.expect("read");
     assert_eq!(&buf, b"b");
     s.0.write_all(b"c").await.expect("write");
@@ -304,12 +279,7 @@ async fn streams_over_the_limit_are_refused_alone() {
 async fn protocol_violations_end_the_session() {
     async fn feed(frames: Vec<u8>) -> Result<(), MuxError> {
         let (mut a, b) = tcp_pair().await;
-        let server = mux::start(
-            b,
-            Mode::Server,
-            MuxConfig::new(16),
-            CancellationToken::new(),
-        );
+        let server = session(b, Mode::Server, 16);
         a.write_all(&frames).await.expect("write");
         let mut incoming = server.incoming;
         let keep = tokio::spawn(async move {
@@ -358,12 +328,7 @@ async fn protocol_violations_end_the_session() {
 #[tokio::test]
 async fn answers_pings_and_peer_goodbye_ends_streams() {
     let (mut a, b) = tcp_pair().await;
-    let mut server = mux::start(
-        b,
-        Mode::Server,
-        MuxConfig::new(16),
-        CancellationToken::new(),
-    );
+    let mut server = session(b, Mode::Server, 16);
     let mut raw = bytes::BytesMut::new();
     frame::Header::new(frame::Kind::WindowUpdate, frame::SYN, 1, 0).encode(&mut raw);
     frame::Header::new(frame::Kind::Ping, frame::SYN, 0, 0xdead_beef).encode(&mut raw);
@@ -400,18 +365,8 @@ async fn answers_pings_and_peer_goodbye_ends_streams() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_mux_slow_socket_and_half_close() {
     let (a, b) = tcp_pair().await;
-    let client = mux::start(
-        a,
-        Mode::Client,
-        MuxConfig::new(64),
-        CancellationToken::new(),
-    );
-    let mut server = mux::start(
-        b,
-        Mode::Server,
-        MuxConfig::new(64),
-        CancellationToken::new(),
-    );
+    let client = session(a, Mode::Client, 64);
+    let mut server = session(b, Mode::Server, 64);
     for round in 0..2u32 {
         // user <-> (tcp pair) <-> relay_mux <-> stream ... stream <-> far end
         let (user, relayed) = tcp_pair().await;
@@ -490,18 +445,8 @@ async fn stalled_reader_holds_the_sender_to_its_window() {
         s.set_send_buffer_size(16 * 1024).expect("sndbuf");
         s.set_recv_buffer_size(16 * 1024).expect("rcvbuf");
     }
-    let client = mux::start(
-        a,
-        Mode::Client,
-        MuxConfig::new(16),
-        CancellationToken::new(),
-    );
-    let mut server = mux::start(
-        b,
-        Mode::Server,
-        MuxConfig::new(16),
-        CancellationToken::new(),
-    );
+    let client = session(a, Mode::Client, 16);
+    let mut server = session(b, Mode::Server, 16);
     let data = pattern(8 * 1024 * 1024, 7);
     let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let writer = {
@@ -537,12 +482,7 @@ async fn stalled_reader_holds_the_sender_to_its_window() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ping_flood_without_reading_ends_the_session() {
     let (mut a, b) = tcp_pair().await;
-    let server = mux::start(
-        b,
-        Mode::Server,
-        MuxConfig::new(16),
-        CancellationToken::new(),
-    );
+    let server = session(b, Mode::Server, 16);
     let mut pings = bytes::BytesMut::new();
     for i in 0..100_000u32 {
         frame::Header::new(frame::Kind::Ping, frame::SYN, 0, i).encode(&mut pings);
