@@ -14,6 +14,40 @@ fn echo_listener() -> (std::net::TcpListener, std::net::SocketAddr) {
     (l, a)
 }
 
+/// frps and frpc as processes with one proxy to a listening local port.
+struct Tunnel {
+    frps: Proc,
+    frpc: Proc,
+    /// frps's port for clients.
+    port: u16,
+    /// The proxy's port on frps.
+    remote: u16,
+    _local: std::net::TcpListener,
+    _dir: tempfile::TempDir,
+}
+
+impl Tunnel {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (frps, port) = spawn_frps(dir.path(), TOKEN);
+        let (local_listener, local) = echo_listener();
+        let mut frpc = spawn_frpc(
+            dir.path(),
+            port,
+            &format!("{TOKEN}{}", tcp_proxy("svc", local, 0)),
+        );
+        let remote = port_from_line(&frpc.wait_line("reachable on server port", WAIT));
+        Tunnel {
+            frps,
+            frpc,
+            port,
+            remote,
+            _local: local_listener,
+            _dir: dir,
+        }
+    }
+}
+
 /// Runs `program [args…] -c file`; returns success and stderr.
 fn run_with_config(program: &str, args: &[&str], config: &std::path::Path) -> (bool, String) {
     let out = Command::new(bin(program))
@@ -103,15 +137,10 @@ fn login_fail_exit_false_keeps_retrying() {
 
 #[test]
 fn killed_frpc_frees_its_port_within_a_second() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (mut frps, port) = spawn_frps(dir.path(), TOKEN);
-    let (_l, local) = echo_listener();
-    let mut frpc = spawn_frpc(
-        dir.path(),
-        port,
-        &format!("{TOKEN}{}", tcp_proxy("svc", local, 0)),
-    );
-    let remote = port_from_line(&frpc.wait_line("reachable on server port", WAIT));
+    let t = Tunnel::start();
+    // The moved-out processes live in locals; the tempdir and the local
+    // listener stay in `t` until the end.
+    let (mut frps, mut frpc, remote) = (t.frps, t.frpc, t.remote);
     assert!(
         std::net::TcpListener::bind(("127.0.0.1", remote)).is_err(),
         "port should be taken"
@@ -136,15 +165,8 @@ fn killed_frpc_frees_its_port_within_a_second() {
 
 #[test]
 fn sigterm_and_sigint_exit_zero() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (mut frps, port) = spawn_frps(dir.path(), TOKEN);
-    let (_l, local) = echo_listener();
-    let mut frpc = spawn_frpc(
-        dir.path(),
-        port,
-        &format!("{TOKEN}{}", tcp_proxy("svc", local, 0)),
-    );
-    let remote = port_from_line(&frpc.wait_line("reachable on server port", WAIT));
+    let t = Tunnel::start();
+    let (mut frps, mut frpc, port, remote) = (t.frps, t.frpc, t.port, t.remote);
 
     frpc.signal("INT");
     assert_eq!(frpc.wait_exit(WAIT), Some(0), "{}", frpc.output());
