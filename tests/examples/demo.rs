@@ -59,6 +59,24 @@ fn main() -> anyhow::Result<()> {
     );
 
     let mut frps = Guard(Command::new(bin("frps")).arg("-c").arg(&frps_cfg).spawn()?);
+    // frpc gives up at once if frps is not listening yet (loginFailExit
+    // defaults to true), so start it only once frps takes connections.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", bind_port)).is_err() {
+        if let Some(status) = frps.0.try_wait()? {
+            anyhow::bail!(
+                "frps exited early ({status}); see the logs in {}",
+                dir.display()
+            );
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!(
+                "frps did not start listening; see the logs in {}",
+                dir.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let mut frpc = Guard(Command::new(bin("frpc")).arg("-c").arg(&frpc_cfg).spawn()?);
 
     // Wait until a request through the public port gets the greeting.
