@@ -52,8 +52,6 @@ struct Table {
 }
 
 pub(crate) struct Conn {
-    /// Receive window we grant each stream.
-    pub window: u32,
     max_streams: usize,
     mode: Mode,
     pub out: Outbox,
@@ -65,7 +63,6 @@ pub(crate) struct Conn {
 impl Conn {
     pub fn new(mode: Mode, cfg: &MuxConfig, io: WriteIo) -> Arc<Self> {
         Arc::new(Conn {
-            window: cfg.window.max(DEFAULT_WINDOW),
             max_streams: cfg.max_streams.max(1),
             mode,
             out: Outbox::new(io),
@@ -99,7 +96,7 @@ impl Conn {
 
     /// Gives back the growth of a stream's window when the stream goes.
     pub fn release_window(&self, window: u32) {
-        let grown = window.saturating_sub(self.window) as usize;
+        let grown = window.saturating_sub(DEFAULT_WINDOW) as usize;
         if grown > 0 {
             self.window_budget.fetch_add(grown, Ordering::Relaxed);
         }
@@ -118,22 +115,18 @@ impl Conn {
     }
 
     /// Enters a new stream in the table and tells the peer (SYN for ours,
-    /// ACK for theirs), with the window we grant beyond yamux's default.
+    /// ACK for theirs). Every stream starts at yamux's default window;
+    /// `consumed` grows it when that is what limits the stream.
     fn register(
         self: &Arc<Self>,
         mut table: MutexGuard<'_, Table>,
         id: u32,
         flag: u16,
     ) -> MuxStream {
-        let state = StreamState::new(id, self.window);
+        let state = StreamState::new(id);
         table.streams.insert(id, state.clone());
         drop(table);
-        self.push_control(Header::new(
-            Kind::WindowUpdate,
-            flag,
-            id,
-            self.window - DEFAULT_WINDOW,
-        ));
+        self.push_control(Header::new(Kind::WindowUpdate, flag, id, 0));
         MuxStream::new(state, self.clone())
     }
 

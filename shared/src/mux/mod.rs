@@ -64,17 +64,11 @@ pub struct MuxConfig {
     /// Streams the peer may have open at once; more are refused with a reset
     /// of that stream only.
     pub max_streams: usize,
-    /// Receive window granted to each stream (at least yamux's 256 KiB). It
-    /// bounds what one stream can have buffered here.
-    pub window: u32,
 }
 
 impl MuxConfig {
     pub fn new(max_streams: usize) -> Self {
-        MuxConfig {
-            max_streams,
-            window: frame::DEFAULT_WINDOW,
-        }
+        MuxConfig { max_streams }
     }
 }
 

@@ -62,13 +62,13 @@ pub(crate) struct Inner {
 }
 
 impl StreamState {
-    pub fn new(id: u32, recv_window: u32) -> Arc<Self> {
+    pub fn new(id: u32) -> Arc<Self> {
         Arc::new(StreamState {
             id,
             inner: Mutex::new(Inner {
                 recv: VecDeque::new(),
-                recv_window,
-                window: recv_window,
+                recv_window: DEFAULT_WINDOW,
+                window: DEFAULT_WINDOW,
                 consumed: 0,
                 queued: 0,
                 delivered: 0,
