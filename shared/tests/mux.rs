@@ -157,11 +157,34 @@ async fn yamux_crate_client_with_our_server() {
     }
 }
 
+/// Like `tcp_pair`, with tiny socket buffers on the client's side, so
+/// that its writes to the session's socket are often taken only in part.
+async fn tcp_pair_small_buffers() -> (TcpStream, TcpStream) {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+    sock.set_send_buffer_size(4096).expect("sndbuf");
+    sock.set_recv_buffer_size(4096).expect("rcvbuf");
+    let (a, b) = tokio::join!(sock.connect(addr), l.accept());
+    (a.expect("connect"), b.expect("accept").0)
+}
+
 /// Ours on both ends, many streams at once, a slow reader on some: flow
 /// control must hold every stream to its window and lose nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_streams_slow_readers_nothing_lost() {
-    let (a, b) = tcp_pair().await;
+    many_streams(tcp_pair().await, 100).await;
+}
+
+/// The same through a socket that takes little at a time: a frame sent
+/// straight from a stream's buffer and cut short must go on, whole and in
+/// order, before anything queued after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_streams_through_a_narrow_socket_nothing_lost() {
+    many_streams(tcp_pair_small_buffers().await, 30).await;
+}
+
+async fn many_streams((a, b): (TcpStream, TcpStream), streams: u32) {
     let client = session(a, Mode::Client, 1024);
     let mut server = session(b, Mode::Server, 1024);
     let sink = tokio::spawn(async move {
@@ -186,7 +209,7 @@ async fn many_streams_slow_readers_nothing_lost() {
                 s.write_all(&sha(&got)).await.expect("reply");
                 s.shutdown().await.expect("shutdown");
             }));
-            if n == 100 {
+            if n == streams {
                 break;
             }
         }
@@ -195,7 +218,7 @@ async fn many_streams_slow_readers_nothing_lost() {
         }
     });
     let mut tasks = Vec::new();
-    for i in 0..100u32 {
+    for i in 0..streams {
         let opener = client.opener.clone();
         tasks.push(tokio::spawn(async move {
             let mut s = opener.open().await.expect("open");

@@ -172,7 +172,7 @@ async fn bench_setup(kind: Kind, tools: &Tools) -> Result<SetupResult> {
             return Ok(result);
         }
     };
-    run_workloads(&mut running, &mut result).await;
+    run_workloads(&running, &mut result).await;
     if let Err(e) = running.ensure_running() {
         result.problems.push(format!("{e:#}"));
     }
@@ -189,8 +189,53 @@ fn record<T>(result: &mut SetupResult, workload: &str, outcome: Result<T>) -> Re
     })
 }
 
-async fn run_workloads(running: &mut Running, result: &mut SetupResult) {
+/// Whether `workload` is to run: `BENCH_WORKLOADS=iperf,rate` (integrity,
+/// iperf, latency, rate, conns, scale) runs only those, e.g. to profile one.
+fn wanted(workload: &str) -> bool {
+    let only = std::env::var("BENCH_WORKLOADS").unwrap_or_default();
+    only.is_empty() || only.split(',').any(|w| w.trim() == workload)
+}
+
+async fn run_workloads(running: &Running, result: &mut SetupResult) {
     // Integrity first: a lossy setup is FAILED whatever its speed.
+    if wanted("integrity") {
+        integrity(running, result).await;
+    }
+    if wanted("iperf") {
+        iperf(running, result).await;
+    }
+    if wanted("latency") {
+        let latency = workloads::latency(running.echo).await;
+        if let Ok(l) = &latency {
+            eprintln!("   latency: p50 {:?}, p99 {:?}", l.p50, l.p99);
+        }
+        result.latency = Some(record(result, "latency", latency));
+    }
+    if wanted("rate") {
+        request_rate(running, result).await;
+    }
+    if wanted("conns") {
+        conn_rate(running, result).await;
+    }
+    // socat forks a process per connection: 20,000 processes would be
+    // near this machine's pid limit and measure fork, not relaying.
+    if result.kind != Kind::Socat && wanted("scale") {
+        scale(running, result).await;
+    }
+}
+
+/// CPU seconds used by the setup's server and client so far.
+fn cpu_now(running: &Running) -> Option<f64> {
+    let (s, c) = running.mem?;
+    Some(workloads::cpu_secs(s)? + workloads::cpu_secs(c)?)
+}
+
+/// CPU seconds used since `before`, per `units`.
+fn cpu_per(running: &Running, before: Option<f64>, units: f64) -> Option<f64> {
+    Some((cpu_now(running)? - before?) / units)
+}
+
+async fn integrity(running: &Running, result: &mut SetupResult) {
     let integrity = workloads::integrity(running.echo).await;
     if let Ok(i) = &integrity {
         eprintln!(
@@ -206,21 +251,17 @@ async fn run_workloads(running: &mut Running, result: &mut SetupResult) {
         }
     }
     result.integrity = Some(record(result, "integrity", integrity));
+}
 
-    // CPU seconds used by the setup's server and client so far.
-    let mem = running.mem;
-    let cpu =
-        move || mem.and_then(|(s, c)| Some(workloads::cpu_secs(s)? + workloads::cpu_secs(c)?));
-    let per = |before: Option<f64>, units: f64| Some((cpu()? - before?) / units);
-
+async fn iperf(running: &Running, result: &mut SetupResult) {
     for case in IperfCase::ALL {
-        let before = cpu();
+        let before = cpu_now(running);
         let gbps = workloads::iperf(running.iperf, case).await;
         if let Ok(v) = &gbps {
             eprintln!("   {}: {v:.2}", case.label());
             if case.streams == 1 {
                 let gib = v * 1e9 / 8.0 * workloads::IPERF_SECS as f64 / f64::from(1u32 << 30);
-                let ms_per_gib = per(before, gib).map(|s| s * 1e3);
+                let ms_per_gib = cpu_per(running, before, gib).map(|s| s * 1e3);
                 if case.reverse {
                     result.cpu.per_gib_down = ms_per_gib;
                 } else {
@@ -231,54 +272,50 @@ async fn run_workloads(running: &mut Running, result: &mut SetupResult) {
         let gbps = record(result, &case.label(), gbps);
         result.iperf.push((case, gbps));
     }
+}
 
-    let latency = workloads::latency(running.echo).await;
-    if let Ok(l) = &latency {
-        eprintln!("   latency: p50 {:?}, p99 {:?}", l.p50, l.p99);
-    }
-    result.latency = Some(record(result, "latency", latency));
-
-    let before = cpu();
+async fn request_rate(running: &Running, result: &mut SetupResult) {
+    let before = cpu_now(running);
     let rate = workloads::request_rate(running.echo).await;
     if let Ok(r) = &rate {
         eprintln!("   64 connections: {r:.0} req/s");
         let requests = r * workloads::RATE_DURATION.as_secs_f64();
-        result.cpu.per_request = per(before, requests).map(|s| s * 1e6);
+        result.cpu.per_request = cpu_per(running, before, requests).map(|s| s * 1e6);
     }
     result.rate = Some(record(result, "request rate", rate));
+}
 
-    let before = cpu();
+async fn conn_rate(running: &Running, result: &mut SetupResult) {
+    let before = cpu_now(running);
     let conns = workloads::conn_rate(running.echo).await;
     if let Ok(c) = &conns {
         let opened = c.per_sec * workloads::CONN_DURATION.as_secs_f64();
-        result.cpu.per_conn = per(before, opened).map(|s| s * 1e6);
+        result.cpu.per_conn = cpu_per(running, before, opened).map(|s| s * 1e6);
         eprintln!(
             "   connection rate: {:.0}/s, p99 {:?}, {} failures",
             c.per_sec, c.p99, c.failures
         );
     }
     result.conns = Some(record(result, "connection rate", conns));
+}
 
-    // socat forks a process per connection: 20,000 processes would be
-    // near this machine's pid limit and measure fork, not relaying.
-    if result.kind != Kind::Socat {
-        let scale = workloads::scale(running.echo, running.mem).await;
-        if let Ok(s) = &scale {
-            eprintln!(
-                "   scale: {} opened in {:.2} s, {} alive after idle, RSS server {:?} KiB, client {:?} KiB",
-                s.opened,
-                s.open.as_secs_f64(),
-                s.alive,
-                s.rss_server,
-                s.rss_client
-            );
-            for e in &s.errors {
-                eprintln!("   scale: a connection failed: {e}");
-                result
-                    .problems
-                    .push(format!("scale: a connection failed: {e}"));
-            }
+async fn scale(running: &Running, result: &mut SetupResult) {
+    let scale = workloads::scale(running.echo, running.mem).await;
+    if let Ok(s) = &scale {
+        eprintln!(
+            "   scale: {} opened in {:.2} s, {} alive after idle, RSS server {:?} KiB, client {:?} KiB",
+            s.opened,
+            s.open.as_secs_f64(),
+            s.alive,
+            s.rss_server,
+            s.rss_client
+        );
+        for e in &s.errors {
+            eprintln!("   scale: a connection failed: {e}");
+            result
+                .problems
+                .push(format!("scale: a connection failed: {e}"));
         }
-        result.scale = Some(record(result, "scale", scale));
     }
+    result.scale = Some(record(result, "scale", scale));
 }

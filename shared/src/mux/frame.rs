@@ -2,7 +2,7 @@
 //! <https://github.com/hashicorp/yamux/blob/master/spec.md>): 12 bytes of
 //! version, type, flags, stream id and length, big endian. No I/O here.
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 
 pub const HEADER_LEN: usize = 12;
 
@@ -59,12 +59,16 @@ impl Header {
     }
 
     pub fn encode(&self, out: &mut BytesMut) {
-        out.reserve(HEADER_LEN);
-        out.put_u8(0);
-        out.put_u8(self.kind as u8);
-        out.put_u16(self.flags);
-        out.put_u32(self.id);
-        out.put_u32(self.len);
+        out.extend_from_slice(&self.to_bytes());
+    }
+
+    pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
+        let mut b = [0u8; HEADER_LEN];
+        b[1] = self.kind as u8;
+        b[2..4].copy_from_slice(&self.flags.to_be_bytes());
+        b[4..8].copy_from_slice(&self.id.to_be_bytes());
+        b[8..12].copy_from_slice(&self.len.to_be_bytes());
+        b
     }
 
     pub fn decode(b: &[u8; HEADER_LEN]) -> Result<Self, FrameError> {
