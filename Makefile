@@ -1,7 +1,7 @@
 # frp-rs: build, test, demo. `make test` is what CI runs (through .ci/run).
 CARGO ?= cargo
 
-.PHONY: build test test-deps demo lint fmt fmt-check clean fuzz bench
+.PHONY: build test test-deps demo lint fmt fmt-check clean fuzz bench profile
 
 build:
 	$(CARGO) build --workspace --release
@@ -77,3 +77,38 @@ bench:
 			--no-default-features --features server,client
 	$(CARGO) build --release -p frps -p frpc
 	BENCH_RATHOLE=$(BENCH_TOOLS)/bin/rathole $(CARGO) run --release -p e2e --example bench
+
+# Profiles one bench workload through our tunnel (defaults) with perf,
+# system-wide, and draws a flamegraph with inferno (installed into
+# target/bench-tools): make profile PROFILE_WORKLOAD=rate
+# (iperf, latency, rate, conns or scale). Writes target/profile/WORKLOAD.svg
+# (threads are named frps-worker / frpc-worker; the load generator's are
+# tokio-rt-worker) and a flat summary, WORKLOAD.txt; bench/results.md is
+# left alone. Needs perf (Debian: linux-perf) and root or
+# perf_event_paranoid <= 1 for system-wide recording.
+PROFILE_WORKLOAD ?= iperf
+PROFILE_DIR = $(CURDIR)/target/profile
+
+profile:
+	@command -v perf >/dev/null || { \
+		[ "$$(id -u)" = 0 ] || { echo "profile needs perf: apt-get install linux-perf (as root)"; exit 1; }; \
+		apt-get install -y linux-perf || { apt-get update && apt-get install -y linux-perf; }; }
+	@command -v iperf3 >/dev/null || apt-get install -y iperf3
+	@[ -x $(BENCH_TOOLS)/bin/inferno-flamegraph ] || \
+		$(CARGO) install inferno --version 0.12.8 --locked --root $(BENCH_TOOLS)
+	$(CARGO) build --release -p frps -p frpc
+	$(CARGO) build --release -p e2e --example bench
+	mkdir -p $(PROFILE_DIR)
+	BENCH_SETUPS=ours BENCH_WORKLOADS=$(PROFILE_WORKLOAD) \
+		BENCH_RESULTS=$(PROFILE_DIR)/$(PROFILE_WORKLOAD).md \
+		perf record -F 499 -a --call-graph dwarf,8192 -o $(PROFILE_DIR)/$(PROFILE_WORKLOAD).data -- \
+		$(CURDIR)/target/release/examples/bench
+	{ for sort in comm comm,dso comm,dso,sym; do \
+		perf report -i $(PROFILE_DIR)/$(PROFILE_WORKLOAD).data --stdio --no-children -g none \
+			--sort $$sort --percent-limit 0.5 2>/dev/null | grep -v '^#' | grep .; echo; \
+	done; } > $(PROFILE_DIR)/$(PROFILE_WORKLOAD).txt
+	perf script -i $(PROFILE_DIR)/$(PROFILE_WORKLOAD).data 2>/dev/null \
+		| $(BENCH_TOOLS)/bin/inferno-collapse-perf \
+		| $(BENCH_TOOLS)/bin/inferno-flamegraph --title "$(PROFILE_WORKLOAD) through frps/frpc" \
+		> $(PROFILE_DIR)/$(PROFILE_WORKLOAD).svg
+	@echo "flamegraph: $(PROFILE_DIR)/$(PROFILE_WORKLOAD).svg, summary: $(PROFILE_DIR)/$(PROFILE_WORKLOAD).txt"

@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use shared::config::ClientConfig;
 use tokio_util::sync::CancellationToken;
@@ -45,9 +45,11 @@ fn main() -> ExitCode {
     shared::logging::run_main("frpc", &log, || serve(config))
 }
 
-#[tokio::main]
-async fn serve(config: ClientConfig) -> Result<()> {
-    let shutdown = CancellationToken::new();
-    tokio::spawn(shared::util::cancel_on_signal(shutdown.clone()));
-    frpc::run(config, shutdown, frpc::Events::default()).await
+fn serve(config: ClientConfig) -> Result<()> {
+    let runtime = shared::util::runtime("frpc").context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(shared::util::cancel_on_signal(shutdown.clone()));
+        frpc::run(config, shutdown, frpc::Events::default()).await
+    })
 }

@@ -51,13 +51,15 @@ fn main() -> ExitCode {
     shared::logging::run_main("frps", &log, || serve(config))
 }
 
-#[tokio::main]
-async fn serve(config: ServerConfig) -> Result<()> {
-    let addr = (config.bind_addr.as_str(), config.bind_port);
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {}:{}", config.bind_addr, config.bind_port))?;
-    let shutdown = CancellationToken::new();
-    tokio::spawn(shared::util::cancel_on_signal(shutdown.clone()));
-    frps::run(config, listener, shutdown).await
+fn serve(config: ServerConfig) -> Result<()> {
+    let runtime = shared::util::runtime("frps").context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let addr = (config.bind_addr.as_str(), config.bind_port);
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+            format!("cannot listen on {}:{}", config.bind_addr, config.bind_port)
+        })?;
+        let shutdown = CancellationToken::new();
+        tokio::spawn(shared::util::cancel_on_signal(shutdown.clone()));
+        frps::run(config, listener, shutdown).await
+    })
 }

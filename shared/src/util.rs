@@ -44,3 +44,12 @@ pub async fn cancel_on_signal(token: tokio_util::sync::CancellationToken) {
     tracing::info!("{name} received, shutting down");
     token.cancel();
 }
+
+/// The binaries' runtime: tokio's defaults, with threads named after the
+/// program so that `top -H`, `perf` and flamegraphs tell frps from frpc.
+pub fn runtime(program: &str) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name(format!("{program}-worker"))
+        .build()
+}

@@ -92,11 +92,16 @@ async fn run() -> Result<ExitCode> {
     }
 
     let md = report::render(&machine, &results, started.elapsed());
-    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/results.md");
+    // BENCH_RESULTS=path writes elsewhere (`make profile` does, so that a
+    // partial run does not replace the table).
+    let out = std::env::var_os("BENCH_RESULTS").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/results.md"),
+        std::path::PathBuf::from,
+    );
     std::fs::create_dir_all(out.parent().context("results directory")?)?;
     std::fs::write(&out, &md).with_context(|| format!("writing {}", out.display()))?;
     println!("{md}");
-    println!("(written to bench/results.md)");
+    println!("(written to {})", out.display());
 
     let failed: Vec<&str> = results
         .iter()

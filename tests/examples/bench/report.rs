@@ -62,8 +62,14 @@ impl SetupResult {
         }
     }
 
+    /// Lost or changed data, or the check could not run (not run at all,
+    /// with `BENCH_WORKLOADS` leaving it out, is no failure).
     pub fn integrity_failed(&self) -> bool {
-        matches!(self.status, Status::Ran) && !matches!(&self.integrity, Some(Ok(i)) if i.ok)
+        matches!(self.status, Status::Ran)
+            && self
+                .integrity
+                .as_ref()
+                .is_some_and(|r| !matches!(r, Ok(i) if i.ok))
     }
 
     /// Failed to start, or lost or changed data: the run exits non-zero.
