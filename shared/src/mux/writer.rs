@@ -16,6 +16,7 @@ use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio::io::AsyncWrite;
@@ -28,15 +29,22 @@ use super::MuxError;
 /// Streams wait for the writer once this much is queued.
 const OUT_HIGH: usize = 1024 * 1024;
 
-/// Data frames smaller than this, sent while nobody is writing, go through
-/// the writer task after it lets other ready tasks run, instead of
-/// straight to the socket: with many small messages in flight (64
-/// request/response connections) frames from streams woken together share
-/// one write (and TLS record), 28 % more requests per second; the latency
-/// of a lone connection did not change measurably. Larger frames go out
-/// at once: deferring them (one more copy, one more hop) cost a third of
+/// Data frames smaller than this, sent while nobody is writing less than
+/// `BUSY_GAP` after the previous small one, go through the writer task
+/// after it lets other ready tasks run, instead of straight to the socket:
+/// with many small messages in flight (64 request/response connections)
+/// frames from streams woken together then share one write (and TLS
+/// record), ~28 % more requests per second. Larger frames go out at once:
+/// deferring them (one more copy, one more hop) cost a third of
 /// single-stream throughput.
 const DEFER_BELOW: usize = 16 * 1024;
+
+/// Deferring costs a lone request/response connection 10-15 µs per round
+/// trip (the writer task's turn comes after the next poll for events), so
+/// only frames that follow another small one this closely wait: a round
+/// trip through the tunnel takes over 100 µs even on loopback, while 64
+/// busy connections queue a frame every ~12 µs.
+const BUSY_GAP: Duration = Duration::from_micros(50);
 
 /// Capacity an outgoing buffer keeps between bursts.
 const KEEP: usize = 64 * 1024;
@@ -71,12 +79,23 @@ struct State {
     /// The right to write was given to the writer task, which lets other
     /// tasks queue frames before it writes.
     deferred: bool,
+    /// When the last small data frame was sent or queued.
+    last_small: Option<Instant>,
     closed: bool,
     /// Streams waiting for `buf` to drain below `OUT_HIGH`.
     waiters: Vec<Waker>,
 }
 
 impl State {
+    /// Notes a small data frame; true if the one before was less than
+    /// `BUSY_GAP` ago.
+    fn small_frames_busy(&mut self) -> bool {
+        let now = Instant::now();
+        let busy = self.last_small.is_some_and(|t| now - t < BUSY_GAP);
+        self.last_small = Some(now);
+        busy
+    }
+
     /// Takes the queued frames into `batch` (which must be empty).
     fn take(&mut self, batch: &mut BytesMut) -> Vec<Waker> {
         std::mem::swap(&mut self.buf, batch);
@@ -108,6 +127,7 @@ impl Outbox {
                 writing: false,
                 handoff: false,
                 deferred: false,
+                last_small: None,
                 closed: false,
                 waiters: Vec::new(),
             }),
@@ -145,9 +165,9 @@ impl Outbox {
             return Poll::Pending;
         }
         let header = Header::new(Kind::Data, 0, id, data.len() as u32).to_bytes();
-        if !st.writing && data.len() < DEFER_BELOW {
-            // A small frame: many of them may follow from other streams
-            // woken together, so the writer task sends them in one go.
+        if !st.writing && data.len() < DEFER_BELOW && st.small_frames_busy() {
+            // Small frames come thick and fast: more may follow from other
+            // streams woken together, so the writer task sends them in one go.
             st.writing = true;
             st.deferred = true;
             st.buf.extend_from_slice(&header);
