@@ -11,6 +11,11 @@
 //! Missed targets are reported, not fatal: the exit status is non-zero only
 //! when the harness breaks, a setup fails to start or integrity fails.
 //!
+//! Subsets, for profiling or a quick look: `BENCH_SETUPS=ours,rathole`
+//! (keys: direct, socat, rathole, ours, nomux, notls),
+//! `BENCH_WORKLOADS=iperf,rate` (integrity, iperf, latency, rate, conns,
+//! scale), `BENCH_RESULTS=path` to write the table elsewhere.
+//!
 //! Layout: `bench/setups.rs` (starting and stopping each setup),
 //! `bench/workloads.rs` (the echo service and one function per workload),
 //! `bench/report.rs` (results, the markdown table, the targets).
