@@ -79,7 +79,7 @@ struct State {
     /// The right to write was given to the writer task, which lets other
     /// tasks queue frames before it writes.
     deferred: bool,
-    /// When the last small data frame was sent or queued.
+    /// When the last small data frame (of any stream) was sent or queued.
     last_small: Option<Instant>,
     closed: bool,
     /// Streams waiting for `buf` to drain below `OUT_HIGH`.
@@ -165,7 +165,12 @@ impl Outbox {
             return Poll::Pending;
         }
         let header = Header::new(Kind::Data, 0, id, data.len() as u32).to_bytes();
-        if !st.writing && data.len() < DEFER_BELOW && st.small_frames_busy() {
+        let busy = data.len() < DEFER_BELOW && st.small_frames_busy();
+        if st.writing {
+            st.buf.reserve(HEADER_LEN + data.len());
+            st.buf.extend_from_slice(&header);
+            st.buf.extend_from_slice(data);
+        } else if busy {
             // Small frames come thick and fast: more may follow from other
             // streams woken together, so the writer task sends them in one go.
             st.writing = true;
@@ -174,10 +179,6 @@ impl Outbox {
             st.buf.extend_from_slice(data);
             drop(st);
             self.wake.notify_one();
-        } else if st.writing {
-            st.buf.reserve(HEADER_LEN + data.len());
-            st.buf.extend_from_slice(&header);
-            st.buf.extend_from_slice(data);
         } else {
             self.kick(st, &[&header, data]);
         }
