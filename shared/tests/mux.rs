@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use shared::mux::{self, frame, Mode, MuxConfig, MuxError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_util::compat::TokioAsyncReadCompatExt;
+use tokio_util::compat::{FuturesAsyncReadCompatExt, TokioAsyncReadCompatExt};
 use tokio_util::sync::CancellationToken;
 
 fn pattern(len: usize, seed: u32) -> Vec<u8> {
@@ -133,22 +133,10 @@ async fn yamux_crate_client_with_our_server() {
         while let Some(Ok(_)) = poll_fn(|cx| conn.poll_next_inbound(cx)).await {}
     });
     let mut tasks = Vec::new();
-    for (i, mut s) in streams.into_iter().enumerate() {
+    for (i, s) in streams.into_iter().enumerate() {
         tasks.push(tokio::spawn(async move {
             let data = pattern(2 * 1024 * 1024 + i * 7, i as u32);
-            let (mut r, mut w) = futures::AsyncReadExt::split(&mut s);
-            let send = async {
-                for c in data.chunks(10_000) {
-                    w.write_all(c).await.expect("write");
-                }
-                w.close().await.expect("close");
-            };
-            let recv = async {
-                let mut got = Vec::new();
-                r.read_to_end(&mut got).await.expect("read");
-                got
-            };
-            let got = futures::join!(send, recv).1;
+            let got = exchange(s.compat(), &data).await;
             assert_eq!(sha(&got), sha(&data), "stream {i} echoed intact");
         }));
     }
@@ -411,21 +399,7 @@ async fn relay_mux_slow_socket_and_half_close() {
         let down = pattern(6 * 1024 * 1024 + 11, round);
         let up = pattern(3 * 1024 * 1024 + 5, round + 100);
         let (down2, up2) = (down.clone(), up.clone());
-        let far_task = tokio::spawn(async move {
-            let (mut r, mut w) = tokio::io::split(far);
-            let send = async {
-                for c in down2.chunks(100_000) {
-                    w.write_all(c).await.expect("far write");
-                }
-                w.shutdown().await.expect("far shutdown");
-            };
-            let recv = async {
-                let mut got = Vec::new();
-                r.read_to_end(&mut got).await.expect("far read");
-                got
-            };
-            tokio::join!(send, recv).1
-        });
+        let far_task = tokio::spawn(async move { exchange(far, &down2).await });
         let (mut ur, mut uw) = user.into_split();
         let user_send = tokio::spawn(async move {
             for c in up2.chunks(50_000) {
