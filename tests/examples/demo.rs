@@ -61,48 +61,23 @@ fn main() -> anyhow::Result<()> {
     let mut frps = Guard(Command::new(bin("frps")).arg("-c").arg(&frps_cfg).spawn()?);
     // frpc gives up at once if frps is not listening yet (loginFailExit
     // defaults to true), so start it only once frps takes connections.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", bind_port)).is_err() {
-        if let Some(status) = frps.0.try_wait()? {
-            anyhow::bail!(
-                "frps exited early ({status}); see the logs in {}",
-                dir.display()
-            );
-        }
-        if Instant::now() > deadline {
-            anyhow::bail!(
-                "frps did not start listening; see the logs in {}",
-                dir.display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for(
+        "frps did not start listening",
+        &mut [&mut frps],
+        &dir,
+        20,
+        || TcpStream::connect(("127.0.0.1", bind_port)).ok(),
+    )?;
     let mut frpc = Guard(Command::new(bin("frpc")).arg("-c").arg(&frpc_cfg).spawn()?);
 
     // Wait until a request through the public port gets the greeting.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let answer = loop {
-        if let Some(a) = fetch(remote_port) {
-            if a.contains(GREETING) {
-                break a;
-            }
-        }
-        for p in [&mut frps, &mut frpc] {
-            if let Some(status) = p.0.try_wait()? {
-                anyhow::bail!(
-                    "a process exited early ({status}); see the logs in {}",
-                    dir.display()
-                );
-            }
-        }
-        if Instant::now() > deadline {
-            anyhow::bail!(
-                "the tunnel did not come up; see the logs in {}",
-                dir.display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let answer = wait_for(
+        "the tunnel did not come up",
+        &mut [&mut frps, &mut frpc],
+        &dir,
+        50,
+        || fetch(remote_port).filter(|a| a.contains(GREETING)),
+    )?;
 
     println!();
     println!(
@@ -146,6 +121,35 @@ fn fetch(port: u16) -> Option<String> {
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     Some(out)
+}
+
+/// Polls `ready` every `every_ms` until it gives a value; fails with `what`
+/// after 30 s, or at once when one of `procs` has exited.
+fn wait_for<T>(
+    what: &str,
+    procs: &mut [&mut Guard],
+    logs: &Path,
+    every_ms: u64,
+    mut ready: impl FnMut() -> Option<T>,
+) -> anyhow::Result<T> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(v) = ready() {
+            return Ok(v);
+        }
+        for p in procs.iter_mut() {
+            if let Some(status) = p.0.try_wait()? {
+                anyhow::bail!(
+                    "a process exited early ({status}); see the logs in {}",
+                    logs.display()
+                );
+            }
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!("{what}; see the logs in {}", logs.display());
+        }
+        std::thread::sleep(Duration::from_millis(every_ms));
+    }
 }
 
 /// Kills the child when the demo ends for any reason.
