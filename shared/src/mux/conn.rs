@@ -2,9 +2,10 @@
 //!
 //! The reader task owns the read half: it parses frames and hands payloads
 //! to streams (without copying big ones), or writes them straight into a
-//! stream's sink socket. Writes from every stream are appended to one
-//! outgoing buffer (`writer`): a stream that finds nobody writing sends it
-//! itself, otherwise the writer task sends whatever has piled up in one go.
+//! stream's sink socket. Writes from every stream share one outgoing side
+//! (`writer`): a stream that finds nobody writing sends a large frame
+//! itself; small frames in quick succession, and whatever piles up while
+//! someone writes, go out from the writer task in one go.
 //! Reading and writing do not wait for each other, so decrypting and
 //! encrypting a TLS session proceed in parallel, and small frames of many
 //! streams leave in one write.

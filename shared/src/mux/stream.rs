@@ -1,6 +1,7 @@
 //! One multiplexed stream: a receive queue filled by the session's reader
-//! task and a send window that writes go against. Writes are copied straight
-//! into the session's outgoing buffer; there is no per-stream task.
+//! task and a send window that writes go against. Writes go to the
+//! session's outgoing side (`writer.rs`: straight to the socket when it is
+//! idle, else into the shared queue); there is no per-stream task.
 
 use std::collections::VecDeque;
 use std::io;
@@ -36,7 +37,7 @@ pub(crate) struct Inner {
     /// Credit the peer still has for sending to us.
     pub recv_window: u32,
     /// The window we keep granting: grows while the peer is starved of
-    /// credit and we keep up (see `poll_read`).
+    /// credit and we keep up (see `consumed`).
     pub window: u32,
     /// Read since the last window update we sent.
     pub consumed: u32,
