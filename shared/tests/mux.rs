@@ -337,7 +337,7 @@ async fn protocol_violations_end_the_session() {
 }
 
 #[tokio::test]
-async fn answers_pings_and_peer_goodbye_ends_streams() {
+async fn answers_pings_and_peer_goodbye_lets_streams_finish() {
     let (mut a, b) = tcp_pair().await;
     let mut server = session(b, Mode::Server, 16);
     let mut raw = bytes::BytesMut::new();
@@ -358,16 +358,26 @@ async fn answers_pings_and_peer_goodbye_ends_streams() {
         (pong.kind, pong.flags, pong.len),
         (frame::Kind::Ping, frame::ACK, 0xdead_beef)
     );
+    // A goodbye ends no stream (yamux: no new streams, the open ones
+    // finish): stream 1 still carries data; only new streams are refused.
     let mut bye = bytes::BytesMut::new();
     frame::Header::new(frame::Kind::GoAway, 0, 0, 0).encode(&mut bye);
+    frame::Header::new(frame::Kind::Data, 0, 1, 2).encode(&mut bye);
+    bye.extend_from_slice(b"ok");
     a.write_all(&bye).await.expect("write");
-    let mut buf = [0u8; 1];
+    let mut buf = [0u8; 2];
+    t.read_exact(&mut buf)
+        .await
+        .expect("data after the peer's goodbye");
+    assert_eq!(&buf, b"ok");
+    assert!(server.opener.open().await.is_err(), "no new streams");
+    // The connection closing ends the stream and the session.
+    drop(a);
     assert!(
         t.read(&mut buf).await.is_err(),
         "stream of a closed session fails"
     );
     server.driver.await.expect("join").expect("clean end");
-    assert!(server.opener.open().await.is_err());
 }
 
 /// `relay_mux` (payloads written straight into the socket by the session's
@@ -474,30 +484,96 @@ async fn stalled_reader_holds_the_sender_to_its_window() {
     drop(writer.await.expect("writer"));
 }
 
-/// A peer that floods pings and never reads the pongs is cut off instead
-/// of making the session buffer without end.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ping_flood_without_reading_ends_the_session() {
+/// A peer that floods pings and never reads: only a burst and then a
+/// trickle is answered, so our queue of replies stays tiny and the flood
+/// itself is read to the end (nothing stalls, nothing is held).
+#[tokio::test]
+async fn ping_flood_without_reading_is_answered_at_a_bounded_rate() {
     let (mut a, b) = tcp_pair().await;
     let server = session(b, Mode::Server, 16);
     let mut pings = bytes::BytesMut::new();
     for i in 0..100_000u32 {
         frame::Header::new(frame::Kind::Ping, frame::SYN, 0, i).encode(&mut pings);
     }
-    let flood = tokio::spawn(async move {
-        // 1.2 MB per round; the session must give up well before 200 rounds
-        // (its cap on queued replies is 64 MiB of pongs).
-        for _ in 0..200 {
-            if a.write_all(&pings).await.is_err() {
-                return true;
-            }
-        }
-        false
-    });
-    let res = tokio::time::timeout(Duration::from_secs(60), server.driver)
+    // 24 MB of pings (more than socket buffers hold, so the server must be
+    // reading them); without the limit as many replies would be queued.
+    for _ in 0..20 {
+        a.write_all(&pings)
+            .await
+            .expect("the flood is read, not refused");
+    }
+    let most = (mux::limits::PING_BURST as usize + 64) * frame::HEADER_LEN;
+    let stats = server.opener.stats();
+    assert!(stats.outgoing <= most, "{stats:?}");
+    // The peer finally reads: the replies are few, and all well formed.
+    a.shutdown().await.expect("shutdown");
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), a.read_to_end(&mut got))
         .await
-        .expect("session ended")
-        .expect("join");
-    assert!(matches!(res, Err(MuxError::Protocol(_))), "{res:?}");
-    assert!(flood.await.expect("flood"), "the flooder was disconnected");
+        .expect("server closes after EOF")
+        .expect("read");
+    assert_eq!(got.len() % frame::HEADER_LEN, 0);
+    let replies = got.len() / frame::HEADER_LEN;
+    assert!(
+        replies >= mux::limits::PING_BURST as usize,
+        "the burst is answered: {replies}"
+    );
+    assert!(replies < 20_000, "{replies} replies to 2,000,000 pings");
+    server.driver.await.expect("join").expect("clean end");
+}
+
+/// An untrusted peer that opens streams without reading the acks and
+/// resets: the session stops reading once 64 KiB of replies are queued.
+#[tokio::test]
+async fn untrusted_peer_cannot_make_us_queue_more_than_the_pause() {
+    let (mut a, b) = tcp_pair().await;
+    // Small socket buffers on both ends, so the replies queue with us.
+    socket2::SockRef::from(&a)
+        .set_recv_buffer_size(4096)
+        .expect("rcvbuf");
+    socket2::SockRef::from(&b)
+        .set_send_buffer_size(4096)
+        .expect("sndbuf");
+    let mut server = mux::start(
+        b,
+        Mode::Server,
+        MuxConfig::new(1 << 20).untrusted(),
+        CancellationToken::new(),
+    );
+    // Accept and drop every stream: an ack and a reset each.
+    let opener = server.opener.clone();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while server.incoming.recv().await.is_some() {
+            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    let mut syns = bytes::BytesMut::new();
+    for i in 0..200_000u32 {
+        frame::Header::new(frame::Kind::WindowUpdate, frame::SYN, 2 * i + 1, 0).encode(&mut syns);
+    }
+    let flood = tokio::spawn(async move {
+        let _ = a.write_all(&syns).await;
+        a
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while opener.stats().outgoing < mux::UNTRUSTED_OUT_PAUSE {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?}",
+            opener.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Give the session every chance to go on reading; it must not.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stats = opener.stats();
+    // The pause, the frame that crossed it, and the resets of the streams
+    // it had open (dropped after the reader stopped).
+    let most = mux::UNTRUSTED_OUT_PAUSE + (2 + mux::UNTRUSTED_MAX_STREAMS) * frame::HEADER_LEN;
+    assert!(stats.outgoing <= most, "{stats:?}");
+    let n = accepted.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(n < 20_000, "{n} of 200,000 streams were looked at");
+    flood.abort();
 }

@@ -1,8 +1,8 @@
 //! The session's shared state and its two tasks.
 //!
-//! The reader task owns the read half: it parses frames and hands payloads
-//! to streams (without copying big ones), or writes them straight into a
-//! stream's sink socket. Writes from every stream share one outgoing side
+//! The reader task owns the read half: it parses frames and writes payloads
+//! straight into a stream's sink socket, or copies them into the stream's
+//! queue (so no received piece pins the read buffer). Writes from every stream share one outgoing side
 //! (`writer`): a stream that finds nobody writing sends a large frame
 //! itself; small frames in quick succession, and whatever piles up while
 //! someone writes, go out from the writer task in one go.
@@ -10,25 +10,21 @@
 //! encrypting a TLS session proceed in parallel, and small frames of many
 //! streams leave in one write.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::frame::{self, Header, Kind, ACK, DEFAULT_WINDOW, FIN, HEADER_LEN, RST, SYN};
-use super::stream::{consumed, lock, wake, MuxStream, StreamState};
+use super::limits::{MemoryBudget, PingLimiter};
+use super::stream::{consumed, enqueue, lock, wake, MuxStream, StreamState};
 use super::writer::{Outbox, WriteIo};
-use super::{Mode, MuxConfig, MuxError, CLOSE_GRACE};
-
-/// Frames the peer makes us send (window updates, pings, resets) are queued
-/// regardless of `OUT_HIGH`; a peer that provokes them without ever reading
-/// is cut off here.
-const OUT_HARD_CAP: usize = 64 * 1024 * 1024;
+use super::{Mode, MuxConfig, MuxError, MuxStats, CLOSE_GRACE};
 
 /// Largest receive window one stream can grow to.
 const MAX_WINDOW: u32 = 16 * 1024 * 1024;
@@ -39,42 +35,105 @@ const MAX_WINDOW: u32 = 16 * 1024 * 1024;
 const WINDOW_BUDGET: usize = 64 * 1024 * 1024;
 
 /// Read buffer of the reader task: large reads mean few syscalls (and with
-/// TLS, whole records) per byte.
+/// TLS, whole records) per byte. Payloads are written to a sink or copied
+/// into the stream's queue straight from it, so nothing received keeps it
+/// alive: a session holds exactly one.
 const READ_BUF: usize = 256 * 1024;
 
-/// Payloads smaller than this are copied out of the read buffer, so that a
-/// small unread message cannot pin a whole read buffer in memory.
-const COPY_BELOW: usize = 16 * 1024;
+/// Below this much free room the read buffer is compacted or grown first.
+const MIN_READ: usize = 16 * 1024;
+
+/// Stream ids below the peer's highest that it has skipped and may still
+/// open (SYNs of streams opened together can arrive out of order). Beyond
+/// this many the lowest are forgotten, and opening those is an error.
+const MAX_SKIPPED_IDS: usize = 4096;
 
 struct Table {
     streams: HashMap<u32, Arc<StreamState>>,
     next_id: u32,
+    /// Highest stream id the peer has opened, and the ids below it it has
+    /// not opened yet: a SYN for any other id at or below it reuses an id,
+    /// which yamux forbids.
+    peer_high: u32,
+    peer_skipped: BTreeSet<u32>,
     closed: bool,
+    /// The peer said goodbye: no new streams, the open ones finish.
+    peer_gone_away: bool,
+}
+
+impl Table {
+    /// Records that the peer opened `id`; an id it used before is an error.
+    fn note_peer_id(&mut self, id: u32) -> Result<(), MuxError> {
+        if id <= self.peer_high {
+            if self.peer_skipped.remove(&id) {
+                return Ok(());
+            }
+            return Err(MuxError::Protocol(format!("peer reused stream id {id}")));
+        }
+        // The ids of the peer's parity between the old highest and this one.
+        let first = match self.peer_high {
+            0 if id % 2 == 1 => 1,
+            0 => 2,
+            high => high + 2,
+        };
+        let skipped = ((id - first.min(id)) / 2) as usize;
+        let keep = skipped.min(MAX_SKIPPED_IDS);
+        let mut s = id - 2 * keep as u32;
+        while s < id {
+            self.peer_skipped.insert(s);
+            s += 2;
+        }
+        while self.peer_skipped.len() > MAX_SKIPPED_IDS {
+            self.peer_skipped.pop_first();
+        }
+        self.peer_high = id;
+        Ok(())
+    }
 }
 
 pub(crate) struct Conn {
-    max_streams: usize,
+    /// Streams the peer may have open now, and once trusted.
+    max_streams: AtomicUsize,
+    trusted_max_streams: usize,
     mode: Mode,
     pub out: Outbox,
     /// Left of `WINDOW_BUDGET`.
     window_budget: AtomicUsize,
+    /// Shared with the other sessions of the process.
+    budget: Arc<MemoryBudget>,
+    /// See `MuxConfig::out_pause`.
+    out_pause: AtomicUsize,
+    /// Ends the whole session (when stream ids run out).
+    close: CancellationToken,
     table: Mutex<Table>,
 }
 
 impl Conn {
-    pub fn new(mode: Mode, cfg: &MuxConfig, io: WriteIo) -> Arc<Self> {
+    pub fn new(mode: Mode, cfg: &MuxConfig, io: WriteIo, close: CancellationToken) -> Arc<Self> {
+        let max_streams = cfg.max_streams.max(1);
         Arc::new(Conn {
-            max_streams: cfg.max_streams.max(1),
+            max_streams: AtomicUsize::new(if cfg.untrusted {
+                max_streams.min(super::UNTRUSTED_MAX_STREAMS)
+            } else {
+                max_streams
+            }),
+            trusted_max_streams: max_streams,
             mode,
             out: Outbox::new(io),
             window_budget: AtomicUsize::new(WINDOW_BUDGET),
+            budget: cfg.budget.clone(),
+            out_pause: AtomicUsize::new(cfg.out_pause),
+            close,
             table: Mutex::new(Table {
                 streams: HashMap::new(),
                 next_id: match mode {
                     Mode::Client => 1,
                     Mode::Server => 2,
                 },
+                peer_high: 0,
+                peer_skipped: BTreeSet::new(),
                 closed: false,
+                peer_gone_away: false,
             }),
         })
     }
@@ -83,20 +142,40 @@ impl Conn {
         self.out.push_control(h);
     }
 
-    /// Takes `by` bytes of window growth from the session's budget.
+    pub fn trust(&self) {
+        self.out_pause
+            .store(super::TRUSTED_OUT_PAUSE, Ordering::Relaxed);
+        self.max_streams
+            .store(self.trusted_max_streams, Ordering::Relaxed);
+    }
+
+    /// More is queued to go out than the peer may make us hold.
+    fn over_out_pause(&self) -> bool {
+        self.out.queued() > self.out_pause.load(Ordering::Relaxed)
+    }
+
+    /// Takes `by` bytes of window growth from the session's budget and the
+    /// process's.
     pub fn grow_window(&self, by: u32) -> bool {
         if by.saturating_mul(2) > MAX_WINDOW {
             return false;
         }
-        self.window_budget
+        let took = self
+            .window_budget
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
                 left.checked_sub(by as usize)
             })
-            .is_ok()
+            .is_ok();
+        if took && !self.budget.take(by as usize) {
+            self.window_budget.fetch_add(by as usize, Ordering::Relaxed);
+            return false;
+        }
+        took
     }
 
-    /// Gives back the growth of a stream's window when the stream goes.
+    /// Gives back a stream's window when the stream goes.
     pub fn release_window(&self, window: u32) {
+        self.budget.give(window as usize);
         let grown = window.saturating_sub(DEFAULT_WINDOW) as usize;
         if grown > 0 {
             self.window_budget.fetch_add(grown, Ordering::Relaxed);
@@ -104,31 +183,43 @@ impl Conn {
     }
 
     /// Opens an outbound stream. The SYN goes out with the window we grant;
-    /// nothing waits for the peer's acknowledgement.
+    /// nothing waits for the peer's acknowledgement. When the ids run out
+    /// the session ends (with a goodbye), so the client reconnects and
+    /// starts again with fresh ids.
     pub fn open(self: &Arc<Self>) -> Result<MuxStream, MuxError> {
         let mut table = lock(&self.table);
-        if table.closed {
+        if table.closed || table.peer_gone_away {
             return Err(MuxError::Closed);
         }
         let id = table.next_id;
-        table.next_id = id.checked_add(2).ok_or(MuxError::IdsExhausted)?;
-        Ok(self.register(table, id, SYN))
+        let Some(next) = id.checked_add(2) else {
+            drop(table);
+            tracing::warn!("multiplexed session ran out of stream ids; ending it");
+            self.close.cancel();
+            return Err(MuxError::IdsExhausted);
+        };
+        table.next_id = next;
+        self.register(table, id, SYN).ok_or(MuxError::Budget)
     }
 
     /// Enters a new stream in the table and tells the peer (SYN for ours,
-    /// ACK for theirs). Every stream starts at yamux's default window;
-    /// `consumed` grows it when that is what limits the stream.
+    /// ACK for theirs), if the process's budget has room for its window.
+    /// Every stream starts at yamux's default window; `consumed` grows it
+    /// when that is what limits the stream.
     fn register(
         self: &Arc<Self>,
         mut table: MutexGuard<'_, Table>,
         id: u32,
         flag: u16,
-    ) -> MuxStream {
+    ) -> Option<MuxStream> {
+        if !self.budget.take(DEFAULT_WINDOW as usize) {
+            return None;
+        }
         let state = StreamState::new(id);
         table.streams.insert(id, state.clone());
         drop(table);
         self.push_control(Header::new(Kind::WindowUpdate, flag, id, 0));
-        MuxStream::new(state, self.clone())
+        Some(MuxStream::new(state, self.clone()))
     }
 
     /// Called when a stream handle is dropped.
@@ -141,7 +232,7 @@ impl Conn {
     }
 
     /// A stream the peer opened: acknowledge it, or refuse it with a reset
-    /// when the table is full.
+    /// when the table is full or the budget has no room.
     fn accept(self: &Arc<Self>, id: u32) -> Result<Option<MuxStream>, MuxError> {
         let peer_odd = self.mode == Mode::Server;
         if id == 0 || (id % 2 == 1) != peer_odd {
@@ -149,20 +240,57 @@ impl Conn {
                 "peer opened stream {id} with the wrong parity"
             )));
         }
-        let table = lock(&self.table);
-        if table.closed {
-            return Ok(None);
-        }
+        let mut table = lock(&self.table);
         if table.streams.contains_key(&id) {
             return Err(MuxError::Protocol(format!("peer reopened stream {id}")));
         }
-        if table.streams.len() >= self.max_streams {
-            drop(table);
-            tracing::debug!("refusing stream {id}: {} streams open", self.max_streams);
-            self.push_control(Header::new(Kind::WindowUpdate, RST, id, 0));
+        table.note_peer_id(id)?;
+        if table.closed {
             return Ok(None);
         }
-        Ok(Some(self.register(table, id, ACK)))
+        let refuse = if table.peer_gone_away {
+            Some("the peer said goodbye")
+        } else if table.streams.len() >= self.max_streams.load(Ordering::Relaxed) {
+            Some("too many streams open")
+        } else {
+            None
+        };
+        let accepted = match refuse {
+            Some(why) => {
+                drop(table);
+                tracing::debug!("refusing stream {id}: {why}");
+                None
+            }
+            None => {
+                let s = self.register(table, id, ACK);
+                if s.is_none() {
+                    tracing::debug!("refusing stream {id}: receive buffer budget exhausted");
+                }
+                s
+            }
+        };
+        if accepted.is_none() {
+            self.push_control(Header::new(Kind::WindowUpdate, RST, id, 0));
+        }
+        Ok(accepted)
+    }
+
+    pub fn stats(&self) -> MuxStats {
+        let streams: Vec<_> = lock(&self.table).streams.values().cloned().collect();
+        let mut st = MuxStats {
+            streams: streams.len(),
+            outgoing: self.out.queued(),
+            ..MuxStats::default()
+        };
+        for s in streams {
+            let inner = lock(&s.inner);
+            st.queued += inner.queued;
+            st.windows += inner.window as usize;
+            if inner.queued > inner.window as usize {
+                st.over_window += 1;
+            }
+        }
+        st
     }
 
     /// Ends the session for every stream; the writer sends what is queued
@@ -183,6 +311,11 @@ impl Conn {
         self.push_control(Header::new(Kind::GoAway, 0, 0, code));
         self.shutdown();
     }
+
+    /// The peer said goodbye: it takes no new streams, the open ones go on.
+    fn peer_gone_away(&self) {
+        lock(&self.table).peer_gone_away = true;
+    }
 }
 
 /// A data frame whose payload is still arriving.
@@ -192,14 +325,8 @@ struct Payload {
     flags: u16,
 }
 
-enum Step {
-    Continue,
-    /// The peer said goodbye.
-    GoAway,
-}
-
 /// Reads and dispatches frames until the connection ends. Returns `Ok` when
-/// the session ended cleanly (either side said goodbye, or EOF).
+/// the session ended cleanly (we were asked to close, or EOF).
 pub(crate) async fn read_loop<R>(
     conn: &Arc<Conn>,
     mut r: R,
@@ -212,27 +339,25 @@ where
 {
     let mut buf = BytesMut::with_capacity(READ_BUF);
     let mut payload: Option<Payload> = None;
+    let mut pings = PingLimiter::new(tokio::time::Instant::now());
     // Made once: a fresh `cancelled()` per read would register and
     // deregister two waiters for every read on the hot path.
     let mut closed = pin!(close.cancelled());
     let mut dead = pin!(writer_dead.cancelled());
     loop {
-        // Dispatch everything complete in the buffer.
+        // Dispatch everything complete in the buffer, unless the peer has
+        // made us queue more than it takes: then nothing more of what it
+        // sent is looked at (or read) until the writer has caught up.
+        let mut paused = false;
         loop {
             if let Some(p) = payload.as_mut() {
                 let k = p.remaining.min(buf.len());
                 if k > 0 {
-                    let chunk = if k < COPY_BELOW {
-                        let c = Bytes::copy_from_slice(&buf[..k]);
-                        buf.advance(k);
-                        c
-                    } else {
-                        buf.split_to(k).freeze()
-                    };
-                    p.remaining -= k;
                     if let Some(s) = &p.stream {
-                        deliver(conn, s, chunk);
+                        deliver(conn, s, &buf[..k]);
                     }
+                    buf.advance(k);
+                    p.remaining -= k;
                 }
                 if p.remaining > 0 {
                     break;
@@ -246,21 +371,31 @@ where
             if buf.len() < HEADER_LEN {
                 break;
             }
+            if conn.over_out_pause() {
+                paused = true;
+                break;
+            }
             let mut raw = [0u8; HEADER_LEN];
             raw.copy_from_slice(&buf[..HEADER_LEN]);
             buf.advance(HEADER_LEN);
             let h = Header::decode(&raw).map_err(|e| MuxError::Protocol(e.to_string()))?;
-            match on_header(conn, h, &incoming, &mut payload)? {
-                Step::Continue => {}
-                Step::GoAway => return Ok(ReadEnd::GoAway),
+            on_header(conn, h, &incoming, &mut payload, &mut pings)?;
+        }
+        if paused || conn.over_out_pause() {
+            let drained = conn.out.drained();
+            let mut drained = pin!(drained);
+            drained.as_mut().enable();
+            if conn.over_out_pause() {
+                tokio::select! {
+                    biased;
+                    _ = &mut closed => return Ok(ReadEnd::Closed),
+                    _ = &mut dead => return Ok(ReadEnd::WriterDead),
+                    _ = drained => {}
+                }
             }
+            continue;
         }
-        if conn.out.queued() > OUT_HARD_CAP {
-            return Err(MuxError::Protocol(
-                "peer keeps provoking replies without reading them".into(),
-            ));
-        }
-        if buf.capacity() - buf.len() < COPY_BELOW {
+        if buf.capacity() - buf.len() < MIN_READ {
             buf.reserve(READ_BUF);
         }
         tokio::select! {
@@ -279,7 +414,6 @@ where
 pub(crate) enum ReadEnd {
     /// We were asked to close.
     Closed,
-    GoAway,
     Eof,
     WriterDead,
 }
@@ -289,90 +423,116 @@ fn on_header(
     h: Header,
     incoming: &mpsc::UnboundedSender<MuxStream>,
     payload: &mut Option<Payload>,
-) -> Result<Step, MuxError> {
+    pings: &mut PingLimiter,
+) -> Result<(), MuxError> {
     match h.kind {
-        Kind::Data | Kind::WindowUpdate => {
-            let stream = if h.has(SYN) {
-                match conn.accept(h.id)? {
-                    Some(s) => {
-                        let state = s.state();
-                        // Nobody accepting any more: dropping the stream resets it.
-                        let _ = incoming.send(s);
-                        Some(state)
-                    }
-                    None => None,
-                }
-            } else {
-                conn.get(h.id)
-            };
-            if h.kind == Kind::WindowUpdate {
-                if let Some(s) = &stream {
-                    credit(s, h.len)?;
-                    apply_flags(s, h.flags);
-                }
-                return Ok(Step::Continue);
-            }
-            if let Some(s) = &stream {
-                let mut inner = lock(&s.inner);
-                if h.len > inner.recv_window {
-                    return Err(MuxError::Protocol(format!(
-                        "stream {} sent {} bytes with only {} of window",
-                        h.id, h.len, inner.recv_window
-                    )));
-                }
-                inner.recv_window -= h.len;
-                if inner.recv_window < inner.window / 4 {
-                    inner.starved = true;
-                }
-            }
-            if h.len == 0 {
-                if let Some(s) = &stream {
-                    apply_flags(s, h.flags);
-                }
-            } else {
-                *payload = Some(Payload {
-                    stream,
-                    remaining: h.len as usize,
-                    flags: h.flags,
-                });
-            }
-            Ok(Step::Continue)
-        }
+        Kind::Data | Kind::WindowUpdate => on_stream_frame(conn, h, incoming, payload),
         Kind::Ping => {
             if h.has(SYN) {
-                conn.push_control(Header::new(Kind::Ping, ACK, 0, h.len));
+                if pings.allow(tokio::time::Instant::now()) {
+                    conn.push_control(Header::new(Kind::Ping, ACK, 0, h.len));
+                } else {
+                    tracing::trace!("ping over the rate limit; not answered");
+                }
             }
-            Ok(Step::Continue)
+            Ok(())
         }
         Kind::GoAway => {
             if h.len != frame::GO_AWAY_NORMAL {
                 tracing::debug!("peer ended the multiplexed session with code {}", h.len);
             }
-            Ok(Step::GoAway)
+            conn.peer_gone_away();
+            Ok(())
         }
     }
 }
 
-fn deliver(conn: &Conn, s: &StreamState, mut chunk: Bytes) {
+fn on_stream_frame(
+    conn: &Arc<Conn>,
+    h: Header,
+    incoming: &mpsc::UnboundedSender<MuxStream>,
+    payload: &mut Option<Payload>,
+) -> Result<(), MuxError> {
+    let mut stream = if h.has(SYN) {
+        match conn.accept(h.id)? {
+            Some(s) => {
+                let state = s.state();
+                // Nobody accepting any more: dropping the stream resets it.
+                let _ = incoming.send(s);
+                Some(state)
+            }
+            None => None,
+        }
+    } else {
+        conn.get(h.id)
+    };
+    if h.kind == Kind::WindowUpdate {
+        if let Some(s) = &stream {
+            credit(s, h.len)?;
+            apply_flags(s, h.flags);
+        }
+        return Ok(());
+    }
+    if let Some(s) = stream.clone() {
+        let mut inner = lock(&s.inner);
+        if h.len > inner.recv_window {
+            return Err(MuxError::Protocol(format!(
+                "stream {} sent {} bytes with only {} of window",
+                h.id, h.len, inner.recv_window
+            )));
+        }
+        inner.recv_window -= h.len;
+        if inner.recv_window < inner.window / 4 {
+            inner.starved = true;
+        }
+        if inner.remote_fin && h.len > 0 && !inner.reset {
+            // Data after the peer closed its side: that stream is broken,
+            // the rest of the session is not.
+            drop(inner);
+            tracing::debug!("stream {} sent data after closing; resetting it", h.id);
+            conn.push_control(Header::new(Kind::WindowUpdate, RST, h.id, 0));
+            s.reset(false);
+            stream = None;
+        }
+    }
+    if h.len == 0 {
+        if let Some(s) = &stream {
+            apply_flags(s, h.flags);
+        }
+    } else {
+        *payload = Some(Payload {
+            stream,
+            remaining: h.len as usize,
+            flags: h.flags,
+        });
+    }
+    Ok(())
+}
+
+/// Hands payload bytes to a stream: straight into its sink socket while
+/// nothing is queued, else copied into its queue (see `enqueue`), so that
+/// no received piece keeps the read buffer alive.
+fn deliver(conn: &Conn, s: &StreamState, mut data: &[u8]) {
     let mut inner = lock(&s.inner);
     if inner.reset {
         return;
     }
     if inner.recv.is_empty() {
         if let Some(sink) = &inner.sink {
-            // Straight into the destination socket; errors are met (and
-            // reported) again by the relay when it drains the queue.
-            if let Ok(n) = sink.try_write(&chunk) {
-                chunk.advance(n);
+            // Errors are met (and reported) again by the relay when it
+            // drains the queue.
+            if let Ok(n) = sink.try_write(data) {
+                data = &data[n..];
                 consumed(&mut inner, conn, s.id, n);
-                if chunk.is_empty() {
+                if data.is_empty() {
                     return;
                 }
             }
         }
     }
-    inner.queued += chunk.len();
-    inner.recv.push_back(chunk);
+    enqueue(&mut inner.recv, data);
+    inner.queued += data.len();
+    debug_assert!(inner.queued <= inner.window as usize);
     let w = inner.reader.take();
     drop(inner);
     wake(w);
@@ -405,6 +565,22 @@ fn apply_flags(s: &StreamState, flags: u16) {
     }
 }
 
+/// Ends the writer task and lets go of the socket however `run` ends,
+/// including when its task is aborted: a session whose driver is gone must
+/// not keep its connection open.
+struct WriterGuard {
+    conn: Arc<Conn>,
+    writer: tokio::task::AbortHandle,
+}
+
+impl Drop for WriterGuard {
+    fn drop(&mut self) {
+        self.writer.abort();
+        self.conn.shutdown();
+        self.conn.out.detach();
+    }
+}
+
 /// Runs a session until it ends: reads here, spawns the writer task.
 pub(crate) async fn run<R>(
     conn: Arc<Conn>,
@@ -424,6 +600,10 @@ where
             dead.cancel();
             res
         })
+    };
+    let _guard = WriterGuard {
+        conn: conn.clone(),
+        writer: writer.abort_handle(),
     };
     let ended = read_loop(&conn, r, incoming, &close, &writer_dead).await;
     let grace = match &ended {
@@ -447,7 +627,6 @@ where
     };
     // Say goodbye if the link allows; a dead link must not keep the writer
     // (and its socket) alive.
-    let abort = writer.abort_handle();
     let written = if grace {
         match tokio::time::timeout(CLOSE_GRACE, writer).await {
             Ok(Ok(r)) => r,
@@ -460,8 +639,6 @@ where
     } else {
         Ok(())
     };
-    abort.abort();
-    conn.out.detach();
     match ended {
         Ok(ReadEnd::WriterDead) => match written {
             Err(e) => Err(MuxError::Io(e)),
@@ -469,5 +646,38 @@ where
         },
         Ok(_) => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> Table {
+        Table {
+            streams: HashMap::new(),
+            next_id: 2,
+            peer_high: 0,
+            peer_skipped: BTreeSet::new(),
+            closed: false,
+            peer_gone_away: false,
+        }
+    }
+
+    #[test]
+    fn peer_ids_may_arrive_out_of_order_but_never_twice() {
+        let mut t = table();
+        for id in [5, 1, 3, 9, 7, 11] {
+            t.note_peer_id(id).expect("first use");
+        }
+        assert!(t.peer_skipped.is_empty());
+        for id in [1, 3, 5, 7, 9, 11] {
+            assert!(t.note_peer_id(id).is_err(), "reuse of {id}");
+        }
+        // A huge jump remembers only the last MAX_SKIPPED_IDS skipped ids.
+        t.note_peer_id(1_000_001).expect("jump");
+        assert_eq!(t.peer_skipped.len(), MAX_SKIPPED_IDS);
+        t.note_peer_id(999_999).expect("recent skipped id");
+        assert!(t.note_peer_id(13).is_err(), "forgotten skipped id");
     }
 }

@@ -13,6 +13,7 @@
 
 mod conn;
 pub mod frame;
+pub mod limits;
 mod stream;
 mod writer;
 
@@ -22,6 +23,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+pub use limits::MemoryBudget;
 pub use stream::MuxStream;
 
 /// Whether `e` says the stream failed because its whole session ended.
@@ -43,9 +45,27 @@ const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 /// Default cap on concurrent streams per session.
 pub const DEFAULT_MAX_STREAMS: usize = 16 * 1024;
 
-/// frpc accepts whatever number of streams frps opens (frps enforces its
-/// `transport.maxStreamsPerClient`); this only has to be above any sane value.
-pub const CLIENT_MAX_STREAMS: usize = 1 << 20;
+/// Streams frpc lets frps have open at once. frps enforces its own
+/// `transport.maxStreamsPerClient` (16,384 by default) before opening one;
+/// this cap only keeps a malicious or impersonated server from making frpc
+/// hold windows for a million streams.
+pub const CLIENT_MAX_STREAMS: usize = 64 * 1024;
+
+/// Bytes of outgoing frames (replies, window updates, data) a session may
+/// have queued before its reader stops reading until the writer catches up,
+/// while the peer has not proven who it is: replies to an unauthenticated
+/// peer that does not read cost us this much at most.
+pub const UNTRUSTED_OUT_PAUSE: usize = 64 * 1024;
+
+/// Streams an untrusted peer may have open at once: logging in takes one.
+/// Each costs a window of budget and, when dropped, a reset frame.
+pub const UNTRUSTED_MAX_STREAMS: usize = 4;
+
+/// The same once the peer is trusted (logged in). Above what our own data
+/// can queue (`writer::OUT_HIGH` plus a batch in flight and one carried),
+/// so it never pauses a session that only carries data; only replies the
+/// peer provokes without reading them pile up this high.
+pub const TRUSTED_OUT_PAUSE: usize = 8 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MuxError {
@@ -53,6 +73,8 @@ pub enum MuxError {
     Closed,
     #[error("multiplexed session ran out of stream ids")]
     IdsExhausted,
+    #[error("receive buffer budget exhausted (transport.maxBufferMB): stream refused")]
+    Budget,
     #[error("multiplexer protocol error: {0}")]
     Protocol(String),
     #[error(transparent)]
@@ -64,12 +86,52 @@ pub struct MuxConfig {
     /// Streams the peer may have open at once; more are refused with a reset
     /// of that stream only.
     pub max_streams: usize,
+    /// Receive memory shared with every other session of the process.
+    pub budget: Arc<MemoryBudget>,
+    /// Outgoing bytes queued above which the reader pauses (see
+    /// [`UNTRUSTED_OUT_PAUSE`]); raised by [`Opener::trust`].
+    pub out_pause: usize,
+    /// Until [`Opener::trust`], at most [`UNTRUSTED_MAX_STREAMS`] streams.
+    pub untrusted: bool,
 }
 
 impl MuxConfig {
+    /// A trusted session with no process-wide budget.
     pub fn new(max_streams: usize) -> Self {
-        MuxConfig { max_streams }
+        MuxConfig {
+            max_streams,
+            budget: MemoryBudget::unlimited(),
+            out_pause: TRUSTED_OUT_PAUSE,
+            untrusted: false,
+        }
     }
+
+    pub fn with_budget(mut self, budget: Arc<MemoryBudget>) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    /// The peer has not proven itself yet: until [`Opener::trust`] it gets
+    /// [`UNTRUSTED_OUT_PAUSE`] and [`UNTRUSTED_MAX_STREAMS`].
+    pub fn untrusted(mut self) -> Self {
+        self.out_pause = UNTRUSTED_OUT_PAUSE;
+        self.untrusted = true;
+        self
+    }
+}
+
+/// A snapshot of what a session holds, for tests and monitoring.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MuxStats {
+    pub streams: usize,
+    /// Received bytes no reader has taken yet, over all streams.
+    pub queued: usize,
+    /// Sum of the streams' receive windows (what the peer may make us queue).
+    pub windows: usize,
+    /// Streams holding more than their window (always 0 unless a bug).
+    pub over_window: usize,
+    /// Outgoing bytes not yet written to the socket.
+    pub outgoing: usize,
 }
 
 /// Opens outbound streams on a session. Cheap to clone.
@@ -89,6 +151,17 @@ impl Opener {
     /// waits for a round trip.
     pub async fn open(&self) -> Result<MuxStream, MuxError> {
         self.conn.open()
+    }
+
+    /// The peer has logged in: it may make us queue up to
+    /// [`TRUSTED_OUT_PAUSE`] of outgoing frames and open as many streams as
+    /// the session's `max_streams`.
+    pub fn trust(&self) {
+        self.conn.trust();
+    }
+
+    pub fn stats(&self) -> MuxStats {
+        self.conn.stats()
     }
 }
 
@@ -115,7 +188,7 @@ where
     // Reading and writing go on in different tasks (TLS decrypts in one
     // while it encrypts in the other).
     let (r, w) = tokio::io::split(io);
-    let conn = conn::Conn::new(mode, &cfg, Box::new(w));
+    let conn = conn::Conn::new(mode, &cfg, Box::new(w), close.clone());
     let (in_tx, in_rx) = mpsc::unbounded_channel();
     let driver = tokio::spawn(conn::run(conn.clone(), r, in_tx, close));
     Session {

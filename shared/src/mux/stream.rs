@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{ready, Context, Poll, Waker};
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
@@ -32,8 +32,9 @@ pub(crate) struct StreamState {
 }
 
 pub(crate) struct Inner {
-    /// Received, not yet read.
-    pub recv: VecDeque<Bytes>,
+    /// Received, not yet read, in pieces of at most `QUEUE_CHUNK` (see
+    /// `enqueue`).
+    pub recv: VecDeque<BytesMut>,
     /// Credit the peer still has for sending to us.
     pub recv_window: u32,
     /// The window we keep granting: grows while the peer is starved of
@@ -95,6 +96,27 @@ impl StreamState {
         drop(inner);
         wake(r);
         wake(w);
+    }
+}
+
+/// Size of the pieces a stream's receive queue is kept in. Received data
+/// is copied into the last piece while it has room: a peer sending
+/// one-byte frames costs one byte each, not an allocation each, and a
+/// stream's queue never holds more than `queued + 2 * QUEUE_CHUNK`
+/// (the unread part of the first piece and the free part of the last).
+pub(crate) const QUEUE_CHUNK: usize = 16 * 1024;
+
+/// Appends `data` to a receive queue.
+pub(crate) fn enqueue(recv: &mut VecDeque<BytesMut>, mut data: &[u8]) {
+    if let Some(back) = recv.back_mut() {
+        let k = (back.capacity() - back.len()).min(data.len());
+        back.extend_from_slice(&data[..k]);
+        data = &data[k..];
+    }
+    for piece in data.chunks(QUEUE_CHUNK) {
+        let mut b = BytesMut::with_capacity(QUEUE_CHUNK);
+        b.extend_from_slice(piece);
+        recv.push_back(b);
     }
 }
 

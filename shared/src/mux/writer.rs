@@ -27,7 +27,7 @@ use super::stream::lock;
 use super::MuxError;
 
 /// Streams wait for the writer once this much is queued.
-const OUT_HIGH: usize = 1024 * 1024;
+pub(crate) const OUT_HIGH: usize = 1024 * 1024;
 
 /// Data frames smaller than this, sent while nobody is writing less than
 /// `BUSY_GAP` after the previous small one, go through the writer task
@@ -62,6 +62,9 @@ pub(crate) struct Outbox {
     state: Mutex<State>,
     io: Mutex<WriteIo>,
     wake: Notify,
+    /// Notified whenever queued bytes have left (the reader waits on it
+    /// while the peer is not taking our replies).
+    drained: Notify,
 }
 
 struct State {
@@ -72,6 +75,9 @@ struct State {
     /// What a direct write could not send, handed to the writer task; goes
     /// out before `buf`.
     carry: BytesMut,
+    /// The batch the writer task is writing now (taken out of `buf` or
+    /// `carry`, but not sent yet).
+    in_flight: usize,
     /// Somebody holds the right to write to the socket.
     writing: bool,
     /// The right to write was handed to the writer task (with `carry`).
@@ -101,6 +107,13 @@ impl State {
         std::mem::swap(&mut self.buf, batch);
         std::mem::take(&mut self.waiters)
     }
+
+    /// The writer task takes `batch` to write it.
+    fn take_in_flight(&mut self, batch: &mut BytesMut) -> Vec<Waker> {
+        let w = self.take(batch);
+        self.in_flight = batch.len();
+        w
+    }
 }
 
 /// A burst grows the buffers to about `OUT_HIGH`; an idle session does
@@ -124,6 +137,7 @@ impl Outbox {
                 buf: BytesMut::with_capacity(64 * 1024),
                 spare: BytesMut::with_capacity(64 * 1024),
                 carry: BytesMut::new(),
+                in_flight: 0,
                 writing: false,
                 handoff: false,
                 deferred: false,
@@ -133,7 +147,14 @@ impl Outbox {
             }),
             io: Mutex::new(io),
             wake: Notify::new(),
+            drained: Notify::new(),
         }
+    }
+
+    /// Resolves the next time queued bytes leave. Enable it before checking
+    /// `queued`, so a drain in between is not missed.
+    pub fn drained(&self) -> tokio::sync::futures::Notified<'_> {
+        self.drained.notified()
     }
 
     /// Queues a frame without payload. Never waits (the reader guards
@@ -185,9 +206,11 @@ impl Outbox {
         Poll::Ready(Ok(()))
     }
 
+    /// Bytes of frames not yet written to the socket: queued, carried, and
+    /// the batch being written.
     pub fn queued(&self) -> usize {
         let st = lock(&self.state);
-        st.buf.len() + st.carry.len()
+        st.buf.len() + st.carry.len() + st.in_flight
     }
 
     /// No more frames; the writer task sends what is queued, then ends.
@@ -230,6 +253,9 @@ impl Outbox {
         let total: usize = parts.iter().map(|p| p.len()).sum();
         let (mut written, flushed) = self.write_now(&parts);
 
+        if written > 0 {
+            self.drained.notify_waiters();
+        }
         let mut st = lock(&self.state);
         if written == total && flushed {
             batch.clear();
@@ -318,6 +344,7 @@ impl Outbox {
                     } else if st.handoff {
                         st.handoff = false;
                         std::mem::swap(&mut st.carry, &mut batch);
+                        st.in_flight = batch.len();
                         Next::Write
                     } else if !st.writing && !st.buf.is_empty() {
                         st.writing = true;
@@ -349,12 +376,14 @@ impl Outbox {
             // Send until the queue is empty, then flush and give the right up.
             loop {
                 if batch.is_empty() {
-                    let waiters = lock(&self.state).take(&mut batch);
+                    let waiters = lock(&self.state).take_in_flight(&mut batch);
                     wake_all(waiters);
                 }
                 if !batch.is_empty() {
                     self.write_all(&batch).await?;
                     batch.clear();
+                    lock(&self.state).in_flight = 0;
+                    self.drained.notify_waiters();
                     continue;
                 }
                 poll_fn(|cx| Pin::new(&mut *lock(&self.io)).poll_flush(cx)).await?;
