@@ -12,7 +12,8 @@ use shared::codec::CodecError;
 use shared::config::{ClientConfig, ProxyConfig};
 use shared::framed::{self, ControlStream};
 use shared::heartbeat::{self, Beat, Pacer};
-use shared::mux::{self, Mode, MuxStream};
+use shared::logging::Escaped;
+use shared::mux::{self, MemoryBudget, Mode, MuxStream};
 use shared::protocol::{
     Login, LoginAccepted, Message, NewProxy, NewProxyResp, Ping, ProxyType, PROTOCOL_VERSION,
 };
@@ -45,13 +46,19 @@ pub(crate) async fn connect(
     config: &ClientConfig,
     side: &ClientSide,
     run_id: &str,
+    budget: &Arc<MemoryBudget>,
 ) -> Result<Session> {
-    tokio::time::timeout(LOGIN_TIMEOUT, connect_inner(config, side, run_id))
+    tokio::time::timeout(LOGIN_TIMEOUT, connect_inner(config, side, run_id, budget))
         .await
         .map_err(|_| anyhow!("no answer from server within {LOGIN_TIMEOUT:?}"))?
 }
 
-async fn connect_inner(config: &ClientConfig, side: &ClientSide, run_id: &str) -> Result<Session> {
+async fn connect_inner(
+    config: &ClientConfig,
+    side: &ClientSide,
+    run_id: &str,
+    budget: &Arc<MemoryBudget>,
+) -> Result<Session> {
     let addr = format!("{}:{}", config.server_addr, config.server_port);
     let tcp = TcpStream::connect((config.server_addr.as_str(), config.server_port))
         .await
@@ -87,7 +94,7 @@ async fn connect_inner(config: &ClientConfig, side: &ClientSide, run_id: &str) -
     let mux = mux::start(
         io,
         Mode::Client,
-        mux::MuxConfig::new(mux::CLIENT_MAX_STREAMS),
+        mux::MuxConfig::new(mux::CLIENT_MAX_STREAMS).with_budget(budget.clone()),
         close.clone(),
     );
     let (ctrl, accepted) = match login(config, &mux, &binding, run_id, &addr).await {
@@ -104,7 +111,8 @@ async fn connect_inner(config: &ClientConfig, side: &ClientSide, run_id: &str) -
             );
         }
     };
-    info!(server = %addr, run_id = %accepted.run_id, "logged in to server");
+    info!(server = %addr, "logged in to server");
+    debug!(run_id = %Escaped(&accepted.run_id), "session run id");
     Ok(Session {
         run_id: accepted.run_id,
         server_timeout: (accepted.heartbeat_timeout > 0)
@@ -140,7 +148,7 @@ async fn login(
     let nonce = match ctrl.next().await {
         Some(Ok(Message::ServerHello { nonce, .. })) => nonce,
         Some(Ok(Message::LoginResp(resp))) => match resp.result {
-            Err(e) => bail!("login rejected: {e}"),
+            Err(e) => bail!("login rejected: {}", Escaped(&e.to_string())),
             Ok(_) => bail!("server accepted a login that was never sent"),
         },
         Some(Ok(other)) => bail!("protocol error: expected ServerHello, got {}", other.kind()),
@@ -170,9 +178,9 @@ async fn login(
     .await
     .context("sending Login")?;
     let accepted = match ctrl.next().await {
-        Some(Ok(Message::LoginResp(resp))) => {
-            resp.result.map_err(|e| anyhow!("login rejected: {e}"))?
-        }
+        Some(Ok(Message::LoginResp(resp))) => resp
+            .result
+            .map_err(|e| anyhow!("login rejected: {}", Escaped(&e.to_string())))?,
         Some(Ok(other)) => bail!("protocol error: expected LoginResp, got {}", other.kind()),
         Some(Err(CodecError::Io(e))) if mux::is_session_gone(&e) => {
             bail!("server {addr} closed the connection during login")
@@ -249,8 +257,11 @@ impl Session {
         let pool_requests = if config.transport.tcp_mux {
             None
         } else {
-            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let (tx, rx) = tokio::sync::mpsc::channel(pool::REQUEST_QUEUE);
             let pool = Arc::new(Pool {
+                pending: Arc::new(tokio::sync::Semaphore::new(
+                    config.transport.pool_count + pool::MAX_PENDING_EXTRA,
+                )),
                 config: config.clone(),
                 side: side.clone(),
                 run_id: self.run_id.clone(),
@@ -300,7 +311,9 @@ impl Session {
                     Some(Ok(Message::Pong(pong))) => beats.pong(pong.seq),
                     Some(Ok(Message::ReqWorkConn { count })) => match &pool_requests {
                         Some(tx) => {
-                            let _ = tx.send(count);
+                            if tx.try_send(count).is_err() {
+                                debug!("work connection requests queue full; request dropped");
+                            }
                         }
                         None => bail!("protocol error: server asked for work connections in multiplexed mode"),
                     },
@@ -365,14 +378,23 @@ fn proxy_registered(resp: NewProxyResp, events: &Events) {
     match resp.result {
         Ok(remote_addr) => {
             let port = remote_addr.rsplit(':').next().unwrap_or_default();
-            info!(proxy = %resp.name, remote = %remote_addr, "proxy started: reachable on server port {port}");
+            info!(
+                proxy = %Escaped(&resp.name),
+                remote = %Escaped(&remote_addr),
+                "proxy started: reachable on server port {}",
+                Escaped(port)
+            );
             events.emit(Event::ProxyStarted {
                 name: resp.name,
                 remote_addr,
             });
         }
         Err(e) => {
-            warn!(proxy = %resp.name, "proxy failed to start: {e}");
+            warn!(
+                proxy = %Escaped(&resp.name),
+                "proxy failed to start: {}",
+                Escaped(&e.to_string())
+            );
             events.emit(Event::ProxyFailed {
                 name: resp.name,
                 error: e.to_string(),

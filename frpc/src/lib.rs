@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use shared::config::ClientConfig;
+use shared::mux::MemoryBudget;
 use shared::transport::ClientSide;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
@@ -78,6 +79,11 @@ pub async fn run(config: ClientConfig, shutdown: CancellationToken, events: Even
     if !side.tls_enabled() {
         warn!("TLS is off (transport.tls.enable = false): the tunnel's traffic is not encrypted");
     }
+    // Shared by this client's sessions: a session being replaced still
+    // holds its streams' windows until they close.
+    let budget = MemoryBudget::new(shared::config::buffer_budget(
+        config.transport.max_buffer_mb,
+    ));
     let mut run_id = String::new();
     let mut logged_in_once = false;
     let mut interval_warned = false;
@@ -87,7 +93,7 @@ pub async fn run(config: ClientConfig, shutdown: CancellationToken, events: Even
     loop {
         let outcome = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
-            r = control::connect(&config, &side, &run_id) => r,
+            r = control::connect(&config, &side, &run_id, &budget) => r,
         };
         match outcome {
             Ok(session) => {

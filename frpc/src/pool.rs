@@ -17,13 +17,27 @@ use shared::relay::Work;
 use shared::transport::{BoxIo, ClientSide};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::work;
 
+/// Work connections being opened or waiting idle for a user connection, at
+/// most, beyond `poolCount`: what a server (or an impostor) asking for
+/// work connections without using them can make frpc hold.
+pub(crate) const MAX_PENDING_EXTRA: usize = 64;
+
+/// Bound on opening a work connection (TCP, TLS, proof).
+const OPEN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Queued ReqWorkConn counts not yet acted on; more are dropped.
+pub(crate) const REQUEST_QUEUE: usize = 64;
+
 pub(crate) struct Pool {
+    /// Permits for connections being opened or idle (see
+    /// `MAX_PENDING_EXTRA`).
+    pub pending: Arc<Semaphore>,
     pub config: Arc<ClientConfig>,
     pub side: Arc<ClientSide>,
     pub run_id: String,
@@ -34,17 +48,23 @@ pub(crate) struct Pool {
 
 /// Keeps the pool filled until the session stops. `requests` carries the
 /// counts of frps's ReqWorkConn messages.
-pub(crate) async fn run(pool: Arc<Pool>, mut requests: mpsc::UnboundedReceiver<u32>) {
+pub(crate) async fn run(pool: Arc<Pool>, mut requests: mpsc::Receiver<u32>) {
     for _ in 0..pool.config.transport.pool_count {
-        tokio::spawn(one(pool.clone(), true));
+        spawn_one(&pool, true);
     }
     loop {
         tokio::select! {
             _ = pool.stop.cancelled() => return,
             n = requests.recv() => match n {
                 Some(n) => {
-                    for _ in 0..n.min(1024) {
-                        tokio::spawn(one(pool.clone(), false));
+                    for _ in 0..n {
+                        if !spawn_one(&pool, false) {
+                            debug!(
+                                "{} work connections already pending; not opening more",
+                                pool.pending_limit()
+                            );
+                            break;
+                        }
                     }
                 }
                 None => return,
@@ -53,20 +73,45 @@ pub(crate) async fn run(pool: Arc<Pool>, mut requests: mpsc::UnboundedReceiver<u
     }
 }
 
+impl Pool {
+    pub fn pending_limit(&self) -> usize {
+        self.config.transport.pool_count + MAX_PENDING_EXTRA
+    }
+}
+
+/// Starts one work connection if the pending limit allows.
+fn spawn_one(pool: &Arc<Pool>, pooled: bool) -> bool {
+    match pool.pending.clone().try_acquire_owned() {
+        Ok(permit) => {
+            tokio::spawn(one(pool.clone(), pooled, permit));
+            true
+        }
+        Err(_) => false,
+    }
+}
+
 /// One work connection: open it, wait for a user connection, serve it.
 /// A pooled one is replaced as soon as it is taken. (Boxed: it spawns its
 /// own replacement, and a recursive `async fn` has no nameable type.)
-fn one(pool: Arc<Pool>, pooled: bool) -> futures::future::BoxFuture<'static, ()> {
-    Box::pin(serve_one(pool, pooled))
+fn one(
+    pool: Arc<Pool>,
+    pooled: bool,
+    permit: OwnedSemaphorePermit,
+) -> futures::future::BoxFuture<'static, ()> {
+    Box::pin(serve_one(pool, pooled, permit))
 }
 
-async fn serve_one(pool: Arc<Pool>, pooled: bool) {
+async fn serve_one(pool: Arc<Pool>, pooled: bool, permit: OwnedSemaphorePermit) {
     let mut io = tokio::select! {
         _ = pool.stop.cancelled() => return,
-        r = open(&pool) => match r {
-            Ok(io) => io,
-            Err(e) => {
+        r = tokio::time::timeout(OPEN_TIMEOUT, open(&pool)) => match r {
+            Ok(Ok(io)) => io,
+            Ok(Err(e)) => {
                 warn!("cannot open a work connection: {e:#}");
+                return;
+            }
+            Err(_) => {
+                warn!("cannot open a work connection: no answer within {OPEN_TIMEOUT:?}");
                 return;
             }
         },
@@ -86,8 +131,10 @@ async fn serve_one(pool: Arc<Pool>, pooled: bool) {
             }
         },
     };
+    // In use now: no longer pending.
+    drop(permit);
     if pooled {
-        tokio::spawn(one(pool.clone(), true));
+        spawn_one(&pool, true);
     }
     work::serve(
         Work::Conn(io),

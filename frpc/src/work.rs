@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use shared::config::ProxyConfig;
 use shared::framed;
+use shared::logging::Escaped;
 use shared::mux::MuxStream;
 use shared::protocol::{Message, StartWork};
 use shared::relay::Work;
@@ -52,11 +53,11 @@ pub(crate) async fn serve(
     stop: CancellationToken,
 ) {
     let Some(proxy) = proxies.get(&header.proxy_name) else {
-        warn!(proxy = %header.proxy_name, "server forwarded a connection for a proxy this client does not have");
+        warn!(proxy = %Escaped(&header.proxy_name), "server forwarded a connection for a proxy this client does not have");
         return;
     };
     let local = proxy.local_addr();
-    let span = info_span!("conn", proxy = %proxy.name, src = %header.src_addr);
+    let span = info_span!("conn", proxy = %proxy.name, src = %Escaped(&header.src_addr));
     async move {
         let tcp = match tokio::time::timeout(STEP_TIMEOUT, TcpStream::connect(&local)).await {
             Ok(Ok(tcp)) => tcp,

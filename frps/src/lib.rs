@@ -15,6 +15,7 @@ use std::time::Duration;
 use anyhow::Context;
 use anyhow::Result;
 use shared::config::ServerConfig;
+use shared::mux::MemoryBudget;
 use shared::tls::pretty_fingerprint;
 use shared::transport::ServerSide;
 use tokio::net::TcpListener;
@@ -30,6 +31,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 pub(crate) struct Server {
     pub config: ServerConfig,
+    /// Receive memory all client sessions share (`transport.maxBufferMB`).
+    pub budget: Arc<MemoryBudget>,
     pub registry: Registry,
     pub transport: ServerSide,
 }
@@ -55,10 +58,24 @@ pub async fn run(
          to pin it",
         pretty_fingerprint(&transport.fingerprint)
     );
+    if !config.transport.tls.trusted_ca_file.is_empty() && !config.transport.tls.force {
+        info!(
+            "transport.tls.trustedCaFile is set: clients must use TLS with a certificate from that \
+             CA; plain TCP is refused (as with transport.tls.force = true)"
+        );
+    }
     // Connections still in TLS/login: a flood of silent or junk connections
     // is turned away here instead of piling up.
     let pending = Arc::new(Semaphore::new(config.transport.max_pending_logins));
+    let budget = MemoryBudget::new(shared::config::buffer_budget(
+        config.transport.max_buffer_mb,
+    ));
+    info!(
+        "receive buffers of all sessions capped at {} MiB (transport.maxBufferMB)",
+        budget.total() >> 20
+    );
     let server = Arc::new(Server {
+        budget,
         config,
         registry: Registry::default(),
         transport,

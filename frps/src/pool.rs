@@ -12,8 +12,9 @@ use shared::mux::Opener;
 use shared::protocol::{Message, NewWorkConn, PROTOCOL_VERSION};
 use shared::relay::Work;
 use shared::transport::BoxIo;
+use std::collections::VecDeque;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::{mpsc, Mutex};
+use tokio::sync::oneshot;
 use tracing::debug;
 
 use crate::Server;
@@ -28,17 +29,72 @@ pub(crate) enum WorkSource {
     Pool(Arc<Pool>),
 }
 
+/// Work connections of one non-multiplexed client: idle ones wait here for
+/// a user connection, and user connections wait here (each on its own
+/// oneshot, with no lock held) for a work connection they asked for.
+pub(crate) struct WorkQueue {
+    inner: std::sync::Mutex<Queued>,
+    max_idle: usize,
+}
+
+#[derive(Default)]
+struct Queued {
+    idle: VecDeque<BoxIo>,
+    waiting: VecDeque<oneshot::Sender<BoxIo>>,
+}
+
+impl WorkQueue {
+    pub fn new(max_idle: usize) -> Self {
+        WorkQueue {
+            inner: std::sync::Mutex::new(Queued::default()),
+            max_idle,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queued> {
+        // Every update is a single push or pop: a panic cannot leave it torn.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A work connection arrived: to the longest-waiting user connection,
+    /// else into the idle pool (closed if the pool is full).
+    pub fn offer(&self, mut io: BoxIo) {
+        let mut q = self.lock();
+        while let Some(waiter) = q.waiting.pop_front() {
+            match waiter.send(io) {
+                Ok(()) => return,
+                // That user connection gave up; try the next.
+                Err(back) => io = back,
+            }
+        }
+        if q.idle.len() < self.max_idle {
+            q.idle.push_back(io);
+        } else {
+            debug!("work connection pool is full (transport.maxPoolCount); closing the extra one");
+        }
+    }
+
+    /// An idle connection now, or a place in line for the next one.
+    fn take_or_wait(&self) -> Result<BoxIo, oneshot::Receiver<BoxIo>> {
+        let mut q = self.lock();
+        if let Some(io) = q.idle.pop_front() {
+            return Ok(io);
+        }
+        q.waiting.retain(|w| !w.is_closed());
+        let (tx, rx) = oneshot::channel();
+        q.waiting.push_back(tx);
+        Err(rx)
+    }
+}
+
 pub(crate) struct Pool {
-    idle: Mutex<mpsc::Receiver<BoxIo>>,
+    queue: Arc<WorkQueue>,
     ctrl: ControlWriter,
 }
 
 impl Pool {
-    pub fn new(idle: mpsc::Receiver<BoxIo>, ctrl: ControlWriter) -> Self {
-        Pool {
-            idle: Mutex::new(idle),
-            ctrl,
-        }
+    pub fn new(queue: Arc<WorkQueue>, ctrl: ControlWriter) -> Self {
+        Pool { queue, ctrl }
     }
 }
 
@@ -48,15 +104,15 @@ impl WorkSource {
         match self {
             WorkSource::Mux(opener) => Ok(Work::Mux(opener.open().await?)),
             WorkSource::Pool(pool) => {
-                let mut idle = pool.idle.lock().await;
-                if let Ok(io) = idle.try_recv() {
-                    return Ok(Work::Conn(io));
-                }
+                let rx = match pool.queue.take_or_wait() {
+                    Ok(io) => return Ok(Work::Conn(io)),
+                    Err(rx) => rx,
+                };
                 // Pool empty: ask for one and wait for it.
                 pool.ctrl.try_send(Message::ReqWorkConn { count: 1 })?;
-                match tokio::time::timeout(WORK_CONN_WAIT, idle.recv()).await {
-                    Ok(Some(io)) => Ok(Work::Conn(io)),
-                    Ok(None) => bail!("client session ended"),
+                match tokio::time::timeout(WORK_CONN_WAIT, rx).await {
+                    Ok(Ok(io)) => Ok(Work::Conn(io)),
+                    Ok(Err(_)) => bail!("client session ended"),
                     Err(_) => bail!("client sent no work connection within {WORK_CONN_WAIT:?}"),
                 }
             }
@@ -107,14 +163,9 @@ pub(crate) async fn accept_work_conn(
     {
         bail!("rejected work connection: invalid token");
     }
-    let Some((owner, queue)) = server.registry.work_queue(&run_id) else {
-        bail!("rejected work connection: no non-multiplexed session with that run id");
+    let Some(queue) = server.registry.work_queue(&user, &run_id) else {
+        bail!("rejected work connection: no non-multiplexed session of this user with that run id");
     };
-    if owner != user {
-        bail!("rejected work connection: session belongs to another user");
-    }
-    if queue.try_send(io).is_err() {
-        debug!("work connection pool is full (transport.maxPoolCount); closing the extra one");
-    }
+    queue.offer(io);
     Ok(())
 }

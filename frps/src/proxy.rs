@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::pool::WorkSource;
 use rand::seq::SliceRandom;
 use shared::framed;
+use shared::logging::Escaped;
 use shared::protocol::{Message, NewProxy, ProxyError, StartWork};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -65,7 +66,7 @@ pub(crate) async fn start(
     let addr = listener
         .local_addr()
         .map_err(|e| ProxyError::Bind(e.to_string()))?;
-    let span = info_span!("proxy", name = %req.name, %addr);
+    let span = info_span!("proxy", name = %Escaped(&req.name), %addr);
     tasks.spawn(
         accept_loop(
             listener,

@@ -4,21 +4,26 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
-use shared::transport::BoxIo;
-use tokio::sync::mpsc;
+use std::sync::Arc;
+
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+use crate::pool::WorkQueue;
+
+/// A session is known by its user and run id: a run id presented by
+/// another user is another session, never a replacement.
+pub(crate) type SessionKey = (String, String);
 
 /// What a newer login with the same run id needs to retire a session.
 #[derive(Clone)]
 pub(crate) struct SessionHandle {
     pub id: u64,
-    pub user: String,
     pub close: CancellationToken,
     /// Closed once the session and all its proxies have ended.
     pub tasks: TaskTracker,
     /// Where work connections of a non-multiplexed client go.
-    pub work: Option<mpsc::Sender<BoxIo>>,
+    pub work: Option<Arc<WorkQueue>>,
 }
 
 #[derive(Default)]
@@ -29,7 +34,7 @@ pub(crate) struct Registry {
 #[derive(Default)]
 struct Inner {
     next_id: u64,
-    sessions: HashMap<String, SessionHandle>,
+    sessions: HashMap<SessionKey, SessionHandle>,
     proxies: HashSet<(String, String)>,
 }
 
@@ -46,27 +51,30 @@ impl Registry {
         inner.next_id
     }
 
-    /// Registers `handle` for `run_id`, returning the session it replaces.
+    /// Registers `handle` under `key`, returning the session it replaces.
     pub(crate) fn insert_session(
         &self,
-        run_id: &str,
+        key: &SessionKey,
         handle: SessionHandle,
     ) -> Option<SessionHandle> {
-        self.lock().sessions.insert(run_id.to_owned(), handle)
+        self.lock().sessions.insert(key.clone(), handle)
     }
 
-    /// The user and work-connection queue of the session `run_id`.
-    pub(crate) fn work_queue(&self, run_id: &str) -> Option<(String, mpsc::Sender<BoxIo>)> {
+    /// The work-connection queue of `user`'s session `run_id`.
+    pub(crate) fn work_queue(&self, user: &str, run_id: &str) -> Option<Arc<WorkQueue>> {
         let inner = self.lock();
-        let h = inner.sessions.get(run_id)?;
-        Some((h.user.clone(), h.work.clone()?))
+        inner
+            .sessions
+            .get(&(user.to_owned(), run_id.to_owned()))?
+            .work
+            .clone()
     }
 
     /// Removes the entry only if it still belongs to session `id`.
-    pub(crate) fn remove_session(&self, run_id: &str, id: u64) {
+    pub(crate) fn remove_session(&self, key: &SessionKey, id: u64) {
         let mut inner = self.lock();
-        if inner.sessions.get(run_id).is_some_and(|h| h.id == id) {
-            inner.sessions.remove(run_id);
+        if inner.sessions.get(key).is_some_and(|h| h.id == id) {
+            inner.sessions.remove(key);
         }
     }
 

@@ -13,6 +13,7 @@ use shared::auth;
 use shared::auth::Purpose;
 use shared::framed::{self, ControlStream, ControlWriter};
 use shared::heartbeat::{self, Beat, Pacer};
+use shared::logging::Escaped;
 use shared::mux::{self, Mode, MuxStream};
 use shared::protocol::WORK_CONN_MARKER;
 use shared::protocol::{
@@ -26,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, info_span, warn, Instrument};
 
-use crate::pool::{Pool, WorkSource};
+use crate::pool::{Pool, WorkQueue, WorkSource};
 use crate::proxy::{self, Proxy, StreamBudget};
 use crate::registry::SessionHandle;
 use crate::Server;
@@ -99,99 +100,142 @@ async fn serve(
         io,
         Mode::Server,
         // Headroom over our own limit (proxy::StreamBudget), which refuses
-        // user connections before they become streams.
-        mux::MuxConfig::new(mux::with_headroom(transport.max_streams_per_client)),
+        // user connections before they become streams. Until login the
+        // peer gets a few streams and a small reply queue (mux::untrusted).
+        mux::MuxConfig::new(mux::with_headroom(transport.max_streams_per_client))
+            .with_budget(server.budget.clone())
+            .untrusted(),
         close.clone(),
     );
     let login = login(&server, &mut session.incoming, &binding);
-    let (ctrl, client) = match tokio::time::timeout_at(deadline, login).await {
+    let login = tokio::time::timeout_at(deadline, login).await;
+    let (ctrl, client) = match login {
         Ok(Ok(Some(v))) => v,
         // Rejected (and told why), or the connection broke: say how.
-        Ok(Ok(None)) => {
-            close.cancel();
-            return match tokio::time::timeout(Duration::from_secs(1), session.driver).await {
-                Ok(Ok(Err(e))) => Err(anyhow!(e).context("rejected")),
-                _ => Ok(()),
-            };
+        Ok(Ok(None)) => return end_unauthenticated(session, &close, deadline, None).await,
+        Ok(Err(e)) => {
+            let e = e.context("login failed");
+            return end_unauthenticated(session, &close, deadline, Some(e)).await;
         }
-        Ok(Err(e)) => return Err(e.context("login failed")),
-        Err(_) => bail!("rejected: login did not complete within {login_timeout:?}"),
+        Err(_) => {
+            session.driver.abort();
+            bail!("rejected: login did not complete within {login_timeout:?}");
+        }
     };
     drop(permit);
-    let span = info_span!("session", run_id = %client.run_id, user = %client.user);
+    session.opener.trust();
+    // Run ids identify a client's sessions to each other; they are not
+    // shown at info, where logs are often shared.
+    debug!(run_id = %Escaped(&client.run_id), "session run id");
+    let span = info_span!("session", user = %Escaped(&client.user));
+    run_session(server.clone(), session, ctrl, client, activity, close)
+        .instrument(span)
+        .await
+}
 
-    async {
-        let id = server.registry.next_session_id();
-        let tasks = TaskTracker::new();
-        // Non-multiplexed clients send work connections; they queue here.
-        let (work_tx, work_rx) = if client.tcp_mux {
-            (None, None)
-        } else {
-            let (tx, rx) =
-                tokio::sync::mpsc::channel(server.config.transport.max_pool_count.max(1));
-            (Some(tx), Some(rx))
-        };
-        let handle = SessionHandle {
-            id,
-            user: client.user.clone(),
-            close: close.clone(),
-            tasks: tasks.clone(),
-            work: work_tx,
-        };
-        // A client that reconnects with its run id replaces its old session at
-        // once, and its ports are free again before it re-registers them.
-        if let Some(old) = server.registry.insert_session(&client.run_id, handle) {
-            info!("replacing the previous session of this client");
-            old.close.cancel();
-            old.tasks.close();
-            old.tasks.wait().await;
-        }
-        info!("client logged in");
-
-        let mut proxies: HashMap<String, Proxy> = HashMap::new();
-        let (reader, writer) = framed::split_control(ctrl);
-        let work = match work_rx {
-            None => WorkSource::Mux(session.opener.clone()),
-            Some(rx) => WorkSource::Pool(Arc::new(Pool::new(rx, writer.clone()))),
-        };
-        let mut ctx = Ctx {
-            server: &server,
-            client: &client,
-            work,
-            writer,
-            session: &mut session,
-            proxies: &mut proxies,
-            close: &close,
-            tasks: &tasks,
-            // The control stream takes one of the client's streams.
-            budget: StreamBudget::new(
-                server
-                    .config
-                    .transport
-                    .max_streams_per_client
-                    .saturating_sub(1)
-                    .max(1),
-            ),
-        };
-        let pacer = Pacer::new(None, timeout);
-        let result = control_loop(&mut ctx, reader, &activity, pacer).await;
-
-        close.cancel();
-        for (name, proxy) in proxies.drain() {
-            proxy.stop();
-            server.registry.release_proxy(&client.user, &name);
-        }
-        tasks.close();
-        tasks.wait().await;
-        server.registry.remove_session(&client.run_id, id);
-        match &result {
-            Ok(()) => info!("client disconnected; its proxies are closed"),
-            Err(e) => warn!("client session ended: {e:#}; its proxies are closed"),
-        }
-        Ok(())
+/// A connection that did not log in: closed by the login deadline, with
+/// the multiplexer's own reason (a protocol error…) in the log if it has
+/// one by then.
+async fn end_unauthenticated(
+    mut session: mux::Session,
+    close: &CancellationToken,
+    deadline: tokio::time::Instant,
+    err: Option<anyhow::Error>,
+) -> Result<()> {
+    close.cancel();
+    let ended = tokio::time::timeout_at(deadline, &mut session.driver).await;
+    session.driver.abort();
+    let cause = match ended {
+        Ok(Ok(Err(e))) => Some(anyhow!(e)),
+        _ => None,
+    };
+    match (err, cause) {
+        (Some(e), Some(c)) => Err(e.context(format!("connection: {c}"))),
+        (Some(e), None) => Err(e),
+        (None, Some(c)) => Err(c.context("rejected")),
+        (None, None) => Ok(()),
     }
-    .instrument(span)
-    .await
+}
+
+/// How long a new login waits for the session it replaces to close its
+/// proxies (and free their ports) before going on without it.
+const REPLACE_WAIT: Duration = Duration::from_secs(5);
+
+async fn run_session(
+    server: Arc<Server>,
+    mut session: mux::Session,
+    ctrl: ControlStream<MuxStream>,
+    client: Client,
+    activity: Arc<Activity>,
+    close: CancellationToken,
+) -> Result<()> {
+    let id = server.registry.next_session_id();
+    let tasks = TaskTracker::new();
+    // Non-multiplexed clients send work connections; they queue here.
+    let queue = (!client.tcp_mux).then(|| {
+        Arc::new(WorkQueue::new(
+            server.config.transport.max_pool_count.max(1),
+        ))
+    });
+    let handle = SessionHandle {
+        id,
+        close: close.clone(),
+        tasks: tasks.clone(),
+        work: queue.clone(),
+    };
+    // A client that reconnects with its run id replaces its old session at
+    // once, and its ports are free again before it re-registers them.
+    // Sessions are keyed by user and run id: nobody replaces another
+    // user's session.
+    let key = (client.user.clone(), client.run_id.clone());
+    if let Some(old) = server.registry.insert_session(&key, handle) {
+        info!("replacing the previous session of this client");
+        old.close.cancel();
+        old.tasks.close();
+        if tokio::time::timeout(REPLACE_WAIT, old.tasks.wait())
+            .await
+            .is_err()
+        {
+            warn!("the previous session did not close within {REPLACE_WAIT:?}; going on");
+        }
+    }
+    info!("client logged in");
+
+    let mut proxies: HashMap<String, Proxy> = HashMap::new();
+    let (reader, writer) = framed::split_control(ctrl);
+    let work = match queue {
+        None => WorkSource::Mux(session.opener.clone()),
+        Some(q) => WorkSource::Pool(Arc::new(Pool::new(q, writer.clone()))),
+    };
+    let transport = &server.config.transport;
+    let mut ctx = Ctx {
+        server: &server,
+        client: &client,
+        work,
+        writer,
+        session: &mut session,
+        proxies: &mut proxies,
+        close: &close,
+        tasks: &tasks,
+        // The control stream takes one of the client's streams.
+        budget: StreamBudget::new(transport.max_streams_per_client.saturating_sub(1).max(1)),
+    };
+    let pacer = Pacer::new(None, heartbeat::secs(transport.heartbeat_timeout));
+    let result = control_loop(&mut ctx, reader, &activity, pacer).await;
+
+    close.cancel();
+    for (name, proxy) in proxies.drain() {
+        proxy.stop();
+        server.registry.release_proxy(&client.user, &name);
+    }
+    tasks.close();
+    tasks.wait().await;
+    server.registry.remove_session(&key, id);
+    match &result {
+        Ok(()) => info!("client disconnected; its proxies are closed"),
+        Err(e) => warn!("client session ended: {e:#}; its proxies are closed"),
+    }
+    Ok(())
 }
 
 /// Runs the login handshake. `Ok(None)` means the client was turned away
@@ -262,7 +306,11 @@ async fn handshake(
         &login.user,
         &login.proof,
     ) {
-        warn!(user = %login.user, hostname = %login.hostname, "login rejected: invalid token");
+        warn!(
+            user = %Escaped(&login.user),
+            hostname = %Escaped(&login.hostname),
+            "login rejected: invalid token"
+        );
         reject(&mut ctrl, LoginError::InvalidToken).await;
         return Ok(None);
     }
@@ -285,9 +333,9 @@ async fn handshake(
     .await
     .context("sending LoginResp")?;
     info!(
-        hostname = %login.hostname,
-        os = %login.os,
-        arch = %login.arch,
+        hostname = %Escaped(&login.hostname),
+        os = %Escaped(&login.os),
+        arch = %Escaped(&login.arch),
         "login accepted"
     );
     Ok(Some((
@@ -350,13 +398,18 @@ async fn control_loop(
                 Some(Err(e)) => return Err(anyhow!(e).context("control stream")),
                 Some(Ok(Message::NewProxy(req))) => {
                     let resp = new_proxy(ctx, req).await;
-                    ctx.writer.send(Message::NewProxyResp(resp)).await.context("sending NewProxyResp")?;
+                    // Never wait on the client here (the reaper and the
+                    // stream drain below must keep running): a client that
+                    // does not read its answers is not a working client.
+                    if ctx.writer.try_send(Message::NewProxyResp(resp)).is_err() {
+                        bail!("the client does not read its control stream (answers queue full)");
+                    }
                 }
                 Some(Ok(Message::CloseProxy { name })) => {
                     if let Some(proxy) = ctx.proxies.remove(&name) {
                         proxy.stop();
                         ctx.server.registry.release_proxy(&ctx.client.user, &name);
-                        info!(proxy = %name, "proxy closed by client");
+                        info!(proxy = %Escaped(&name), "proxy closed by client");
                     }
                 }
                 Some(Ok(Message::Ping(ping))) => {
@@ -406,7 +459,7 @@ async fn new_proxy(ctx: &mut Ctx<'_>, req: NewProxy) -> NewProxyResp {
         {
             Ok(proxy) => {
                 let addr = proxy.addr.to_string();
-                info!(proxy = %name, remote = %addr, "proxy started");
+                info!(proxy = %Escaped(&name), remote = %addr, "proxy started");
                 ctx.proxies.insert(name.clone(), proxy);
                 Ok(addr)
             }
@@ -417,7 +470,7 @@ async fn new_proxy(ctx: &mut Ctx<'_>, req: NewProxy) -> NewProxyResp {
         }
     };
     if let Err(e) = &result {
-        warn!(proxy = %name, "proxy rejected: {e}");
+        warn!(proxy = %Escaped(&name), "proxy rejected: {e}");
     }
     NewProxyResp { name, result }
 }

@@ -151,6 +151,11 @@ pub struct ServerTransport {
     pub max_streams_per_client: usize,
     /// Idle pre-opened work connections kept per client (`tcpMux = false`).
     pub max_pool_count: usize,
+    /// MiB of receive windows all client sessions together may hold (what
+    /// stalled readers could make frps buffer); a user connection that
+    /// does not fit is refused. 0 = a quarter of physical memory.
+    #[serde(rename = "maxBufferMB")]
+    pub max_buffer_mb: u64,
     pub tls: ServerTls,
 }
 
@@ -163,6 +168,7 @@ impl Default for ServerTransport {
             max_pending_logins: 256,
             max_streams_per_client: crate::mux::DEFAULT_MAX_STREAMS,
             max_pool_count: 5,
+            max_buffer_mb: 0,
             tls: ServerTls::default(),
         }
     }
@@ -195,6 +201,23 @@ impl ServerConfig {
             dir.join("frps_selfsigned.key"),
         )
     }
+}
+
+/// Bytes of receive buffer for `maxBufferMB` (0: a quarter of physical
+/// memory, or 1 GiB where that cannot be read).
+pub fn buffer_budget(mb: u64) -> usize {
+    if mb > 0 {
+        return usize::try_from(mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+    }
+    let total_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .unwrap_or(4 << 20);
+    usize::try_from(total_kib.saturating_mul(1024) / 4).unwrap_or(usize::MAX)
 }
 
 pub const DEFAULT_HEARTBEAT_INTERVAL: i64 = 30;
@@ -309,6 +332,11 @@ pub struct ClientTransport {
     pub tcp_mux: bool,
     /// With `tcpMux = false`: work connections opened in advance.
     pub pool_count: usize,
+    /// MiB of receive windows the session may hold (what stalled local
+    /// services could make frpc buffer); streams beyond it are refused.
+    /// 0 = a quarter of physical memory.
+    #[serde(rename = "maxBufferMB")]
+    pub max_buffer_mb: u64,
     pub tls: ClientTls,
 }
 
@@ -357,6 +385,7 @@ impl Default for ClientTransport {
             reconnect_max_delay: 20.0,
             tcp_mux: true,
             pool_count: 0,
+            max_buffer_mb: 0,
             tls: ClientTls::default(),
         }
     }

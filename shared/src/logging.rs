@@ -84,3 +84,42 @@ pub fn run_main<E: std::fmt::Display>(
         }
     }
 }
+
+/// A string that came from a peer (host name, user, proxy name…), for a
+/// log line: control characters (newlines, ESC) are escaped, so no peer can
+/// forge a line or recolour a terminal, and it is cut at 128 characters.
+pub struct Escaped<'a>(pub &'a str);
+
+/// Longest peer string a log line shows.
+const ESCAPED_MAX: usize = 128;
+
+impl std::fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write;
+        for (i, c) in self.0.chars().enumerate() {
+            if i == ESCAPED_MAX {
+                return f.write_str("…");
+            }
+            if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}') {
+                write!(f, "{}", c.escape_unicode())?;
+            } else {
+                f.write_char(c)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Escaped;
+
+    #[test]
+    fn peer_strings_cannot_break_lines() {
+        let s = Escaped("a\nINFO forged\x1b[31m\r").to_string();
+        assert_eq!(s, "a\\u{a}INFO forged\\u{1b}[31m\\u{d}");
+        assert!(!s.chars().any(char::is_control));
+        let long = "x".repeat(500);
+        assert_eq!(Escaped(&long).to_string().chars().count(), 129);
+    }
+}

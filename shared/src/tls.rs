@@ -334,40 +334,58 @@ pub fn check_server(
                 Err(TrustError::PinMismatch { got, want })
             }
         }
-        ServerTrust::FirstUse { known_hosts } => {
-            let got = fp()?;
-            let io = |source| TrustError::KnownHosts {
-                file: known_hosts.clone(),
-                source,
+        ServerTrust::FirstUse { known_hosts } => first_use(known_hosts, host, fp()?),
+    }
+}
+
+/// The fingerprint `host` has in a known-servers file's text, if any.
+/// Lines are "host fingerprint"; anything else is ignored.
+pub fn known_fingerprint(text: &str, host: &str) -> Option<String> {
+    text.lines().find_map(|l| {
+        let mut parts = l.split_whitespace();
+        (parts.next() == Some(host)).then(|| parts.next().map(normalize_fingerprint))?
+    })
+}
+
+/// Trust on first use. The file is read and, for a new server, appended
+/// to under an exclusive lock, with the line written in one call and
+/// synced: frpc instances sharing the file cannot both add a line for the
+/// same server, nor interleave their lines.
+fn first_use(known_hosts: &Path, host: &str, got: String) -> Result<Trusted, TrustError> {
+    use std::io::{Read, Write};
+    let io = |source| TrustError::KnownHosts {
+        file: known_hosts.to_owned(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .open(known_hosts)
+        .map_err(io)?;
+    let mut file = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| io(e.into()))?;
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(io)?;
+    match known_fingerprint(&text, host) {
+        Some(k) if k == got => Ok(Trusted::Known),
+        Some(k) => Err(TrustError::Changed {
+            host: host.to_owned(),
+            known: k,
+            got,
+            file: known_hosts.to_owned(),
+        }),
+        None => {
+            // A file whose last line lacks its newline still gets whole lines.
+            let sep = if text.is_empty() || text.ends_with('\n') {
+                ""
+            } else {
+                "\n"
             };
-            let text = match std::fs::read_to_string(known_hosts) {
-                Ok(t) => t,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-                Err(e) => return Err(io(e)),
-            };
-            let known = text.lines().find_map(|l| {
-                let mut parts = l.split_whitespace();
-                (parts.next() == Some(host)).then(|| parts.next().map(normalize_fingerprint))?
-            });
-            match known {
-                Some(k) if k == got => Ok(Trusted::Known),
-                Some(k) => Err(TrustError::Changed {
-                    host: host.to_owned(),
-                    known: k,
-                    got,
-                    file: known_hosts.clone(),
-                }),
-                None => {
-                    use std::io::Write;
-                    let mut f = std::fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(known_hosts)
-                        .map_err(io)?;
-                    writeln!(f, "{host} {got}").map_err(io)?;
-                    Ok(Trusted::FirstUse(got))
-                }
-            }
+            file.write_all(format!("{sep}{host} {got}\n").as_bytes())
+                .map_err(io)?;
+            file.sync_data().map_err(io)?;
+            Ok(Trusted::FirstUse(got))
         }
     }
 }
@@ -406,6 +424,51 @@ mod tests {
         assert_eq!(ok.expect("pinned"), Trusted::Pinned);
         let bad = check_server(&ServerTrust::Pinned("00".repeat(32)), "h:1", Some(&chain));
         assert!(matches!(bad, Err(TrustError::PinMismatch { .. })));
+    }
+
+    /// frpc instances sharing the file and meeting different certificates
+    /// for one new server: exactly one line is written for it, whole, and
+    /// every other instance sees that one (known, or changed).
+    #[test]
+    fn first_use_is_one_whole_line_under_concurrency() {
+        let dir = tempfile_dir("race");
+        let file = dir.join("known");
+        std::fs::write(&file, "other:1 ab").expect("unterminated line");
+        let trust = ServerTrust::FirstUse {
+            known_hosts: file.clone(),
+        };
+        let results: Vec<_> = std::thread::scope(|sc| {
+            let hs: Vec<_> = (0..16)
+                .map(|_| {
+                    let trust = &trust;
+                    sc.spawn(move || check_server(trust, "srv:7000", Some(&[cert()])))
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().expect("thread")).collect()
+        });
+        let first = results
+            .iter()
+            .filter(|r| matches!(r, Ok(Trusted::FirstUse(_))))
+            .count();
+        assert_eq!(first, 1, "{results:?}");
+        assert!(results.iter().all(|r| matches!(
+            r,
+            Ok(Trusted::FirstUse(_)) | Err(TrustError::Changed { .. })
+        )));
+        let text = std::fs::read_to_string(&file).expect("read");
+        let lines: Vec<_> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text:?}");
+        assert!(
+            lines[1].starts_with("srv:7000 ") && lines[1].len() == 9 + 64,
+            "{text:?}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn tempfile_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("frp-rs-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        dir
     }
 
     #[test]

@@ -102,7 +102,9 @@ impl ServerSide {
         let config = tls::server_config(certs, key, client_ca)?;
         Ok(ServerSide {
             acceptor: TlsAcceptor::from(config),
-            force: t.force,
+            // Client certificates are checked only in TLS: with a CA set,
+            // plain TCP would walk around them (as in frp, it implies force).
+            force: t.force || client_ca.is_some(),
             fingerprint,
             generated,
         })
@@ -177,9 +179,20 @@ impl ClientSide {
         } else {
             &t.server_name
         };
-        let name = ServerName::try_from(name.clone())
-            .or_else(|_| ServerName::try_from("frps".to_owned()))
-            .map_err(|e| TlsError::Verifier(e.to_string()))?;
+        let name = match (ServerName::try_from(name.clone()), &trust) {
+            (Ok(n), _) => n,
+            // The CA check verifies this name: never a stand-in.
+            (Err(_), ServerTrust::Ca(_)) => {
+                return Err(TlsError::Verifier(format!(
+                    "{name:?} is not a valid TLS server name: set transport.tls.serverName to \
+                     the name in the server's certificate"
+                )))
+            }
+            // Pinned and first-use trust check the certificate itself; the
+            // name is only sent as SNI.
+            (Err(_), _) => ServerName::try_from("frps".to_owned())
+                .map_err(|e| TlsError::Verifier(e.to_string()))?,
+        };
         Ok(ClientSide {
             tls: Some((TlsConnector::from(config), trust, name)),
             host,
@@ -271,6 +284,29 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Prefixed<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// CA mode verifies the configured name: one that is not a valid TLS
+    /// name is a configuration error, never a silent stand-in.
+    #[test]
+    fn ca_mode_needs_a_valid_server_name() {
+        let dir = std::env::temp_dir().join(format!("frp-rs-ca-name-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let ca = dir.join("ca.pem");
+        let made = rcgen::generate_simple_self_signed(vec!["ca".to_owned()]).expect("ca");
+        std::fs::write(&ca, made.cert.pem()).expect("write");
+        let cfg = |addr: &str| {
+            ClientConfig::from_toml(&format!(
+                "serverAddr = \"{addr}\"\ntransport.tls.trustedCaFile = \"{}\"\n",
+                ca.display()
+            ))
+            .expect("config")
+        };
+        let err = ClientSide::new(&cfg("bad_name!")).err().expect("refused");
+        assert!(err.to_string().contains("serverName"), "{err}");
+        assert!(ClientSide::new(&cfg("frps.example.com")).is_ok());
+        assert!(ClientSide::new(&cfg("127.0.0.1")).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn first_bytes() {

@@ -325,6 +325,13 @@ async fn protocol_violations_end_the_session() {
             v.extend(header(WindowUpdate, frame::SYN, 1, 0));
             v
         }),
+        // An id reused after its stream was reset (yamux forbids reuse).
+        ("reuse", {
+            let mut v = header(WindowUpdate, frame::SYN, 1, 0);
+            v.extend(header(WindowUpdate, frame::RST, 1, 0));
+            v.extend(header(WindowUpdate, frame::SYN, 1, 0));
+            v
+        }),
         ("version", vec![1u8; 12]),
         ("type", vec![0u8, 9, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0]),
     ];
@@ -576,4 +583,47 @@ async fn untrusted_peer_cannot_make_us_queue_more_than_the_pause() {
     let n = accepted.load(std::sync::atomic::Ordering::Relaxed);
     assert!(n < 20_000, "{n} of 200,000 streams were looked at");
     flood.abort();
+}
+
+/// Data after a stream's FIN breaks that stream only: it is reset, the
+/// data is not delivered, and the session goes on.
+#[tokio::test]
+async fn data_after_fin_resets_only_that_stream() {
+    let (mut a, b) = tcp_pair().await;
+    let mut server = session(b, Mode::Server, 16);
+    let h = |kind, flags, id, len| frame::Header::new(kind, flags, id, len).to_bytes();
+    let mut raw = Vec::new();
+    raw.extend(h(frame::Kind::Data, frame::SYN, 1, 2));
+    raw.extend(b"ab");
+    raw.extend(h(frame::Kind::Data, frame::FIN, 1, 0));
+    raw.extend(h(frame::Kind::Data, 0, 1, 3));
+    raw.extend(b"bad");
+    raw.extend(h(frame::Kind::Data, frame::SYN, 3, 2));
+    raw.extend(b"ok");
+    a.write_all(&raw).await.expect("write");
+    let mut s1 = server.incoming.recv().await.expect("stream 1");
+    let mut s3 = server
+        .incoming
+        .recv()
+        .await
+        .expect("stream 3 after the bad frame");
+    let mut got = Vec::new();
+    let r = s1.read_to_end(&mut got).await;
+    assert!(r.is_err() || got == b"ab", "{r:?} {got:?}");
+    assert!(
+        !got.windows(3).any(|w| w == b"bad"),
+        "data after FIN delivered"
+    );
+    let mut buf = [0u8; 2];
+    s3.read_exact(&mut buf).await.expect("stream 3 works");
+    assert_eq!(&buf, b"ok");
+    // The peer was told: a reset for stream 1 among the frames it gets.
+    let mut seen_rst = false;
+    let mut hdr = [0u8; 12];
+    while !seen_rst {
+        a.read_exact(&mut hdr).await.expect("frames");
+        let f = frame::Header::decode(&hdr).expect("frame");
+        assert_ne!(f.kind, frame::Kind::Data, "no data was sent");
+        seen_rst = f.id == 1 && f.has(frame::RST);
+    }
 }

@@ -21,6 +21,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use frpc::Event;
 
+pub mod raw;
+
 /// Generous upper bound for anything a test waits for; reaching it is a failure.
 pub const WAIT: Duration = Duration::from_secs(30);
 

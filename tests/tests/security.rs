@@ -589,3 +589,45 @@ async fn max_streams_per_client_caps_one_client_only() {
     other.stop().await;
     server.stop().await;
 }
+
+/// F3: a trusted CA implies TLS-only. A client without a certificate over
+/// plain TCP (the real frpc, `transport.tls.enable = false`) cannot log in
+/// or expose anything, and a plain work connection is refused too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trusted_ca_refuses_plain_tcp_without_force() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = Pki::new();
+    let ca = pki.write_ca(dir.path(), "ca.pem");
+    let server_tls = pki.leaf(dir.path(), "server", "transport.tls");
+    // transport.tls.force is left at its default (false).
+    let server = TestServer::start(&format!(
+        "{TOKEN}{server_tls}transport.tls.trustedCaFile = \"{ca}\"\n"
+    ))
+    .await;
+    let echo = spawn_echo().await;
+    let mut frpc = spawn_frpc(
+        dir.path(),
+        server.addr.port(),
+        &format!(
+            "{TOKEN}transport.tls.enable = false\n{}",
+            tcp_proxy("bypass", echo, 0)
+        ),
+    );
+    let code = frpc.wait_exit(WAIT);
+    let out = frpc.output();
+    assert_ne!(code, Some(0), "{out}");
+    assert!(!out.contains("proxy started"), "{out}");
+    assert!(out.contains("closed the connection"), "{out}");
+
+    let mut work = TcpStream::connect(server.addr).await.expect("connect");
+    work.write_all(&[shared::protocol::WORK_CONN_MARKER])
+        .await
+        .expect("marker");
+    let mut buf = Vec::new();
+    let n = tokio::time::timeout(WAIT, work.read_to_end(&mut buf))
+        .await
+        .expect("closed")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "a plain work connection got an answer");
+    server.stop().await;
+}

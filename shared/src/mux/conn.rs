@@ -149,6 +149,11 @@ impl Conn {
             .store(self.trusted_max_streams, Ordering::Relaxed);
     }
 
+    #[cfg(test)]
+    pub fn set_next_id(&self, id: u32) {
+        lock(&self.table).next_id = id;
+    }
+
     /// More is queued to go out than the peer may make us hold.
     fn over_out_pause(&self) -> bool {
         self.out.queued() > self.out_pause.load(Ordering::Relaxed)

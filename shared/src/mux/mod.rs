@@ -240,4 +240,58 @@ mod tests {
             .expect("peer closed cleanly");
         assert!(server.opener.open().await.is_err());
     }
+
+    /// Stream ids running out ends the session (frpc then reconnects and
+    /// starts again), instead of leaving it up and unable to open streams.
+    #[tokio::test]
+    async fn running_out_of_stream_ids_ends_the_session() {
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let client = start(
+            a,
+            Mode::Client,
+            MuxConfig::new(16),
+            CancellationToken::new(),
+        );
+        let server = start(
+            b,
+            Mode::Server,
+            MuxConfig::new(16),
+            CancellationToken::new(),
+        );
+        server.opener.conn.set_next_id(u32::MAX - 1);
+        assert!(matches!(
+            server.opener.open().await,
+            Err(MuxError::IdsExhausted)
+        ));
+        server.driver.await.expect("join").expect("ended cleanly");
+        client
+            .driver
+            .await
+            .expect("join")
+            .expect("peer saw the end");
+    }
+
+    /// Each stream holds its window in the process's budget; a stream that
+    /// does not fit is refused, and dropping streams gives the room back.
+    #[tokio::test]
+    async fn streams_are_refused_beyond_the_memory_budget() {
+        let budget = MemoryBudget::new(3 * frame::DEFAULT_WINDOW as usize);
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let cfg = MuxConfig::new(16).with_budget(budget.clone());
+        let client = start(a, Mode::Client, cfg, CancellationToken::new());
+        let mut server = start(
+            b,
+            Mode::Server,
+            MuxConfig::new(16),
+            CancellationToken::new(),
+        );
+        let s: Vec<_> = futures::future::join_all((0..3).map(|_| client.opener.open())).await;
+        assert!(s.iter().all(|s| s.is_ok()));
+        assert!(matches!(client.opener.open().await, Err(MuxError::Budget)));
+        assert_eq!(budget.in_use(), budget.total());
+        drop(s);
+        let _t = server.incoming.recv().await.expect("accepted");
+        assert_eq!(budget.in_use(), 0);
+        assert!(client.opener.open().await.is_ok());
+    }
 }
