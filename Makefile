@@ -37,24 +37,27 @@ clean:
 	$(CARGO) clean
 	rm -rf demo-run
 
-# Fuzzes the frame decoder and message parser (fuzz/fuzz_targets/decode.rs)
-# for FUZZ_SECONDS; not part of `make test`. The corpus grows in fuzz/corpus/
+# Runs every fuzz target (fuzz/fuzz_targets/: decode = frame decoder and
+# message parser, mux = a server-mode multiplexed session fed arbitrary
+# bytes) for FUZZ_SECONDS each, or only FUZZ_TARGET; not part of `make test`. The corpus grows in fuzz/corpus/
 # and crashing inputs land in fuzz/artifacts/. cargo-fuzz needs nightly-only
 # rustc flags (-Zsanitizer=address, sanitizer coverage); only the stable
 # toolchain is installed here, so RUSTC_BOOTSTRAP=1 lets stable rustc accept
 # them. Stable ships the AddressSanitizer runtime for x86_64 Linux; where it
 # does not, run `make fuzz FUZZ_FLAGS=--sanitizer=none`.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGET ?= decode
+FUZZ_TARGET ?= decode mux
 FUZZ_FLAGS ?=
 # Room for two frames of the largest size (libFuzzer stops at 4096 by default).
 FUZZ_MAX_LEN ?= 32772
 
 fuzz:
 	@$(CARGO) fuzz --version >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
-	RUSTC_BOOTSTRAP=1 $(CARGO) fuzz build $(FUZZ_FLAGS) $(FUZZ_TARGET)
-	RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $(FUZZ_FLAGS) $(FUZZ_TARGET) -- \
-		-max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAX_LEN)
+	@for t in $(FUZZ_TARGET); do \
+		RUSTC_BOOTSTRAP=1 $(CARGO) fuzz build $(FUZZ_FLAGS) $$t && \
+		RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $(FUZZ_FLAGS) $$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAX_LEN) || exit 1; \
+	done
 
 # Benchmarks the tunnel against a direct connection, two socat relays in a row
 # and rathole 0.5.0, on loopback: iperf3 throughput, 64-byte request/response

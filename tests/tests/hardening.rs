@@ -178,27 +178,43 @@ async fn client_that_stops_reading_its_control_stream_is_ended() {
     let mut r = Raw::new(raw::connect_plain(addr).await);
     let out = r.login(TOKEN, "staller", "", true).await;
     assert!(matches!(out, LoginOutcome::Accepted { .. }), "{out:?}");
-    // Answers of ~2 KB each: the 256 KiB window and the answer queue fill.
+    // Answers of ~2 KB each, never credited: the 256 KiB window the client
+    // grants and then frps's answer queue fill. The client itself stays
+    // within the window frps grants it (it reads frps's window updates).
     let name = "n".repeat(2000);
-    let mut batch = Vec::new();
+    let request = raw::message_frame(
+        raw::CONTROL,
+        0,
+        &Message::NewProxy(shared::protocol::NewProxy {
+            name: name.clone(),
+            proxy_type: shared::protocol::ProxyType::Tcp,
+            remote_port: 0,
+        }),
+    );
+    let mut credit: usize = shared::mux::frame::DEFAULT_WINDOW as usize - 4096;
     for _ in 0..400 {
-        batch.extend(raw::message_frame(
-            raw::CONTROL,
-            0,
-            &Message::NewProxy(shared::protocol::NewProxy {
-                name: name.clone(),
-                proxy_type: shared::protocol::ProxyType::Tcp,
-                remote_port: 0,
-            }),
-        ));
+        while credit < request.len() {
+            // Wait for frps to grant more; a stalled frps grants none.
+            match tokio::time::timeout(Duration::from_secs(3), r.next_frame()).await {
+                Ok(Ok(Some((h, _)))) if h.kind == Kind::WindowUpdate && h.id == raw::CONTROL => {
+                    credit += h.len as usize
+                }
+                Ok(Ok(Some(_))) => {}
+                _ => break,
+            }
+        }
+        if credit < request.len() || r.send(&request).await.is_err() {
+            break;
+        }
+        credit -= request.len();
     }
-    r.send(&batch).await.expect("registrations");
     // Client-opened streams (frps takes none after login): each is reset.
     let mut syns = Vec::new();
     for i in 0..200u32 {
         syns.extend(raw::header(Kind::WindowUpdate, SYN, 3 + 2 * i, 0));
     }
-    r.send(&syns).await.expect("streams");
+    // (The session may be ended already.)
+    let _ = r.send(&syns).await;
     assert!(
         r.closed_within(WAIT).await,
         "the stalled session was never ended"
@@ -295,6 +311,13 @@ async fn a_run_id_of_another_user_replaces_nothing() {
     let mut mallory = Raw::new(raw::connect_plain(addr).await);
     let out = mallory.login(TOKEN, "mallory", "shared-run-id", true).await;
     assert!(matches!(out, LoginOutcome::Accepted { .. }), "{out:?}");
+    // A registration is answered only once mallory's session is in place
+    // (and any session it replaced is gone).
+    mallory.new_proxy("m", 0).await.expect("register");
+    match tokio::time::timeout(WAIT, mallory.next_message()).await {
+        Ok(Ok(Some(Message::NewProxyResp(r)))) => assert!(r.result.is_ok(), "{r:?}"),
+        other => panic!("{other:?}"),
+    }
     // Alice's session still answers.
     let ping = Message::Ping(Ping {
         seq: 9,

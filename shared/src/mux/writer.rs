@@ -395,3 +395,150 @@ impl Outbox {
         }
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use crate::mux::frame::Kind;
+    use proptest::prelude::*;
+    use std::sync::Arc;
+
+    /// A socket that takes arbitrary amounts, or nothing (Pending, woken
+    /// again at once), as `plan` says.
+    struct Chaos {
+        out: Arc<Mutex<Vec<u8>>>,
+        plan: Vec<u8>,
+        i: usize,
+    }
+
+    impl Chaos {
+        fn step(&mut self) -> u8 {
+            self.i += 1;
+            self.plan[self.i % self.plan.len()]
+        }
+    }
+
+    impl AsyncWrite for Chaos {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            let s = self.step();
+            if s % 4 == 0 {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            let n = buf.len().min(1 + s as usize * 97);
+            lock(&self.out).extend_from_slice(&buf[..n]);
+            Poll::Ready(Ok(n))
+        }
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            if self.step() % 5 == 0 {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn run(plan: Vec<u8>, sizes: Vec<usize>, streams: u32) -> Vec<u8> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let out = Arc::new(Mutex::new(Vec::new()));
+            let chaos = Chaos {
+                out: out.clone(),
+                plan,
+                i: 0,
+            };
+            let outbox = Arc::new(Outbox::new(Box::new(chaos)));
+            let writer = tokio::spawn({
+                let o = outbox.clone();
+                async move { o.run().await }
+            });
+            let mut tasks = Vec::new();
+            for id in 1..=streams {
+                let o = outbox.clone();
+                let sizes = sizes.clone();
+                tasks.push(tokio::spawn(async move {
+                    for (seq, n) in sizes.iter().enumerate() {
+                        // Payload: the stream id and a running counter.
+                        let data: Vec<u8> = (0..*n)
+                            .map(|i| (id as usize * 31 + seq + i) as u8)
+                            .collect();
+                        poll_fn(|cx| o.poll_push_data(cx, id, &data))
+                            .await
+                            .expect("push");
+                        if seq % 3 == 0 {
+                            o.push_control(Header::new(Kind::WindowUpdate, 0, id, seq as u32));
+                        }
+                        if seq % 2 == 0 {
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                }));
+            }
+            for t in tasks {
+                t.await.expect("pusher");
+            }
+            outbox.close();
+            writer.await.expect("join").expect("writer");
+            let v = lock(&out).clone();
+            v
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        #[test]
+        fn frames_leave_whole_and_in_order(
+            plan in proptest::collection::vec(any::<u8>(), 1..64),
+            sizes in proptest::collection::vec(prop_oneof![1usize..64, 64usize..40_000], 1..24),
+            streams in 1u32..5,
+        ) {
+            let bytes = run(plan, sizes.clone(), streams);
+            // Parse it all back: every frame whole, each stream's frames in
+            // the order it sent them.
+            let mut next = vec![0usize; streams as usize + 1];
+            let mut ctrl = vec![0u32; streams as usize + 1];
+            let mut rest = &bytes[..];
+            while !rest.is_empty() {
+                prop_assert!(rest.len() >= HEADER_LEN, "cut header");
+                let h = Header::decode(rest[..HEADER_LEN].try_into().expect("12")).expect("header");
+                rest = &rest[HEADER_LEN..];
+                let id = h.id as usize;
+                prop_assert!(id >= 1 && id <= streams as usize);
+                match h.kind {
+                    Kind::Data => {
+                        let seq = next[id];
+                        prop_assert!(seq < sizes.len(), "extra frame");
+                        prop_assert_eq!(h.len as usize, sizes[seq]);
+                        let body = &rest[..h.len as usize];
+                        for (i, b) in body.iter().enumerate() {
+                            prop_assert_eq!(*b, (id * 31 + seq + i) as u8);
+                        }
+                        rest = &rest[h.len as usize..];
+                        next[id] += 1;
+                    }
+                    Kind::WindowUpdate => {
+                        prop_assert_eq!(h.len, ctrl[id] * 3, "control frames in order");
+                        prop_assert!((h.len as usize) < next[id], "control before its data");
+                        ctrl[id] += 1;
+                    }
+                    k => prop_assert!(false, "unexpected {:?}", k),
+                }
+            }
+            for (id, sent) in next.iter().enumerate().skip(1) {
+                prop_assert_eq!(*sent, sizes.len(), "stream {} lost frames", id);
+            }
+        }
+    }
+}
