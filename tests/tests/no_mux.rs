@@ -1,6 +1,8 @@
 //! `transport.tcpMux = false`: one TCP (TLS) connection per forwarded
 //! connection, from a pool frpc opens in advance or on request.
 
+use std::time::Duration;
+
 use e2e::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -71,4 +73,88 @@ async fn half_close_survives_work_connections() {
     assert_eq!(read_all(&mut s).await, b"req");
     client.stop().await;
     server.stop().await;
+}
+
+/// F15: a server (or an impostor) that asks for work connections without
+/// ever using them gets at most poolCount + 64 of them pending from frpc.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frpc_caps_work_connections_a_server_asks_for() {
+    use futures::{SinkExt, StreamExt};
+    use shared::protocol::{LoginAccepted, LoginResp, Message, PROTOCOL_VERSION};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let work = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = work.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let mut first = [0u8; 1];
+            if tcp.peek(&mut first).await.is_err() {
+                continue;
+            }
+            if first[0] == shared::protocol::WORK_CONN_MARKER {
+                counted.fetch_add(1, Ordering::Relaxed);
+                held.push(tcp); // never answered
+                continue;
+            }
+            let mut s = shared::mux::start(
+                tcp,
+                shared::mux::Mode::Server,
+                shared::mux::MuxConfig::new(16),
+                tokio_util::sync::CancellationToken::new(),
+            );
+            let stream = s.incoming.recv().await.expect("control stream");
+            let mut ctrl = shared::framed::control(stream);
+            let _hello = ctrl.next().await;
+            let nonce = shared::auth::new_nonce();
+            ctrl.send(Message::ServerHello {
+                version: PROTOCOL_VERSION,
+                nonce,
+            })
+            .await
+            .expect("hello");
+            let _login = ctrl.next().await;
+            let ok = LoginResp {
+                result: Ok(LoginAccepted {
+                    run_id: "fake".into(),
+                    heartbeat_timeout: 0,
+                }),
+            };
+            ctrl.send(Message::LoginResp(ok)).await.expect("login");
+            for _ in 0..100 {
+                ctrl.send(Message::ReqWorkConn { count: 100_000 })
+                    .await
+                    .expect("req");
+            }
+            tokio::spawn(async move {
+                let _keep = s;
+                while ctrl.next().await.is_some() {}
+            });
+        }
+    });
+    let echo = spawn_echo().await;
+    let client = TestClient::start(
+        addr,
+        &format!(
+            "transport.tls.enable = false\ntransport.tcpMux = false\n{}",
+            tcp_proxy("p", echo, 0)
+        ),
+    );
+    let limit = 64;
+    let deadline = std::time::Instant::now() + WAIT;
+    while work.load(Ordering::Relaxed) < limit {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} work connections",
+            work.load(Ordering::Relaxed)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Give frpc every chance to open more; it must not.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(work.load(Ordering::Relaxed), limit);
+    client.shutdown.cancel();
 }

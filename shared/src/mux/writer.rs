@@ -495,6 +495,49 @@ mod props {
         })
     }
 
+    /// A socket that never takes anything.
+    struct Stuck;
+
+    impl AsyncWrite for Stuck {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Poll::Pending
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Pending
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Pending
+        }
+    }
+
+    /// What the writer task has taken but not written still counts as
+    /// queued (the reader's pause and the audit's F11 rely on it).
+    #[tokio::test]
+    async fn the_batch_being_written_counts_as_queued() {
+        let outbox = Arc::new(Outbox::new(Box::new(Stuck)));
+        let writer = tokio::spawn({
+            let o = outbox.clone();
+            async move { o.run().await }
+        });
+        for i in 0..100 {
+            outbox.push_control(Header::new(Kind::WindowUpdate, 0, 1, i));
+        }
+        // Let the writer task take the batch and block on the socket.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            lock(&outbox.state).in_flight > 0,
+            "the writer holds a batch"
+        );
+        assert_eq!(outbox.queued(), 100 * HEADER_LEN);
+        writer.abort();
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
