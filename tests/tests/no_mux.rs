@@ -90,7 +90,7 @@ async fn frpc_caps_work_connections_a_server_asks_for() {
     let counted = work.clone();
     tokio::spawn(async move {
         let mut held = Vec::new();
-        while let Ok((mut tcp, _)) = listener.accept().await {
+        while let Ok((tcp, _)) = listener.accept().await {
             let mut first = [0u8; 1];
             if tcp.peek(&mut first).await.is_err() {
                 continue;
