@@ -257,19 +257,20 @@ impl Session {
         let pool_requests = if config.transport.tcp_mux {
             None
         } else {
-            let (tx, rx) = tokio::sync::mpsc::channel(pool::REQUEST_QUEUE);
+            let requests = Arc::new(pool::Requests::default());
             let pool = Arc::new(Pool {
                 pending: Arc::new(tokio::sync::Semaphore::new(
                     config.transport.pool_count + pool::MAX_PENDING_EXTRA,
                 )),
+                requests: requests.clone(),
                 config: config.clone(),
                 side: side.clone(),
                 run_id: self.run_id.clone(),
                 proxies: proxies.clone(),
                 stop: self.close.child_token(),
             });
-            tokio::spawn(pool::run(pool, rx));
-            Some(tx)
+            tokio::spawn(pool::run(pool));
+            Some(requests)
         };
         let mut beats = BeatStats::new(&activity);
         loop {
@@ -310,11 +311,7 @@ impl Session {
                     Some(Ok(Message::NewProxyResp(resp))) => proxy_registered(resp, events),
                     Some(Ok(Message::Pong(pong))) => beats.pong(pong.seq),
                     Some(Ok(Message::ReqWorkConn { count })) => match &pool_requests {
-                        Some(tx) => {
-                            if tx.try_send(count).is_err() {
-                                debug!("work connection requests queue full; request dropped");
-                            }
-                        }
+                        Some(requests) => requests.add(count),
                         None => bail!("protocol error: server asked for work connections in multiplexed mode"),
                     },
                     Some(Ok(other)) => bail!("protocol error: unexpected {} from server", other.kind()),

@@ -17,7 +17,7 @@ use shared::relay::Work;
 use shared::transport::{BoxIo, ClientSide};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
@@ -25,19 +25,65 @@ use crate::work;
 
 /// Work connections being opened or waiting idle for a user connection, at
 /// most, beyond `poolCount`: what a server (or an impostor) asking for
-/// work connections without using them can make frpc hold.
+/// work connections without using them can make frpc hold. More requests
+/// are not dropped: they wait (as a count) for one of these to be used.
 pub(crate) const MAX_PENDING_EXTRA: usize = 64;
 
 /// Bound on opening a work connection (TCP, TLS, proof).
 const OPEN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Queued ReqWorkConn counts not yet acted on; more are dropped.
-pub(crate) const REQUEST_QUEUE: usize = 64;
+/// Requested connections remembered beyond that, at most (a count, so it
+/// costs nothing; it only keeps the sum from growing without end).
+const MAX_OWED: u64 = 1 << 20;
+
+/// Work connections frps asked for and not yet started.
+#[derive(Default)]
+pub(crate) struct Requests {
+    /// (to refill the pool, asked for by frps)
+    owed: std::sync::Mutex<(u64, u64)>,
+    wake: Notify,
+}
+
+impl Requests {
+    /// frps asked for `n` more (ReqWorkConn).
+    pub fn add(&self, n: u32) {
+        let mut owed = self.lock();
+        owed.1 = (owed.1 + u64::from(n)).min(MAX_OWED);
+        drop(owed);
+        self.wake.notify_one();
+    }
+
+    fn add_pooled(&self, n: u64) {
+        let mut owed = self.lock();
+        owed.0 = (owed.0 + n).min(MAX_OWED);
+        drop(owed);
+        self.wake.notify_one();
+    }
+
+    /// Takes one owed connection: Some(pooled?) or None.
+    fn take(&self) -> Option<bool> {
+        let mut owed = self.lock();
+        if owed.0 > 0 {
+            owed.0 -= 1;
+            Some(true)
+        } else if owed.1 > 0 {
+            owed.1 -= 1;
+            Some(false)
+        } else {
+            None
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (u64, u64)> {
+        self.owed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
 
 pub(crate) struct Pool {
     /// Permits for connections being opened or idle (see
     /// `MAX_PENDING_EXTRA`).
     pub pending: Arc<Semaphore>,
+    pub requests: Arc<Requests>,
     pub config: Arc<ClientConfig>,
     pub side: Arc<ClientSide>,
     pub run_id: String,
@@ -46,47 +92,29 @@ pub(crate) struct Pool {
     pub stop: CancellationToken,
 }
 
-/// Keeps the pool filled until the session stops. `requests` carries the
-/// counts of frps's ReqWorkConn messages.
-pub(crate) async fn run(pool: Arc<Pool>, mut requests: mpsc::Receiver<u32>) {
-    for _ in 0..pool.config.transport.pool_count {
-        spawn_one(&pool, true);
-    }
+/// Keeps the pool filled and opens what frps asks for, never more than
+/// the pending limit at once, until the session stops.
+pub(crate) async fn run(pool: Arc<Pool>) {
+    pool.requests
+        .add_pooled(pool.config.transport.pool_count as u64);
     loop {
-        tokio::select! {
+        let permit = tokio::select! {
             _ = pool.stop.cancelled() => return,
-            n = requests.recv() => match n {
-                Some(n) => {
-                    for _ in 0..n {
-                        if !spawn_one(&pool, false) {
-                            debug!(
-                                "{} work connections already pending; not opening more",
-                                pool.pending_limit()
-                            );
-                            break;
-                        }
-                    }
-                }
-                None => return,
+            p = pool.pending.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
             },
-        }
-    }
-}
-
-impl Pool {
-    pub fn pending_limit(&self) -> usize {
-        self.config.transport.pool_count + MAX_PENDING_EXTRA
-    }
-}
-
-/// Starts one work connection if the pending limit allows.
-fn spawn_one(pool: &Arc<Pool>, pooled: bool) -> bool {
-    match pool.pending.clone().try_acquire_owned() {
-        Ok(permit) => {
-            tokio::spawn(one(pool.clone(), pooled, permit));
-            true
-        }
-        Err(_) => false,
+        };
+        let pooled = loop {
+            if let Some(pooled) = pool.requests.take() {
+                break pooled;
+            }
+            tokio::select! {
+                _ = pool.stop.cancelled() => return,
+                _ = pool.requests.wake.notified() => {}
+            }
+        };
+        tokio::spawn(one(pool.clone(), pooled, permit));
     }
 }
 
@@ -134,7 +162,7 @@ async fn serve_one(pool: Arc<Pool>, pooled: bool, permit: OwnedSemaphorePermit) 
     // In use now: no longer pending.
     drop(permit);
     if pooled {
-        spawn_one(&pool, true);
+        pool.requests.add_pooled(1);
     }
     work::serve(
         Work::Conn(io),

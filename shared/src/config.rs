@@ -153,7 +153,8 @@ pub struct ServerTransport {
     pub max_pool_count: usize,
     /// MiB of receive windows all client sessions together may hold (what
     /// stalled readers could make frps buffer); a user connection that
-    /// does not fit is refused. 0 = a quarter of physical memory.
+    /// does not fit is refused. 0 = a quarter of usable memory
+    /// ([`buffer_budget`]).
     #[serde(rename = "maxBufferMB")]
     pub max_buffer_mb: u64,
     pub tls: ServerTls,
@@ -203,21 +204,28 @@ impl ServerConfig {
     }
 }
 
-/// Bytes of receive buffer for `maxBufferMB` (0: a quarter of physical
-/// memory, or 1 GiB where that cannot be read).
+/// Bytes of receive buffer for `maxBufferMB` (0: a quarter of the memory
+/// this process may use: physical memory, or the cgroup's `memory.max`
+/// when that is lower; 4 GiB of it where neither can be read).
 pub fn buffer_budget(mb: u64) -> usize {
     if mb > 0 {
         return usize::try_from(mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
     }
-    let total_kib = std::fs::read_to_string("/proc/meminfo")
+    let physical = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        m.lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kib| kib.saturating_mul(1024))
+    });
+    // "max" (no limit) does not parse and is skipped.
+    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
         .ok()
-        .and_then(|m| {
-            m.lines()
-                .find_map(|l| l.strip_prefix("MemTotal:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .unwrap_or(4 << 20);
-    usize::try_from(total_kib.saturating_mul(1024) / 4).unwrap_or(usize::MAX)
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let usable = match (physical, cgroup) {
+        (Some(p), Some(c)) => p.min(c),
+        (p, c) => p.or(c).unwrap_or(4 << 30),
+    };
+    usize::try_from(usable / 4).unwrap_or(usize::MAX)
 }
 
 pub const DEFAULT_HEARTBEAT_INTERVAL: i64 = 30;
@@ -334,7 +342,7 @@ pub struct ClientTransport {
     pub pool_count: usize,
     /// MiB of receive windows the session may hold (what stalled local
     /// services could make frpc buffer); streams beyond it are refused.
-    /// 0 = a quarter of physical memory.
+    /// 0 = a quarter of usable memory ([`buffer_budget`]).
     #[serde(rename = "maxBufferMB")]
     pub max_buffer_mb: u64,
     pub tls: ClientTls,

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::frame::{self, Header, Kind, ACK, DEFAULT_WINDOW, FIN, HEADER_LEN, RST, SYN};
 use super::limits::{MemoryBudget, PingLimiter};
-use super::stream::{consumed, enqueue, lock, wake, MuxStream, StreamState};
+use super::stream::{consumed, enqueue, lock, wake, MuxStream, Piece, StreamState};
 use super::writer::{Outbox, WriteIo};
 use super::{Mode, MuxConfig, MuxError, MuxStats, CLOSE_GRACE};
 
@@ -35,10 +35,17 @@ const MAX_WINDOW: u32 = 16 * 1024 * 1024;
 const WINDOW_BUDGET: usize = 64 * 1024 * 1024;
 
 /// Read buffer of the reader task: large reads mean few syscalls (and with
-/// TLS, whole records) per byte. Payloads are written to a sink or copied
-/// into the stream's queue straight from it, so nothing received keeps it
-/// alive: a session holds exactly one.
-const READ_BUF: usize = 256 * 1024;
+/// TLS, whole records) per byte.
+pub(crate) const READ_BUF: usize = 256 * 1024;
+
+/// A piece at least this large that has to be queued is kept as a slice of
+/// the read buffer instead of copied (a bulk transfer into a slower socket
+/// queues nearly every byte: the copy cost ~20 % more CPU per GiB). The
+/// slice keeps the whole read buffer alive, so it is charged `READ_BUF` of
+/// the process budget until it is taken, and copied instead when the
+/// budget has no room: slices never take memory beyond the budget, and a
+/// stream with a 256 KiB window holds at most 4.
+const PIN_AT_LEAST: usize = 64 * 1024;
 
 /// Below this much free room the read buffer is compacted or grown first.
 const MIN_READ: usize = 16 * 1024;
@@ -176,6 +183,14 @@ impl Conn {
             return false;
         }
         took
+    }
+
+    /// `n` slices of read buffers were taken from a stream's queue (or
+    /// dropped with it): give back what they were charged.
+    pub fn unpin(&self, n: usize) {
+        if n > 0 {
+            self.budget.give(n * READ_BUF);
+        }
     }
 
     /// Gives back a stream's window when the stream goes.
@@ -358,10 +373,10 @@ where
             if let Some(p) = payload.as_mut() {
                 let k = p.remaining.min(buf.len());
                 if k > 0 {
-                    if let Some(s) = &p.stream {
-                        deliver(conn, s, &buf[..k]);
+                    match &p.stream {
+                        Some(s) => deliver(conn, s, &mut buf, k),
+                        None => buf.advance(k),
                     }
-                    buf.advance(k);
                     p.remaining -= k;
                 }
                 if p.remaining > 0 {
@@ -514,29 +529,38 @@ fn on_stream_frame(
     Ok(())
 }
 
-/// Hands payload bytes to a stream: straight into its sink socket while
-/// nothing is queued, else copied into its queue (see `enqueue`), so that
-/// no received piece keeps the read buffer alive.
-fn deliver(conn: &Conn, s: &StreamState, mut data: &[u8]) {
+/// Hands the first `k` bytes of `buf` (payload) to a stream: straight into
+/// its sink socket while nothing is queued; what is left is queued, as a
+/// slice of the read buffer (see `PIN_AT_LEAST`) or copied (`enqueue`).
+fn deliver(conn: &Conn, s: &StreamState, buf: &mut BytesMut, mut k: usize) {
     let mut inner = lock(&s.inner);
     if inner.reset {
+        buf.advance(k);
         return;
     }
     if inner.recv.is_empty() {
         if let Some(sink) = &inner.sink {
             // Errors are met (and reported) again by the relay when it
             // drains the queue.
-            if let Ok(n) = sink.try_write(data) {
-                data = &data[n..];
+            if let Ok(n) = sink.try_write(&buf[..k]) {
+                buf.advance(n);
+                k -= n;
                 consumed(&mut inner, conn, s.id, n);
-                if data.is_empty() {
+                if k == 0 {
                     return;
                 }
             }
         }
     }
-    enqueue(&mut inner.recv, data);
-    inner.queued += data.len();
+    if k >= PIN_AT_LEAST && conn.budget.take(READ_BUF) {
+        inner.pins += 1;
+        let data = buf.split_to(k);
+        inner.recv.push_back(Piece { data, pinned: true });
+    } else {
+        enqueue(&mut inner.recv, &buf[..k]);
+        buf.advance(k);
+    }
+    inner.queued += k;
     debug_assert!(inner.queued <= inner.window as usize);
     let w = inner.reader.take();
     drop(inner);

@@ -32,9 +32,9 @@ pub(crate) struct StreamState {
 }
 
 pub(crate) struct Inner {
-    /// Received, not yet read, in pieces of at most `QUEUE_CHUNK` (see
-    /// `enqueue`).
-    pub recv: VecDeque<BytesMut>,
+    /// Received, not yet read: copies in pieces of at most `QUEUE_CHUNK`
+    /// (see `enqueue`), and slices of read buffers (`Piece::pinned`).
+    pub recv: VecDeque<Piece>,
     /// Credit the peer still has for sending to us.
     pub recv_window: u32,
     /// The window we keep granting: grows while the peer is starved of
@@ -44,6 +44,9 @@ pub(crate) struct Inner {
     pub consumed: u32,
     /// Bytes in `recv`.
     pub queued: usize,
+    /// Slices of read buffers in `recv`, each charged `READ_BUF` of the
+    /// budget until it is taken (see `conn::PIN_AT_LEAST`).
+    pub pins: usize,
     /// Bytes the application has taken (read, or written to the sink).
     pub delivered: u64,
     /// Where the reader task writes payloads directly while nothing is
@@ -73,6 +76,7 @@ impl StreamState {
                 window: DEFAULT_WINDOW,
                 consumed: 0,
                 queued: 0,
+                pins: 0,
                 delivered: 0,
                 sink: None,
                 starved: false,
@@ -106,17 +110,38 @@ impl StreamState {
 /// (the unread part of the first piece and the free part of the last).
 pub(crate) const QUEUE_CHUNK: usize = 16 * 1024;
 
-/// Appends `data` to a receive queue.
-pub(crate) fn enqueue(recv: &mut VecDeque<BytesMut>, mut data: &[u8]) {
-    if let Some(back) = recv.back_mut() {
-        let k = (back.capacity() - back.len()).min(data.len());
-        back.extend_from_slice(&data[..k]);
+/// A piece of a stream's receive queue.
+pub(crate) struct Piece {
+    pub data: BytesMut,
+    /// A slice of the reader's read buffer (keeping all of it alive), not
+    /// a copy.
+    pub pinned: bool,
+}
+
+/// Appends a copy of `data` to a receive queue.
+pub(crate) fn enqueue(recv: &mut VecDeque<Piece>, mut data: &[u8]) {
+    if let Some(back) = recv.back_mut().filter(|b| !b.pinned) {
+        let k = (back.data.capacity() - back.data.len()).min(data.len());
+        back.data.extend_from_slice(&data[..k]);
         data = &data[k..];
     }
     for piece in data.chunks(QUEUE_CHUNK) {
         let mut b = BytesMut::with_capacity(QUEUE_CHUNK);
         b.extend_from_slice(piece);
-        recv.push_back(b);
+        recv.push_back(Piece {
+            data: b,
+            pinned: false,
+        });
+    }
+}
+
+/// Takes the (empty) first piece off the queue, giving back its charge.
+fn pop_front(inner: &mut Inner, conn: &Conn) {
+    if let Some(p) = inner.recv.pop_front() {
+        if p.pinned {
+            inner.pins -= 1;
+            conn.unpin(1);
+        }
     }
 }
 
@@ -198,11 +223,11 @@ impl MuxStream {
         };
         loop {
             if let Some(front) = inner.recv.front_mut() {
-                match sink.try_write(front) {
+                match sink.try_write(&front.data) {
                     Ok(n) => {
-                        front.advance(n);
-                        if front.is_empty() {
-                            inner.recv.pop_front();
+                        front.data.advance(n);
+                        if front.data.is_empty() {
+                            pop_front(&mut inner, &self.conn);
                         }
                         inner.queued -= n;
                         consumed(&mut inner, &self.conn, self.state.id, n);
@@ -260,11 +285,11 @@ impl AsyncRead for MuxStream {
             let Some(front) = inner.recv.front_mut() else {
                 break;
             };
-            let k = front.len().min(buf.remaining());
-            buf.put_slice(&front[..k]);
-            front.advance(k);
-            if front.is_empty() {
-                inner.recv.pop_front();
+            let k = front.data.len().min(buf.remaining());
+            buf.put_slice(&front.data[..k]);
+            front.data.advance(k);
+            if front.data.is_empty() {
+                pop_front(&mut inner, &self.conn);
             }
             n += k;
         }
@@ -344,6 +369,7 @@ impl Drop for MuxStream {
         inner.reset = true;
         inner.recv.clear();
         inner.queued = 0;
+        self.conn.unpin(std::mem::take(&mut inner.pins));
         drop(inner);
         if !finished {
             self.conn
