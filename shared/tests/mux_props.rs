@@ -71,6 +71,35 @@ fn encode(ops: &[Op]) -> Vec<u8> {
     out
 }
 
+/// Accepts streams; reads some, keeps some unread, drops others, as
+/// `choices` says.
+async fn consume(
+    mut incoming: tokio::sync::mpsc::UnboundedReceiver<mux::MuxStream>,
+    choices: Vec<u8>,
+) -> Vec<mux::MuxStream> {
+    let mut kept = Vec::new();
+    let mut i = 0;
+    while let Some(mut s) = incoming.recv().await {
+        let c = choices.get(i % choices.len().max(1)).copied().unwrap_or(0);
+        i += 1;
+        match c % 3 {
+            0 => drop(s),
+            1 => kept.push(s),
+            _ => {
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 1 + c as usize * 37];
+                    while let Ok(n) = s.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                    }
+                });
+            }
+        }
+    }
+    kept
+}
+
 fn run_case(input: Vec<u8>, cuts: Vec<usize>, choices: Vec<u8>, untrusted: bool) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -81,32 +110,10 @@ fn run_case(input: Vec<u8>, cuts: Vec<usize>, choices: Vec<u8>, untrusted: bool)
         let cfg = MuxConfig::new(64);
         let cfg = if untrusted { cfg.untrusted() } else { cfg };
         let pause = cfg.out_pause;
-        let mut session = mux::start(ours, Mode::Server, cfg, CancellationToken::new());
+        let session = mux::start(ours, Mode::Server, cfg, CancellationToken::new());
+        let mut driver = session.driver;
         let opener = session.opener.clone();
-        // Accept streams; read some, keep some unread, drop others.
-        let consumer = tokio::spawn(async move {
-            let mut kept = Vec::new();
-            let mut i = 0;
-            while let Some(mut s) = session.incoming.recv().await {
-                let c = choices.get(i % choices.len().max(1)).copied().unwrap_or(0);
-                i += 1;
-                match c % 3 {
-                    0 => drop(s),
-                    1 => kept.push(s),
-                    _ => {
-                        tokio::spawn(async move {
-                            let mut buf = vec![0u8; 1 + c as usize * 37];
-                            while let Ok(n) = s.read(&mut buf).await {
-                                if n == 0 {
-                                    break;
-                                }
-                            }
-                        });
-                    }
-                }
-            }
-            kept
-        });
+        let consumer = tokio::spawn(consume(session.incoming, choices));
         let (mut peer_r, mut peer_w) = tokio::io::split(&mut peer);
         let drain = async {
             let mut sink = vec![0u8; 16 * 1024];
@@ -149,7 +156,7 @@ fn run_case(input: Vec<u8>, cuts: Vec<usize>, choices: Vec<u8>, untrusted: bool)
         })
         .await;
         assert!(ended.is_ok(), "the session stopped reading for good");
-        let res = tokio::time::timeout(Duration::from_secs(20), &mut session.driver)
+        let res = tokio::time::timeout(Duration::from_secs(20), &mut driver)
             .await
             .expect("the session ends after EOF or an error");
         assert!(res.is_ok(), "the driver panicked: {res:?}");

@@ -365,42 +365,7 @@ where
     let mut closed = pin!(close.cancelled());
     let mut dead = pin!(writer_dead.cancelled());
     loop {
-        // Dispatch everything complete in the buffer, unless the peer has
-        // made us queue more than it takes: then nothing more of what it
-        // sent is looked at (or read) until the writer has caught up.
-        let mut paused = false;
-        loop {
-            if let Some(p) = payload.as_mut() {
-                let k = p.remaining.min(buf.len());
-                if k > 0 {
-                    match &p.stream {
-                        Some(s) => deliver(conn, s, &mut buf, k),
-                        None => buf.advance(k),
-                    }
-                    p.remaining -= k;
-                }
-                if p.remaining > 0 {
-                    break;
-                }
-                if let Some(p) = payload.take() {
-                    if let Some(s) = &p.stream {
-                        apply_flags(s, p.flags);
-                    }
-                }
-            }
-            if buf.len() < HEADER_LEN {
-                break;
-            }
-            if conn.over_out_pause() {
-                paused = true;
-                break;
-            }
-            let mut raw = [0u8; HEADER_LEN];
-            raw.copy_from_slice(&buf[..HEADER_LEN]);
-            buf.advance(HEADER_LEN);
-            let h = Header::decode(&raw).map_err(|e| MuxError::Protocol(e.to_string()))?;
-            on_header(conn, h, &incoming, &mut payload, &mut pings)?;
-        }
+        let paused = dispatch(conn, &mut buf, &mut payload, &incoming, &mut pings)?;
         if paused || conn.over_out_pause() {
             let drained = conn.out.drained();
             let mut drained = pin!(drained);
@@ -428,6 +393,50 @@ where
                 }
             }
         }
+    }
+}
+
+/// Dispatches every complete frame (and payload piece) in `buf`, unless
+/// the peer has made us queue more than it takes: then nothing more of
+/// what it sent is looked at until the writer has caught up. Returns
+/// whether it stopped for that reason.
+fn dispatch(
+    conn: &Arc<Conn>,
+    buf: &mut BytesMut,
+    payload: &mut Option<Payload>,
+    incoming: &mpsc::UnboundedSender<MuxStream>,
+    pings: &mut PingLimiter,
+) -> Result<bool, MuxError> {
+    loop {
+        if let Some(p) = payload.as_mut() {
+            let k = p.remaining.min(buf.len());
+            if k > 0 {
+                match &p.stream {
+                    Some(s) => deliver(conn, s, buf, k),
+                    None => buf.advance(k),
+                }
+                p.remaining -= k;
+            }
+            if p.remaining > 0 {
+                return Ok(false);
+            }
+            if let Some(p) = payload.take() {
+                if let Some(s) = &p.stream {
+                    apply_flags(s, p.flags);
+                }
+            }
+        }
+        if buf.len() < HEADER_LEN {
+            return Ok(false);
+        }
+        if conn.over_out_pause() {
+            return Ok(true);
+        }
+        let mut raw = [0u8; HEADER_LEN];
+        raw.copy_from_slice(&buf[..HEADER_LEN]);
+        buf.advance(HEADER_LEN);
+        let h = Header::decode(&raw).map_err(|e| MuxError::Protocol(e.to_string()))?;
+        on_header(conn, h, incoming, payload, pings)?;
     }
 }
 
