@@ -10,7 +10,7 @@
 //! encrypting a TLS session proceed in parallel, and small frames of many
 //! streams leave in one write.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -50,10 +50,11 @@ const PIN_AT_LEAST: usize = 64 * 1024;
 /// Below this much free room the read buffer is compacted or grown first.
 const MIN_READ: usize = 16 * 1024;
 
-/// Stream ids below the peer's highest that it has skipped and may still
-/// open (SYNs of streams opened together can arrive out of order). Beyond
-/// this many the lowest are forgotten, and opening those is an error.
-const MAX_SKIPPED_IDS: usize = 4096;
+/// Runs of stream ids below the peer's highest that it has skipped and may
+/// still open (SYNs of streams opened together can arrive out of order).
+/// Kept as ranges, so a SYN costs O(log n) however far it jumps; beyond
+/// this many runs the lowest are forgotten, and opening those is an error.
+const MAX_SKIPPED_RUNS: usize = 1024;
 
 struct Table {
     streams: HashMap<u32, Arc<StreamState>>,
@@ -62,7 +63,8 @@ struct Table {
     /// not opened yet: a SYN for any other id at or below it reuses an id,
     /// which yamux forbids.
     peer_high: u32,
-    peer_skipped: BTreeSet<u32>,
+    /// Skipped ids as runs: first id → last id (both of the peer's parity).
+    peer_skipped: BTreeMap<u32, u32>,
     closed: bool,
     /// The peer said goodbye: no new streams, the open ones finish.
     peer_gone_away: bool,
@@ -72,10 +74,25 @@ impl Table {
     /// Records that the peer opened `id`; an id it used before is an error.
     fn note_peer_id(&mut self, id: u32) -> Result<(), MuxError> {
         if id <= self.peer_high {
-            if self.peer_skipped.remove(&id) {
-                return Ok(());
-            }
-            return Err(MuxError::Protocol(format!("peer reused stream id {id}")));
+            // Inside a skipped run: split the run around it.
+            let run = self
+                .peer_skipped
+                .range(..=id)
+                .next_back()
+                .map(|(&s, &e)| (s, e));
+            return match run {
+                Some((first, last)) if id <= last => {
+                    self.peer_skipped.remove(&first);
+                    if first < id {
+                        self.peer_skipped.insert(first, id - 2);
+                    }
+                    if id < last {
+                        self.peer_skipped.insert(id + 2, last);
+                    }
+                    Ok(())
+                }
+                _ => Err(MuxError::Protocol(format!("peer reused stream id {id}"))),
+            };
         }
         // The ids of the peer's parity between the old highest and this one.
         let first = match self.peer_high {
@@ -83,15 +100,11 @@ impl Table {
             0 => 2,
             high => high + 2,
         };
-        let skipped = ((id - first.min(id)) / 2) as usize;
-        let keep = skipped.min(MAX_SKIPPED_IDS);
-        let mut s = id - 2 * keep as u32;
-        while s < id {
-            self.peer_skipped.insert(s);
-            s += 2;
-        }
-        while self.peer_skipped.len() > MAX_SKIPPED_IDS {
-            self.peer_skipped.pop_first();
+        if first < id {
+            self.peer_skipped.insert(first, id - 2);
+            if self.peer_skipped.len() > MAX_SKIPPED_RUNS {
+                self.peer_skipped.pop_first();
+            }
         }
         self.peer_high = id;
         Ok(())
@@ -138,7 +151,7 @@ impl Conn {
                     Mode::Server => 2,
                 },
                 peer_high: 0,
-                peer_skipped: BTreeSet::new(),
+                peer_skipped: BTreeMap::new(),
                 closed: false,
                 peer_gone_away: false,
             }),
@@ -407,6 +420,12 @@ fn dispatch(
     incoming: &mpsc::UnboundedSender<MuxStream>,
     pings: &mut PingLimiter,
 ) -> Result<bool, MuxError> {
+    // Only SYNs (an ack or a reset each) and pings (a pong) make us reply
+    // frame for frame; data and window updates reply at most once per half
+    // window or per stream. So the queue (behind a lock the senders share)
+    // is checked once per round and after each provoking frame, not on
+    // every frame of a bulk transfer.
+    let mut check = true;
     loop {
         if let Some(p) = payload.as_mut() {
             let k = p.remaining.min(buf.len());
@@ -429,13 +448,14 @@ fn dispatch(
         if buf.len() < HEADER_LEN {
             return Ok(false);
         }
-        if conn.over_out_pause() {
+        if check && conn.over_out_pause() {
             return Ok(true);
         }
         let mut raw = [0u8; HEADER_LEN];
         raw.copy_from_slice(&buf[..HEADER_LEN]);
         buf.advance(HEADER_LEN);
         let h = Header::decode(&raw).map_err(|e| MuxError::Protocol(e.to_string()))?;
+        check = h.has(SYN) || h.kind == Kind::Ping;
         on_header(conn, h, incoming, payload, pings)?;
     }
 }
@@ -696,7 +716,7 @@ mod tests {
             streams: HashMap::new(),
             next_id: 2,
             peer_high: 0,
-            peer_skipped: BTreeSet::new(),
+            peer_skipped: BTreeMap::new(),
             closed: false,
             peer_gone_away: false,
         }
@@ -712,10 +732,21 @@ mod tests {
         for id in [1, 3, 5, 7, 9, 11] {
             assert!(t.note_peer_id(id).is_err(), "reuse of {id}");
         }
-        // A huge jump remembers only the last MAX_SKIPPED_IDS skipped ids.
+        // A huge jump is one run, whatever its length; ids in it open once.
         t.note_peer_id(1_000_001).expect("jump");
-        assert_eq!(t.peer_skipped.len(), MAX_SKIPPED_IDS);
-        t.note_peer_id(999_999).expect("recent skipped id");
-        assert!(t.note_peer_id(13).is_err(), "forgotten skipped id");
+        assert_eq!(t.peer_skipped.len(), 1);
+        for id in [13, 999_999, 500_001] {
+            t.note_peer_id(id).expect("skipped id");
+            assert!(t.note_peer_id(id).is_err(), "reuse of {id}");
+        }
+        // Beyond MAX_SKIPPED_RUNS runs, the oldest are forgotten.
+        let mut next = 1_000_001;
+        for _ in 0..MAX_SKIPPED_RUNS + 10 {
+            next += 4;
+            t.note_peer_id(next).expect("skip one id");
+        }
+        assert_eq!(t.peer_skipped.len(), MAX_SKIPPED_RUNS);
+        assert!(t.note_peer_id(15).is_err(), "forgotten run");
+        t.note_peer_id(next - 2).expect("recent skipped id");
     }
 }
