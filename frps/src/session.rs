@@ -17,7 +17,8 @@ use shared::logging::Escaped;
 use shared::mux::{self, Mode, MuxStream};
 use shared::protocol::WORK_CONN_MARKER;
 use shared::protocol::{
-    LoginAccepted, LoginError, LoginResp, Message, NewProxy, NewProxyResp, Pong, PROTOCOL_VERSION,
+    Login, LoginAccepted, LoginError, LoginResp, Message, NewProxy, NewProxyResp, Pong,
+    PROTOCOL_VERSION,
 };
 use shared::transport::{HandshakeError, Prefixed};
 use tokio::io::AsyncReadExt;
@@ -315,6 +316,16 @@ async fn handshake(
         return Ok(None);
     }
 
+    accept(server, ctrl, login).await.map(Some)
+}
+
+/// Tells a client whose proof checked out that it is in, with its run id
+/// (a new one on its first login) and our heartbeat timeout.
+async fn accept(
+    server: &Server,
+    mut ctrl: ControlStream<MuxStream>,
+    login: Login,
+) -> Result<(ControlStream<MuxStream>, Client)> {
     let run_id = if login.run_id.is_empty() {
         shared::util::random_id()
     } else {
@@ -338,14 +349,12 @@ async fn handshake(
         arch = %Escaped(&login.arch),
         "login accepted"
     );
-    Ok(Some((
-        ctrl,
-        Client {
-            user: login.user,
-            run_id,
-            tcp_mux: login.tcp_mux,
-        },
-    )))
+    let client = Client {
+        user: login.user,
+        run_id,
+        tcp_mux: login.tcp_mux,
+    };
+    Ok((ctrl, client))
 }
 
 async fn reject(ctrl: &mut ControlStream<MuxStream>, err: LoginError) {
