@@ -404,17 +404,27 @@ mod props {
     use std::sync::Arc;
 
     /// A socket that takes arbitrary amounts, or nothing (Pending, woken
-    /// again at once), as `plan` says.
+    /// again at once), as `plan` says; never Pending twice in a row, so it
+    /// always gets somewhere (a plan of only Pendings would hang the test,
+    /// not find a bug).
     struct Chaos {
         out: Arc<Mutex<Vec<u8>>>,
         plan: Vec<u8>,
         i: usize,
+        was_pending: bool,
     }
 
     impl Chaos {
         fn step(&mut self) -> u8 {
             self.i += 1;
             self.plan[self.i % self.plan.len()]
+        }
+
+        /// Whether this call returns Pending, when the plan says `every`.
+        fn pending(&mut self, s: u8, every: u8) -> bool {
+            let p = s % every == 0 && !self.was_pending;
+            self.was_pending = p;
+            p
         }
     }
 
@@ -425,7 +435,7 @@ mod props {
             buf: &[u8],
         ) -> Poll<io::Result<usize>> {
             let s = self.step();
-            if s % 4 == 0 {
+            if self.pending(s, 4) {
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
@@ -434,7 +444,8 @@ mod props {
             Poll::Ready(Ok(n))
         }
         fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-            if self.step() % 5 == 0 {
+            let s = self.step();
+            if self.pending(s, 5) {
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
@@ -457,6 +468,7 @@ mod props {
                 out: out.clone(),
                 plan,
                 i: 0,
+                was_pending: false,
             };
             let outbox = Arc::new(Outbox::new(Box::new(chaos)));
             let writer = tokio::spawn({
