@@ -1,30 +1,32 @@
 //! Connecting, logging in, and running one session on the control stream.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
+use config::ClientConfig;
 use futures::{SinkExt, StreamExt};
-use shared::activity::{Activity, Metered};
-use shared::auth::Purpose;
-use shared::codec::CodecError;
-use shared::config::{ClientConfig, ProxyConfig};
-use shared::framed::{self, ControlStream};
-use shared::heartbeat::{self, Beat, Pacer};
-use shared::logging::Escaped;
-use shared::mux::{self, MemoryBudget, Mode, MuxStream};
-use shared::protocol::{
-    Login, LoginAccepted, Message, NewProxy, NewProxyResp, Ping, ProxyType, PROTOCOL_VERSION,
-};
-use shared::tls::{pretty_fingerprint, Trusted};
-use shared::transport::ClientSide;
+use mux::{self, MemoryBudget, Mode, MuxStream};
+use net::activity::{Activity, Metered};
+use net::framed::{self, ControlStream};
+use net::logging::Escaped;
+use net::tls::{pretty_fingerprint, Trusted};
+use net::transport::ClientSide;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+use tokio_util::codec::Framed;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::{debug, info, warn};
+use wire::auth::Purpose;
+use wire::codec::CodecError;
+use wire::codec::MessageCodec;
+use wire::heartbeat::{self, Beat, Pacer};
+use wire::message::{
+    Control, Frame, Hello, Login, LoginAccepted, NewProxyResp, Ping, PROTOCOL_VERSION,
+};
 
 use crate::pool::{self, Pool};
+use crate::proxy::{Agreed, ProxyManager};
 use crate::{work, Event, Events};
 
 /// Connecting and logging in must finish within this long.
@@ -35,6 +37,8 @@ pub(crate) struct Session {
     run_id: String,
     /// The server's heartbeat timeout, from its LoginResp.
     server_timeout: Option<Duration>,
+    /// The server's `udpPacketSize`, from its LoginResp.
+    server_udp_packet_size: usize,
     activity: std::sync::Arc<Activity>,
     ctrl: ControlStream<MuxStream>,
     mux: mux::Session,
@@ -65,7 +69,7 @@ async fn connect_inner(
         .with_context(|| format!("cannot connect to server {addr}"))?;
     tcp.set_nodelay(true).ok();
     let t = &config.transport;
-    shared::netopt::tune(
+    net::sockopt::tune(
         &tcp,
         heartbeat::secs(t.tcp_keepalive),
         heartbeat::secs(t.heartbeat_timeout),
@@ -115,6 +119,7 @@ async fn connect_inner(
     debug!(run_id = %Escaped(&accepted.run_id), "session run id");
     Ok(Session {
         run_id: accepted.run_id,
+        server_udp_packet_size: accepted.udp_packet_size as usize,
         server_timeout: (accepted.heartbeat_timeout > 0)
             .then(|| Duration::from_secs(accepted.heartbeat_timeout.into())),
         activity,
@@ -138,16 +143,16 @@ async fn login(
         .open()
         .await
         .context("opening the control stream")?;
-    let mut ctrl = framed::control(stream);
+    let mut ctrl = Framed::new(stream, MessageCodec::<Hello>::new());
 
-    ctrl.send(Message::ClientHello {
+    ctrl.send(Hello::Client {
         version: PROTOCOL_VERSION,
     })
     .await
     .context("sending ClientHello")?;
     let nonce = match ctrl.next().await {
-        Some(Ok(Message::ServerHello { nonce, .. })) => nonce,
-        Some(Ok(Message::LoginResp(resp))) => match resp.result {
+        Some(Ok(Hello::Server { nonce, .. })) => nonce,
+        Some(Ok(Hello::LoginResp(resp))) => match resp.result {
             Err(e) => bail!("login rejected: {}", Escaped(&e.to_string())),
             Ok(_) => bail!("server accepted a login that was never sent"),
         },
@@ -162,9 +167,9 @@ async fn login(
     };
 
     let user = config.user.clone();
-    ctrl.send(Message::Login(Login {
+    ctrl.send(Hello::Login(Login {
         version: PROTOCOL_VERSION,
-        hostname: shared::util::hostname(),
+        hostname: net::util::hostname(),
         os: std::env::consts::OS.into(),
         arch: std::env::consts::ARCH.into(),
         proof: config
@@ -178,7 +183,7 @@ async fn login(
     .await
     .context("sending Login")?;
     let accepted = match ctrl.next().await {
-        Some(Ok(Message::LoginResp(resp))) => resp
+        Some(Ok(Hello::LoginResp(resp))) => resp
             .result
             .map_err(|e| anyhow!("login rejected: {}", Escaped(&e.to_string())))?,
         Some(Ok(other)) => bail!("protocol error: expected LoginResp, got {}", other.kind()),
@@ -188,7 +193,8 @@ async fn login(
         Some(Err(e)) => return Err(anyhow!(e).context("reading LoginResp")),
         None => bail!("server {addr} closed the connection during login"),
     };
-    Ok((ctrl, accepted))
+    // Bytes after the LoginResp stay buffered for the control codec.
+    Ok((ctrl.map_codec(|_| MessageCodec::<Control>::new()), accepted))
 }
 
 impl Session {
@@ -231,25 +237,18 @@ impl Session {
         events: &Events,
         warned: &mut bool,
     ) -> Result<()> {
-        for p in &config.proxies {
+        let agreed = Agreed {
+            udp_packet_size: config.udp_packet_size.min(self.server_udp_packet_size),
+        };
+        let proxies = Arc::new(ProxyManager::new(config, agreed));
+        for p in proxies.registrations() {
             self.ctrl
-                .feed(Message::NewProxy(NewProxy {
-                    name: p.name.clone(),
-                    proxy_type: ProxyType::Tcp,
-                    remote_port: p.remote_port,
-                }))
+                .feed(Control::NewProxy(p))
                 .await
                 .context("registering proxies")?;
         }
         self.ctrl.flush().await.context("registering proxies")?;
 
-        let proxies: Arc<HashMap<String, ProxyConfig>> = Arc::new(
-            config
-                .proxies
-                .iter()
-                .map(|p| (p.name.clone(), p.clone()))
-                .collect(),
-        );
         let mut pacer = self.pacer(config, warned);
         let activity = self.activity.clone();
         let (mut reader, writer) = framed::split_control(self.ctrl);
@@ -291,7 +290,7 @@ impl Session {
                         let ping = beats.next_ping(&activity, proxies.len());
                         let seq = ping.seq;
                         // Never wait: a stuck link must not stop the timeout check.
-                        if writer.try_send(Message::Ping(ping)).is_err() {
+                        if writer.try_send(Control::Ping(ping)).is_err() {
                             debug!(seq, "control queue full; ping not sent");
                         } else {
                             debug!(seq, "ping");
@@ -308,9 +307,9 @@ impl Session {
                     }
                 },
                 msg = reader.next() => match msg {
-                    Some(Ok(Message::NewProxyResp(resp))) => proxy_registered(resp, events),
-                    Some(Ok(Message::Pong(pong))) => beats.pong(pong.seq),
-                    Some(Ok(Message::ReqWorkConn { count })) => match &pool_requests {
+                    Some(Ok(Control::NewProxyResp(resp))) => proxy_registered(resp, events),
+                    Some(Ok(Control::Pong(pong))) => beats.pong(pong.seq),
+                    Some(Ok(Control::ReqWorkConn { count })) => match &pool_requests {
                         Some(requests) => requests.add(count),
                         None => bail!("protocol error: server asked for work connections in multiplexed mode"),
                     },

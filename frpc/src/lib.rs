@@ -8,15 +8,16 @@
 mod backoff;
 mod control;
 mod pool;
+mod proxy;
 mod work;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use shared::config::ClientConfig;
-use shared::mux::MemoryBudget;
-use shared::transport::ClientSide;
+use config::ClientConfig;
+use mux::MemoryBudget;
+use net::transport::ClientSide;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -81,9 +82,7 @@ pub async fn run(config: ClientConfig, shutdown: CancellationToken, events: Even
     }
     // Shared by this client's sessions: a session being replaced still
     // holds its streams' windows until they close.
-    let budget = MemoryBudget::new(shared::config::buffer_budget(
-        config.transport.max_buffer_mb,
-    ));
+    let budget = MemoryBudget::new(config::buffer_budget(config.transport.max_buffer_mb));
     let mut run_id = String::new();
     let mut logged_in_once = false;
     let mut interval_warned = false;

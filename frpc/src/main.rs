@@ -3,7 +3,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use shared::config::ClientConfig;
+use config::ClientConfig;
 use tokio_util::sync::CancellationToken;
 
 /// frpc: the LAN side of the tunnel.
@@ -42,14 +42,14 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let log = config.log.clone();
-    shared::logging::run_main("frpc", &log, || serve(config))
+    net::logging::run_main("frpc", &log, || serve(config))
 }
 
 fn serve(config: ClientConfig) -> Result<()> {
-    let runtime = shared::util::runtime("frpc").context("cannot start the async runtime")?;
+    let runtime = net::util::runtime("frpc").context("cannot start the async runtime")?;
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
-        tokio::spawn(shared::util::cancel_on_signal(shutdown.clone()));
+        tokio::spawn(net::util::cancel_on_signal(shutdown.clone()));
         frpc::run(config, shutdown, frpc::Events::default()).await
     })
 }

@@ -3,24 +3,24 @@
 //! are opened in advance; each one used is replaced at once, and frps asks
 //! for more with ReqWorkConn when it runs dry.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
-use shared::activity::{Activity, Metered};
-use shared::auth::Purpose;
-use shared::config::{ClientConfig, ProxyConfig};
-use shared::framed;
-use shared::heartbeat;
-use shared::protocol::{Message, NewWorkConn, StartWork, WORK_CONN_MARKER};
-use shared::relay::Work;
-use shared::transport::{BoxIo, ClientSide};
+use config::ClientConfig;
+use net::activity::{Activity, Metered};
+use net::framed;
+use net::transport::{BoxIo, ClientSide};
+use net::tunnel::Tunnel;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
+use wire::auth::Purpose;
+use wire::heartbeat;
+use wire::message::{Frame, Hello, NewWorkConn, StartWork, WorkHeader, WORK_CONN_MARKER};
 
+use crate::proxy::ProxyManager;
 use crate::work;
 
 /// Work connections being opened or waiting idle for a user connection, at
@@ -87,7 +87,7 @@ pub(crate) struct Pool {
     pub config: Arc<ClientConfig>,
     pub side: Arc<ClientSide>,
     pub run_id: String,
-    pub proxies: Arc<HashMap<String, ProxyConfig>>,
+    pub proxies: Arc<ProxyManager>,
     /// Cancelled with the session: idle and busy work connections close.
     pub stop: CancellationToken,
 }
@@ -147,12 +147,8 @@ async fn serve_one(pool: Arc<Pool>, pooled: bool, permit: OwnedSemaphorePermit) 
     let header: StartWork = tokio::select! {
         _ = pool.stop.cancelled() => return,
         r = framed::read_message(&mut io) => match r {
-            Ok(Some(Message::StartWork(h))) => h,
+            Ok(Some(WorkHeader::Start(h))) => h,
             Ok(None) => return,
-            Ok(Some(other)) => {
-                warn!("work connection began with {} instead of StartWork", other.kind());
-                return;
-            }
             Err(e) => {
                 debug!("work connection ended while idle: {e}");
                 return;
@@ -165,7 +161,7 @@ async fn serve_one(pool: Arc<Pool>, pooled: bool, permit: OwnedSemaphorePermit) 
         pool.requests.add_pooled(1);
     }
     work::serve(
-        Work::Conn(io),
+        Tunnel::Conn(io),
         header,
         &pool.proxies,
         pool.stop.child_token(),
@@ -179,7 +175,7 @@ async fn open(pool: &Pool) -> Result<BoxIo> {
         .await
         .context("connecting")?;
     tcp.set_nodelay(true).ok();
-    shared::netopt::tune(&tcp, heartbeat::secs(cfg.transport.tcp_keepalive), None);
+    net::sockopt::tune(&tcp, heartbeat::secs(cfg.transport.tcp_keepalive), None);
     let (mut io, binding, _) = pool
         .side
         .connect(Metered::new(tcp, Activity::new()))
@@ -187,11 +183,11 @@ async fn open(pool: &Pool) -> Result<BoxIo> {
     io.write_all(&[WORK_CONN_MARKER]).await?;
     io.flush().await?;
     let nonce = match framed::read_message(&mut io).await? {
-        Some(Message::ServerHello { nonce, .. }) => nonce,
+        Some(Hello::Server { nonce, .. }) => nonce,
         Some(other) => bail!("expected ServerHello, got {}", other.kind()),
         None => return Err(anyhow!("server closed the work connection")),
     };
-    let hello = Message::NewWorkConn(NewWorkConn {
+    let hello = Hello::NewWorkConn(NewWorkConn {
         run_id: pool.run_id.clone(),
         user: cfg.user.clone(),
         proof: cfg

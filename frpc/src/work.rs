@@ -1,37 +1,28 @@
-//! One forwarded user connection: read the work header, dial the local
-//! service, relay both ways.
+//! A work stream from frps: read its header, hand it to its proxy.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use shared::config::ProxyConfig;
-use shared::framed;
-use shared::logging::Escaped;
-use shared::mux::MuxStream;
-use shared::protocol::{Message, StartWork};
-use shared::relay::Work;
-use tokio::net::TcpStream;
+use mux::MuxStream;
+use net::framed;
+use net::logging::Escaped;
+use net::tunnel::Tunnel;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info_span, warn, Instrument};
+use tracing::warn;
+use wire::message::{StartWork, WorkHeader};
 
-/// Bound on reading the header and on dialing the local service.
+use crate::proxy::ProxyManager;
+
+/// Bound on reading the header.
 const STEP_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(crate) async fn handle(
     mut stream: MuxStream,
-    proxies: Arc<HashMap<String, ProxyConfig>>,
+    proxies: Arc<ProxyManager>,
     stop: CancellationToken,
 ) {
     let header = match tokio::time::timeout(STEP_TIMEOUT, framed::read_message(&mut stream)).await {
-        Ok(Ok(Some(Message::StartWork(h)))) => h,
-        Ok(Ok(Some(other))) => {
-            warn!(
-                "work stream began with {} instead of StartWork",
-                other.kind()
-            );
-            return;
-        }
+        Ok(Ok(Some(WorkHeader::Start(h)))) => h,
         Ok(Ok(None)) => return,
         Ok(Err(e)) => {
             warn!("bad work stream header: {e}");
@@ -42,43 +33,22 @@ pub(crate) async fn handle(
             return;
         }
     };
-    serve(Work::Mux(stream), header, &proxies, stop).await
+    serve(Tunnel::Mux(stream), header, &proxies, stop).await
 }
 
-/// Dials the proxy's local service and relays `stream` to it.
+/// Delivers a work stream to the proxy its header names.
 pub(crate) async fn serve(
-    work: Work,
+    work: Tunnel,
     header: StartWork,
-    proxies: &HashMap<String, ProxyConfig>,
+    proxies: &ProxyManager,
     stop: CancellationToken,
 ) {
-    let Some(proxy) = proxies.get(&header.proxy_name) else {
-        warn!(proxy = %Escaped(&header.proxy_name), "server forwarded a connection for a proxy this client does not have");
-        return;
-    };
-    let local = proxy.local_addr();
-    let span = info_span!("conn", proxy = %proxy.name, src = %Escaped(&header.src_addr));
-    async move {
-        let tcp = match tokio::time::timeout(STEP_TIMEOUT, TcpStream::connect(&local)).await {
-            Ok(Ok(tcp)) => tcp,
-            Ok(Err(e)) => {
-                warn!(local = %local, "local service unreachable, closing the user connection: {e}");
-                return;
-            }
-            Err(_) => {
-                warn!(local = %local, "local service did not answer within {STEP_TIMEOUT:?}, closing the user connection");
-                return;
-            }
-        };
-        tcp.set_nodelay(true).ok();
-        tokio::select! {
-            _ = stop.cancelled() => debug!("closed with the session"),
-            r = work.relay(tcp) => match r {
-                Ok((up, down)) => debug!(down, up, "connection closed"),
-                Err(e) => debug!("connection ended: {e}"),
-            }
-        }
+    let name = header.proxy_name.clone();
+    match proxies.serve(work, header, stop) {
+        Some(fut) => fut.await,
+        None => warn!(
+            proxy = %Escaped(&name),
+            "server forwarded a connection for a proxy this client does not have"
+        ),
     }
-    .instrument(span)
-    .await
 }

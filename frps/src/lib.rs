@@ -14,10 +14,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use anyhow::Result;
-use shared::config::ServerConfig;
-use shared::mux::MemoryBudget;
-use shared::tls::pretty_fingerprint;
-use shared::transport::ServerSide;
+use config::ServerConfig;
+use mux::MemoryBudget;
+use net::tls::pretty_fingerprint;
+use net::transport::ServerSide;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -25,6 +25,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use registry::Registry;
+pub use registry::{ClientStats, ProxyStats};
 
 /// How long shutdown waits for sessions to wind down before giving up on them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -33,8 +34,25 @@ pub(crate) struct Server {
     pub config: ServerConfig,
     /// Receive memory all client sessions share (`transport.maxBufferMB`).
     pub budget: Arc<MemoryBudget>,
-    pub registry: Registry,
+    pub registry: Arc<Registry>,
     pub transport: ServerSide,
+}
+
+/// Live figures of a running server, readable from outside (tests now, the
+/// dashboard and metrics later).
+#[derive(Clone, Default)]
+pub struct Stats(Arc<Registry>);
+
+impl Stats {
+    /// Every registered proxy, with its byte counters as of now.
+    pub fn proxies(&self) -> Vec<ProxyStats> {
+        self.0.proxy_stats()
+    }
+
+    /// Every logged-in client, with its byte counters as of now.
+    pub fn clients(&self) -> Vec<ClientStats> {
+        self.0.client_stats()
+    }
 }
 
 /// Serves frpc connections from `listener` until `shutdown` is cancelled.
@@ -42,6 +60,16 @@ pub async fn run(
     config: ServerConfig,
     listener: TcpListener,
     shutdown: CancellationToken,
+) -> Result<()> {
+    run_with_stats(config, listener, shutdown, Stats::default()).await
+}
+
+/// [`run`], with its figures kept in `stats`.
+pub async fn run_with_stats(
+    config: ServerConfig,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    stats: Stats,
 ) -> Result<()> {
     if config.auth.token.is_empty() {
         warn!("auth.token is empty: any client that can reach this port may expose services");
@@ -67,9 +95,7 @@ pub async fn run(
     // Connections still in TLS/login: a flood of silent or junk connections
     // is turned away here instead of piling up.
     let pending = Arc::new(Semaphore::new(config.transport.max_pending_logins));
-    let budget = MemoryBudget::new(shared::config::buffer_budget(
-        config.transport.max_buffer_mb,
-    ));
+    let budget = MemoryBudget::new(config::buffer_budget(config.transport.max_buffer_mb));
     info!(
         "receive buffers of all sessions capped at {} MiB (transport.maxBufferMB)",
         budget.total() >> 20
@@ -77,7 +103,7 @@ pub async fn run(
     let server = Arc::new(Server {
         budget,
         config,
-        registry: Registry::default(),
+        registry: stats.0.clone(),
         transport,
     });
     let sessions = TaskTracker::new();

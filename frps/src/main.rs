@@ -3,7 +3,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use shared::config::ServerConfig;
+use config::ServerConfig;
 use tokio_util::sync::CancellationToken;
 
 /// frps: the public side of the tunnel.
@@ -48,18 +48,18 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let log = config.log.clone();
-    shared::logging::run_main("frps", &log, || serve(config))
+    net::logging::run_main("frps", &log, || serve(config))
 }
 
 fn serve(config: ServerConfig) -> Result<()> {
-    let runtime = shared::util::runtime("frps").context("cannot start the async runtime")?;
+    let runtime = net::util::runtime("frps").context("cannot start the async runtime")?;
     runtime.block_on(async {
         let addr = (config.bind_addr.as_str(), config.bind_port);
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
             format!("cannot listen on {}:{}", config.bind_addr, config.bind_port)
         })?;
         let shutdown = CancellationToken::new();
-        tokio::spawn(shared::util::cancel_on_signal(shutdown.clone()));
+        tokio::spawn(net::util::cancel_on_signal(shutdown.clone()));
         frps::run(config, listener, shutdown).await
     })
 }

@@ -6,16 +6,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
-use shared::auth::Purpose;
-use shared::framed::{self, ControlWriter};
-use shared::mux::Opener;
-use shared::protocol::{Message, NewWorkConn, PROTOCOL_VERSION};
-use shared::relay::Work;
-use shared::transport::BoxIo;
+use mux::Opener;
+use net::framed::{self, ControlWriter};
+use net::transport::BoxIo;
+use net::tunnel::Tunnel;
 use std::collections::VecDeque;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::oneshot;
 use tracing::debug;
+use wire::auth::Purpose;
+use wire::message::{Control, Frame, Hello, NewWorkConn, PROTOCOL_VERSION};
 
 use crate::Server;
 
@@ -100,18 +100,18 @@ impl Pool {
 
 impl WorkSource {
     /// A connection to frpc for one user connection.
-    pub async fn get(&self) -> Result<Work> {
+    pub async fn get(&self) -> Result<Tunnel> {
         match self {
-            WorkSource::Mux(opener) => Ok(Work::Mux(opener.open().await?)),
+            WorkSource::Mux(opener) => Ok(Tunnel::Mux(opener.open().await?)),
             WorkSource::Pool(pool) => {
                 let rx = match pool.queue.take_or_wait() {
-                    Ok(io) => return Ok(Work::Conn(io)),
+                    Ok(io) => return Ok(Tunnel::Conn(io)),
                     Err(rx) => rx,
                 };
                 // Pool empty: ask for one and wait for it.
-                pool.ctrl.try_send(Message::ReqWorkConn { count: 1 })?;
+                pool.ctrl.try_send(Control::ReqWorkConn { count: 1 })?;
                 match tokio::time::timeout(WORK_CONN_WAIT, rx).await {
-                    Ok(Ok(io)) => Ok(Work::Conn(io)),
+                    Ok(Ok(io)) => Ok(Tunnel::Conn(io)),
                     Ok(Err(_)) => bail!("client session ended"),
                     Err(_) => bail!("client sent no work connection within {WORK_CONN_WAIT:?}"),
                 }
@@ -128,15 +128,15 @@ pub(crate) async fn accept_work_conn(
     binding: &[u8; 32],
     deadline: tokio::time::Instant,
 ) -> Result<()> {
-    let nonce = shared::auth::new_nonce();
-    let hello = Message::ServerHello {
+    let nonce = wire::auth::new_nonce();
+    let hello = Hello::Server {
         version: PROTOCOL_VERSION,
         nonce,
     };
     let exchange = async {
         framed::write_message(&mut io, &hello).await?;
         io.flush().await?;
-        framed::read_message(&mut io).await
+        framed::read_message::<Hello, _>(&mut io).await
     };
     let msg = match tokio::time::timeout_at(deadline, exchange).await {
         Ok(Ok(Some(m))) => m,
@@ -144,7 +144,7 @@ pub(crate) async fn accept_work_conn(
         Ok(Err(e)) => bail!("rejected work connection: {e}"),
         Err(_) => bail!("rejected work connection: no NewWorkConn in time"),
     };
-    let Message::NewWorkConn(NewWorkConn {
+    let Hello::NewWorkConn(NewWorkConn {
         run_id,
         user,
         proof,

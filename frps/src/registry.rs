@@ -1,13 +1,15 @@
 //! Server-wide bookkeeping: which run ids are online and which proxy names
 //! are taken. Proxy names are unique per user, as in frp.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use std::sync::Arc;
 
+use net::stats::{Traffic, TrafficSnapshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use wire::message::ProxyKind;
 
 use crate::pool::WorkQueue;
 
@@ -24,6 +26,31 @@ pub(crate) struct SessionHandle {
     pub tasks: TaskTracker,
     /// Where work connections of a non-multiplexed client go.
     pub work: Option<Arc<WorkQueue>>,
+    /// Bytes of all the client's proxies.
+    pub traffic: Arc<Traffic>,
+}
+
+/// A registered proxy, for stats.
+struct ProxyRecord {
+    kind: ProxyKind,
+    traffic: Arc<Traffic>,
+}
+
+/// Live figures of one proxy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyStats {
+    pub user: String,
+    pub name: String,
+    pub kind: ProxyKind,
+    pub traffic: TrafficSnapshot,
+}
+
+/// Live figures of one client session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientStats {
+    pub user: String,
+    pub run_id: String,
+    pub traffic: TrafficSnapshot,
 }
 
 #[derive(Default)]
@@ -35,7 +62,7 @@ pub(crate) struct Registry {
 struct Inner {
     next_id: u64,
     sessions: HashMap<SessionKey, SessionHandle>,
-    proxies: HashSet<(String, String)>,
+    proxies: HashMap<(String, String), ProxyRecord>,
 }
 
 impl Registry {
@@ -79,10 +106,53 @@ impl Registry {
     }
 
     /// Claims a proxy name for `user`; false when it is taken.
-    pub(crate) fn claim_proxy(&self, user: &str, name: &str) -> bool {
-        self.lock()
+    pub(crate) fn claim_proxy(
+        &self,
+        user: &str,
+        name: &str,
+        kind: ProxyKind,
+        traffic: Arc<Traffic>,
+    ) -> bool {
+        let key = (user.to_owned(), name.to_owned());
+        let mut inner = self.lock();
+        if inner.proxies.contains_key(&key) {
+            return false;
+        }
+        inner.proxies.insert(key, ProxyRecord { kind, traffic });
+        true
+    }
+
+    /// Every registered proxy with its live counters, sorted by user and name.
+    pub(crate) fn proxy_stats(&self) -> Vec<ProxyStats> {
+        let mut out: Vec<_> = self
+            .lock()
             .proxies
-            .insert((user.to_owned(), name.to_owned()))
+            .iter()
+            .map(|((user, name), r)| ProxyStats {
+                user: user.clone(),
+                name: name.clone(),
+                kind: r.kind,
+                traffic: r.traffic.snapshot(),
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.user, &a.name).cmp(&(&b.user, &b.name)));
+        out
+    }
+
+    /// Every client session with its live counters.
+    pub(crate) fn client_stats(&self) -> Vec<ClientStats> {
+        let mut out: Vec<_> = self
+            .lock()
+            .sessions
+            .iter()
+            .map(|((user, run_id), h)| ClientStats {
+                user: user.clone(),
+                run_id: run_id.clone(),
+                traffic: h.traffic.snapshot(),
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.user, &a.run_id).cmp(&(&b.user, &b.run_id)));
+        out
     }
 
     pub(crate) fn release_proxy(&self, user: &str, name: &str) {

@@ -8,29 +8,32 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use futures::{SinkExt, StreamExt};
-use shared::activity::{Activity, Metered};
-use shared::auth;
-use shared::auth::Purpose;
-use shared::framed::{self, ControlStream, ControlWriter};
-use shared::heartbeat::{self, Beat, Pacer};
-use shared::logging::Escaped;
-use shared::mux::{self, Mode, MuxStream};
-use shared::protocol::WORK_CONN_MARKER;
-use shared::protocol::{
-    Login, LoginAccepted, LoginError, LoginResp, Message, NewProxy, NewProxyResp, Pong,
-    PROTOCOL_VERSION,
-};
-use shared::transport::{HandshakeError, Prefixed};
+use mux::{self, Mode, MuxStream};
+use net::activity::{Activity, Metered};
+use net::framed::{self, ControlStream, ControlWriter};
+use net::logging::Escaped;
+use net::stats::{Meters, Traffic};
+use net::transport::{HandshakeError, Prefixed};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, info_span, warn, Instrument};
+use wire::auth;
+use wire::auth::Purpose;
+use wire::codec::MessageCodec;
+use wire::heartbeat::{self, Beat, Pacer};
+use wire::message::WORK_CONN_MARKER;
+use wire::message::{
+    Control, Frame, Hello, Login, LoginAccepted, LoginError, LoginResp, NewProxy, NewProxyResp,
+    Pong, ProxyError, PROTOCOL_VERSION,
+};
 
 use crate::pool::{Pool, WorkQueue, WorkSource};
-use crate::proxy::{self, Proxy, StreamBudget};
-use crate::registry::SessionHandle;
+use crate::proxy::{self, Proxy, ProxyCtx, StreamBudget};
+use crate::registry::{SessionHandle, SessionKey};
 use crate::Server;
 
 /// The client as established by a successful login.
@@ -67,7 +70,7 @@ async fn serve(
     tcp.set_nodelay(true).ok();
     let transport = &server.config.transport;
     let timeout = heartbeat::secs(transport.heartbeat_timeout);
-    shared::netopt::tune(&tcp, heartbeat::secs(transport.tcp_keepalive), timeout);
+    net::sockopt::tune(&tcp, heartbeat::secs(transport.tcp_keepalive), timeout);
     let activity = Activity::new();
     let io = Metered::new(tcp, activity.clone());
 
@@ -162,81 +165,244 @@ async fn end_unauthenticated(
 /// proxies (and free their ports) before going on without it.
 const REPLACE_WAIT: Duration = Duration::from_secs(5);
 
+type HelloStream = Framed<MuxStream, MessageCodec<Hello>>;
+type ControlReader = futures::stream::SplitStream<ControlStream<MuxStream>>;
+
+/// A logged-in client: its proxies and what they share, served by
+/// [`ClientSession::run`] until the client goes away.
+struct ClientSession {
+    server: Arc<Server>,
+    client: Client,
+    key: SessionKey,
+    id: u64,
+    mux: mux::Session,
+    writer: ControlWriter,
+    work: WorkSource,
+    proxies: HashMap<String, Proxy>,
+    /// Shared by all proxies of the client (`transport.maxStreamsPerClient`).
+    budget: StreamBudget,
+    traffic: Arc<Traffic>,
+    close: CancellationToken,
+    tasks: TaskTracker,
+}
+
 async fn run_session(
     server: Arc<Server>,
-    mut session: mux::Session,
+    mux: mux::Session,
     ctrl: ControlStream<MuxStream>,
     client: Client,
     activity: Arc<Activity>,
     close: CancellationToken,
 ) -> Result<()> {
-    let id = server.registry.next_session_id();
-    let tasks = TaskTracker::new();
-    // Non-multiplexed clients send work connections; they queue here.
-    let queue = (!client.tcp_mux).then(|| {
-        Arc::new(WorkQueue::new(
-            server.config.transport.max_pool_count.max(1),
-        ))
-    });
-    let handle = SessionHandle {
-        id,
-        close: close.clone(),
-        tasks: tasks.clone(),
-        work: queue.clone(),
-    };
-    // A client that reconnects with its run id replaces its old session at
-    // once, and its ports are free again before it re-registers them.
-    // Sessions are keyed by user and run id: nobody replaces another
-    // user's session.
-    let key = (client.user.clone(), client.run_id.clone());
-    if let Some(old) = server.registry.insert_session(&key, handle) {
-        info!("replacing the previous session of this client");
-        old.close.cancel();
-        old.tasks.close();
-        if tokio::time::timeout(REPLACE_WAIT, old.tasks.wait())
-            .await
-            .is_err()
-        {
-            warn!("the previous session did not close within {REPLACE_WAIT:?}; going on");
+    let (reader, writer) = framed::split_control(ctrl);
+    let mut session = ClientSession::register(server, mux, writer, client, close).await;
+    let transport = &session.server.config.transport;
+    let pacer = Pacer::new(None, heartbeat::secs(transport.heartbeat_timeout));
+    let result = session.control_loop(reader, &activity, pacer).await;
+    session.end(result).await;
+    Ok(())
+}
+
+impl ClientSession {
+    /// Enters the session in the registry, retiring the one it replaces.
+    async fn register(
+        server: Arc<Server>,
+        mux: mux::Session,
+        writer: ControlWriter,
+        client: Client,
+        close: CancellationToken,
+    ) -> ClientSession {
+        let id = server.registry.next_session_id();
+        let tasks = TaskTracker::new();
+        let traffic = Arc::new(Traffic::default());
+        // Non-multiplexed clients send work connections; they queue here.
+        let queue = (!client.tcp_mux).then(|| {
+            Arc::new(WorkQueue::new(
+                server.config.transport.max_pool_count.max(1),
+            ))
+        });
+        let handle = SessionHandle {
+            id,
+            close: close.clone(),
+            tasks: tasks.clone(),
+            work: queue.clone(),
+            traffic: traffic.clone(),
+        };
+        // A client that reconnects with its run id replaces its old session
+        // at once, and its ports are free again before it re-registers
+        // them. Sessions are keyed by user and run id: nobody replaces
+        // another user's session.
+        let key = (client.user.clone(), client.run_id.clone());
+        if let Some(old) = server.registry.insert_session(&key, handle) {
+            info!("replacing the previous session of this client");
+            old.close.cancel();
+            old.tasks.close();
+            if tokio::time::timeout(REPLACE_WAIT, old.tasks.wait())
+                .await
+                .is_err()
+            {
+                warn!("the previous session did not close within {REPLACE_WAIT:?}; going on");
+            }
+        }
+        info!("client logged in");
+        let work = match queue {
+            None => WorkSource::Mux(mux.opener.clone()),
+            Some(q) => WorkSource::Pool(Arc::new(Pool::new(q, writer.clone()))),
+        };
+        // The control stream takes one of the client's streams.
+        let streams = server.config.transport.max_streams_per_client;
+        ClientSession {
+            budget: StreamBudget::new(streams.saturating_sub(1).max(1)),
+            server,
+            client,
+            key,
+            id,
+            mux,
+            writer,
+            work,
+            proxies: HashMap::new(),
+            traffic,
+            close,
+            tasks,
         }
     }
-    info!("client logged in");
 
-    let mut proxies: HashMap<String, Proxy> = HashMap::new();
-    let (reader, writer) = framed::split_control(ctrl);
-    let work = match queue {
-        None => WorkSource::Mux(session.opener.clone()),
-        Some(q) => WorkSource::Pool(Arc::new(Pool::new(q, writer.clone()))),
-    };
-    let transport = &server.config.transport;
-    let mut ctx = Ctx {
-        server: &server,
-        client: &client,
-        work,
-        writer,
-        session: &mut session,
-        proxies: &mut proxies,
-        close: &close,
-        tasks: &tasks,
-        // The control stream takes one of the client's streams.
-        budget: StreamBudget::new(transport.max_streams_per_client.saturating_sub(1).max(1)),
-    };
-    let pacer = Pacer::new(None, heartbeat::secs(transport.heartbeat_timeout));
-    let result = control_loop(&mut ctx, reader, &activity, pacer).await;
+    /// Closes every proxy and waits for their connections to end.
+    async fn end(mut self, result: Result<()>) {
+        self.close.cancel();
+        for (name, proxy) in self.proxies.drain() {
+            proxy.stop();
+            self.server.registry.release_proxy(&self.client.user, &name);
+        }
+        self.tasks.close();
+        self.tasks.wait().await;
+        self.server.registry.remove_session(&self.key, self.id);
+        match &result {
+            Ok(()) => info!("client disconnected; its proxies are closed"),
+            Err(e) => warn!("client session ended: {e:#}; its proxies are closed"),
+        }
+    }
 
-    close.cancel();
-    for (name, proxy) in proxies.drain() {
-        proxy.stop();
-        server.registry.release_proxy(&client.user, &name);
+    async fn control_loop(
+        &mut self,
+        mut reader: ControlReader,
+        activity: &Activity,
+        mut pacer: Pacer,
+    ) -> Result<()> {
+        loop {
+            // Far future when the check is off: the branch then never fires.
+            let wake = pacer
+                .next_wake(activity.last_recv())
+                .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86400 * 365));
+            tokio::select! {
+                _ = self.close.cancelled() => return Ok(()),
+                _ = tokio::time::sleep_until(wake) => {
+                    if let Beat::Dead(silence) = pacer.poll(tokio::time::Instant::now(), activity.last_recv()) {
+                        bail!(
+                            "no data from the client for {:.1}s (heartbeatTimeout {}s): declared dead",
+                            silence.as_secs_f64(),
+                            pacer.timeout().map_or(0, |t| t.as_secs())
+                        );
+                    }
+                }
+                msg = reader.next() => match msg {
+                    None => return Ok(()),
+                    Some(Err(e)) => return Err(anyhow!(e).context("control stream")),
+                    Some(Ok(msg)) => self.on_message(msg).await?,
+                },
+                stream = self.mux.incoming.recv() => match stream {
+                    // Clients never open streams after the control stream; refuse.
+                    Some(stream) => drop(stream),
+                    None => return Ok(()),
+                },
+            }
+        }
     }
-    tasks.close();
-    tasks.wait().await;
-    server.registry.remove_session(&key, id);
-    match &result {
-        Ok(()) => info!("client disconnected; its proxies are closed"),
-        Err(e) => warn!("client session ended: {e:#}; its proxies are closed"),
+
+    async fn on_message(&mut self, msg: Control) -> Result<()> {
+        match msg {
+            Control::NewProxy(req) => {
+                let resp = self.new_proxy(req).await;
+                // Never wait on the client here (the reaper and the stream
+                // drain must keep running): a client that does not read its
+                // answers is not a working client.
+                if self.writer.try_send(Control::NewProxyResp(resp)).is_err() {
+                    bail!("the client does not read its control stream (answers queue full)");
+                }
+            }
+            Control::CloseProxy { name } => {
+                if let Some(proxy) = self.proxies.remove(&name) {
+                    proxy.stop();
+                    self.server.registry.release_proxy(&self.client.user, &name);
+                    info!(proxy = %Escaped(&name), "proxy closed by client");
+                }
+            }
+            Control::Ping(ping) => {
+                debug!(
+                    seq = ping.seq,
+                    proxies = ping.proxies,
+                    bytes_in = ping.bytes_in,
+                    bytes_out = ping.bytes_out,
+                    "ping"
+                );
+                // Never wait here: if the link is stuck, the timeout branch
+                // must still run.
+                if self
+                    .writer
+                    .try_send(Control::Pong(Pong { seq: ping.seq }))
+                    .is_err()
+                {
+                    debug!("control queue full; pong dropped");
+                }
+            }
+            other => bail!("unexpected {} on the control stream", other.kind()),
+        }
+        Ok(())
     }
-    Ok(())
+
+    async fn new_proxy(&mut self, req: NewProxy) -> NewProxyResp {
+        let name = req.name.clone();
+        let kind = req.spec.kind();
+        let limit = self.server.config.max_ports_per_client;
+        let traffic = Arc::new(Traffic::default());
+        let user = self.client.user.clone();
+        let result = if limit > 0 && self.proxies.len() >= limit as usize {
+            Err(ProxyError::TooManyPorts(limit))
+        } else if self.proxies.contains_key(&name)
+            || !self
+                .server
+                .registry
+                .claim_proxy(&user, &name, kind, traffic.clone())
+        {
+            Err(ProxyError::DuplicateName)
+        } else {
+            let ctx = ProxyCtx {
+                server: self.server.clone(),
+                name: name.clone(),
+                work: self.work.clone(),
+                budget: self.budget.clone(),
+                meters: Meters::new(vec![traffic, self.traffic.clone()]),
+                stop: self.close.child_token(),
+                tasks: self.tasks.clone(),
+            };
+            match proxy::start(&req.spec, ctx).await {
+                Ok(proxy) => {
+                    let addr = proxy.addr.to_string();
+                    info!(proxy = %Escaped(&name), %kind, remote = %addr, "proxy started");
+                    self.proxies.insert(name.clone(), proxy);
+                    Ok(addr)
+                }
+                Err(e) => {
+                    self.server.registry.release_proxy(&user, &name);
+                    Err(e)
+                }
+            }
+        };
+        if let Err(e) = &result {
+            warn!(proxy = %Escaped(&name), %kind, "proxy rejected: {e}");
+        }
+        NewProxyResp { name, result }
+    }
 }
 
 /// Runs the login handshake. `Ok(None)` means the client was turned away
@@ -251,7 +417,8 @@ async fn login(
     };
     // Streams beyond the control stream are refused at once, so an
     // unauthenticated peer cannot make us hold buffers for them.
-    let handshake = handshake(server, framed::control(stream), binding);
+    let hello = Framed::new(stream, MessageCodec::<Hello>::new());
+    let handshake = handshake(server, hello, binding);
     tokio::pin!(handshake);
     loop {
         tokio::select! {
@@ -266,11 +433,11 @@ async fn login(
 
 async fn handshake(
     server: &Server,
-    mut ctrl: ControlStream<MuxStream>,
+    mut ctrl: HelloStream,
     binding: &[u8; 32],
 ) -> Result<Option<(ControlStream<MuxStream>, Client)>> {
     let version = match ctrl.next().await {
-        Some(Ok(Message::ClientHello { version })) => version,
+        Some(Ok(Hello::Client { version })) => version,
         Some(Ok(other)) => bail!("expected ClientHello, got {}", other.kind()),
         Some(Err(e)) => return Err(anyhow!(e).context("reading ClientHello")),
         None => return Ok(None),
@@ -286,7 +453,7 @@ async fn handshake(
     }
 
     let nonce = auth::new_nonce();
-    ctrl.send(Message::ServerHello {
+    ctrl.send(Hello::Server {
         version: PROTOCOL_VERSION,
         nonce,
     })
@@ -294,7 +461,7 @@ async fn handshake(
     .context("sending ServerHello")?;
 
     let login = match ctrl.next().await {
-        Some(Ok(Message::Login(login))) => login,
+        Some(Ok(Hello::Login(login))) => login,
         Some(Ok(other)) => bail!("expected Login, got {}", other.kind()),
         Some(Err(e)) => return Err(anyhow!(e).context("reading Login")),
         None => return Ok(None),
@@ -320,25 +487,24 @@ async fn handshake(
 }
 
 /// Tells a client whose proof checked out that it is in, with its run id
-/// (a new one on its first login) and our heartbeat timeout.
+/// (a new one on its first login) and our heartbeat timeout; from here on
+/// the stream carries control messages.
 async fn accept(
     server: &Server,
-    mut ctrl: ControlStream<MuxStream>,
+    mut ctrl: HelloStream,
     login: Login,
 ) -> Result<(ControlStream<MuxStream>, Client)> {
     let run_id = if login.run_id.is_empty() {
-        shared::util::random_id()
+        net::util::random_id()
     } else {
         login.run_id
     };
-    ctrl.send(Message::LoginResp(LoginResp {
+    let cfg = &server.config;
+    ctrl.send(Hello::LoginResp(LoginResp {
         result: Ok(LoginAccepted {
             run_id: run_id.clone(),
-            heartbeat_timeout: server
-                .config
-                .transport
-                .heartbeat_timeout
-                .clamp(0, u32::MAX as i64) as u32,
+            heartbeat_timeout: cfg.transport.heartbeat_timeout.clamp(0, u32::MAX as i64) as u32,
+            udp_packet_size: cfg.udp_packet_size as u32,
         }),
     }))
     .await
@@ -354,132 +520,14 @@ async fn accept(
         run_id,
         tcp_mux: login.tcp_mux,
     };
-    Ok((ctrl, client))
+    // Bytes the client sent after its login stay buffered for the control codec.
+    Ok((ctrl.map_codec(|_| MessageCodec::<Control>::new()), client))
 }
 
-async fn reject(ctrl: &mut ControlStream<MuxStream>, err: LoginError) {
+async fn reject(ctrl: &mut HelloStream, err: LoginError) {
     // Best effort: the client may already be gone.
     let _ = ctrl
-        .send(Message::LoginResp(LoginResp { result: Err(err) }))
+        .send(Hello::LoginResp(LoginResp { result: Err(err) }))
         .await;
     let _ = ctrl.close().await;
-}
-
-/// What the control loop works with.
-struct Ctx<'a> {
-    server: &'a Arc<Server>,
-    client: &'a Client,
-    writer: ControlWriter,
-    session: &'a mut mux::Session,
-    proxies: &'a mut HashMap<String, Proxy>,
-    close: &'a CancellationToken,
-    tasks: &'a TaskTracker,
-    budget: StreamBudget,
-    work: WorkSource,
-}
-
-type ControlReader = futures::stream::SplitStream<ControlStream<MuxStream>>;
-
-async fn control_loop(
-    ctx: &mut Ctx<'_>,
-    mut reader: ControlReader,
-    activity: &Activity,
-    mut pacer: Pacer,
-) -> Result<()> {
-    loop {
-        // Far future when the check is off: the branch then never fires.
-        let wake = pacer
-            .next_wake(activity.last_recv())
-            .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86400 * 365));
-        tokio::select! {
-            _ = ctx.close.cancelled() => return Ok(()),
-            _ = tokio::time::sleep_until(wake) => {
-                if let Beat::Dead(silence) = pacer.poll(tokio::time::Instant::now(), activity.last_recv()) {
-                    bail!(
-                        "no data from the client for {:.1}s (heartbeatTimeout {}s): declared dead",
-                        silence.as_secs_f64(),
-                        pacer.timeout().map_or(0, |t| t.as_secs())
-                    );
-                }
-            }
-            msg = reader.next() => match msg {
-                None => return Ok(()),
-                Some(Err(e)) => return Err(anyhow!(e).context("control stream")),
-                Some(Ok(Message::NewProxy(req))) => {
-                    let resp = new_proxy(ctx, req).await;
-                    // Never wait on the client here (the reaper and the
-                    // stream drain below must keep running): a client that
-                    // does not read its answers is not a working client.
-                    if ctx.writer.try_send(Message::NewProxyResp(resp)).is_err() {
-                        bail!("the client does not read its control stream (answers queue full)");
-                    }
-                }
-                Some(Ok(Message::CloseProxy { name })) => {
-                    if let Some(proxy) = ctx.proxies.remove(&name) {
-                        proxy.stop();
-                        ctx.server.registry.release_proxy(&ctx.client.user, &name);
-                        info!(proxy = %Escaped(&name), "proxy closed by client");
-                    }
-                }
-                Some(Ok(Message::Ping(ping))) => {
-                    debug!(
-                        seq = ping.seq,
-                        proxies = ping.proxies,
-                        bytes_in = ping.bytes_in,
-                        bytes_out = ping.bytes_out,
-                        "ping"
-                    );
-                    // Never wait here: if the link is stuck, the timeout
-                    // branch above must still run.
-                    if ctx.writer.try_send(Message::Pong(Pong { seq: ping.seq })).is_err() {
-                        debug!("control queue full; pong dropped");
-                    }
-                }
-                Some(Ok(other)) => bail!("unexpected {} on the control stream", other.kind()),
-            },
-            stream = ctx.session.incoming.recv() => match stream {
-                // Clients never open streams after the control stream; refuse.
-                Some(stream) => drop(stream),
-                None => return Ok(()),
-            },
-        }
-    }
-}
-
-async fn new_proxy(ctx: &mut Ctx<'_>, req: NewProxy) -> NewProxyResp {
-    use shared::protocol::ProxyError;
-    let name = req.name.clone();
-    let (server, user) = (ctx.server, &ctx.client.user);
-    let limit = server.config.max_ports_per_client;
-    let result = if limit > 0 && ctx.proxies.len() >= limit as usize {
-        Err(ProxyError::TooManyPorts(limit))
-    } else if ctx.proxies.contains_key(&name) || !server.registry.claim_proxy(user, &name) {
-        Err(ProxyError::DuplicateName)
-    } else {
-        match proxy::start(
-            server,
-            &req,
-            ctx.work.clone(),
-            ctx.budget.clone(),
-            ctx.close.child_token(),
-            ctx.tasks,
-        )
-        .await
-        {
-            Ok(proxy) => {
-                let addr = proxy.addr.to_string();
-                info!(proxy = %Escaped(&name), remote = %addr, "proxy started");
-                ctx.proxies.insert(name.clone(), proxy);
-                Ok(addr)
-            }
-            Err(e) => {
-                server.registry.release_proxy(user, &name);
-                Err(e)
-            }
-        }
-    };
-    if let Err(e) = &result {
-        warn!(proxy = %Escaped(&name), "proxy rejected: {e}");
-    }
-    NewProxyResp { name, result }
 }

@@ -1,32 +1,43 @@
-//! Feeds arbitrary bytes to the frame decoder and to the message parser.
-//! Any panic, overflow or out-of-bounds access is a bug; errors are fine.
-//! Run with `make fuzz` from the repository root.
+//! Feeds arbitrary bytes to the frame decoder and message parser of every
+//! channel (handshake, control, work header) and to the UDP datagram
+//! decoder. Any panic, overflow or out-of-bounds access is a bug; errors
+//! are fine. Run with `make fuzz` from the repository root.
 
 #![no_main]
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use shared::codec::{self, MAX_FRAME_LEN};
-use shared::protocol::Message;
+use wire::codec::{self, MAX_FRAME_LEN};
+use wire::message::{Control, Frame, Hello, WorkHeader};
 
-fuzz_target!(|data: &[u8]| {
-    // A stream of frames: decode until more bytes are needed or it fails.
+/// Whatever a peer can make us decode, we can encode again, within the
+/// frame limit, and it decodes to the same message.
+fn channel<M: Frame + PartialEq>(data: &[u8]) {
     let mut buf = BytesMut::from(data);
-    while let Ok(Some(msg)) = codec::decode(&mut buf) {
-        // Whatever a peer can make us decode, we can encode again, within
-        // the frame limit, and it decodes to the same message.
+    while let Ok(Some(msg)) = codec::decode::<M>(&mut buf) {
         let mut out = BytesMut::new();
         codec::encode(&msg, &mut out).expect("a decoded message re-encodes");
         assert!(out.len() <= 2 + MAX_FRAME_LEN);
-        let again = codec::decode(&mut out).expect("re-encoded frame decodes");
+        let again = codec::decode::<M>(&mut out).expect("re-encoded frame decodes");
         assert_eq!(again.as_ref(), Some(&msg));
         assert!(out.is_empty());
     }
-
     // The bare message parser, without a frame header in front.
-    if let Ok(msg) = postcard::from_bytes::<Message>(data) {
+    if let Ok(msg) = postcard::from_bytes::<M>(data) {
         let bytes = postcard::to_stdvec(&msg).expect("a parsed message serializes");
-        let again = postcard::from_bytes::<Message>(&bytes).expect("and parses back");
+        let again = postcard::from_bytes::<M>(&bytes).expect("and parses back");
         assert_eq!(again, msg);
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    channel::<Hello>(data);
+    channel::<Control>(data);
+    channel::<WorkHeader>(data);
+    let mut buf = BytesMut::from(data);
+    while let Ok(Some(d)) = wire::udp::decode(&mut buf) {
+        let mut out = BytesMut::new();
+        wire::udp::encode(d.peer, &d.payload, &mut out).expect("a decoded datagram re-encodes");
+        assert_eq!(wire::udp::decode(&mut out).expect("decodes"), Some(d));
     }
 });

@@ -38,7 +38,7 @@ fn main() -> anyhow::Result<()> {
 
     let bind_port = free_port();
     let remote_port = free_port();
-    let token = shared::util::random_id();
+    let token = net::util::random_id();
     let frps_cfg = write_file(
         &dir,
         "frps.toml",

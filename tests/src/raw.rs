@@ -7,14 +7,17 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use shared::activity::{Activity, Metered};
-use shared::auth::{Purpose, Token};
-use shared::config::ClientConfig;
-use shared::mux::frame::{Header, Kind, HEADER_LEN, SYN};
-use shared::protocol::{Login, Message, NewProxy, NewWorkConn, ProxyType, PROTOCOL_VERSION};
-use shared::transport::{BoxIo, ClientSide};
+use config::ClientConfig;
+use mux::frame::{Header, Kind, HEADER_LEN, SYN};
+use net::activity::{Activity, Metered};
+use net::transport::{BoxIo, ClientSide};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use wire::auth::{Purpose, Token};
+use wire::message::{
+    Control, Frame, Hello, Login, NewProxy, NewWorkConn, ProxyOpts, ProxySpec, TcpSpec,
+    PROTOCOL_VERSION,
+};
 
 /// The stream frpc logs in on.
 pub const CONTROL: u32 = 1;
@@ -29,9 +32,9 @@ pub fn pings(n: u32) -> Vec<u8> {
 }
 
 /// A control message as the payload of a data frame on `id`.
-pub fn message_frame(id: u32, flags: u16, msg: &Message) -> Vec<u8> {
+pub fn message_frame<M: Frame>(id: u32, flags: u16, msg: &M) -> Vec<u8> {
     let mut body = BytesMut::new();
-    shared::codec::encode(msg, &mut body).expect("encode");
+    wire::codec::encode(msg, &mut body).expect("encode");
     let mut out = header(Kind::Data, flags, id, body.len() as u32).to_vec();
     out.extend_from_slice(&body);
     out
@@ -88,7 +91,7 @@ impl Raw {
         self.io.flush().await
     }
 
-    pub async fn send_message(&mut self, flags: u16, msg: &Message) -> io::Result<()> {
+    pub async fn send_message<M: Frame>(&mut self, flags: u16, msg: &M) -> io::Result<()> {
         self.send(&message_frame(CONTROL, flags, msg)).await
     }
 
@@ -117,9 +120,9 @@ impl Raw {
 
     /// The next control message from the server (other frames are
     /// skipped; window credit is never granted back).
-    pub async fn next_message(&mut self) -> io::Result<Option<Message>> {
+    pub async fn next_message<M: Frame>(&mut self) -> io::Result<Option<M>> {
         loop {
-            if let Some(m) = shared::codec::decode(&mut self.control)
+            if let Some(m) = wire::codec::decode(&mut self.control)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?
             {
                 return Ok(Some(m));
@@ -154,18 +157,18 @@ impl Raw {
         hostname: &str,
         tcp_mux: bool,
     ) -> LoginOutcome {
-        let hello = Message::ClientHello {
+        let hello = Hello::Client {
             version: PROTOCOL_VERSION,
         };
         if self.send_message(SYN, &hello).await.is_err() {
             return LoginOutcome::Closed;
         }
         let nonce = match self.next_message().await {
-            Ok(Some(Message::ServerHello { nonce, .. })) => nonce,
+            Ok(Some(Hello::Server { nonce, .. })) => nonce,
             other => panic!("expected ServerHello, got {other:?}"),
         };
         let proof = Token::new(token).prove(Purpose::Login, &nonce, &[0u8; 32], run_id, user);
-        let login = Message::Login(Login {
+        let login = Hello::Login(Login {
             version: PROTOCOL_VERSION,
             hostname: hostname.to_owned(),
             os: "linux".into(),
@@ -179,7 +182,7 @@ impl Raw {
             return LoginOutcome::Closed;
         }
         match self.next_message().await {
-            Ok(Some(Message::LoginResp(r))) => match r.result {
+            Ok(Some(Hello::LoginResp(r))) => match r.result {
                 Ok(a) => LoginOutcome::Accepted { run_id: a.run_id },
                 Err(e) => LoginOutcome::Rejected(e.to_string()),
             },
@@ -188,10 +191,10 @@ impl Raw {
     }
 
     pub async fn new_proxy(&mut self, name: &str, remote_port: u16) -> io::Result<()> {
-        let msg = Message::NewProxy(NewProxy {
+        let msg = Control::NewProxy(NewProxy {
             name: name.to_owned(),
-            proxy_type: ProxyType::Tcp,
-            remote_port,
+            spec: ProxySpec::Tcp(TcpSpec { remote_port }),
+            opts: ProxyOpts::default(),
         });
         self.send_message(0, &msg).await
     }
@@ -216,20 +219,20 @@ impl Raw {
 /// (plain TCP).
 pub async fn work_conn(addr: SocketAddr, token: &str, user: &str, run_id: &str) -> TcpStream {
     let mut io = TcpStream::connect(addr).await.expect("connect");
-    io.write_all(&[shared::protocol::WORK_CONN_MARKER])
+    io.write_all(&[wire::message::WORK_CONN_MARKER])
         .await
         .expect("marker");
-    let nonce = match shared::framed::read_message(&mut io).await {
-        Ok(Some(Message::ServerHello { nonce, .. })) => nonce,
+    let nonce = match net::framed::read_message(&mut io).await {
+        Ok(Some(Hello::Server { nonce, .. })) => nonce,
         other => panic!("expected ServerHello, got {other:?}"),
     };
     let proof = Token::new(token).prove(Purpose::WorkConn, &nonce, &[0u8; 32], run_id, user);
-    let msg = Message::NewWorkConn(NewWorkConn {
+    let msg = Hello::NewWorkConn(NewWorkConn {
         run_id: run_id.to_owned(),
         user: user.to_owned(),
         proof,
     });
-    shared::framed::write_message(&mut io, &msg)
+    net::framed::write_message(&mut io, &msg)
         .await
         .expect("NewWorkConn");
     io

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use shared::config::{ClientConfig, ServerConfig};
+use config::{ClientConfig, ServerConfig};
 
 fn conf_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -62,15 +62,13 @@ fn full_examples_state_the_defaults() {
     full.config_dir = empty.config_dir.clone();
     empty.proxies = full.proxies.clone();
     assert_eq!(format!("{full:?}"), format!("{empty:?}"));
-    let p = &full.proxies[0];
-    assert_eq!(
-        (p.local_ip.as_str(), p.proxy_type.as_str()),
-        ("127.0.0.1", "tcp")
-    );
+    let kinds: Vec<_> = full.proxies.iter().map(|p| p.kind().as_str()).collect();
+    assert_eq!(kinds, ["tcp", "udp"], "one proxy of each kind");
 }
 
 /// Dotted key paths of a TOML value; an array of tables contributes the keys
-/// of its first table as `name[].key`.
+/// of each table as `name[type].key` (its `type`, so each proxy kind is
+/// checked on its own keys), or `name[].key` without one.
 fn keys(v: &toml::Value, prefix: &str, out: &mut std::collections::BTreeSet<String>) {
     match v {
         toml::Value::Table(t) => {
@@ -79,7 +77,14 @@ fn keys(v: &toml::Value, prefix: &str, out: &mut std::collections::BTreeSet<Stri
             }
         }
         toml::Value::Array(a) if a.first().is_some_and(toml::Value::is_table) => {
-            keys(&a[0], &format!("{}[].", prefix.trim_end_matches('.')), out);
+            for t in a {
+                let kind = t.get("type").and_then(|k| k.as_str()).unwrap_or("");
+                keys(
+                    t,
+                    &format!("{}[{kind}].", prefix.trim_end_matches('.')),
+                    out,
+                );
+            }
         }
         _ => {
             out.insert(prefix.trim_end_matches('.').to_owned());

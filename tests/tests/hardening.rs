@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use e2e::raw::{self, LoginOutcome, Raw};
 use e2e::*;
-use shared::mux::frame::{Kind, SYN};
-use shared::protocol::{Message, Ping};
+use mux::frame::{Kind, SYN};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use wire::message::{Control, Hello, Ping, WorkHeader};
 
 const TOKEN: &str = "hardening-secret";
 
@@ -50,8 +50,8 @@ async fn pre_login(mut r: Raw, what: PreLogin) -> Raw {
             r.send(&f).await
         }
         PreLogin::HelloThenSilence => {
-            let hello = Message::ClientHello {
-                version: shared::protocol::PROTOCOL_VERSION,
+            let hello = Hello::Client {
+                version: wire::message::PROTOCOL_VERSION,
             };
             r.send_message(SYN, &hello).await
         }
@@ -185,13 +185,13 @@ async fn client_that_stops_reading_its_control_stream_is_ended() {
     let request = raw::message_frame(
         raw::CONTROL,
         0,
-        &Message::NewProxy(shared::protocol::NewProxy {
+        &Control::NewProxy(wire::message::NewProxy {
             name: name.clone(),
-            proxy_type: shared::protocol::ProxyType::Tcp,
-            remote_port: 0,
+            spec: wire::message::ProxySpec::Tcp(wire::message::TcpSpec { remote_port: 0 }),
+            opts: Default::default(),
         }),
     );
-    let mut credit: usize = shared::mux::frame::DEFAULT_WINDOW as usize - 4096;
+    let mut credit: usize = mux::frame::DEFAULT_WINDOW as usize - 4096;
     for _ in 0..400 {
         while credit < request.len() {
             // Wait for frps to grant more; a stalled frps grants none.
@@ -315,11 +315,11 @@ async fn a_run_id_of_another_user_replaces_nothing() {
     // (and any session it replaced is gone).
     mallory.new_proxy("m", 0).await.expect("register");
     match tokio::time::timeout(WAIT, mallory.next_message()).await {
-        Ok(Ok(Some(Message::NewProxyResp(r)))) => assert!(r.result.is_ok(), "{r:?}"),
+        Ok(Ok(Some(Control::NewProxyResp(r)))) => assert!(r.result.is_ok(), "{r:?}"),
         other => panic!("{other:?}"),
     }
     // Alice's session still answers.
-    let ping = Message::Ping(Ping {
+    let ping = Control::Ping(Ping {
         seq: 9,
         proxies: 0,
         bytes_in: 0,
@@ -327,7 +327,7 @@ async fn a_run_id_of_another_user_replaces_nothing() {
     });
     alice.send_message(0, &ping).await.expect("ping");
     match tokio::time::timeout(WAIT, alice.next_message()).await {
-        Ok(Ok(Some(Message::Pong(p)))) => assert_eq!(p.seq, 9),
+        Ok(Ok(Some(Control::Pong(p)))) => assert_eq!(p.seq, 9),
         other => panic!("alice's session was taken over: {other:?}"),
     }
     // The same user reconnecting with its run id still replaces its session.
@@ -354,7 +354,7 @@ async fn non_multiplexed_user_connections_wait_side_by_side() {
     };
     ctl.new_proxy("p", 0).await.expect("register");
     let port = match ctl.next_message().await {
-        Ok(Some(Message::NewProxyResp(r))) => port_of(&r.result.expect("proxy")),
+        Ok(Some(Control::NewProxyResp(r))) => port_of(&r.result.expect("proxy")),
         other => panic!("{other:?}"),
     };
     let public = SocketAddr::from(([127, 0, 0, 1], port));
@@ -370,8 +370,8 @@ async fn non_multiplexed_user_connections_wait_side_by_side() {
     );
     for _ in 0..2 {
         let mut w = raw::work_conn(addr, TOKEN, "pool", &run_id).await;
-        match shared::framed::read_message(&mut w).await {
-            Ok(Some(Message::StartWork(_))) => {}
+        match net::framed::read_message(&mut w).await {
+            Ok(Some(WorkHeader::Start(_))) => {}
             other => panic!("{other:?}"),
         }
         w.write_all(b"hi").await.expect("write");
@@ -399,7 +399,7 @@ fn port_of(addr: &str) -> u16 {
 
 async fn expect_req_work_conn(ctl: &mut Raw) {
     match tokio::time::timeout(WAIT, ctl.next_message()).await {
-        Ok(Ok(Some(Message::ReqWorkConn { .. }))) => {}
+        Ok(Ok(Some(Control::ReqWorkConn { .. }))) => {}
         other => panic!("expected ReqWorkConn, got {other:?}"),
     }
 }

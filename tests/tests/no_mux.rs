@@ -80,8 +80,8 @@ async fn half_close_survives_work_connections() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frpc_caps_work_connections_a_server_asks_for() {
     use futures::{SinkExt, StreamExt};
-    use shared::protocol::{LoginAccepted, LoginResp, Message, PROTOCOL_VERSION};
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use wire::message::{Control, Hello, LoginAccepted, LoginResp, PROTOCOL_VERSION};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -95,22 +95,23 @@ async fn frpc_caps_work_connections_a_server_asks_for() {
             if tcp.peek(&mut first).await.is_err() {
                 continue;
             }
-            if first[0] == shared::protocol::WORK_CONN_MARKER {
+            if first[0] == wire::message::WORK_CONN_MARKER {
                 counted.fetch_add(1, Ordering::Relaxed);
                 held.push(tcp); // never answered
                 continue;
             }
-            let mut s = shared::mux::start(
+            let mut s = mux::start(
                 tcp,
-                shared::mux::Mode::Server,
-                shared::mux::MuxConfig::new(16),
+                mux::Mode::Server,
+                mux::MuxConfig::new(16),
                 tokio_util::sync::CancellationToken::new(),
             );
             let stream = s.incoming.recv().await.expect("control stream");
-            let mut ctrl = shared::framed::control(stream);
+            let mut ctrl =
+                tokio_util::codec::Framed::new(stream, wire::codec::MessageCodec::<Hello>::new());
             let _hello = ctrl.next().await;
-            let nonce = shared::auth::new_nonce();
-            ctrl.send(Message::ServerHello {
+            let nonce = wire::auth::new_nonce();
+            ctrl.send(Hello::Server {
                 version: PROTOCOL_VERSION,
                 nonce,
             })
@@ -121,11 +122,13 @@ async fn frpc_caps_work_connections_a_server_asks_for() {
                 result: Ok(LoginAccepted {
                     run_id: "fake".into(),
                     heartbeat_timeout: 0,
+                    udp_packet_size: 1500,
                 }),
             };
-            ctrl.send(Message::LoginResp(ok)).await.expect("login");
+            ctrl.send(Hello::LoginResp(ok)).await.expect("login");
+            let mut ctrl = ctrl.map_codec(|_| wire::codec::MessageCodec::<Control>::new());
             for _ in 0..100 {
-                ctrl.send(Message::ReqWorkConn { count: 100_000 })
+                ctrl.send(Control::ReqWorkConn { count: 100_000 })
                     .await
                     .expect("req");
             }

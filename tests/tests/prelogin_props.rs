@@ -9,10 +9,12 @@ use std::time::{Duration, Instant};
 
 use e2e::raw::{self, LoginOutcome, Raw};
 use e2e::*;
+use mux::frame::Kind;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
-use shared::mux::frame::Kind;
-use shared::protocol::{Login, Message, NewProxy, NewWorkConn, Ping, ProxyType};
+use wire::message::{
+    Control, Hello, Login, NewProxy, NewWorkConn, Ping, ProxyOpts, ProxySpec, TcpSpec,
+};
 
 const TOKEN: &str = "prelogin-secret";
 
@@ -52,45 +54,66 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
-fn message(k: u8, s: &str) -> Message {
+/// One frame of a message of any channel (sent where it may not belong).
+fn message(k: u8, s: &str) -> bytes::BytesMut {
+    let mut b = bytes::BytesMut::new();
+    let hello = |m: Hello, b: &mut bytes::BytesMut| wire::codec::encode(&m, b);
+    let control = |m: Control, b: &mut bytes::BytesMut| wire::codec::encode(&m, b);
     match k {
-        0 => Message::ClientHello {
-            version: shared::protocol::PROTOCOL_VERSION,
-        },
-        1 => Message::ClientHello { version: 999 },
-        2 => Message::Login(Login {
-            version: shared::protocol::PROTOCOL_VERSION,
-            hostname: s.into(),
-            os: s.into(),
-            arch: s.into(),
-            user: s.into(),
-            run_id: s.into(),
-            proof: [7; 32],
-            tcp_mux: s.len() % 2 == 0,
-        }),
-        3 => Message::NewProxy(NewProxy {
-            name: s.into(),
-            proxy_type: ProxyType::Tcp,
-            remote_port: 0,
-        }),
-        4 => Message::NewWorkConn(NewWorkConn {
-            run_id: s.into(),
-            user: s.into(),
-            proof: [0; 32],
-        }),
-        _ => Message::Ping(Ping {
-            seq: 1,
-            proxies: 0,
-            bytes_in: 0,
-            bytes_out: 0,
-        }),
+        0 => hello(
+            Hello::Client {
+                version: wire::message::PROTOCOL_VERSION,
+            },
+            &mut b,
+        ),
+        1 => hello(Hello::Client { version: 999 }, &mut b),
+        2 => hello(
+            Hello::Login(Login {
+                version: wire::message::PROTOCOL_VERSION,
+                hostname: s.into(),
+                os: s.into(),
+                arch: s.into(),
+                user: s.into(),
+                run_id: s.into(),
+                proof: [7; 32],
+                tcp_mux: s.len() % 2 == 0,
+            }),
+            &mut b,
+        ),
+        3 => control(
+            Control::NewProxy(NewProxy {
+                name: s.into(),
+                spec: ProxySpec::Tcp(TcpSpec { remote_port: 0 }),
+                opts: ProxyOpts::default(),
+            }),
+            &mut b,
+        ),
+        4 => hello(
+            Hello::NewWorkConn(NewWorkConn {
+                run_id: s.into(),
+                user: s.into(),
+                proof: [0; 32],
+            }),
+            &mut b,
+        ),
+        _ => control(
+            Control::Ping(Ping {
+                seq: 1,
+                proxies: 0,
+                bytes_in: 0,
+                bytes_out: 0,
+            }),
+            &mut b,
+        ),
     }
+    .expect("encode");
+    b
 }
 
 fn encode(work_conn: bool, steps: &[Step]) -> Vec<u8> {
     let mut out = Vec::new();
     if work_conn {
-        out.push(shared::protocol::WORK_CONN_MARKER);
+        out.push(wire::message::WORK_CONN_MARKER);
     }
     for s in steps {
         match s {
@@ -108,12 +131,12 @@ fn encode(work_conn: bool, steps: &[Step]) -> Vec<u8> {
                 out.extend_from_slice(&raw::header(Kind::Data, *flags, *id, body.len() as u32));
                 out.extend_from_slice(body);
             }
-            Step::Message(k, s) if work_conn => {
-                let mut b = bytes::BytesMut::new();
-                shared::codec::encode(&message(*k, s), &mut b).expect("encode");
-                out.extend_from_slice(&b);
+            Step::Message(k, s) if work_conn => out.extend_from_slice(&message(*k, s)),
+            Step::Message(k, s) => {
+                let body = message(*k, s);
+                out.extend_from_slice(&raw::header(Kind::Data, 0, raw::CONTROL, body.len() as u32));
+                out.extend_from_slice(&body);
             }
-            Step::Message(k, s) => out.extend(raw::message_frame(raw::CONTROL, 0, &message(*k, s))),
             Step::Garbage(g) => out.extend_from_slice(g),
         }
     }

@@ -35,7 +35,7 @@ async fn echo_through(client: &mut TestClient, name: &str) {
 async fn pinned_fingerprint_is_enforced() {
     // Make the server's self-signed certificate up front to know its fingerprint.
     let dir = tempfile::tempdir().expect("tempdir");
-    let (cert, _, _) = shared::tls::self_signed(
+    let (cert, _, _) = net::tls::self_signed(
         &dir.path().join("frps_selfsigned.crt"),
         &dir.path().join("frps_selfsigned.key"),
     )
@@ -43,7 +43,7 @@ async fn pinned_fingerprint_is_enforced() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let server = TestServer::start_on(listener, std::sync::Arc::new(dir), TOKEN);
     let echo = spawn_echo().await;
-    let right = shared::tls::pretty_fingerprint(&shared::tls::fingerprint(&cert[0]));
+    let right = net::tls::pretty_fingerprint(&net::tls::fingerprint(&cert[0]));
 
     let mut ok = TestClient::start(
         server.addr,
@@ -107,7 +107,7 @@ async fn trust_on_first_use_stores_then_enforces() {
     assert!(msg.contains("CHANGED"), "{msg}");
     let old_fp = stored.split_whitespace().nth(1).expect("fingerprint");
     assert!(
-        msg.contains(&shared::tls::pretty_fingerprint(old_fp)),
+        msg.contains(&net::tls::pretty_fingerprint(old_fp)),
         "old fingerprint shown: {msg}"
     );
     impostor.stop().await;
@@ -318,20 +318,22 @@ async fn max_ports_per_client() {
 
 /// A plain yamux session to frps with the control stream open, to speak
 /// the protocol wrongly on purpose.
-async fn raw_control(port: u16) -> shared::framed::ControlStream<shared::mux::MuxStream> {
+async fn raw_control(
+    port: u16,
+) -> tokio_util::codec::Framed<mux::MuxStream, wire::codec::MessageCodec<wire::message::Hello>> {
     let tcp = TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect");
-    let session = shared::mux::start(
+    let session = mux::start(
         tcp,
-        shared::mux::Mode::Client,
-        shared::mux::MuxConfig::new(16),
+        mux::Mode::Client,
+        mux::MuxConfig::new(16),
         tokio_util::sync::CancellationToken::new(),
     );
     let stream = session.opener.open().await.expect("open");
     // Keep the session alive as long as the stream (the driver task owns it).
     std::mem::forget(session.incoming);
-    shared::framed::control(stream)
+    tokio_util::codec::Framed::new(stream, wire::codec::MessageCodec::new())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -389,13 +391,14 @@ async fn junk_is_rejected_with_one_line_each() {
     frps.wait_line("malformed message", WAIT);
 
     let mut ctrl = raw_control(port).await;
-    let early = shared::protocol::Message::NewProxy(shared::protocol::NewProxy {
-        name: "sneaky".into(),
-        proxy_type: shared::protocol::ProxyType::Tcp,
-        remote_port: 0,
+    // A login before the hello: the handshake's order is enforced.
+    let early = wire::message::Hello::NewWorkConn(wire::message::NewWorkConn {
+        run_id: "sneaky".into(),
+        user: "sneaky".into(),
+        proof: [0; 32],
     });
     ctrl.send(early).await.expect("send");
-    frps.wait_line("expected ClientHello, got NewProxy", WAIT);
+    frps.wait_line("expected ClientHello, got NewWorkConn", WAIT);
 
     // Still serving: a real client logs in and forwards.
     let (_l, local) = std_echo();
@@ -620,7 +623,7 @@ async fn trusted_ca_refuses_plain_tcp_without_force() {
     assert!(out.contains("closed the connection"), "{out}");
 
     let mut work = TcpStream::connect(server.addr).await.expect("connect");
-    work.write_all(&[shared::protocol::WORK_CONN_MARKER])
+    work.write_all(&[wire::message::WORK_CONN_MARKER])
         .await
         .expect("marker");
     let mut buf = Vec::new();

@@ -389,7 +389,7 @@ fn start_socat(iperf: SocketAddr, echo: SocketAddr) -> Result<Running> {
 fn start_rathole(tools: &Tools, iperf: SocketAddr, echo: SocketAddr) -> Result<Running> {
     let mut r = running(iperf, echo, tempfile::tempdir()?);
     let dir = r._dir.path().to_path_buf();
-    let token = shared::util::random_id();
+    let token = net::util::random_id();
     let (control, iperf_pub, echo_pub) = (free_port(), free_port(), free_port());
     let server = write_file(
         &dir,
@@ -434,7 +434,7 @@ fn proxy(name: &str, local_port: u16, remote_port: u16) -> String {
 fn start_ours(tools: &Tools, iperf: SocketAddr, echo: SocketAddr, extra: &str) -> Result<Running> {
     let mut r = running(iperf, echo, tempfile::tempdir()?);
     let dir = r._dir.path().to_path_buf();
-    let token = shared::util::random_id();
+    let token = net::util::random_id();
     let (bind, iperf_pub, echo_pub) = (free_port(), free_port(), free_port());
     let frps_cfg = write_file(
         &dir,

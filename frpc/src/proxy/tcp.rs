@@ -1,0 +1,80 @@
+//! `type = "tcp"`: each work stream is one user connection, carried to a
+//! new connection to the local service.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use config::TcpProxy;
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use net::logging::Escaped;
+use net::stats::Meters;
+use net::tunnel::{Local, Tunnel};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info_span, warn, Instrument};
+use wire::message::{ProxySpec, StartWork, TcpSpec};
+
+use super::ClientProxy;
+
+/// Bound on dialing the local service.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(super) struct Tcp {
+    cfg: TcpProxy,
+    local: String,
+}
+
+impl Tcp {
+    pub fn new(cfg: TcpProxy) -> Self {
+        let local = cfg.local_addr();
+        Tcp { cfg, local }
+    }
+}
+
+impl ClientProxy for Tcp {
+    fn spec(&self) -> ProxySpec {
+        ProxySpec::Tcp(TcpSpec {
+            remote_port: self.cfg.remote_port,
+        })
+    }
+
+    fn serve(
+        self: Arc<Self>,
+        work: Tunnel,
+        header: StartWork,
+        meters: Meters,
+        stop: CancellationToken,
+    ) -> BoxFuture<'static, ()> {
+        let span = info_span!("conn", proxy = %Escaped(&self.cfg.name), src = %header.src);
+        async move { self.carry(work, meters, stop).await }
+            .instrument(span)
+            .boxed()
+    }
+}
+
+impl Tcp {
+    async fn carry(&self, work: Tunnel, meters: Meters, stop: CancellationToken) {
+        let local = &self.local;
+        let tcp = match tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(local)).await {
+            Ok(Ok(tcp)) => tcp,
+            Ok(Err(e)) => {
+                warn!(%local, "local service unreachable, closing the user connection: {e}");
+                return;
+            }
+            Err(_) => {
+                warn!(%local, "local service did not answer within {DIAL_TIMEOUT:?}, closing the user connection");
+                return;
+            }
+        };
+        tcp.set_nodelay(true).ok();
+        let _open = meters.open();
+        tokio::select! {
+            _ = stop.cancelled() => debug!("closed with the session"),
+            r = work.carry(Local::Tcp(tcp), meters.clone()) => match r {
+                Ok(c) => debug!(up = c.into_tunnel, down = c.out_of_tunnel, "connection closed"),
+                Err(e) => debug!("connection ended: {e}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! Public ports: `remotePort`, `allowPorts` and the random pick for
+//! `remotePort = 0`, for TCP and UDP alike.
+
+use std::future::Future;
+use std::io;
+
+use rand::seq::SliceRandom;
+use tokio::net::{TcpListener, UdpSocket};
+use wire::message::ProxyError;
+
+use crate::Server;
+
+/// How many random ports from `allowPorts` to try for `remotePort = 0`.
+const PICK_ATTEMPTS: usize = 64;
+
+pub(crate) async fn bind_tcp(server: &Server, port: u16) -> Result<TcpListener, ProxyError> {
+    bind(
+        server,
+        port,
+        |addr| async move { TcpListener::bind(addr).await },
+    )
+    .await
+}
+
+pub(crate) async fn bind_udp(server: &Server, port: u16) -> Result<UdpSocket, ProxyError> {
+    bind(
+        server,
+        port,
+        |addr| async move { UdpSocket::bind(addr).await },
+    )
+    .await
+}
+
+async fn bind<T, F, Fut>(server: &Server, port: u16, bind_one: F) -> Result<T, ProxyError>
+where
+    F: Fn((String, u16)) -> Fut,
+    Fut: Future<Output = io::Result<T>>,
+{
+    let cfg = &server.config;
+    let host = cfg.proxy_bind_addr.clone();
+    if port != 0 {
+        if !cfg.port_allowed(port) {
+            return Err(ProxyError::PortNotAllowed(port));
+        }
+        return bind_one((host, port))
+            .await
+            .map_err(|e| bind_error(port, e));
+    }
+    if cfg.allow_ports.is_empty() {
+        return bind_one((host, 0)).await.map_err(|e| bind_error(0, e));
+    }
+    // Let the server pick among the allowed ports, as frp does.
+    let mut candidates: Vec<u16> = (1..=u16::MAX).filter(|p| cfg.port_allowed(*p)).collect();
+    candidates.shuffle(&mut rand::thread_rng());
+    for p in candidates.into_iter().take(PICK_ATTEMPTS) {
+        match bind_one((host.clone(), p)).await {
+            Ok(l) => return Ok(l),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => continue,
+            Err(e) => return Err(bind_error(p, e)),
+        }
+    }
+    Err(ProxyError::Bind("no free port among allowPorts".into()))
+}
+
+fn bind_error(port: u16, e: io::Error) -> ProxyError {
+    match e.kind() {
+        io::ErrorKind::AddrInUse => ProxyError::PortInUse(port),
+        _ => ProxyError::Bind(format!("port {port}: {e}")),
+    }
+}

@@ -1,0 +1,145 @@
+//! `type = "udp"`: a public UDP port. Datagrams from all users travel over
+//! one work stream, each framed with the user's address (`wire::udp`);
+//! frpc answers with the address each reply is for. The stream is opened
+//! by the first datagram and again after it ends (frpc reconnected), so an
+//! idle UDP proxy holds no stream.
+//!
+//! Memory: one receive buffer of `udpPacketSize` + 1, one batch of at most
+//! [`BATCH`] bytes on the way in, one frame on the way out. When the tunnel
+//! is slower than the users, datagrams wait in the socket's kernel buffer
+//! and the kernel drops what does not fit, as UDP does anyway.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use net::logging::Escaped;
+use net::tunnel::Tunnel;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::net::UdpSocket;
+use tracing::{debug, info_span, warn, Instrument};
+use wire::message::{ProxyError, UdpSpec};
+use wire::udp;
+
+use super::{open_work, ports, ProxyCtx};
+
+/// Datagrams read together are written to the tunnel in one write of up to
+/// this many bytes.
+const BATCH: usize = 64 * 1024;
+
+pub(super) async fn start(spec: &UdpSpec, ctx: ProxyCtx) -> Result<SocketAddr, ProxyError> {
+    let sock = ports::bind_udp(&ctx.server, spec.remote_port).await?;
+    let addr = sock
+        .local_addr()
+        .map_err(|e| ProxyError::Bind(e.to_string()))?;
+    let span = info_span!("proxy", name = %Escaped(&ctx.name), %addr, kind = "udp");
+    ctx.tasks
+        .clone()
+        .spawn(run(Arc::new(sock), addr, ctx).instrument(span));
+    Ok(addr)
+}
+
+async fn run(sock: Arc<UdpSocket>, addr: SocketAddr, ctx: ProxyCtx) {
+    let max = ctx.server.config.udp_packet_size;
+    let mut buf = vec![0u8; max + 1];
+    loop {
+        // No stream while idle: wait for a datagram first.
+        let (n, peer) = tokio::select! {
+            _ = ctx.stop.cancelled() => return,
+            r = sock.recv_from(&mut buf) => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    debug!("udp receive failed: {e}");
+                    continue;
+                }
+            },
+        };
+        if n > max {
+            too_large(&ctx, peer, n, max);
+            continue;
+        }
+        let tunnel = match open_work(&ctx, addr, addr).await {
+            Ok(t) => t,
+            Err(e) => {
+                warn!("{e:#}; datagram dropped");
+                ctx.meters.drop_one();
+                continue;
+            }
+        };
+        let mut first = BytesMut::new();
+        // Cannot fail: n ≤ udpPacketSize ≤ udp::MAX_PAYLOAD (validated).
+        let _ = udp::encode(peer, &buf[..n], &mut first);
+        ctx.meters.add(true, n);
+        let (rd, wr) = tokio::io::split(tunnel);
+        tokio::select! {
+            _ = ctx.stop.cancelled() => return,
+            r = to_client(&sock, wr, first, &mut buf, &ctx) => debug!("udp stream to the client ended: {r:?}"),
+            r = from_client(&sock, rd, &ctx) => debug!("udp stream from the client ended: {r:?}"),
+        }
+    }
+}
+
+fn too_large(ctx: &ProxyCtx, peer: SocketAddr, n: usize, max: usize) {
+    ctx.meters.drop_one();
+    debug!(%peer, "datagram of more than {max} bytes (udpPacketSize) dropped ({n} read)");
+}
+
+/// Users → client: each datagram one frame, those already waiting batched
+/// into one write.
+async fn to_client(
+    sock: &UdpSocket,
+    mut wr: WriteHalf<Tunnel>,
+    mut out: BytesMut,
+    buf: &mut [u8],
+    ctx: &ProxyCtx,
+) -> std::io::Result<()> {
+    let max = buf.len() - 1;
+    loop {
+        while out.len() < BATCH {
+            match sock.try_recv_from(buf) {
+                Ok((n, peer)) if n > max => too_large(ctx, peer, n, max),
+                Ok((n, peer)) => {
+                    let _ = udp::encode(peer, &buf[..n], &mut out);
+                    ctx.meters.add(true, n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    debug!("udp receive failed: {e}");
+                    break;
+                }
+            }
+        }
+        if !out.is_empty() {
+            wr.write_all(&out).await?;
+            wr.flush().await?;
+            out.clear();
+        }
+        sock.readable().await?;
+    }
+}
+
+/// Client → users: replies, each to the address its frame names.
+async fn from_client(
+    sock: &UdpSocket,
+    mut rd: ReadHalf<Tunnel>,
+    ctx: &ProxyCtx,
+) -> std::io::Result<()> {
+    let mut inbuf = BytesMut::with_capacity(8 * 1024);
+    loop {
+        loop {
+            match udp::decode(&mut inbuf) {
+                Ok(Some(d)) => {
+                    ctx.meters.add(false, d.payload.len());
+                    if let Err(e) = sock.send_to(&d.payload, d.peer).await {
+                        debug!(peer = %d.peer, "udp send failed: {e}");
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
+            }
+        }
+        if rd.read_buf(&mut inbuf).await? == 0 {
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! frps's settings.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::diag::{self, Problems, Source};
+use crate::{
+    both_or_neither, check_auth, config_dir, read_file, secs, AuthConfig, ConfigError, LogConfig,
+    PortRange, DEFAULT_HEARTBEAT_TIMEOUT, DEFAULT_MAX_STREAMS, DEFAULT_TCP_KEEPALIVE,
+    DEFAULT_UDP_PACKET_SIZE,
+};
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct ServerConfig {
+    pub bind_addr: String,
+    pub bind_port: u16,
+    /// Address the proxies' remote ports listen on; empty means `bindAddr`.
+    pub proxy_bind_addr: String,
+    pub auth: AuthConfig,
+    /// Ports clients may ask for; empty allows every port.
+    pub allow_ports: Vec<PortRange>,
+    pub log: LogConfig,
+    /// Most ports one client may hold at once; 0 = no limit.
+    pub max_ports_per_client: u32,
+    pub transport: ServerTransport,
+    /// Largest UDP datagram carried (frp's `udpPacketSize`); larger ones
+    /// are dropped and counted, never truncated.
+    pub udp_packet_size: usize,
+    /// Directory of the config file (for paths that default next to it).
+    #[serde(skip)]
+    pub config_dir: PathBuf,
+}
+
+/// `transport.*` of frps.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct ServerTransport {
+    /// Seconds without any data from a client before it is declared dead
+    /// and its ports freed. ≤ 0 disables the check (for debugging).
+    pub heartbeat_timeout: i64,
+    /// TCP keepalive idle time in seconds on client connections; ≤ 0 disables.
+    pub tcp_keepalive: i64,
+    /// Seconds a new connection has to finish TLS and login.
+    pub login_timeout: u64,
+    /// Connections allowed in the TLS/login phase at once; more are closed
+    /// at once, so a flood cannot exhaust memory or descriptors.
+    pub max_pending_logins: usize,
+    /// Concurrent multiplexed streams per client (user connections).
+    pub max_streams_per_client: usize,
+    /// Idle pre-opened work connections kept per client (`tcpMux = false`).
+    pub max_pool_count: usize,
+    /// MiB of receive windows all client sessions together may hold (what
+    /// stalled readers could make frps buffer); a user connection that
+    /// does not fit is refused. 0 = a quarter of usable memory
+    /// ([`buffer_budget`]).
+    #[serde(rename = "maxBufferMB")]
+    pub max_buffer_mb: u64,
+    pub tls: ServerTls,
+}
+
+impl Default for ServerTransport {
+    fn default() -> Self {
+        ServerTransport {
+            heartbeat_timeout: DEFAULT_HEARTBEAT_TIMEOUT,
+            tcp_keepalive: DEFAULT_TCP_KEEPALIVE,
+            login_timeout: 10,
+            max_pending_logins: 256,
+            max_streams_per_client: DEFAULT_MAX_STREAMS,
+            max_pool_count: 5,
+            max_buffer_mb: 0,
+            tls: ServerTls::default(),
+        }
+    }
+}
+
+/// `transport.tls.*` of frps. TLS is always offered.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct ServerTls {
+    /// Refuse clients that do not use TLS.
+    pub force: bool,
+    /// Certificate chain and key (PEM). Empty: a self-signed certificate.
+    pub cert_file: String,
+    pub key_file: String,
+    /// Require client certificates signed by this CA (mutual TLS).
+    pub trusted_ca_file: String,
+    /// Where the self-signed certificate is kept; empty = next to the config.
+    pub self_signed_dir: String,
+}
+
+impl ServerConfig {
+    /// Paths of the self-signed certificate and key.
+    pub fn self_signed_paths(&self) -> (PathBuf, PathBuf) {
+        let dir = match self.transport.tls.self_signed_dir.as_str() {
+            "" => self.config_dir.clone(),
+            d => PathBuf::from(d),
+        };
+        (
+            dir.join("frps_selfsigned.crt"),
+            dir.join("frps_selfsigned.key"),
+        )
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            bind_addr: "0.0.0.0".into(),
+            bind_port: 7000,
+            proxy_bind_addr: String::new(),
+            auth: AuthConfig::default(),
+            allow_ports: Vec::new(),
+            log: LogConfig::default(),
+            max_ports_per_client: 0,
+            transport: ServerTransport::default(),
+            udp_packet_size: DEFAULT_UDP_PACKET_SIZE,
+            config_dir: PathBuf::from("."),
+        }
+    }
+}
+
+impl ServerConfig {
+    pub fn heartbeat_timeout(&self) -> Option<Duration> {
+        secs(self.transport.heartbeat_timeout)
+    }
+
+    pub fn tcp_keepalive(&self) -> Option<Duration> {
+        secs(self.transport.tcp_keepalive)
+    }
+
+    pub fn login_timeout(&self) -> Duration {
+        Duration::from_secs(self.transport.login_timeout)
+    }
+
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = read_file(path)?;
+        let mut cfg = Self::parse(&text, path)?;
+        cfg.config_dir = config_dir(path);
+        Ok(cfg)
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        Self::parse(text, Path::new("<inline>"))
+    }
+
+    fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let src = Source::new(text);
+        let fail = |errors| ConfigError::Invalid {
+            path: path.to_owned(),
+            errors: diag::sorted(errors),
+        };
+        if let Err(e) = text.parse::<toml::Table>() {
+            return Err(fail(vec![diag::from_toml(&src, &e)]));
+        }
+        let mut cfg = diag::parse_all::<ServerConfig>(&src).map_err(fail)?;
+        let mut problems = Problems::new(&src);
+        cfg.check(&mut problems);
+        match problems.found.is_empty() {
+            true => Ok(cfg),
+            false => Err(fail(problems.found)),
+        }
+    }
+
+    /// Checks values and fills derived ones.
+    fn check(&mut self, p: &mut Problems<'_>) {
+        if self.bind_addr.trim().is_empty() {
+            p.key("bindAddr", "bindAddr must not be empty");
+        }
+        if self.bind_port == 0 {
+            p.key("bindPort", "bindPort must be between 1 and 65535");
+        }
+        if self.proxy_bind_addr.trim().is_empty() {
+            self.proxy_bind_addr = self.bind_addr.clone();
+        }
+        if self.udp_packet_size == 0 || self.udp_packet_size > wire::udp::MAX_PAYLOAD {
+            p.key(
+                "udpPacketSize",
+                format!(
+                    "udpPacketSize must be between 1 and {}",
+                    wire::udp::MAX_PAYLOAD
+                ),
+            );
+        }
+        check_auth(&mut self.auth, p);
+        for (i, r) in self.allow_ports.iter().enumerate() {
+            if let Err(e) = r.bounds() {
+                p.key("allowPorts", format!("allowPorts[{i}]: {e}"));
+            }
+        }
+        let t = &self.transport;
+        if t.login_timeout == 0 {
+            p.key(
+                "transport.loginTimeout",
+                "transport.loginTimeout must be at least 1 second",
+            );
+        }
+        if t.max_pending_logins == 0 {
+            p.key(
+                "transport.maxPendingLogins",
+                "transport.maxPendingLogins must be at least 1",
+            );
+        }
+        if t.max_streams_per_client == 0 {
+            p.key(
+                "transport.maxStreamsPerClient",
+                "transport.maxStreamsPerClient must be at least 1",
+            );
+        }
+        both_or_neither(&t.tls.cert_file, &t.tls.key_file, p);
+    }
+
+    pub fn port_allowed(&self, port: u16) -> bool {
+        self.allow_ports.is_empty() || self.allow_ports.iter().any(|r| r.contains(port))
+    }
+}

@@ -1,0 +1,125 @@
+//! tracing setup from the `log.*` config keys.
+
+use std::fs::OpenOptions;
+use std::sync::Mutex;
+
+use tracing_subscriber::EnvFilter;
+
+use config::LogConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("cannot open log file {path}: {source}")]
+    Open {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("invalid log.level {level:?}: {source}")]
+    Level {
+        level: String,
+        source: tracing_subscriber::filter::ParseError,
+    },
+}
+
+/// Installs the global subscriber. `RUST_LOG`, when set, overrides
+/// `log.level` so a single run can be traced without editing the config.
+pub fn init(cfg: &LogConfig) -> Result<(), LogError> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.is_empty() => {
+            EnvFilter::try_new(&v).map_err(|source| LogError::Level { level: v, source })?
+        }
+        _ => EnvFilter::try_new(cfg.level.as_str()).map_err(|source| LogError::Level {
+            level: cfg.level.as_str().to_owned(),
+            source,
+        })?,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    if cfg.to == "console" || cfg.to.is_empty() {
+        use std::io::IsTerminal;
+        let ansi = std::io::stderr().is_terminal();
+        builder
+            .with_writer(std::io::stderr)
+            .with_ansi(ansi)
+            .try_init()
+            .ok();
+    } else {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&cfg.to)
+            .map_err(|source| LogError::Open {
+                path: cfg.to.clone(),
+                source,
+            })?;
+        builder
+            .with_writer(Mutex::new(file))
+            .with_ansi(false)
+            .try_init()
+            .ok();
+    }
+    Ok(())
+}
+
+/// The common tail of both binaries' `main`: set up logging and the
+/// open-files limit, run, and turn the outcome into an exit status with the
+/// whole cause chain printed.
+pub fn run_main<E: std::fmt::Display>(
+    program: &str,
+    log: &LogConfig,
+    run: impl FnOnce() -> Result<(), E>,
+) -> std::process::ExitCode {
+    if let Err(e) = init(log) {
+        eprintln!("{program}: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
+    crate::util::raise_fd_limit();
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("{program}: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// A string that came from a peer (host name, user, proxy name…), for a
+/// log line: control characters (newlines, ESC) are escaped, so no peer can
+/// forge a line or recolour a terminal, and it is cut at 128 characters.
+pub struct Escaped<'a>(pub &'a str);
+
+/// Longest peer string a log line shows.
+const ESCAPED_MAX: usize = 128;
+
+impl std::fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write;
+        for (i, c) in self.0.chars().enumerate() {
+            if i == ESCAPED_MAX {
+                return f.write_str("…");
+            }
+            if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}') {
+                write!(f, "{}", c.escape_unicode())?;
+            } else {
+                f.write_char(c)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Escaped;
+
+    #[test]
+    fn peer_strings_cannot_break_lines() {
+        let s = Escaped("a\nINFO forged\x1b[31m\r").to_string();
+        assert_eq!(s, "a\\u{a}INFO forged\\u{1b}[31m\\u{d}");
+        assert!(!s.chars().any(char::is_control));
+        let long = "x".repeat(500);
+        assert_eq!(Escaped(&long).to_string().chars().count(), 129);
+    }
+}

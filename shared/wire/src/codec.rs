@@ -1,0 +1,283 @@
+//! Framing: a 2-byte big-endian length followed by one postcard-encoded
+//! message of a channel's type ([`Frame`]). Works on byte buffers only;
+//! sockets live elsewhere.
+//!
+//! A u16 length keeps the smallest frames (heartbeats) small and gives a hard
+//! ceiling for free; [`MAX_FRAME_LEN`] lowers it further so a peer cannot make
+//! us buffer more than that before a frame is rejected.
+
+use std::marker::PhantomData;
+
+use bytes::{Buf, BufMut, BytesMut};
+use tokio_util::codec::{Decoder, Encoder};
+
+use crate::message::Frame;
+
+/// Largest payload accepted or produced. Control messages are tiny; anything
+/// bigger is a broken or hostile peer.
+pub const MAX_FRAME_LEN: usize = 16 * 1024;
+
+const HEADER_LEN: usize = 2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("frame of {len} bytes exceeds the maximum of {MAX_FRAME_LEN}")]
+    FrameTooLarge { len: usize },
+    #[error("malformed message: {0}")]
+    Malformed(#[from] postcard::Error),
+    #[error("connection closed in the middle of a frame")]
+    Truncated,
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// Appends one frame holding `msg` to `dst`.
+pub fn encode<M: Frame>(msg: &M, dst: &mut BytesMut) -> Result<(), CodecError> {
+    let payload = postcard::to_stdvec(msg)?;
+    if payload.len() > MAX_FRAME_LEN {
+        return Err(CodecError::FrameTooLarge { len: payload.len() });
+    }
+    dst.reserve(HEADER_LEN + payload.len());
+    // Cannot truncate: MAX_FRAME_LEN < u16::MAX.
+    dst.put_u16(payload.len() as u16);
+    dst.put_slice(&payload);
+    Ok(())
+}
+
+/// Length of the frame at the front of `src` once its header is buffered.
+/// Rejects oversized frames before their body has been received.
+fn frame_len(src: &[u8]) -> Result<Option<usize>, CodecError> {
+    if src.len() < HEADER_LEN {
+        return Ok(None);
+    }
+    let len = u16::from_be_bytes([src[0], src[1]]) as usize;
+    if len > MAX_FRAME_LEN {
+        return Err(CodecError::FrameTooLarge { len });
+    }
+    Ok(Some(len))
+}
+
+/// Removes and decodes one frame from the front of `src`, or returns
+/// `Ok(None)` when the frame is not complete yet.
+pub fn decode<M: Frame>(src: &mut BytesMut) -> Result<Option<M>, CodecError> {
+    let Some(len) = frame_len(src)? else {
+        return Ok(None);
+    };
+    if src.len() < HEADER_LEN + len {
+        src.reserve(HEADER_LEN + len - src.len());
+        return Ok(None);
+    }
+    src.advance(HEADER_LEN);
+    let payload = src.split_to(len);
+    // A frame must hold exactly one message: trailing bytes mean the peer
+    // and we disagree about the format.
+    let (msg, rest) = postcard::take_from_bytes::<M>(&payload)?;
+    if !rest.is_empty() {
+        return Err(CodecError::Malformed(
+            postcard::Error::DeserializeBadEncoding,
+        ));
+    }
+    Ok(Some(msg))
+}
+
+/// [`Decoder`]/[`Encoder`] of one channel's messages, for use with
+/// `tokio_util::codec::Framed`.
+#[derive(Debug)]
+pub struct MessageCodec<M>(PhantomData<fn() -> M>);
+
+impl<M> MessageCodec<M> {
+    pub fn new() -> Self {
+        MessageCodec(PhantomData)
+    }
+}
+
+impl<M> Default for MessageCodec<M> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<M: Frame> Decoder for MessageCodec<M> {
+    type Item = M;
+    type Error = CodecError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<M>, CodecError> {
+        decode(src)
+    }
+
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<M>, CodecError> {
+        match decode(src)? {
+            Some(msg) => Ok(Some(msg)),
+            None if src.is_empty() => Ok(None),
+            None => Err(CodecError::Truncated),
+        }
+    }
+}
+
+impl<M: Frame> Encoder<M> for MessageCodec<M> {
+    type Error = CodecError;
+
+    fn encode(&mut self, msg: M, dst: &mut BytesMut) -> Result<(), CodecError> {
+        encode(&msg, dst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::*;
+
+    fn roundtrip<M: Frame + Clone + PartialEq>(msg: M) {
+        let mut buf = BytesMut::new();
+        encode(&msg, &mut buf).expect("encode");
+        // Byte by byte: a partial frame must never decode.
+        let whole = buf.split();
+        let mut partial = BytesMut::new();
+        for (i, b) in whole.iter().enumerate() {
+            partial.put_u8(*b);
+            let got = decode::<M>(&mut partial).expect("decode");
+            if i + 1 < whole.len() {
+                assert!(got.is_none(), "decoded early at byte {i}");
+            } else {
+                assert_eq!(got, Some(msg.clone()));
+            }
+        }
+        assert!(partial.is_empty());
+    }
+
+    #[test]
+    fn messages_roundtrip() {
+        roundtrip(Hello::Client {
+            version: PROTOCOL_VERSION,
+        });
+        roundtrip(Hello::Server {
+            version: 1,
+            nonce: [7; NONCE_LEN],
+        });
+        roundtrip(Hello::Login(Login {
+            version: 1,
+            hostname: "h".into(),
+            os: "linux".into(),
+            arch: "x86_64".into(),
+            user: "u".into(),
+            run_id: "abc".into(),
+            proof: [1; 32],
+            tcp_mux: true,
+        }));
+        roundtrip(Hello::NewWorkConn(NewWorkConn {
+            run_id: "abc".into(),
+            user: "u".into(),
+            proof: [2; 32],
+        }));
+        roundtrip(Control::ReqWorkConn { count: 3 });
+        roundtrip(Control::NewProxy(NewProxy {
+            name: "dns".into(),
+            spec: ProxySpec::Udp(UdpSpec { remote_port: 53 }),
+            opts: ProxyOpts::default(),
+        }));
+        roundtrip(Control::NewProxyResp(NewProxyResp {
+            name: "ssh".into(),
+            result: Err(ProxyError::PortInUse(6000)),
+        }));
+        roundtrip(Control::Ping(Ping {
+            seq: 9,
+            proxies: 2,
+            bytes_in: 1 << 40,
+            bytes_out: 0,
+        }));
+        roundtrip(WorkHeader::Start(StartWork {
+            proxy_name: "ssh".into(),
+            src: "1.2.3.4:5".parse().expect("addr"),
+            dst: "[::1]:6000".parse().expect("addr"),
+        }));
+    }
+
+    /// The two hello variants keep the encoding of protocol version 1, so
+    /// that a version-1 peer still hears "version mismatch", not garbage.
+    #[test]
+    fn hellos_are_encoded_as_in_version_1() {
+        let mut buf = BytesMut::new();
+        encode(&Hello::Client { version: 1 }, &mut buf).expect("encode");
+        assert_eq!(&buf[..], &[0, 2, 0, 1]);
+        buf.clear();
+        encode(
+            &Hello::Server {
+                version: 2,
+                nonce: [9; NONCE_LEN],
+            },
+            &mut buf,
+        )
+        .expect("encode");
+        assert_eq!(&buf[..4], &[0, 2 + NONCE_LEN as u8, 1, 2]);
+        let refusal = Hello::LoginResp(LoginResp {
+            result: Err(LoginError::VersionMismatch {
+                client: 1,
+                server: 2,
+            }),
+        });
+        buf.clear();
+        encode(&refusal, &mut buf).expect("encode");
+        // Variant 3 (LoginResp), Err (1), VersionMismatch (1), 1, 2: what
+        // version 1 decoded as the same refusal.
+        assert_eq!(&buf[..], &[0, 5, 3, 1, 1, 1, 2]);
+    }
+
+    #[test]
+    fn ping_frame_is_tiny() {
+        let mut buf = BytesMut::new();
+        // An idle tunnel: a few proxies, a few hundred bytes since the last beat.
+        let ping = Ping {
+            seq: 100,
+            proxies: 3,
+            bytes_in: 300,
+            bytes_out: 300,
+        };
+        encode(&Control::Ping(ping), &mut buf).expect("encode");
+        assert!(buf.len() <= 10, "ping frame is {} bytes", buf.len());
+        buf.clear();
+        encode(&Control::Pong(Pong { seq: 100 }), &mut buf).expect("encode");
+        assert!(buf.len() <= 4, "pong frame is {} bytes", buf.len());
+    }
+
+    #[test]
+    fn oversized_header_rejected_before_body() {
+        let mut buf = BytesMut::from(&[0xff, 0xff][..]);
+        assert!(matches!(
+            decode::<Control>(&mut buf),
+            Err(CodecError::FrameTooLarge { len: 0xffff })
+        ));
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        // An unknown variant index.
+        let mut buf = BytesMut::from(&[0x00, 0x01, 0x7f][..]);
+        assert!(matches!(
+            decode::<Control>(&mut buf),
+            Err(CodecError::Malformed(_))
+        ));
+        // Trailing bytes after a valid message.
+        let mut buf = BytesMut::new();
+        encode(&Control::Pong(Pong { seq: 1 }), &mut buf).expect("encode");
+        buf[1] += 1;
+        buf.put_u8(0);
+        assert!(matches!(
+            decode::<Control>(&mut buf),
+            Err(CodecError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn truncated_at_eof_is_an_error() {
+        let mut codec = MessageCodec::<Control>::new();
+        let mut buf = BytesMut::from(&[0x00, 0x05, 0x01][..]);
+        assert!(matches!(
+            codec.decode_eof(&mut buf),
+            Err(CodecError::Truncated)
+        ));
+        assert!(codec
+            .decode_eof(&mut BytesMut::new())
+            .expect("clean eof")
+            .is_none());
+    }
+}

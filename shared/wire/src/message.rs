@@ -1,0 +1,293 @@
+//! The messages of each channel, one enum per channel, so that a message
+//! sent on the wrong channel is unrepresentable rather than a runtime check:
+//!
+//! - [`Hello`]: the handshake every connection starts with (version, nonce,
+//!   login for a control connection, [`NewWorkConn`] for a work connection);
+//! - [`Control`]: the control stream after login;
+//! - [`WorkHeader`]: the one frame at the head of every work stream.
+//!
+//! Messages are serialized with postcard (compact, varint integers) and
+//! framed by [`crate::codec`]. postcard encodes an enum variant by its index,
+//! so the variant order is the wire format: append new variants at the end
+//! and never reorder. New *fields* of an existing struct are not compatible;
+//! they need a [`PROTOCOL_VERSION`] bump. `Hello::Client` and
+//! `Hello::Server` stay variants 0 and 1 with their fields forever, and
+//! `LoginResp`'s error keeps its shape, so any two releases can tell each
+//! other that their versions differ.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// Bumped whenever the wire format changes incompatibly. 2: messages per
+/// channel, per-kind proxy specs, work headers with both addresses.
+pub const PROTOCOL_VERSION: u16 = 2;
+
+/// Length of the server's login nonce.
+pub const NONCE_LEN: usize = 32;
+
+/// The byte a work connection starts with (after TLS, if any), where a
+/// multiplexed connection starts with a yamux header (version 0).
+pub const WORK_CONN_MARKER: u8 = 0xf5;
+
+/// A message type that travels in frames: one per channel.
+pub trait Frame: Serialize + DeserializeOwned + fmt::Debug + Send + 'static {
+    /// Short name for log lines ("unexpected NewProxy before login").
+    fn kind(&self) -> &'static str;
+}
+
+/// The handshake channel: the first frames of every connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Hello {
+    /// Client → server, first frame of every connection.
+    Client { version: u16 },
+    /// Server → client: the nonce the login proof must cover.
+    Server {
+        version: u16,
+        nonce: [u8; NONCE_LEN],
+    },
+    /// Client → server on the control connection.
+    Login(Login),
+    /// Server → client.
+    LoginResp(LoginResp),
+    /// Client → server, on a separate work connection (`transport.tcpMux =
+    /// false`), after the server's hello: which session it joins.
+    NewWorkConn(NewWorkConn),
+}
+
+impl Frame for Hello {
+    fn kind(&self) -> &'static str {
+        match self {
+            Hello::Client { .. } => "ClientHello",
+            Hello::Server { .. } => "ServerHello",
+            Hello::Login(_) => "Login",
+            Hello::LoginResp(_) => "LoginResp",
+            Hello::NewWorkConn(_) => "NewWorkConn",
+        }
+    }
+}
+
+/// The control stream after login.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Control {
+    /// Client → server: register a proxy.
+    NewProxy(NewProxy),
+    /// Server → client.
+    NewProxyResp(NewProxyResp),
+    /// Client → server: unregister a proxy and free what it holds.
+    CloseProxy { name: String },
+    /// Client → server heartbeat.
+    Ping(Ping),
+    /// Server → client heartbeat answer.
+    Pong(Pong),
+    /// Server → client: open this many more work connections.
+    ReqWorkConn { count: u32 },
+}
+
+impl Frame for Control {
+    fn kind(&self) -> &'static str {
+        match self {
+            Control::NewProxy(_) => "NewProxy",
+            Control::NewProxyResp(_) => "NewProxyResp",
+            Control::CloseProxy { .. } => "CloseProxy",
+            Control::Ping(_) => "Ping",
+            Control::Pong(_) => "Pong",
+            Control::ReqWorkConn { .. } => "ReqWorkConn",
+        }
+    }
+}
+
+/// The first frame of every work stream (server → client).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WorkHeader {
+    Start(StartWork),
+}
+
+impl Frame for WorkHeader {
+    fn kind(&self) -> &'static str {
+        match self {
+            WorkHeader::Start(_) => "StartWork",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Login {
+    pub version: u16,
+    pub hostname: String,
+    pub os: String,
+    pub arch: String,
+    pub user: String,
+    /// Empty on the first login; frpc presents the id it was given when it
+    /// reconnects so frps can replace the old session.
+    pub run_id: String,
+    /// HMAC of the token over the server's nonce, see [`crate::auth`].
+    pub proof: [u8; 32],
+    /// false: work streams come as separate connections (`transport.tcpMux
+    /// = false`) instead of yamux streams.
+    pub tcp_mux: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewWorkConn {
+    pub run_id: String,
+    pub user: String,
+    /// Same construction as the login proof, over this connection's nonce
+    /// and TLS session.
+    pub proof: [u8; 32],
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginResp {
+    pub result: Result<LoginAccepted, LoginError>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginAccepted {
+    pub run_id: String,
+    /// Seconds of silence after which the server drops the client; 0 = never.
+    pub heartbeat_timeout: u32,
+    /// The server's `udpPacketSize`: frpc drops larger datagrams before
+    /// they cross the tunnel, as frps would drop them after.
+    pub udp_packet_size: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum LoginError {
+    #[error("invalid token")]
+    InvalidToken,
+    #[error(
+        "protocol version mismatch: client speaks {client}, server speaks {server}; \
+         run the same release of frps and frpc"
+    )]
+    VersionMismatch { client: u16, server: u16 },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The proxy kinds, for names in logs and errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ProxyKind {
+    Tcp,
+    Udp,
+}
+
+impl ProxyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProxyKind::Tcp => "tcp",
+            ProxyKind::Udp => "udp",
+        }
+    }
+}
+
+impl fmt::Display for ProxyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewProxy {
+    pub name: String,
+    pub spec: ProxySpec,
+    pub opts: ProxyOpts,
+}
+
+/// What the server needs to know of a proxy, per kind. Append-only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProxySpec {
+    Tcp(TcpSpec),
+    Udp(UdpSpec),
+}
+
+impl ProxySpec {
+    pub fn kind(&self) -> ProxyKind {
+        match self {
+            ProxySpec::Tcp(_) => ProxyKind::Tcp,
+            ProxySpec::Udp(_) => ProxyKind::Udp,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TcpSpec {
+    /// 0 asks the server to pick a free port.
+    pub remote_port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UdpSpec {
+    /// 0 asks the server to pick a free port.
+    pub remote_port: u16,
+}
+
+/// Options every kind has, sent now so that load-balancing groups,
+/// bandwidth limits and metadata need no further version bump.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ProxyOpts {
+    /// Load-balancing group and its key (empty = none).
+    pub group: String,
+    pub group_key: String,
+    /// Bytes per second, 0 = unlimited, enforced by the server when
+    /// `limit_on_server`.
+    pub bandwidth_limit: u64,
+    pub limit_on_server: bool,
+    /// Free-form `metadatas.*` of the proxy, for plugins and the dashboard.
+    pub metas: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewProxyResp {
+    pub name: String,
+    /// Where the server serves this proxy ("0.0.0.0:6000").
+    pub result: Result<String, ProxyError>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ProxyError {
+    #[error("port {0} is already in use")]
+    PortInUse(u16),
+    #[error("port {0} is not allowed by the server's allowPorts")]
+    PortNotAllowed(u16),
+    #[error("a proxy with this name is already registered")]
+    DuplicateName,
+    #[error("cannot listen: {0}")]
+    Bind(String),
+    #[error("this client already holds the server's maximum of {0} ports (maxPortsPerClient)")]
+    TooManyPorts(u32),
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Client heartbeat. Besides proving the path, it carries a few client facts
+/// for free; varint encoding keeps a typical Ping under a dozen bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ping {
+    pub seq: u32,
+    /// Proxies the client has registered.
+    pub proxies: u32,
+    /// Bytes the client read from / wrote to the connection since the last Ping.
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pong {
+    /// The Ping's sequence number, so the client can measure round-trip time.
+    pub seq: u32,
+}
+
+/// Which proxy a work stream is for, and the connection it carries: `src`
+/// is the user's address as frps saw it, `dst` the address the user
+/// connected to (both for PROXY protocol headers; `src` also for logs). For
+/// a UDP proxy, one work stream carries all datagrams and the addresses are
+/// those of the proxy's socket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartWork {
+    pub proxy_name: String,
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+}
