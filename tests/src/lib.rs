@@ -33,6 +33,8 @@ pub struct TestServer {
     pub task: JoinHandle<anyhow::Result<()>>,
     /// Holds the self-signed certificate; kept so a restart reuses it.
     pub dir: Arc<tempfile::TempDir>,
+    /// Live figures (byte counters per proxy and client).
+    pub stats: frps::Stats,
 }
 
 impl TestServer {
@@ -53,12 +55,19 @@ impl TestServer {
         );
         let config = ServerConfig::from_toml(&text).expect("server config");
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(frps::run(config, listener, shutdown.clone()));
+        let stats = frps::Stats::default();
+        let task = tokio::spawn(frps::run_with_stats(
+            config,
+            listener,
+            shutdown.clone(),
+            stats.clone(),
+        ));
         TestServer {
             addr,
             shutdown,
             task,
             dir,
+            stats,
         }
     }
 
@@ -147,6 +156,15 @@ impl TestClient {
 pub fn tcp_proxy(name: &str, local: SocketAddr, remote_port: u16) -> String {
     format!(
         "[[proxies]]\nname = \"{name}\"\ntype = \"tcp\"\nlocalIP = \"{}\"\nlocalPort = {}\nremotePort = {remote_port}\n",
+        local.ip(),
+        local.port()
+    )
+}
+
+/// TOML for one udp proxy.
+pub fn udp_proxy(name: &str, local: SocketAddr, remote_port: u16, extra: &str) -> String {
+    format!(
+        "[[proxies]]\nname = \"{name}\"\ntype = \"udp\"\nlocalIP = \"{}\"\nlocalPort = {}\nremotePort = {remote_port}\n{extra}",
         local.ip(),
         local.port()
     )
