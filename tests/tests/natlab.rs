@@ -2,7 +2,7 @@
 //! (client, NAT router, server) created by each test, so the tunnel crosses a
 //! real MASQUERADE router whose conntrack entries expire after a few seconds
 //! of idleness and which drops every packet it has no state for. See "How to
-//! prove it" in HEARTBEAT.md.
+//! prove it" in docs/liveness.md.
 //!
 //! Only addresses inside the namespaces the tests create are used. Needs
 //! root, `ip` (iproute2) and `iptables`; without them the tests print

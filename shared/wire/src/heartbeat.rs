@@ -1,5 +1,5 @@
 //! Heartbeat pacing and dead-link detection, free of I/O and of real time so
-//! it is tested with a paused clock. See `HEARTBEAT.md` in the shared docs.
+//! it is tested with a paused clock. See `docs/liveness.md`.
 //!
 //! The client beats only after `interval` with nothing received (any byte
 //! counts) and declares the link dead after `timeout` of silence. The server
