@@ -5,23 +5,18 @@
 
 use std::sync::Arc;
 
-use anyhow::{anyhow, bail, Context, Result};
-use config::ClientConfig;
-use net::activity::{Activity, Metered};
+use anyhow::Result;
 use net::framed;
-use net::transport::{BoxIo, ClientSide};
+use net::transport::BoxIo;
 use net::tunnel::Tunnel;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
-use wire::auth::Purpose;
-use wire::heartbeat;
-use wire::message::{Frame, Hello, NewWorkConn, StartWork, WorkHeader, WORK_CONN_MARKER};
+use wire::message::{StartWork, WorkHeader};
 
+use crate::connector::{Connector, Purpose};
 use crate::proxy::ProxyManager;
-use crate::work;
+use crate::{login, work};
 
 /// Work connections being opened or waiting idle for a user connection, at
 /// most, beyond `poolCount`: what a server (or an impostor) asking for
@@ -84,8 +79,7 @@ pub(crate) struct Pool {
     /// `MAX_PENDING_EXTRA`).
     pub pending: Arc<Semaphore>,
     pub requests: Arc<Requests>,
-    pub config: Arc<ClientConfig>,
-    pub side: Arc<ClientSide>,
+    pub connector: Arc<Connector>,
     pub run_id: String,
     pub proxies: Arc<ProxyManager>,
     /// Cancelled with the session: idle and busy work connections close.
@@ -96,7 +90,7 @@ pub(crate) struct Pool {
 /// the pending limit at once, until the session stops.
 pub(crate) async fn run(pool: Arc<Pool>) {
     pool.requests
-        .add_pooled(pool.config.transport.pool_count as u64);
+        .add_pooled(pool.connector.config.transport.pool_count as u64);
     loop {
         let permit = tokio::select! {
             _ = pool.stop.cancelled() => return,
@@ -170,32 +164,13 @@ async fn serve_one(pool: Arc<Pool>, pooled: bool, permit: OwnedSemaphorePermit) 
 }
 
 async fn open(pool: &Pool) -> Result<BoxIo> {
-    let cfg = &pool.config;
-    let tcp = TcpStream::connect((cfg.server_addr.as_str(), cfg.server_port))
-        .await
-        .context("connecting")?;
-    tcp.set_nodelay(true).ok();
-    net::sockopt::tune(&tcp, heartbeat::secs(cfg.transport.tcp_keepalive), None);
-    let (mut io, binding, _) = pool
-        .side
-        .connect(Metered::new(tcp, Activity::new()))
-        .await?;
-    io.write_all(&[WORK_CONN_MARKER]).await?;
-    io.flush().await?;
-    let nonce = match framed::read_message(&mut io).await? {
-        Some(Hello::Server { nonce, .. }) => nonce,
-        Some(other) => bail!("expected ServerHello, got {}", other.kind()),
-        None => return Err(anyhow!("server closed the work connection")),
-    };
-    let hello = Hello::NewWorkConn(NewWorkConn {
-        run_id: pool.run_id.clone(),
-        user: cfg.user.clone(),
-        proof: cfg
-            .auth
-            .token
-            .prove(Purpose::WorkConn, &nonce, &binding, &pool.run_id, &cfg.user),
-    });
-    framed::write_message(&mut io, &hello).await?;
-    io.flush().await?;
-    Ok(io)
+    let mut dialed = pool.connector.dial(Purpose::Work).await?;
+    login::work_conn(
+        &pool.connector.config,
+        &mut dialed.io,
+        &dialed.binding,
+        &pool.run_id,
+    )
+    .await?;
+    Ok(dialed.io)
 }

@@ -10,7 +10,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use futures::{SinkExt, StreamExt};
 use mux::{self, Mode, MuxStream};
 use net::activity::{Activity, Metered};
-use net::framed::{self, ControlStream, ControlWriter};
+use net::framed::{self, ControlReader, ControlStream, ControlWriter};
 use net::logging::Escaped;
 use net::stats::{Meters, Traffic};
 use net::transport::{HandshakeError, Prefixed};
@@ -166,7 +166,6 @@ async fn end_unauthenticated(
 const REPLACE_WAIT: Duration = Duration::from_secs(5);
 
 type HelloStream = Framed<MuxStream, MessageCodec<Hello>>;
-type ControlReader = futures::stream::SplitStream<ControlStream<MuxStream>>;
 
 /// A logged-in client: its proxies and what they share, served by
 /// [`ClientSession::run`] until the client goes away.
@@ -285,7 +284,7 @@ impl ClientSession {
 
     async fn control_loop(
         &mut self,
-        mut reader: ControlReader,
+        mut reader: ControlReader<MuxStream>,
         activity: &Activity,
         mut pacer: Pacer,
     ) -> Result<()> {

@@ -317,6 +317,19 @@ impl Proc {
         }
     }
 
+    /// The first line containing one of `needles`, or None after `timeout`.
+    pub fn first_of(&mut self, needles: &[&str], timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self.lines.recv_timeout(left).ok()?;
+            self.log.push(line.clone());
+            if needles.iter().any(|n| line.contains(n)) {
+                return Some(line);
+            }
+        }
+    }
+
     /// Collects output until the process exits and returns its exit code.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
         let deadline = Instant::now() + timeout;

@@ -72,15 +72,11 @@ async fn start(
     (server, client, public)
 }
 
-fn free_udp_port() -> u16 {
-    let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-    s.local_addr().expect("addr").port()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dig_asks_dnsmasq_through_the_tunnel() {
-    let port = free_udp_port();
-    let mut dns = Proc::spawn({
+/// dnsmasq on 127.0.0.1 answering `*.tunnel.test` with 10.9.8.7. It binds
+/// the port for TCP too, which another test may hold: another port then.
+fn spawn_dnsmasq() -> (Proc, u16) {
+    for _ in 0..10 {
+        let port = free_udp_port();
         let mut c = Command::new("/usr/sbin/dnsmasq");
         c.args([
             "--keep-in-foreground",
@@ -95,9 +91,23 @@ async fn dig_asks_dnsmasq_through_the_tunnel() {
             &format!("--port={port}"),
             "--address=/tunnel.test/10.9.8.7",
         ]);
-        c
-    });
-    dns.wait_line("started", WAIT);
+        let mut dns = Proc::spawn(c);
+        match dns.first_of(&["started", "Address already in use"], WAIT) {
+            Some(line) if line.contains("started") => return (dns, port),
+            _ => continue,
+        }
+    }
+    panic!("dnsmasq did not start on any of 10 ports");
+}
+
+fn free_udp_port() -> u16 {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    s.local_addr().expect("addr").port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dig_asks_dnsmasq_through_the_tunnel() {
+    let (mut dns, port) = spawn_dnsmasq();
     let local = SocketAddr::from(([127, 0, 0, 1], port));
     for mode in ["", "transport.tcpMux = false\ntransport.poolCount = 1\n"] {
         let (server, client, public) = start(local, "", mode).await;

@@ -15,6 +15,9 @@ use wire::message::{Control, Frame};
 
 pub type ControlStream<S> = tokio_util::codec::Framed<S, MessageCodec<Control>>;
 
+/// The reading half of a control stream after [`split_control`].
+pub type ControlReader<S> = futures::stream::SplitStream<ControlStream<S>>;
+
 pub fn control<S: AsyncRead + AsyncWrite>(stream: S) -> ControlStream<S> {
     tokio_util::codec::Framed::new(stream, MessageCodec::new())
 }
@@ -53,12 +56,7 @@ fn closed() -> CodecError {
 
 /// Splits a control stream into its reading half and a [`ControlWriter`]
 /// backed by a spawned task. Messages queued together go out in one flush.
-pub fn split_control<S>(
-    ctrl: ControlStream<S>,
-) -> (
-    futures::stream::SplitStream<ControlStream<S>>,
-    ControlWriter,
-)
+pub fn split_control<S>(ctrl: ControlStream<S>) -> (ControlReader<S>, ControlWriter)
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {

@@ -1,0 +1,131 @@
+//! Keeps the client connected: one session at a time, reconnecting with
+//! exponential backoff and jitter after a loss, presenting the run id so
+//! frps retires the old session at once (`docs/liveness.md`, Recovery).
+//! Failover over several servers will go here.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use config::ClientConfig;
+use mux::MemoryBudget;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::connector::Connector;
+use crate::session::{self, Session};
+use crate::{Backoff, Event, Events};
+
+/// A session that lasted this long was healthy: the next outage starts the
+/// backoff afresh instead of where the last one left it.
+const HEALTHY_SESSION: Duration = Duration::from_secs(60);
+
+pub(crate) struct Supervisor {
+    connector: Arc<Connector>,
+    /// Shared by this client's sessions: a session being replaced still
+    /// holds its streams' windows until they close.
+    budget: Arc<MemoryBudget>,
+    backoff: Backoff,
+    events: Events,
+    run_id: String,
+    logged_in_once: bool,
+    interval_warned: bool,
+    /// When the last session was lost, and attempts since then.
+    lost_at: Option<Instant>,
+    attempts: u32,
+}
+
+impl Supervisor {
+    pub fn new(config: ClientConfig, events: Events) -> Result<Self> {
+        let t = &config.transport;
+        let backoff = Backoff::new(
+            Duration::from_secs_f64(t.reconnect_initial_delay),
+            Duration::from_secs_f64(t.reconnect_max_delay),
+        );
+        let budget = MemoryBudget::new(config::buffer_budget(t.max_buffer_mb));
+        Ok(Supervisor {
+            connector: Arc::new(Connector::new(Arc::new(config))?),
+            budget,
+            backoff,
+            events,
+            run_id: String::new(),
+            logged_in_once: false,
+            interval_warned: false,
+            lost_at: None,
+            attempts: 0,
+        })
+    }
+
+    /// Runs until `shutdown` is cancelled (Ok) or the first login fails
+    /// with `loginFailExit = true` (Err).
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<()> {
+        loop {
+            let outcome = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                r = session::connect(&self.connector, &self.run_id, &self.budget) => r,
+            };
+            match outcome {
+                Ok(session) => {
+                    if self.serve(session, &shutdown).await {
+                        return Ok(());
+                    }
+                }
+                Err(e) if !self.logged_in_once && self.connector.config.login_fail_exit => {
+                    return Err(e.context("login to server failed (loginFailExit = true)"));
+                }
+                Err(e) => warn!("login to server failed: {e:#}"),
+            }
+            self.attempts += 1;
+            let delay = self.backoff.next_delay();
+            info!(
+                "reconnecting in {:.1}s (attempt {})",
+                delay.as_secs_f64(),
+                self.attempts
+            );
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+
+    /// Runs one logged-in session; true when it ended by shutdown.
+    async fn serve(&mut self, session: Session, shutdown: &CancellationToken) -> bool {
+        self.logged_in_once = true;
+        self.run_id = session.run_id().to_owned();
+        if let Some(lost_at) = self.lost_at.take() {
+            let attempts = self.attempts;
+            info!(
+                "reconnected after an outage of {:.1}s ({attempts} attempt{})",
+                lost_at.elapsed().as_secs_f64(),
+                if attempts == 1 { "" } else { "s" }
+            );
+        }
+        self.events.emit(Event::LoggedIn {
+            run_id: self.run_id.clone(),
+        });
+        let started = Instant::now();
+        let result = session
+            .run(
+                &self.connector,
+                shutdown,
+                &self.events,
+                &mut self.interval_warned,
+            )
+            .await;
+        if let Err(e) = result {
+            warn!("connection to server lost: {e:#}");
+            self.events.emit(Event::SessionLost {
+                reason: format!("{e:#}"),
+            });
+        } else {
+            return true;
+        }
+        if started.elapsed() >= HEALTHY_SESSION {
+            self.backoff.reset();
+        }
+        self.lost_at = Some(Instant::now());
+        self.attempts = 0;
+        false
+    }
+}
