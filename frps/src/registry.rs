@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use net::stats::{Traffic, TrafficSnapshot};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use wire::message::ProxyKind;
 
 use crate::pool::WorkQueue;
@@ -22,8 +21,9 @@ pub(crate) type SessionKey = (String, String);
 pub(crate) struct SessionHandle {
     pub id: u64,
     pub close: CancellationToken,
-    /// Closed once the session and all its proxies have ended.
-    pub tasks: TaskTracker,
+    /// Cancelled once the session has ended: its proxies closed, their
+    /// names and ports released, its connections finished.
+    pub ended: CancellationToken,
     /// Where work connections of a non-multiplexed client go.
     pub work: Option<Arc<WorkQueue>>,
     /// Bytes of all the client's proxies.

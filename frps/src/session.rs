@@ -18,7 +18,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::codec::Framed;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, info_span, warn, Instrument};
 use wire::auth;
@@ -183,6 +183,9 @@ struct ClientSession {
     traffic: Arc<Traffic>,
     close: CancellationToken,
     tasks: TaskTracker,
+    /// Fires `SessionHandle::ended` when the session is dropped, which
+    /// `end` does last (and an aborted session too).
+    _ended: DropGuard,
 }
 
 async fn run_session(
@@ -213,6 +216,7 @@ impl ClientSession {
     ) -> ClientSession {
         let id = server.registry.next_session_id();
         let tasks = TaskTracker::new();
+        let ended = CancellationToken::new();
         let traffic = Arc::new(Traffic::default());
         // Non-multiplexed clients send work connections; they queue here.
         let queue = (!client.tcp_mux).then(|| {
@@ -223,7 +227,7 @@ impl ClientSession {
         let handle = SessionHandle {
             id,
             close: close.clone(),
-            tasks: tasks.clone(),
+            ended: ended.clone(),
             work: queue.clone(),
             traffic: traffic.clone(),
         };
@@ -235,8 +239,9 @@ impl ClientSession {
         if let Some(old) = server.registry.insert_session(&key, handle) {
             info!("replacing the previous session of this client");
             old.close.cancel();
-            old.tasks.close();
-            if tokio::time::timeout(REPLACE_WAIT, old.tasks.wait())
+            // Until the old session has released its names and ports, a
+            // re-registration would find them taken.
+            if tokio::time::timeout(REPLACE_WAIT, old.ended.cancelled())
                 .await
                 .is_err()
             {
@@ -263,6 +268,7 @@ impl ClientSession {
             traffic,
             close,
             tasks,
+            _ended: ended.drop_guard(),
         }
     }
 

@@ -311,3 +311,31 @@ async fn dead_link_is_detected_and_the_new_session_replaces_the_old() {
     client.stop().await;
     server.stop().await;
 }
+
+/// A session replaced by a reconnect (same user, same run id) has released
+/// its proxy names and ports before the new session registers them again,
+/// however fast the client re-registers. Repeated, because the old session
+/// used to be waited for only until its connections ended, which could be
+/// before it released its names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_session_frees_its_names_before_the_new_one_registers() {
+    use e2e::raw::{self, LoginOutcome, Raw};
+    use wire::message::Control;
+    let server = TestServer::start("auth.token = \"replace\"\n").await;
+    let mut conns = Vec::new();
+    for round in 0..30 {
+        let mut c = Raw::new(raw::connect_plain(server.addr).await);
+        let out = c.login("replace", "u", "same-run", true).await;
+        assert!(matches!(out, LoginOutcome::Accepted { .. }), "{out:?}");
+        c.new_proxy("p", 0).await.expect("register");
+        match tokio::time::timeout(WAIT, c.next_message()).await {
+            Ok(Ok(Some(Control::NewProxyResp(r)))) => {
+                assert!(r.result.is_ok(), "round {round}: {r:?}")
+            }
+            other => panic!("round {round}: {other:?}"),
+        }
+        // Kept open: the next round replaces it rather than it going away.
+        conns.push(c);
+    }
+    server.stop().await;
+}
