@@ -4,6 +4,8 @@
 //! The caller binds the listener and owns the shutdown token, so tests run
 //! the real server in-process on `127.0.0.1:0`.
 
+mod accept;
+mod login;
 mod pool;
 mod proxy;
 mod registry;
@@ -119,7 +121,7 @@ pub async fn run_with_stats(
                     };
                     let server = server.clone();
                     let close = shutdown.child_token();
-                    sessions.spawn(session::handle(server, tcp, peer, close, permit));
+                    sessions.spawn(accept::handle(server, tcp, peer, close, permit));
                 }
                 Err(e) => {
                     // Typically EMFILE: back off instead of spinning.

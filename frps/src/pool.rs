@@ -7,17 +7,13 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 use mux::Opener;
-use net::framed::{self, ControlWriter};
+use net::framed::ControlWriter;
 use net::transport::BoxIo;
 use net::tunnel::Tunnel;
 use std::collections::VecDeque;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::oneshot;
 use tracing::debug;
-use wire::auth::Purpose;
-use wire::message::{Control, Frame, Hello, NewWorkConn, PROTOCOL_VERSION};
-
-use crate::Server;
+use wire::message::Control;
 
 /// How long a user connection waits for the client to deliver a work
 /// connection it was asked for.
@@ -118,54 +114,4 @@ impl WorkSource {
             }
         }
     }
-}
-
-/// A new connection that announced itself as a work connection: prove it,
-/// then queue it with its session.
-pub(crate) async fn accept_work_conn(
-    server: &Server,
-    mut io: BoxIo,
-    binding: &[u8; 32],
-    deadline: tokio::time::Instant,
-) -> Result<()> {
-    let nonce = wire::auth::new_nonce();
-    let hello = Hello::Server {
-        version: PROTOCOL_VERSION,
-        nonce,
-    };
-    let exchange = async {
-        framed::write_message(&mut io, &hello).await?;
-        io.flush().await?;
-        framed::read_message::<Hello, _>(&mut io).await
-    };
-    let msg = match tokio::time::timeout_at(deadline, exchange).await {
-        Ok(Ok(Some(m))) => m,
-        Ok(Ok(None)) => return Ok(()),
-        Ok(Err(e)) => bail!("rejected work connection: {e}"),
-        Err(_) => bail!("rejected work connection: no NewWorkConn in time"),
-    };
-    let Hello::NewWorkConn(NewWorkConn {
-        run_id,
-        user,
-        proof,
-    }) = msg
-    else {
-        bail!(
-            "rejected work connection: expected NewWorkConn, got {}",
-            msg.kind()
-        );
-    };
-    if !server
-        .config
-        .auth
-        .token
-        .verify(Purpose::WorkConn, &nonce, binding, &run_id, &user, &proof)
-    {
-        bail!("rejected work connection: invalid token");
-    }
-    let Some(queue) = server.registry.work_queue(&user, &run_id) else {
-        bail!("rejected work connection: no non-multiplexed session of this user with that run id");
-    };
-    queue.offer(io);
-    Ok(())
 }

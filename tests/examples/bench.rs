@@ -14,7 +14,7 @@
 //! Subsets, for profiling or a quick look: `BENCH_SETUPS=ours,rathole`
 //! (keys: direct, socat, rathole, ours, nomux, notls),
 //! `BENCH_WORKLOADS=iperf,rate` (integrity, iperf, latency, rate, conns,
-//! scale), `BENCH_RESULTS=path` to write the table elsewhere.
+//! udp, scale), `BENCH_RESULTS=path` to write the table elsewhere.
 //!
 //! Layout: `bench/setups.rs` (starting and stopping each setup),
 //! `bench/workloads.rs` (the echo service and one function per workload),
@@ -173,8 +173,9 @@ async fn bench_setup(kind: Kind, tools: &Tools) -> Result<SetupResult> {
     }
     let dir = tempfile::tempdir()?;
     let echo = workloads::echo_server().await?;
+    let udp_echo = workloads::udp_echo_server().await?;
     let (_iperf_server, iperf) = setups::iperf_server(dir.path()).await?;
-    let mut running = match setups::start(kind, tools, iperf, echo.addr).await {
+    let mut running = match setups::start(kind, tools, iperf, echo.addr, udp_echo.addr).await {
         Ok(r) => r,
         Err(e) => {
             eprintln!("   failed to start: {e:#}");
@@ -227,10 +228,30 @@ async fn run_workloads(running: &Running, result: &mut SetupResult) {
     if wanted("conns") {
         conn_rate(running, result).await;
     }
+    if wanted("udp") {
+        udp(running, result).await;
+    }
     // socat forks a process per connection: 20,000 processes would be
     // near this machine's pid limit and measure fork, not relaying.
     if result.kind != Kind::Socat && wanted("scale") {
         scale(running, result).await;
+    }
+}
+
+async fn udp(running: &Running, result: &mut SetupResult) {
+    let Some(public) = running.udp else {
+        return;
+    };
+    for size in workloads::UDP_SIZES {
+        let r = workloads::udp_rate(public, size).await;
+        if let Ok(u) = &r {
+            eprintln!(
+                "   udp {size} B: {:.0} req/s, {:.2} % lost",
+                u.per_sec, u.lost_pct
+            );
+        }
+        let r = record(result, "udp", r);
+        result.udp.push((size, r));
     }
 }
 

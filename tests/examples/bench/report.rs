@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::setups::{Kind, Tools};
 use crate::workloads::{
-    ConnRate, Integrity, IperfCase, Latency, Scale, INTEGRITY_BYTES, IPERF_SECS,
+    ConnRate, Integrity, IperfCase, Latency, Scale, UdpRate, INTEGRITY_BYTES, IPERF_SECS, UDP_SIZES,
 };
 
 /// A workload's result: None when it was not run for this setup.
@@ -41,6 +41,8 @@ pub struct SetupResult {
     pub conns: Outcome<ConnRate>,
     pub scale: Outcome<Scale>,
     pub integrity: Outcome<Integrity>,
+    /// Per datagram size.
+    pub udp: Vec<(usize, Result<UdpRate, String>)>,
     pub cpu: CpuCost,
     /// Errors and oddities, listed under the table.
     pub problems: Vec<String>,
@@ -57,6 +59,7 @@ impl SetupResult {
             conns: None,
             scale: None,
             integrity: None,
+            udp: Vec::new(),
             cpu: CpuCost::default(),
             problems: Vec::new(),
         }
@@ -169,6 +172,31 @@ fn rows() -> Vec<Row> {
         row("connect+echo+close failures", 0, None, |r| {
             fig(&r.conns, |c| Some(c.failures as f64))
         }),
+    ]);
+    for size in UDP_SIZES {
+        let udp = move |r: &SetupResult, f: fn(&UdpRate) -> f64| match r
+            .udp
+            .iter()
+            .find(|(s, _)| *s == size)
+        {
+            None => Fig::Text("—".into()),
+            Some((_, Err(_))) => Fig::Text("error".into()),
+            Some((_, Ok(u))) => Fig::Num(f(u)),
+        };
+        rows.push(row(
+            format!("UDP echo {size} B, 16 users (req/s)"),
+            0,
+            Some(false),
+            move |r| udp(r, |u| u.per_sec),
+        ));
+        rows.push(row(
+            format!("UDP echo {size} B, lost (%)"),
+            2,
+            None,
+            move |r| udp(r, |u| u.lost_pct),
+        ));
+    }
+    rows.extend([
         row(
             format!("{n} conns: time to open all (s)"),
             2,

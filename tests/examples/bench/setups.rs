@@ -268,6 +268,8 @@ pub struct Running {
     pub iperf: SocketAddr,
     /// Public side of the echo service.
     pub echo: SocketAddr,
+    /// Public side of the UDP echo service, where the setup carries UDP.
+    pub udp: Option<SocketAddr>,
     /// (server, client) process ids whose memory the scale test reports.
     pub mem: Option<(u32, u32)>,
     procs: Vec<Proc>,
@@ -320,16 +322,19 @@ pub async fn start(
     tools: &Tools,
     iperf: SocketAddr,
     echo: SocketAddr,
+    udp: SocketAddr,
 ) -> Result<Running> {
     let mut last = None;
     for _ in 0..3 {
         let attempt = match kind {
-            Kind::Direct => start_direct(iperf, echo),
+            Kind::Direct => start_direct(iperf, echo, udp),
             Kind::Socat => start_socat(iperf, echo),
-            Kind::Rathole => start_rathole(tools, iperf, echo),
-            Kind::Ours => start_ours(tools, iperf, echo, ""),
-            Kind::OursNoMux => start_ours(tools, iperf, echo, &nomux_keys()),
-            Kind::OursNoTls => start_ours(tools, iperf, echo, "transport.tls.enable = false\n"),
+            Kind::Rathole => start_rathole(tools, iperf, echo, udp),
+            Kind::Ours => start_ours(tools, iperf, echo, udp, ""),
+            Kind::OursNoMux => start_ours(tools, iperf, echo, udp, &nomux_keys()),
+            Kind::OursNoTls => {
+                start_ours(tools, iperf, echo, udp, "transport.tls.enable = false\n")
+            }
         };
         match attempt {
             Ok(mut running) => match wait_ready(&mut running).await {
@@ -346,6 +351,7 @@ fn running(iperf: SocketAddr, echo: SocketAddr, dir: tempfile::TempDir) -> Runni
     Running {
         iperf,
         echo,
+        udp: None,
         mem: None,
         procs: Vec::new(),
         _dir: dir,
@@ -356,8 +362,10 @@ fn local(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
-fn start_direct(iperf: SocketAddr, echo: SocketAddr) -> Result<Running> {
-    Ok(running(iperf, echo, tempfile::tempdir()?))
+fn start_direct(iperf: SocketAddr, echo: SocketAddr, udp: SocketAddr) -> Result<Running> {
+    let mut r = running(iperf, echo, tempfile::tempdir()?);
+    r.udp = Some(udp);
+    Ok(r)
 }
 
 /// Two socat relays in a row per service, with large buffers and
@@ -386,18 +394,25 @@ fn start_socat(iperf: SocketAddr, echo: SocketAddr) -> Result<Running> {
     Ok(r)
 }
 
-fn start_rathole(tools: &Tools, iperf: SocketAddr, echo: SocketAddr) -> Result<Running> {
+fn start_rathole(
+    tools: &Tools,
+    iperf: SocketAddr,
+    echo: SocketAddr,
+    udp: SocketAddr,
+) -> Result<Running> {
     let mut r = running(iperf, echo, tempfile::tempdir()?);
     let dir = r._dir.path().to_path_buf();
     let token = net::util::random_id();
     let (control, iperf_pub, echo_pub) = (free_port(), free_port(), free_port());
+    let udp_pub = free_port();
     let server = write_file(
         &dir,
         "server.toml",
         &format!(
             "[server]\nbind_addr = \"127.0.0.1:{control}\"\n\n\
              [server.services.iperf]\ntoken = \"{token}\"\nbind_addr = \"127.0.0.1:{iperf_pub}\"\n\n\
-             [server.services.echo]\ntoken = \"{token}\"\nbind_addr = \"127.0.0.1:{echo_pub}\"\n"
+             [server.services.echo]\ntoken = \"{token}\"\nbind_addr = \"127.0.0.1:{echo_pub}\"\n\n\
+             [server.services.udp]\ntype = \"udp\"\ntoken = \"{token}\"\nbind_addr = \"127.0.0.1:{udp_pub}\"\n"
         ),
     );
     let client = write_file(
@@ -406,7 +421,8 @@ fn start_rathole(tools: &Tools, iperf: SocketAddr, echo: SocketAddr) -> Result<R
         &format!(
             "[client]\nremote_addr = \"127.0.0.1:{control}\"\n\n\
              [client.services.iperf]\ntoken = \"{token}\"\nlocal_addr = \"{iperf}\"\n\n\
-             [client.services.echo]\ntoken = \"{token}\"\nlocal_addr = \"{echo}\"\n"
+             [client.services.echo]\ntoken = \"{token}\"\nlocal_addr = \"{echo}\"\n\n\
+             [client.services.udp]\ntype = \"udp\"\ntoken = \"{token}\"\nlocal_addr = \"{udp}\"\n"
         ),
     );
     let mut cmd = Command::new(&tools.rathole);
@@ -419,6 +435,7 @@ fn start_rathole(tools: &Tools, iperf: SocketAddr, echo: SocketAddr) -> Result<R
     r.procs = vec![client, server];
     r.iperf = local(iperf_pub);
     r.echo = local(echo_pub);
+    r.udp = Some(local(udp_pub));
     Ok(r)
 }
 
@@ -431,11 +448,18 @@ fn proxy(name: &str, local_port: u16, remote_port: u16) -> String {
 
 /// frps and frpc, each with a fresh directory (so frpc trusts frps on first
 /// use every run); `extra` goes into frpc's config.
-fn start_ours(tools: &Tools, iperf: SocketAddr, echo: SocketAddr, extra: &str) -> Result<Running> {
+fn start_ours(
+    tools: &Tools,
+    iperf: SocketAddr,
+    echo: SocketAddr,
+    udp: SocketAddr,
+    extra: &str,
+) -> Result<Running> {
     let mut r = running(iperf, echo, tempfile::tempdir()?);
     let dir = r._dir.path().to_path_buf();
     let token = net::util::random_id();
     let (bind, iperf_pub, echo_pub) = (free_port(), free_port(), free_port());
+    let udp_pub = free_port();
     let frps_cfg = write_file(
         &dir,
         "frps.toml",
@@ -450,10 +474,11 @@ fn start_ours(tools: &Tools, iperf: SocketAddr, echo: SocketAddr, extra: &str) -
         "frpc.toml",
         &format!(
             "serverAddr = \"127.0.0.1\"\nserverPort = {bind}\nauth.token = \"{token}\"\n\
-             log.level = \"warn\"\ntransport.tls.knownHostsFile = \"{}\"\n{extra}\n{}\n{}",
+             log.level = \"warn\"\ntransport.tls.knownHostsFile = \"{}\"\n{extra}\n{}\n{}\n{}",
             dir.join("known").display(),
             proxy("iperf", iperf.port(), iperf_pub),
             proxy("echo", echo.port(), echo_pub),
+            proxy("udp", udp.port(), udp_pub).replace("type = \"tcp\"", "type = \"udp\""),
         ),
     );
     let mut cmd = Command::new(&tools.frps);
@@ -475,6 +500,7 @@ fn start_ours(tools: &Tools, iperf: SocketAddr, echo: SocketAddr, extra: &str) -
     r.procs = vec![client, server];
     r.iperf = local(iperf_pub);
     r.echo = local(echo_pub);
+    r.udp = Some(local(udp_pub));
     Ok(r)
 }
 

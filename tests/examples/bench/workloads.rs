@@ -561,3 +561,100 @@ pub async fn integrity(public: SocketAddr) -> Result<Integrity> {
         },
     })
 }
+
+// ---------------------------------------------------------------------------
+// 7. UDP request/response
+
+/// Users sending at once, how long, and how long one waits for its answer
+/// before counting the datagram lost.
+const UDP_USERS: usize = 16;
+pub const UDP_DURATION: Duration = Duration::from_secs(3);
+const UDP_WAIT: Duration = Duration::from_millis(200);
+/// Datagram sizes measured.
+pub const UDP_SIZES: [usize; 2] = [64, 1400];
+
+/// A UDP echo service on 127.0.0.1; dropping it stops it.
+pub struct UdpEcho {
+    pub addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Drop for UdpEcho {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub async fn udp_echo_server() -> Result<UdpEcho> {
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+    let addr = sock.local_addr()?;
+    let task = tokio::spawn(async move {
+        let mut buf = vec![0u8; 65536];
+        while let Ok((n, peer)) = sock.recv_from(&mut buf).await {
+            let _ = sock.send_to(&buf[..n], peer).await;
+        }
+    });
+    Ok(UdpEcho { addr, task })
+}
+
+pub struct UdpRate {
+    /// Answered round trips per second, all users together.
+    pub per_sec: f64,
+    /// Share of datagrams without an answer within [`UDP_WAIT`], in percent.
+    pub lost_pct: f64,
+}
+
+/// [`UDP_USERS`] sockets each send a datagram of `size` bytes and wait for
+/// its echo (a sequence number in it tells late answers apart), for
+/// [`UDP_DURATION`].
+pub async fn udp_rate(public: SocketAddr, size: usize) -> Result<UdpRate> {
+    let start = Instant::now();
+    let deadline = start + UDP_DURATION;
+    let mut users = JoinSet::new();
+    for u in 0..UDP_USERS {
+        users.spawn(async move {
+            let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+            let (mut ok, mut lost) = (0u64, 0u64);
+            let mut msg = vec![u as u8; size.max(8)];
+            let mut back = vec![0u8; 65536];
+            let mut seq = 0u64;
+            while Instant::now() < deadline {
+                seq += 1;
+                msg[..8].copy_from_slice(&seq.to_be_bytes());
+                sock.send_to(&msg[..size.max(8)], public).await?;
+                let until = Instant::now() + UDP_WAIT;
+                loop {
+                    let left = until.saturating_duration_since(Instant::now());
+                    match timeout(left, sock.recv_from(&mut back)).await {
+                        Ok(Ok((n, _))) if n >= 8 && back[..8] == msg[..8] => {
+                            ok += 1;
+                            break;
+                        }
+                        // A late answer to an earlier datagram: keep waiting.
+                        Ok(Ok(_)) => continue,
+                        Ok(Err(e)) => return Err(e.into()),
+                        Err(_) => {
+                            lost += 1;
+                            break;
+                        }
+                    }
+                }
+            }
+            anyhow::Ok((ok, lost))
+        });
+    }
+    let (mut ok, mut lost) = (0u64, 0u64);
+    while let Some(r) = timeout(UDP_DURATION + Duration::from_secs(30), users.join_next())
+        .await
+        .context("udp test timed out")?
+    {
+        let (o, l) = r.context("udp user panicked")??;
+        ok += o;
+        lost += l;
+    }
+    ensure!(ok > 0, "no datagram was answered");
+    Ok(UdpRate {
+        per_sec: ok as f64 / start.elapsed().as_secs_f64(),
+        lost_pct: 100.0 * lost as f64 / (ok + lost) as f64,
+    })
+}

@@ -1,0 +1,141 @@
+//! A new connection from a client, the one way in: TCP options, TLS, and
+//! the first byte, which tells a multiplexed control connection (a yamux
+//! header) from a work connection of a `tcpMux = false` client (its
+//! marker). Both then prove themselves in `login` under one deadline.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Result};
+use mux::{self, Mode};
+use net::activity::{Activity, Metered};
+use net::logging::Escaped;
+use net::transport::{HandshakeError, Prefixed};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info_span, warn, Instrument};
+use wire::heartbeat;
+use wire::message::WORK_CONN_MARKER;
+
+use crate::{login, session, Server};
+
+pub(crate) async fn handle(
+    server: Arc<Server>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    close: CancellationToken,
+    permit: OwnedSemaphorePermit,
+) {
+    let span = info_span!("client", %peer);
+    async move {
+        if let Err(e) = serve(server, tcp, close, permit).await {
+            warn!("{e:#}");
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+async fn serve(
+    server: Arc<Server>,
+    tcp: TcpStream,
+    close: CancellationToken,
+    permit: OwnedSemaphorePermit,
+) -> Result<()> {
+    // Control messages and interactive sessions (SSH) are latency bound.
+    tcp.set_nodelay(true).ok();
+    let transport = &server.config.transport;
+    let timeout = heartbeat::secs(transport.heartbeat_timeout);
+    net::sockopt::tune(&tcp, heartbeat::secs(transport.tcp_keepalive), timeout);
+    let activity = Activity::new();
+    let io = Metered::new(tcp, activity.clone());
+
+    // TLS and login share one deadline: a connection that has not proven
+    // itself by then is closed.
+    let login_timeout = Duration::from_secs(transport.login_timeout);
+    let deadline = tokio::time::Instant::now() + login_timeout;
+    let (mut io, binding) =
+        match tokio::time::timeout_at(deadline, server.transport.accept(io)).await {
+            Ok(Ok(v)) => v,
+            Ok(Err(HandshakeError::Silent)) => {
+                debug!("connection closed without sending anything");
+                return Ok(());
+            }
+            Ok(Err(e)) => bail!("rejected: {e}"),
+            Err(_) => bail!("rejected: no handshake within {login_timeout:?}"),
+        };
+    // A multiplexed session starts with a yamux header (version 0); a work
+    // connection of a non-multiplexed client with its marker.
+    let mut first = [0u8; 1];
+    match tokio::time::timeout_at(deadline, io.read_exact(&mut first)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => bail!("rejected: {e}"),
+        Err(_) => bail!("rejected: nothing sent within {login_timeout:?}"),
+    }
+    if first[0] == WORK_CONN_MARKER {
+        return login::work_conn(&server, io, &binding, deadline).await;
+    }
+    let io = Prefixed::new(first[0], io);
+    let mut session = mux::start(
+        io,
+        Mode::Server,
+        // Headroom over our own limit (proxy::StreamBudget), which refuses
+        // user connections before they become streams. Until login the
+        // peer gets a few streams and a small reply queue (mux::untrusted).
+        mux::MuxConfig::new(mux::with_headroom(transport.max_streams_per_client))
+            .with_budget(server.budget.clone())
+            .untrusted(),
+        close.clone(),
+    );
+    let login = login::control(&server, &mut session.incoming, &binding);
+    let login = tokio::time::timeout_at(deadline, login).await;
+    let (ctrl, client) = match login {
+        Ok(Ok(Some(v))) => v,
+        // Rejected (and told why), or the connection broke: say how.
+        Ok(Ok(None)) => return end_unauthenticated(session, &close, deadline, None).await,
+        Ok(Err(e)) => {
+            let e = e.context("login failed");
+            return end_unauthenticated(session, &close, deadline, Some(e)).await;
+        }
+        Err(_) => {
+            session.driver.abort();
+            bail!("rejected: login did not complete within {login_timeout:?}");
+        }
+    };
+    drop(permit);
+    session.opener.trust();
+    // Run ids identify a client's sessions to each other; they are not
+    // shown at info, where logs are often shared.
+    debug!(run_id = %Escaped(&client.run_id), "session run id");
+    let span = info_span!("session", user = %Escaped(&client.user));
+    session::run(server.clone(), session, ctrl, client, activity, close)
+        .instrument(span)
+        .await
+}
+
+/// A connection that did not log in: closed by the login deadline, with
+/// the multiplexer's own reason (a protocol error…) in the log if it has
+/// one by then.
+async fn end_unauthenticated(
+    mut session: mux::Session,
+    close: &CancellationToken,
+    deadline: tokio::time::Instant,
+    err: Option<anyhow::Error>,
+) -> Result<()> {
+    close.cancel();
+    let ended = tokio::time::timeout_at(deadline, &mut session.driver).await;
+    session.driver.abort();
+    let cause = match ended {
+        Ok(Ok(Err(e))) => Some(anyhow!(e)),
+        _ => None,
+    };
+    match (err, cause) {
+        (Some(e), Some(c)) => Err(e.context(format!("connection: {c}"))),
+        (Some(e), None) => Err(e),
+        (None, Some(c)) => Err(c.context("rejected")),
+        (None, None) => Ok(()),
+    }
+}

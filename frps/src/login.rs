@@ -1,0 +1,208 @@
+//! Proofs, the one way: every connection gets a fresh nonce in the
+//! server's hello, and the client's proof (an HMAC of the token over it,
+//! bound to the TLS session) comes back in a `Login` on a control
+//! connection or a `NewWorkConn` on a work connection.
+
+use anyhow::{anyhow, bail, Context, Result};
+use futures::{SinkExt, StreamExt};
+use mux::MuxStream;
+use net::framed::{self, ControlStream};
+use net::logging::Escaped;
+use net::transport::BoxIo;
+use tokio::io::AsyncWriteExt;
+use tokio_util::codec::Framed;
+use tracing::{info, warn};
+use wire::auth::{self, Purpose};
+use wire::codec::MessageCodec;
+use wire::message::{
+    Control, Frame, Hello, Login, LoginAccepted, LoginError, LoginResp, NewWorkConn,
+    PROTOCOL_VERSION,
+};
+
+use crate::Server;
+
+type HelloStream = Framed<MuxStream, MessageCodec<Hello>>;
+
+/// The client as established by a successful login.
+pub(crate) struct Client {
+    pub user: String,
+    pub run_id: String,
+    pub tcp_mux: bool,
+}
+
+/// Runs the login handshake. `Ok(None)` means the client was turned away
+/// (and told why) or left before finishing.
+pub(crate) async fn control(
+    server: &Server,
+    incoming: &mut tokio::sync::mpsc::UnboundedReceiver<MuxStream>,
+    binding: &[u8; 32],
+) -> Result<Option<(ControlStream<MuxStream>, Client)>> {
+    let Some(stream) = incoming.recv().await else {
+        return Ok(None);
+    };
+    // Streams beyond the control stream are refused at once, so an
+    // unauthenticated peer cannot make us hold buffers for them.
+    let hello = Framed::new(stream, MessageCodec::<Hello>::new());
+    let handshake = handshake(server, hello, binding);
+    tokio::pin!(handshake);
+    loop {
+        tokio::select! {
+            r = &mut handshake => return r,
+            extra = incoming.recv() => match extra {
+                Some(s) => drop(s),
+                None => return handshake.await,
+            },
+        }
+    }
+}
+
+async fn handshake(
+    server: &Server,
+    mut ctrl: HelloStream,
+    binding: &[u8; 32],
+) -> Result<Option<(ControlStream<MuxStream>, Client)>> {
+    let version = match ctrl.next().await {
+        Some(Ok(Hello::Client { version })) => version,
+        Some(Ok(other)) => bail!("expected ClientHello, got {}", other.kind()),
+        Some(Err(e)) => return Err(anyhow!(e).context("reading ClientHello")),
+        None => return Ok(None),
+    };
+    if version != PROTOCOL_VERSION {
+        let err = LoginError::VersionMismatch {
+            client: version,
+            server: PROTOCOL_VERSION,
+        };
+        warn!("login rejected: {err}");
+        reject(&mut ctrl, err).await;
+        return Ok(None);
+    }
+
+    let nonce = auth::new_nonce();
+    ctrl.send(Hello::Server {
+        version: PROTOCOL_VERSION,
+        nonce,
+    })
+    .await
+    .context("sending ServerHello")?;
+
+    let login = match ctrl.next().await {
+        Some(Ok(Hello::Login(login))) => login,
+        Some(Ok(other)) => bail!("expected Login, got {}", other.kind()),
+        Some(Err(e)) => return Err(anyhow!(e).context("reading Login")),
+        None => return Ok(None),
+    };
+    if !server.config.auth.token.verify(
+        Purpose::Login,
+        &nonce,
+        binding,
+        &login.run_id,
+        &login.user,
+        &login.proof,
+    ) {
+        warn!(
+            user = %Escaped(&login.user),
+            hostname = %Escaped(&login.hostname),
+            "login rejected: invalid token"
+        );
+        reject(&mut ctrl, LoginError::InvalidToken).await;
+        return Ok(None);
+    }
+
+    accept(server, ctrl, login).await.map(Some)
+}
+
+/// Tells a client whose proof checked out that it is in, with its run id
+/// (a new one on its first login) and our heartbeat timeout; from here on
+/// the stream carries control messages.
+async fn accept(
+    server: &Server,
+    mut ctrl: HelloStream,
+    login: Login,
+) -> Result<(ControlStream<MuxStream>, Client)> {
+    let run_id = if login.run_id.is_empty() {
+        net::util::random_id()
+    } else {
+        login.run_id
+    };
+    let cfg = &server.config;
+    ctrl.send(Hello::LoginResp(LoginResp {
+        result: Ok(LoginAccepted {
+            run_id: run_id.clone(),
+            heartbeat_timeout: cfg.transport.heartbeat_timeout.clamp(0, u32::MAX as i64) as u32,
+            udp_packet_size: cfg.udp_packet_size as u32,
+        }),
+    }))
+    .await
+    .context("sending LoginResp")?;
+    info!(
+        hostname = %Escaped(&login.hostname),
+        os = %Escaped(&login.os),
+        arch = %Escaped(&login.arch),
+        "login accepted"
+    );
+    let client = Client {
+        user: login.user,
+        run_id,
+        tcp_mux: login.tcp_mux,
+    };
+    // Bytes the client sent after its login stay buffered for the control codec.
+    Ok((ctrl.map_codec(|_| MessageCodec::<Control>::new()), client))
+}
+
+async fn reject(ctrl: &mut HelloStream, err: LoginError) {
+    // Best effort: the client may already be gone.
+    let _ = ctrl
+        .send(Hello::LoginResp(LoginResp { result: Err(err) }))
+        .await;
+    let _ = ctrl.close().await;
+}
+
+/// A new connection that announced itself as a work connection: prove it,
+/// then queue it with its session.
+pub(crate) async fn work_conn(
+    server: &Server,
+    mut io: BoxIo,
+    binding: &[u8; 32],
+    deadline: tokio::time::Instant,
+) -> Result<()> {
+    let nonce = wire::auth::new_nonce();
+    let hello = Hello::Server {
+        version: PROTOCOL_VERSION,
+        nonce,
+    };
+    let exchange = async {
+        framed::write_message(&mut io, &hello).await?;
+        io.flush().await?;
+        framed::read_message::<Hello, _>(&mut io).await
+    };
+    let msg = match tokio::time::timeout_at(deadline, exchange).await {
+        Ok(Ok(Some(m))) => m,
+        Ok(Ok(None)) => return Ok(()),
+        Ok(Err(e)) => bail!("rejected work connection: {e}"),
+        Err(_) => bail!("rejected work connection: no NewWorkConn in time"),
+    };
+    let Hello::NewWorkConn(NewWorkConn {
+        run_id,
+        user,
+        proof,
+    }) = msg
+    else {
+        bail!(
+            "rejected work connection: expected NewWorkConn, got {}",
+            msg.kind()
+        );
+    };
+    if !server
+        .config
+        .auth
+        .token
+        .verify(Purpose::WorkConn, &nonce, binding, &run_id, &user, &proof)
+    {
+        bail!("rejected work connection: invalid token");
+    }
+    let Some(queue) = server.registry.work_queue(&user, &run_id) else {
+        bail!("rejected work connection: no non-multiplexed session of this user with that run id");
+    };
+    queue.offer(io);
+    Ok(())
+}
