@@ -64,7 +64,9 @@ fuzz:
 # latency and rate, connection rate, 10,000 idle connections (open time,
 # memory) and SHA-256-checked bulk transfers (tests/examples/bench.rs). Writes
 # bench/results.md and prints it with the targets; missed targets do not fail
-# the run, lost data does. About five minutes on 2 cores; the first run also
+# the run, lost data does. Then compares our multiplexer with the yamux crate
+# (0.13, 0.14) and tokio-yamux on the same workloads (tests/examples/
+# muxbench.rs, bench/mux.md). About eight minutes on 2 cores; the first run also
 # installs iperf3 and socat (Debian, as root) and compiles rathole into
 # target/bench-tools, a few minutes more. rathole: plain TCP is its default
 # transport, so its TLS/noise features (OpenSSL headers) are left out; not
@@ -80,6 +82,7 @@ bench:
 			--no-default-features --features server,client
 	$(CARGO) build --release -p frps -p frpc
 	BENCH_RATHOLE=$(BENCH_TOOLS)/bin/rathole $(CARGO) run --release -p e2e --example bench
+	$(CARGO) run --release -p e2e --example muxbench
 
 # Profiles one bench workload through our tunnel (defaults) with perf,
 # system-wide, and draws a flamegraph with inferno (installed into

@@ -436,9 +436,16 @@ pub fn render(machine: &str, results: &[SetupResult], elapsed: Duration) -> Stri
          system time of the server and client processes (/proc/PID/stat) \
          during the workload, divided by the work done (n/a for direct and \
          socat). The integrity test sends pseudo-random data through the echo \
-         service and compares the SHA-256 of what came back.\n",
+         service and compares the SHA-256 of what came back. UDP rows: {} \
+         user sockets each send a datagram to a UDP echo service through the \
+         setup and wait up to {} ms for its echo before counting it lost, for \
+         {} s (a UDP proxy for ours, a `type = \"udp\"` service for rathole; \
+         socat: not set up).\n",
         crate::workloads::SCALE_IN_FLIGHT,
         crate::workloads::SCALE_IDLE.as_secs(),
+        crate::workloads::UDP_USERS,
+        crate::workloads::UDP_WAIT.as_millis(),
+        crate::workloads::UDP_DURATION.as_secs(),
     );
     md.push_str(&targets(results));
     let problems: Vec<String> = results

@@ -567,9 +567,9 @@ pub async fn integrity(public: SocketAddr) -> Result<Integrity> {
 
 /// Users sending at once, how long, and how long one waits for its answer
 /// before counting the datagram lost.
-const UDP_USERS: usize = 16;
+pub const UDP_USERS: usize = 16;
 pub const UDP_DURATION: Duration = Duration::from_secs(3);
-const UDP_WAIT: Duration = Duration::from_millis(200);
+pub const UDP_WAIT: Duration = Duration::from_millis(200);
 /// Datagram sizes measured.
 pub const UDP_SIZES: [usize; 2] = [64, 1400];
 
