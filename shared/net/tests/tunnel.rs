@@ -135,3 +135,51 @@ async fn direct_carry_slow_socket_half_close_and_live_counts() {
         );
     }
 }
+
+/// The other local ends: a Unix socket takes the direct path too, and any
+/// other byte stream (here an in-memory pipe) the generic relay; both carry
+/// both ways intact, half-close included, and count what they carry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unix_and_other_local_ends() {
+    let (a, b) = tcp_pair().await;
+    let client = session(a, Mode::Client, 64);
+    let mut server = session(b, Mode::Server, 64);
+    let dir = std::env::temp_dir().join(format!("frp-rs-tunnel-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    for (round, unix) in [(0u32, true), (1, false)] {
+        let mut near = client.opener.open().await.expect("open");
+        near.write_all(b"!").await.expect("announce");
+        let mut far = server.incoming.recv().await.expect("accept");
+        let mut bang = [0u8; 1];
+        far.read_exact(&mut bang).await.expect("announce");
+        // `user` is the far end of the local side.
+        let (local, user): (Local, Box<dyn Stream>) = if unix {
+            let path = dir.join("s");
+            let _ = std::fs::remove_file(&path);
+            let l = tokio::net::UnixListener::bind(&path).expect("bind unix");
+            let (u, s) = tokio::join!(tokio::net::UnixStream::connect(&path), l.accept());
+            (Local::Unix(s.expect("accept").0), Box::new(u.expect("connect")))
+        } else {
+            let (x, y) = tokio::io::duplex(4096);
+            (Local::Other(Box::new(x)), Box::new(y))
+        };
+        let traffic = Arc::new(Traffic::default());
+        let meters = Meters::new(vec![traffic.clone()]);
+        let relay = tokio::spawn(async move { Tunnel::Mux(near).carry(local, meters).await });
+        let up = pattern(1024 * 1024 + 3, round);
+        let down = pattern(2 * 1024 * 1024 + 5, round + 7);
+        let down2 = down.clone();
+        let far_task = tokio::spawn(async move { exchange(far, &down2).await });
+        let got = exchange(user, &up).await;
+        assert_eq!(sha(&got), sha(&down), "unix {unix}: far -> local intact");
+        assert_eq!(sha(&far_task.await.expect("far")), sha(&up), "unix {unix}: local -> far");
+        let c = relay.await.expect("join").expect("carry");
+        assert_eq!((c.into_tunnel as usize, c.out_of_tunnel as usize), (up.len(), down.len()));
+        let t = traffic.snapshot();
+        assert_eq!((t.into_tunnel as usize, t.out_of_tunnel as usize), (up.len(), down.len()));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
