@@ -96,9 +96,18 @@ fn verify_accepts_good_and_names_the_bad_key() {
     assert!(!ok);
     let lines: Vec<&str> = err.lines().filter(|l| l.contains("many.toml:")).collect();
     assert_eq!(lines.len(), 3, "{err}");
-    assert!(lines[0].contains("many.toml:1:") && lines[0].contains("sevrerAddr"), "{err}");
-    assert!(lines[1].contains("many.toml:6:") && lines[1].contains("remotePorts"), "{err}");
-    assert!(lines[2].contains("many.toml:9:") && lines[2].contains("\"http\""), "{err}");
+    assert!(
+        lines[0].contains("many.toml:1:") && lines[0].contains("sevrerAddr"),
+        "{err}"
+    );
+    assert!(
+        lines[1].contains("many.toml:6:") && lines[1].contains("remotePorts"),
+        "{err}"
+    );
+    assert!(
+        lines[2].contains("many.toml:9:") && lines[2].contains("\"http\""),
+        "{err}"
+    );
 
     let bad = write_file(
         dir.path(),

@@ -158,7 +158,10 @@ async fn unix_and_other_local_ends() {
             let _ = std::fs::remove_file(&path);
             let l = tokio::net::UnixListener::bind(&path).expect("bind unix");
             let (u, s) = tokio::join!(tokio::net::UnixStream::connect(&path), l.accept());
-            (Local::Unix(s.expect("accept").0), Box::new(u.expect("connect")))
+            (
+                Local::Unix(s.expect("accept").0),
+                Box::new(u.expect("connect")),
+            )
         } else {
             let (x, y) = tokio::io::duplex(4096);
             (Local::Other(Box::new(x)), Box::new(y))
@@ -172,11 +175,21 @@ async fn unix_and_other_local_ends() {
         let far_task = tokio::spawn(async move { exchange(far, &down2).await });
         let got = exchange(user, &up).await;
         assert_eq!(sha(&got), sha(&down), "unix {unix}: far -> local intact");
-        assert_eq!(sha(&far_task.await.expect("far")), sha(&up), "unix {unix}: local -> far");
+        assert_eq!(
+            sha(&far_task.await.expect("far")),
+            sha(&up),
+            "unix {unix}: local -> far"
+        );
         let c = relay.await.expect("join").expect("carry");
-        assert_eq!((c.into_tunnel as usize, c.out_of_tunnel as usize), (up.len(), down.len()));
+        assert_eq!(
+            (c.into_tunnel as usize, c.out_of_tunnel as usize),
+            (up.len(), down.len())
+        );
         let t = traffic.snapshot();
-        assert_eq!((t.into_tunnel as usize, t.out_of_tunnel as usize), (up.len(), down.len()));
+        assert_eq!(
+            (t.into_tunnel as usize, t.out_of_tunnel as usize),
+            (up.len(), down.len())
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
