@@ -74,6 +74,55 @@ impl Direction {
         self.done
     }
 
+    /// Reads into the stack probe, or into the full buffer while streaming;
+    /// a full probe switches to the full buffer and tops it up at once.
+    fn poll_fill<R: AsyncRead + ?Sized>(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut r: Pin<&mut R>,
+    ) -> Poll<io::Result<usize>> {
+        if self.data.len() >= self.size {
+            // Streaming: reuse the full buffer.
+            let mut rb = ReadBuf::new(&mut self.data);
+            match r.as_mut().poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) => Poll::Ready(Ok(rb.filled().len())),
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            }
+        } else {
+            let mut probe = [0u8; PROBE];
+            let mut rb = ReadBuf::new(&mut probe);
+            match r.as_mut().poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) => {
+                    let n = rb.filled().len();
+                    if n == PROBE {
+                        // More is likely coming: switch to a full buffer
+                        // and top it up right away.
+                        let mut data = vec![0u8; self.size];
+                        data[..n].copy_from_slice(&probe);
+                        let mut more = ReadBuf::new(&mut data[n..]);
+                        let extra = match r.as_mut().poll_read(cx, &mut more) {
+                            Poll::Ready(Ok(())) if more.filled().is_empty() => {
+                                self.read_done = true;
+                                0
+                            }
+                            Poll::Ready(Ok(())) => more.filled().len(),
+                            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                            Poll::Pending => 0,
+                        };
+                        self.data = data;
+                        Poll::Ready(Ok(n + extra))
+                    } else {
+                        self.data = probe[..n].to_vec();
+                        Poll::Ready(Ok(n))
+                    }
+                }
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            }
+        }
+    }
+
     pub(crate) fn poll_copy<R, W>(
         &mut self,
         cx: &mut Context<'_>,
@@ -104,46 +153,7 @@ impl Direction {
                 self.done = true;
                 return Poll::Ready(Ok(self.amt));
             }
-            let polled = if self.data.len() >= self.size {
-                // Streaming: reuse the full buffer.
-                let mut rb = ReadBuf::new(&mut self.data);
-                match r.as_mut().poll_read(cx, &mut rb) {
-                    Poll::Ready(Ok(())) => Poll::Ready(Ok(rb.filled().len())),
-                    Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-                    Poll::Pending => Poll::Pending,
-                }
-            } else {
-                let mut probe = [0u8; PROBE];
-                let mut rb = ReadBuf::new(&mut probe);
-                match r.as_mut().poll_read(cx, &mut rb) {
-                    Poll::Ready(Ok(())) => {
-                        let n = rb.filled().len();
-                        if n == PROBE {
-                            // More is likely coming: switch to a full buffer
-                            // and top it up right away.
-                            let mut data = vec![0u8; self.size];
-                            data[..n].copy_from_slice(&probe);
-                            let mut more = ReadBuf::new(&mut data[n..]);
-                            let extra = match r.as_mut().poll_read(cx, &mut more) {
-                                Poll::Ready(Ok(())) if more.filled().is_empty() => {
-                                    self.read_done = true;
-                                    0
-                                }
-                                Poll::Ready(Ok(())) => more.filled().len(),
-                                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                                Poll::Pending => 0,
-                            };
-                            self.data = data;
-                            Poll::Ready(Ok(n + extra))
-                        } else {
-                            self.data = probe[..n].to_vec();
-                            Poll::Ready(Ok(n))
-                        }
-                    }
-                    Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-                    Poll::Pending => Poll::Pending,
-                }
-            };
+            let polled = self.poll_fill(cx, r.as_mut());
             match polled {
                 Poll::Pending => {
                     // Idle: give the buffer back and push out what was written.
