@@ -112,9 +112,8 @@ impl Session {
     /// needed to stay well inside both sides' timeouts. Logs the first time
     /// it has to lower it (`warned` remembers across reconnects).
     fn pacer(&self, config: &ClientConfig, warned: &mut bool) -> Pacer {
-        let t = &config.transport;
-        let interval = heartbeat::secs(t.heartbeat_interval);
-        let timeout = heartbeat::secs(t.heartbeat_timeout);
+        let interval = config.heartbeat_interval();
+        let timeout = config.heartbeat_timeout();
         let (agreed, lowered) = heartbeat::agree_interval(interval, timeout, self.server_timeout);
         if lowered && !*warned {
             *warned = true;

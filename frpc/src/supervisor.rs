@@ -38,10 +38,8 @@ pub(crate) struct Supervisor {
 impl Supervisor {
     pub fn new(config: ClientConfig, events: Events) -> Result<Self> {
         let t = &config.transport;
-        let backoff = Backoff::new(
-            Duration::from_secs_f64(t.reconnect_initial_delay),
-            Duration::from_secs_f64(t.reconnect_max_delay),
-        );
+        let (first, max) = config.reconnect_delays();
+        let backoff = Backoff::new(first, max);
         let budget = MemoryBudget::new(config::buffer_budget(t.max_buffer_mb));
         Ok(Supervisor {
             connector: Arc::new(Connector::new(Arc::new(config))?),

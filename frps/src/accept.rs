@@ -5,7 +5,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
 use mux::{self, Mode};
@@ -17,7 +16,6 @@ use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info_span, warn, Instrument};
-use wire::heartbeat;
 use wire::message::WORK_CONN_MARKER;
 
 use crate::{login, session, Server};
@@ -48,14 +46,14 @@ async fn serve(
     // Control messages and interactive sessions (SSH) are latency bound.
     tcp.set_nodelay(true).ok();
     let transport = &server.config.transport;
-    let timeout = heartbeat::secs(transport.heartbeat_timeout);
-    net::sockopt::tune(&tcp, heartbeat::secs(transport.tcp_keepalive), timeout);
+    let cfg = &server.config;
+    net::sockopt::tune(&tcp, cfg.tcp_keepalive(), cfg.heartbeat_timeout());
     let activity = Activity::new();
     let io = Metered::new(tcp, activity.clone());
 
     // TLS and login share one deadline: a connection that has not proven
     // itself by then is closed.
-    let login_timeout = Duration::from_secs(transport.login_timeout);
+    let login_timeout = cfg.login_timeout();
     let deadline = tokio::time::Instant::now() + login_timeout;
     let (mut io, binding) =
         match tokio::time::timeout_at(deadline, server.transport.accept(io)).await {

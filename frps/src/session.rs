@@ -15,7 +15,7 @@ use net::stats::{Meters, Traffic};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
-use wire::heartbeat::{self, Beat, Pacer};
+use wire::heartbeat::{Beat, Pacer};
 use wire::message::{Control, Frame, NewProxy, NewProxyResp, Pong, ProxyError};
 
 use crate::login::Client;
@@ -59,8 +59,7 @@ pub(crate) async fn run(
 ) -> Result<()> {
     let (reader, writer) = framed::split_control(ctrl);
     let mut session = ClientSession::register(server, mux, writer, client, close).await;
-    let transport = &session.server.config.transport;
-    let pacer = Pacer::new(None, heartbeat::secs(transport.heartbeat_timeout));
+    let pacer = Pacer::new(None, session.server.config.heartbeat_timeout());
     let result = session.control_loop(reader, &activity, pacer).await;
     session.end(result).await;
     Ok(())

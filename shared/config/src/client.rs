@@ -158,6 +158,15 @@ impl ClientConfig {
         secs(self.transport.tcp_keepalive)
     }
 
+    /// First and largest reconnect delay (validated positive and finite).
+    pub fn reconnect_delays(&self) -> (Duration, Duration) {
+        let t = &self.transport;
+        (
+            Duration::from_secs_f64(t.reconnect_initial_delay),
+            Duration::from_secs_f64(t.reconnect_max_delay),
+        )
+    }
+
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = read_file(path)?;
         let mut cfg = Self::parse(&text, path)?;

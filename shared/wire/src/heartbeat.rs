@@ -9,11 +9,6 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// Converts a config value in seconds to an optional duration: ≤ 0 disables.
-pub fn secs(v: i64) -> Option<Duration> {
-    (v > 0).then(|| Duration::from_secs(v as u64))
-}
-
 /// The interval the client must use so that neither side times out while
 /// the other thinks all is well: at most a third of the smaller timeout, so
 /// two lost beats in a row are still survived. Returns the interval and
