@@ -266,3 +266,73 @@ async fn frpc_restart_while_datagrams_flow() {
     client.stop().await;
     server.stop().await;
 }
+
+/// A flood towards a local service that reads nothing: 100 users send
+/// 100,000 datagrams of 1400 bytes (140 MB) as fast as they can. What does
+/// not fit is dropped (UDP), never queued without bound: frps and frpc
+/// each grow by less than 16 MiB, and frpc holds at most udpMaxMappings
+/// sockets. Real processes, so their memory can be read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_to_a_stuck_service_keeps_memory_bounded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Bound and never read: its receive buffer fills at once.
+    let stuck = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let local = stuck.local_addr().expect("addr");
+    let (mut frps, port) = spawn_frps(dir.path(), TOKEN);
+    let mut frpc = spawn_frpc(
+        dir.path(),
+        port,
+        &format!(
+            "{TOKEN}{}",
+            udp_proxy("u", local, 0, "udpMaxMappings = 64\n")
+        ),
+    );
+    let public = SocketAddr::from((
+        [127, 0, 0, 1],
+        port_from_line(&frpc.wait_line("proxy started", WAIT)),
+    ));
+    let (s_pid, c_pid) = (frps.child.id(), frpc.child.id());
+    let (s0, c0) = (e2e::raw::rss_kib(s_pid), e2e::raw::rss_kib(c_pid));
+    let mut users = Vec::new();
+    for _ in 0..100 {
+        users.push(tokio::spawn(async move {
+            let sock = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+            let data = [0xabu8; 1400];
+            for _ in 0..1000 {
+                let _ = sock.send_to(&data, public).await;
+            }
+        }));
+    }
+    let (mut s_max, mut c_max) = (0, 0);
+    for u in users {
+        tokio::time::timeout(Duration::from_secs(60), u)
+            .await
+            .expect("flood finishes")
+            .expect("user");
+        s_max = s_max.max(e2e::raw::rss_kib(s_pid));
+        c_max = c_max.max(e2e::raw::rss_kib(c_pid));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    s_max = s_max.max(e2e::raw::rss_kib(s_pid));
+    c_max = c_max.max(e2e::raw::rss_kib(c_pid));
+    let (sg, cg) = (s_max.saturating_sub(s0), c_max.saturating_sub(c0));
+    eprintln!(
+        "frps +{sg} KiB, frpc +{cg} KiB, frpc fds {}",
+        e2e::raw::fd_count(c_pid)
+    );
+    assert!(sg < 16 * 1024, "frps grew by {sg} KiB");
+    assert!(cg < 16 * 1024, "frpc grew by {cg} KiB");
+    // frpc: one socket per mapping, at most 64 of them.
+    let fds = e2e::raw::fd_count(c_pid);
+    assert!(fds < 64 + 32, "frpc holds {fds} descriptors");
+    // Both still serve.
+    frps.child
+        .try_wait()
+        .expect("wait")
+        .map(|s| panic!("frps exited: {s}"));
+    frpc.child
+        .try_wait()
+        .expect("wait")
+        .map(|s| panic!("frpc exited: {s}"));
+    drop(stuck);
+}
