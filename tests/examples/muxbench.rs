@@ -6,7 +6,10 @@
 //! both ways.
 //!
 //! `make bench` runs it after the tunnel benchmark and writes
-//! bench/mux.md; `MUXBENCH_RESULTS=path` writes elsewhere. About a minute.
+//! bench/mux.md; `MUXBENCH_RESULTS=path` writes elsewhere,
+//! `MUXBENCH_IMPLS=ours,yamux-0.14` runs only those, `MUXBENCH_THREADS=1`
+//! uses a one-thread runtime. About two minutes (tokio-yamux's stalls wait
+//! out their time limit).
 
 use std::future::poll_fn;
 use std::io;
@@ -354,7 +357,12 @@ fn render(all: &[Figures], took: Duration) -> String {
 
 fn main() -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(
+            std::env::var("MUXBENCH_THREADS")
+                .ok()
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(2),
+        )
         .enable_all()
         .build()?;
     let started = Instant::now();
