@@ -307,12 +307,28 @@ async fn measure(which: Impl) -> Figures {
         stop.cancel();
         r?
     }
+    // MUXBENCH_WORKLOADS=rtt,opens (single, parallel, rtt, opens) runs only those.
+    let only = std::env::var("MUXBENCH_WORKLOADS").unwrap_or_default();
+    let wanted = |w: &str| only.is_empty() || only.split(',').any(|o| o.trim() == w);
+    let skipped = || Err(anyhow::anyhow!("not run"));
     Figures {
         which,
-        single: one(which, async |o| bulk(o, 1, bulk_bytes()).await).await,
-        parallel: one(which, async |o| bulk(o, PARALLEL, PARALLEL_BYTES).await).await,
-        rtt: one(which, async |o| round_trip(o).await).await,
-        opens: one(which, async |o| opens(o).await).await,
+        single: match wanted("single") {
+            true => one(which, async |o| bulk(o, 1, bulk_bytes()).await).await,
+            false => skipped(),
+        },
+        parallel: match wanted("parallel") {
+            true => one(which, async |o| bulk(o, PARALLEL, PARALLEL_BYTES).await).await,
+            false => skipped(),
+        },
+        rtt: match wanted("rtt") {
+            true => one(which, async |o| round_trip(o).await).await,
+            false => skipped(),
+        },
+        opens: match wanted("opens") {
+            true => one(which, async |o| opens(o).await).await,
+            false => skipped(),
+        },
     }
 }
 
