@@ -18,23 +18,7 @@ fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
     let dir = dir.canonicalize()?;
 
-    // The "LAN" service: answers every request with a greeting.
-    let service = TcpListener::bind("127.0.0.1:0")?;
-    let local = service.local_addr()?;
-    std::thread::spawn(move || {
-        for mut conn in service.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                let _ = conn.read(&mut buf);
-                let body = format!("{GREETING}\n");
-                let _ = write!(
-                    conn,
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-            });
-        }
-    });
+    let local = spawn_service()?;
 
     let bind_port = free_port();
     let remote_port = free_port();
@@ -79,39 +63,16 @@ fn main() -> anyhow::Result<()> {
         || fetch(remote_port).filter(|a| a.contains(GREETING)),
     )?;
 
-    println!();
-    println!(
-        "  frps (public side)  listens for frpc on 127.0.0.1:{bind_port}   config: {}",
-        frps_cfg.display()
-    );
-    println!(
-        "  frpc (LAN side)     exposes 127.0.0.1:{} as public port {remote_port}   config: {}",
+    report(
+        bind_port,
+        remote_port,
         local.port(),
-        frpc_cfg.display()
+        &frps_cfg,
+        &frpc_cfg,
+        &dir,
+        &answer,
     );
-    println!();
-    println!("  Fetched through the tunnel from 127.0.0.1:{remote_port}:");
-    for line in answer.lines() {
-        println!("    | {line}");
-    }
-    println!();
-    println!("  Try it yourself:  curl http://127.0.0.1:{remote_port}/");
-    println!("  Logs: {}/frps.log and frpc.log", dir.display());
-
-    if std::io::stdin().is_terminal() {
-        println!("  Press Ctrl-C to stop.");
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        rt.block_on(tokio::signal::ctrl_c())?;
-        // Ctrl-C reached frps and frpc too (same process group); they exit 0.
-        let frpc_status = frpc.0.wait()?;
-        let frps_status = frps.0.wait()?;
-        println!("\n  stopped: frpc {frpc_status}, frps {frps_status}");
-    } else {
-        println!("  (no terminal: stopping now)");
-    }
-    Ok(())
+    wait_or_stop(frps, frpc)
 }
 
 fn fetch(port: u16) -> Option<String> {
@@ -160,4 +121,74 @@ impl Drop for Guard {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// The "LAN" service: answers every request with a greeting.
+fn spawn_service() -> anyhow::Result<std::net::SocketAddr> {
+    let service = TcpListener::bind("127.0.0.1:0")?;
+    let local = service.local_addr()?;
+    std::thread::spawn(move || {
+        for mut conn in service.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf);
+                let body = format!("{GREETING}\n");
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+
+    Ok(local)
+}
+
+/// What runs where, and what came through the tunnel.
+fn report(
+    bind_port: u16,
+    remote_port: u16,
+    local_port: u16,
+    frps_cfg: &Path,
+    frpc_cfg: &Path,
+    dir: &Path,
+    answer: &str,
+) {
+    println!();
+    println!(
+        "  frps (public side)  listens for frpc on 127.0.0.1:{bind_port}   config: {}",
+        frps_cfg.display()
+    );
+    println!(
+        "  frpc (LAN side)     exposes 127.0.0.1:{} as public port {remote_port}   config: {}",
+        local_port,
+        frpc_cfg.display()
+    );
+    println!();
+    println!("  Fetched through the tunnel from 127.0.0.1:{remote_port}:");
+    for line in answer.lines() {
+        println!("    | {line}");
+    }
+    println!();
+    println!("  Try it yourself:  curl http://127.0.0.1:{remote_port}/");
+    println!("  Logs: {}/frps.log and frpc.log", dir.display());
+}
+
+/// With a terminal, runs until Ctrl-C (which reaches frps and frpc too).
+fn wait_or_stop(mut frps: Guard, mut frpc: Guard) -> anyhow::Result<()> {
+    if std::io::stdin().is_terminal() {
+        println!("  Press Ctrl-C to stop.");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(tokio::signal::ctrl_c())?;
+        // Ctrl-C reached frps and frpc too (same process group); they exit 0.
+        let frpc_status = frpc.0.wait()?;
+        let frps_status = frps.0.wait()?;
+        println!("\n  stopped: frpc {frpc_status}, frps {frps_status}");
+    } else {
+        println!("  (no terminal: stopping now)");
+    }
+    Ok(())
 }

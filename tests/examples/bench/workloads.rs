@@ -425,6 +425,21 @@ pub async fn scale(public: SocketAddr, mem: Option<(u32, u32)>) -> Result<Scale>
     opening.abort_all();
     let opened = streams.len();
 
+    let (rss_server, rss_client) = idle_sampling(mem).await;
+    let alive = echo_all_again(&mut streams).await;
+    Ok(Scale {
+        open,
+        opened,
+        errors,
+        alive,
+        rss_at_rest,
+        rss_server,
+        rss_client,
+    })
+}
+
+/// Waits out [`SCALE_IDLE`], sampling the highest VmRSS of (server, client).
+async fn idle_sampling(mem: Option<(u32, u32)>) -> (Option<u64>, Option<u64>) {
     let (mut rss_server, mut rss_client) = (None, None);
     let idle_until = Instant::now() + SCALE_IDLE;
     loop {
@@ -438,6 +453,11 @@ pub async fn scale(public: SocketAddr, mem: Option<(u32, u32)>) -> Result<Scale>
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
+    (rss_server, rss_client)
+}
+
+/// Makes every connection echo once more; returns how many did.
+async fn echo_all_again(streams: &mut [TcpStream]) -> usize {
     let echo_all = futures::stream::iter(streams.iter_mut().enumerate())
         .map(|(i, s)| async move {
             let msg = (i as u64 ^ 0xA5A5).to_le_bytes();
@@ -449,16 +469,7 @@ pub async fn scale(public: SocketAddr, mem: Option<(u32, u32)>) -> Result<Scale>
         .buffer_unordered(256)
         .filter(|ok| std::future::ready(*ok))
         .count();
-    let alive = timeout(SCALE_PHASE_LIMIT, echo_all).await.unwrap_or(0);
-    Ok(Scale {
-        open,
-        opened,
-        errors,
-        alive,
-        rss_at_rest,
-        rss_server,
-        rss_client,
-    })
+    timeout(SCALE_PHASE_LIMIT, echo_all).await.unwrap_or(0)
 }
 
 /// Resident memory of a process (VmRSS in /proc/PID/status), in KiB.
