@@ -10,6 +10,7 @@ mod pool;
 mod proxy;
 mod registry;
 mod session;
+mod vhost;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +39,8 @@ pub(crate) struct Server {
     pub budget: Arc<MemoryBudget>,
     pub registry: Arc<Registry>,
     pub transport: ServerSide,
+    /// Names claimed by `type = "https"` proxies on `vhostHTTPSPort`.
+    pub https_routes: Arc<vhost::https::Routes>,
 }
 
 /// Live figures of a running server, readable from outside (tests now, the
@@ -107,7 +110,20 @@ pub async fn run_with_stats(
         config,
         registry: stats.0.clone(),
         transport,
+        https_routes: Arc::new(vhost::Router::new()),
     });
+    if server.config.vhost_https_port != 0 {
+        let cfg = &server.config;
+        let l = TcpListener::bind((cfg.proxy_bind_addr.as_str(), cfg.vhost_https_port))
+            .await
+            .with_context(|| format!("cannot listen on vhostHTTPSPort {}", cfg.vhost_https_port))?;
+        info!(addr = %l.local_addr()?, "https virtual hosts: routed by the TLS server name (SNI)");
+        tokio::spawn(vhost::https::serve(
+            server.clone(),
+            l,
+            shutdown.child_token(),
+        ));
+    }
     let sessions = TaskTracker::new();
     info!(addr = %listener.local_addr()?, "frps listening for clients");
     loop {

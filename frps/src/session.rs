@@ -252,7 +252,7 @@ impl ClientSession {
             };
             match proxy::start(&req.spec, ctx).await {
                 Ok(proxy) => {
-                    let addr = proxy.addr.to_string();
+                    let addr = proxy.endpoint.clone();
                     info!(proxy = %Escaped(&name), %kind, remote = %addr, "proxy started");
                     self.proxies.insert(name.clone(), proxy);
                     Ok(addr)

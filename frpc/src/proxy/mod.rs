@@ -3,6 +3,7 @@
 //! one place that dispatches on the kind. Adding a kind: a module here with
 //! a type implementing [`ClientProxy`], and one arm in [`build`].
 
+mod https;
 mod tcp;
 mod udp;
 
@@ -43,6 +44,7 @@ fn build(cfg: &ProxyConfig, agreed: Agreed) -> Arc<dyn ClientProxy> {
     match cfg {
         ProxyConfig::Tcp(p) => Arc::new(tcp::Tcp::new(p.clone())),
         ProxyConfig::Udp(p) => Arc::new(udp::Udp::new(p.clone(), agreed)),
+        ProxyConfig::Https(p) => Arc::new(https::Https::new(p.clone())),
     }
 }
 

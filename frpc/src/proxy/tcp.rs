@@ -47,34 +47,38 @@ impl ClientProxy for Tcp {
         stop: CancellationToken,
     ) -> BoxFuture<'static, ()> {
         let span = info_span!("conn", proxy = %Escaped(&self.cfg.name), src = %header.src);
-        async move { self.carry(work, meters, stop).await }
+        async move { dial_and_carry(&self.local, work, meters, stop).await }
             .instrument(span)
             .boxed()
     }
 }
 
-impl Tcp {
-    async fn carry(&self, work: Tunnel, meters: Meters, stop: CancellationToken) {
-        let local = &self.local;
-        let tcp = match tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(local)).await {
-            Ok(Ok(tcp)) => tcp,
-            Ok(Err(e)) => {
-                warn!(%local, "local service unreachable, closing the user connection: {e}");
-                return;
-            }
-            Err(_) => {
-                warn!(%local, "local service did not answer within {DIAL_TIMEOUT:?}, closing the user connection");
-                return;
-            }
-        };
-        tcp.set_nodelay(true).ok();
-        let _open = meters.open();
-        tokio::select! {
-            _ = stop.cancelled() => debug!("closed with the session"),
-            r = work.carry(Local::Tcp(tcp), meters.clone()) => match r {
-                Ok(c) => debug!(up = c.into_tunnel, down = c.out_of_tunnel, "connection closed"),
-                Err(e) => debug!("connection ended: {e}"),
-            }
+/// Dials the local service at `local` and carries `work` to it: what every
+/// kind that forwards whole connections does.
+pub(super) async fn dial_and_carry(
+    local: &str,
+    work: Tunnel,
+    meters: Meters,
+    stop: CancellationToken,
+) {
+    let tcp = match tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(local)).await {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err(e)) => {
+            warn!(%local, "local service unreachable, closing the user connection: {e}");
+            return;
+        }
+        Err(_) => {
+            warn!(%local, "local service did not answer within {DIAL_TIMEOUT:?}, closing the user connection");
+            return;
+        }
+    };
+    tcp.set_nodelay(true).ok();
+    let _open = meters.open();
+    tokio::select! {
+        _ = stop.cancelled() => debug!("closed with the session"),
+        r = work.carry(Local::Tcp(tcp), meters.clone()) => match r {
+            Ok(c) => debug!(up = c.into_tunnel, down = c.out_of_tunnel, "connection closed"),
+            Err(e) => debug!("connection ended: {e}"),
         }
     }
 }

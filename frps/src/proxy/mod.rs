@@ -3,9 +3,12 @@
 //! one place that dispatches on the kind. Adding a kind: a module here with
 //! a `start`, one arm below, and its spec in `wire::message::ProxySpec`.
 
+mod https;
 mod ports;
 mod tcp;
 mod udp;
+
+pub(crate) use tcp::serve_user as serve_tcp_user;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,7 +28,8 @@ use crate::Server;
 
 /// A running proxy, as its session keeps it.
 pub(crate) struct Proxy {
-    pub addr: SocketAddr,
+    /// Where users reach it: "0.0.0.0:6000", or a name and port.
+    pub endpoint: String,
     stop: CancellationToken,
 }
 
@@ -71,11 +75,12 @@ pub(crate) struct ProxyCtx {
 /// Starts the proxy `spec` describes: the one match on the kind.
 pub(crate) async fn start(spec: &ProxySpec, ctx: ProxyCtx) -> Result<Proxy, ProxyError> {
     let stop = ctx.stop.clone();
-    let addr = match spec {
-        ProxySpec::Tcp(s) => tcp::start(s, ctx).await?,
-        ProxySpec::Udp(s) => udp::start(s, ctx).await?,
+    let endpoint = match spec {
+        ProxySpec::Tcp(s) => tcp::start(s, ctx).await?.to_string(),
+        ProxySpec::Udp(s) => udp::start(s, ctx).await?.to_string(),
+        ProxySpec::Https(s) => https::start(s, ctx).await?,
     };
-    Ok(Proxy { addr, stop })
+    Ok(Proxy { endpoint, stop })
 }
 
 /// Opens a tunnel to the client and sends its header. User bytes may follow

@@ -56,7 +56,7 @@ async fn accept_loop(listener: TcpListener, addr: SocketAddr, ctx: ProxyCtx) {
     // Dropping the listener here frees the port.
 }
 
-async fn serve_user(
+pub(crate) async fn serve_user(
     user: TcpStream,
     src: SocketAddr,
     dst: SocketAddr,

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 pub use client::{ClientConfig, ClientTls, ClientTransport};
 pub use diag::Diagnostic;
 use diag::Problems;
-pub use proxy::{join_host_port, ProxyConfig, TcpProxy, UdpProxy};
+pub use proxy::{join_host_port, HttpsProxy, ProxyConfig, TcpProxy, UdpProxy};
 pub use server::{ServerConfig, ServerTls, ServerTransport};
 pub use wire::auth::Token;
 

@@ -17,7 +17,7 @@ use crate::diag::{Diagnostic, Problems, Source};
 
 /// Kinds frp has that are not built yet: named in the error, so a config
 /// written for frp fails clearly rather than as an unknown word.
-const LATER: &[&str] = &["http", "https", "tcpmux", "stcp", "sudp", "xtcp"];
+const LATER: &[&str] = &["http", "tcpmux", "stcp", "sudp", "xtcp"];
 
 /// A proxy as configured, per kind. Serialized flat with its `type`, as
 /// frp writes it.
@@ -26,6 +26,7 @@ const LATER: &[&str] = &["http", "https", "tcpmux", "stcp", "sudp", "xtcp"];
 pub enum ProxyConfig {
     Tcp(TcpProxy),
     Udp(UdpProxy),
+    Https(HttpsProxy),
 }
 
 macro_rules! proxy_kind {
@@ -103,6 +104,31 @@ impl Default for UdpProxy {
     }
 }
 
+proxy_kind!(
+    /// `type = "https"`: TLS connections to frps's `vhostHTTPSPort` whose
+    /// ClientHello names one of these domains are passed through, untouched,
+    /// to the local service.
+    HttpsProxy {
+        /// Full names; `*.example.com` matches every name under it.
+        custom_domains: Vec<String>,
+        /// A name under the server's `subDomainHost` (`web` →
+        /// `web.example.com`).
+        subdomain: String,
+    }
+);
+
+impl Default for HttpsProxy {
+    fn default() -> Self {
+        HttpsProxy {
+            name: String::new(),
+            local_ip: DEFAULT_LOCAL_IP.into(),
+            local_port: None,
+            custom_domains: Vec::new(),
+            subdomain: String::new(),
+        }
+    }
+}
+
 impl UdpProxy {
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_secs(self.udp_idle_timeout)
@@ -125,6 +151,7 @@ impl ProxyConfig {
         match self {
             ProxyConfig::Tcp(p) => &p.name,
             ProxyConfig::Udp(p) => &p.name,
+            ProxyConfig::Https(p) => &p.name,
         }
     }
 
@@ -132,6 +159,7 @@ impl ProxyConfig {
         match self {
             ProxyConfig::Tcp(_) => ProxyKind::Tcp,
             ProxyConfig::Udp(_) => ProxyKind::Udp,
+            ProxyConfig::Https(_) => ProxyKind::Https,
         }
     }
 
@@ -140,6 +168,7 @@ impl ProxyConfig {
         match self {
             ProxyConfig::Tcp(p) => (&p.name, &p.local_ip, p.local_port),
             ProxyConfig::Udp(p) => (&p.name, &p.local_ip, p.local_port),
+            ProxyConfig::Https(p) => (&p.name, &p.local_ip, p.local_port),
         }
     }
 
@@ -156,6 +185,23 @@ impl ProxyConfig {
             None => p.key("localPort", "localPort is required"),
             Some(0) => p.key("localPort", "localPort must be between 1 and 65535, got 0"),
             Some(_) => {}
+        }
+        if let ProxyConfig::Https(h) = self {
+            if h.custom_domains.is_empty() && h.subdomain.trim().is_empty() {
+                p.key("customDomains", "set customDomains or subdomain (or both)");
+            }
+            if h.custom_domains.iter().any(|d| d.trim().is_empty()) {
+                p.key(
+                    "customDomains",
+                    "customDomains must not contain an empty name",
+                );
+            }
+            if h.subdomain.contains('.') || h.subdomain.contains('*') {
+                p.key(
+                    "subdomain",
+                    "subdomain is one label, without dots or wildcards",
+                );
+            }
         }
         if let ProxyConfig::Udp(u) = self {
             if u.udp_idle_timeout == 0 {
@@ -204,13 +250,17 @@ pub(crate) fn parse_entry(
             return Err(p.found);
         }
         None => {
-            p.key("name", "type is required (supported: \"tcp\", \"udp\")");
+            p.key(
+                "name",
+                "type is required (supported: \"tcp\", \"udp\", \"https\")",
+            );
             return Err(p.found);
         }
     };
     let parse = |t: toml::Table| match kind.as_str() {
         "tcp" => Some(TcpProxy::deserialize(t).map(ProxyConfig::Tcp)),
         "udp" => Some(UdpProxy::deserialize(t).map(ProxyConfig::Udp)),
+        "https" => Some(HttpsProxy::deserialize(t).map(ProxyConfig::Https)),
         _ => None,
     };
     let Some(whole) = parse(toml::Table::new()) else {
@@ -222,7 +272,7 @@ pub(crate) fn parse_entry(
         };
         p.key(
             "type",
-            format!("type {t:?} {why} (supported: \"tcp\", \"udp\")"),
+            format!("type {t:?} {why} (supported: \"tcp\", \"udp\", \"https\")"),
         );
         return Err(p.found);
     };

@@ -29,6 +29,12 @@ pub struct ServerConfig {
     /// Largest UDP datagram carried (frp's `udpPacketSize`); larger ones
     /// are dropped and counted, never truncated.
     pub udp_packet_size: usize,
+    /// Port for `type = "https"` proxies, routed by the ClientHello's name
+    /// (SNI); 0 = off.
+    #[serde(rename = "vhostHTTPSPort")]
+    pub vhost_https_port: u16,
+    /// The domain `subdomain` proxies live under (`web` → `web.<this>`).
+    pub sub_domain_host: String,
     /// Directory of the config file (for paths that default next to it).
     #[serde(skip)]
     pub config_dir: PathBuf,
@@ -117,6 +123,8 @@ impl Default for ServerConfig {
             max_ports_per_client: 0,
             transport: ServerTransport::default(),
             udp_packet_size: DEFAULT_UDP_PACKET_SIZE,
+            vhost_https_port: 0,
+            sub_domain_host: String::new(),
             config_dir: PathBuf::from("."),
         }
     }
@@ -182,6 +190,12 @@ impl ServerConfig {
                     "udpPacketSize must be between 1 and {}",
                     wire::udp::MAX_PAYLOAD
                 ),
+            );
+        }
+        if self.sub_domain_host.starts_with('.') || self.sub_domain_host.contains('*') {
+            p.key(
+                "subDomainHost",
+                "subDomainHost is a domain such as example.com (no leading dot or wildcard)",
             );
         }
         check_auth(&mut self.auth, p);

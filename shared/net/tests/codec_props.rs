@@ -123,7 +123,7 @@ fn strategies_cover_every_variant(
         | ProxyError::Refused(_) => {}
     }
     match k {
-        ProxySpec::Tcp(_) | ProxySpec::Udp(_) => {}
+        ProxySpec::Tcp(_) | ProxySpec::Udp(_) | ProxySpec::Https(_) => {}
     }
 }
 
@@ -194,6 +194,10 @@ fn message_with(s: fn() -> BoxedStrategy<String>) -> BoxedStrategy<Message> {
     let spec = prop_oneof![
         u16s().prop_map(|remote_port| ProxySpec::Tcp(TcpSpec { remote_port })),
         u16s().prop_map(|remote_port| ProxySpec::Udp(UdpSpec { remote_port })),
+        (vec(s(), 0..3), s()).prop_map(|(custom_domains, subdomain)| ProxySpec::Https(HttpsSpec {
+            custom_domains,
+            subdomain
+        })),
     ];
     let opts = (s(), s(), u64s(), any::<bool>(), vec((s(), s()), 0..3)).prop_map(
         |(group, group_key, bandwidth_limit, limit_on_server, metas)| ProxyOpts {

@@ -172,6 +172,7 @@ pub enum LoginError {
 pub enum ProxyKind {
     Tcp,
     Udp,
+    Https,
 }
 
 impl ProxyKind {
@@ -179,6 +180,7 @@ impl ProxyKind {
         match self {
             ProxyKind::Tcp => "tcp",
             ProxyKind::Udp => "udp",
+            ProxyKind::Https => "https",
         }
     }
 }
@@ -201,6 +203,7 @@ pub struct NewProxy {
 pub enum ProxySpec {
     Tcp(TcpSpec),
     Udp(UdpSpec),
+    Https(HttpsSpec),
 }
 
 impl ProxySpec {
@@ -208,6 +211,7 @@ impl ProxySpec {
         match self {
             ProxySpec::Tcp(_) => ProxyKind::Tcp,
             ProxySpec::Udp(_) => ProxyKind::Udp,
+            ProxySpec::Https(_) => ProxyKind::Https,
         }
     }
 }
@@ -222,6 +226,16 @@ pub struct TcpSpec {
 pub struct UdpSpec {
     /// 0 asks the server to pick a free port.
     pub remote_port: u16,
+}
+
+/// TLS connections routed by the name in their ClientHello (SNI) and passed
+/// through untouched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpsSpec {
+    /// Full names, `*.example.com` wildcards allowed.
+    pub custom_domains: Vec<String>,
+    /// A name under the server's `subDomainHost` (empty = none).
+    pub subdomain: String,
 }
 
 /// Options every kind has, sent now so that load-balancing groups,

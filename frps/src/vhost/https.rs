@@ -1,0 +1,123 @@
+//! The HTTPS virtual host port (`vhostHTTPSPort`): each connection is
+//! routed by the server name in its TLS ClientHello (SNI) to the
+//! `type = "https"` proxy that claimed it, and passed through untouched —
+//! frps never terminates the TLS, the local service's certificate is what
+//! the user sees.
+//!
+//! The ClientHello is only peeked at (`TcpStream::peek`), so the carry
+//! afterwards is the usual TCP one, direct path included. It is parsed by
+//! rustls's own `Acceptor`, not by hand.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use net::logging::Escaped;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info_span, warn, Instrument};
+
+use super::Router;
+use crate::proxy::ProxyCtx;
+use crate::Server;
+
+/// Routes of the HTTPS port: server name → proxy.
+pub(crate) type Routes = Router<ProxyCtx>;
+
+/// Most of a ClientHello we look at: one TLS record (16 KiB) and its header.
+/// A hello that needs more is refused.
+const MAX_HELLO: usize = 16 * 1024 + 5;
+
+/// Time a connection has to send its whole ClientHello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(crate) async fn serve(server: Arc<Server>, listener: TcpListener, stop: CancellationToken) {
+    let tasks = TaskTracker::new();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, peer)) => {
+                    let span = info_span!("https", %peer);
+                    tasks.spawn(route(server.clone(), tcp, peer).instrument(span));
+                }
+                Err(e) => {
+                    warn!("vhostHTTPSPort: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+    tasks.close();
+}
+
+async fn route(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr) {
+    let name = match tokio::time::timeout(HELLO_TIMEOUT, server_name(&tcp)).await {
+        Ok(Ok(Some(name))) => name,
+        Ok(Ok(None)) => return debug!("ClientHello without a server name (SNI): closed"),
+        Ok(Err(e)) => return debug!("not a TLS ClientHello: {e}; closed"),
+        Err(_) => return debug!("no whole ClientHello within {HELLO_TIMEOUT:?}; closed"),
+    };
+    let Some(ctx) = server.https_routes.lookup(&name) else {
+        return debug!(name = %Escaped(&name), "no https proxy for this name; closed");
+    };
+    let Ok(permit) = ctx.budget.permits.clone().try_acquire_owned() else {
+        return warn!(
+            "client already has {} connections open (transport.maxStreamsPerClient); closing this one",
+            ctx.budget.max
+        );
+    };
+    let dst = tcp.local_addr().unwrap_or(peer);
+    crate::proxy::serve_tcp_user(tcp, peer, dst, ctx, permit).await;
+}
+
+/// The server name of the ClientHello at the head of `tcp`, without taking
+/// it off the socket. Waits (with a short backoff) while the hello arrives
+/// in pieces; fails on anything that is not a ClientHello.
+async fn server_name(tcp: &TcpStream) -> io::Result<Option<String>> {
+    let mut buf = vec![0u8; MAX_HELLO];
+    let mut seen = 0;
+    let mut delay = Duration::from_millis(1);
+    loop {
+        let n = tcp.peek(&mut buf).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        if n > seen {
+            if let Some(name) = parse(&buf[..n])? {
+                return Ok(name);
+            }
+            seen = n;
+        }
+        if n == buf.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("ClientHello larger than {MAX_HELLO} bytes"),
+            ));
+        }
+        // peek returns at once while anything is buffered: back off.
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// Some(name) once `bytes` hold a whole ClientHello (name None without SNI);
+/// None while more is needed.
+fn parse(bytes: &[u8]) -> io::Result<Option<Option<String>>> {
+    let mut acceptor = rustls::server::Acceptor::default();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        if acceptor.read_tls(&mut rest)? == 0 {
+            break;
+        }
+    }
+    match acceptor.accept() {
+        Ok(Some(accepted)) => Ok(Some(
+            accepted.client_hello().server_name().map(str::to_owned),
+        )),
+        Ok(None) => Ok(None),
+        Err((e, _)) => Err(io::Error::new(io::ErrorKind::InvalidData, e)),
+    }
+}

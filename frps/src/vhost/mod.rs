@@ -1,0 +1,103 @@
+//! Virtual hosts: public ports shared by many proxies, each connection
+//! routed by the name it asks for. The router is shared by every client's
+//! proxies; a name belongs to one proxy at a time.
+
+pub(crate) mod https;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// Names to routes: exact names, and `*.example.com` wildcards where the
+/// most specific one wins (`a.b.example.com` tries `*.b.example.com`
+/// before `*.example.com`).
+pub(crate) struct Router<T> {
+    routes: Mutex<HashMap<String, T>>,
+}
+
+impl<T: Clone> Router<T> {
+    pub fn new() -> Self {
+        Router {
+            routes: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, T>> {
+        // Each update is one insert or remove: a poisoned map is consistent.
+        self.routes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Claims every one of `names` for `route`, or none: Err names the
+    /// first one that is taken.
+    pub fn add(&self, names: &[String], route: T) -> Result<(), String> {
+        let mut routes = self.lock();
+        let names: Vec<String> = names.iter().map(|n| normalize(n)).collect();
+        if let Some(taken) = names.iter().find(|n| routes.contains_key(*n)) {
+            return Err(taken.clone());
+        }
+        for n in names {
+            routes.insert(n, route.clone());
+        }
+        Ok(())
+    }
+
+    pub fn remove(&self, names: &[String]) {
+        let mut routes = self.lock();
+        for n in names {
+            routes.remove(&normalize(n));
+        }
+    }
+
+    /// The route for `host` (case-insensitive, a port or trailing dot
+    /// ignored).
+    pub fn lookup(&self, host: &str) -> Option<T> {
+        let host = normalize(host);
+        let routes = self.lock();
+        if let Some(r) = routes.get(&host) {
+            return Some(r.clone());
+        }
+        let mut rest = host.as_str();
+        while let Some((_, parent)) = rest.split_once('.') {
+            if let Some(r) = routes.get(&format!("*.{parent}")) {
+                return Some(r.clone());
+            }
+            rest = parent;
+        }
+        None
+    }
+}
+
+/// Lower case, without a `:port` or a trailing dot.
+fn normalize(name: &str) -> String {
+    let name = name.trim();
+    let name = match name.rsplit_once(':') {
+        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
+        _ => name,
+    };
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_then_most_specific_wildcard() {
+        let r = Router::new();
+        r.add(&["A.example.com".into()], 1).expect("add");
+        r.add(&["*.example.com".into()], 2).expect("add");
+        r.add(&["*.b.example.com".into()], 3).expect("add");
+        assert_eq!(r.lookup("a.EXAMPLE.com:443"), Some(1));
+        assert_eq!(r.lookup("x.example.com."), Some(2));
+        assert_eq!(r.lookup("x.b.example.com"), Some(3));
+        assert_eq!(r.lookup("example.com"), None);
+        assert_eq!(r.lookup("a.example.org"), None);
+        // All or nothing, and the taken name is named.
+        assert_eq!(
+            r.add(&["new.example.com".into(), "a.example.com".into()], 4),
+            Err("a.example.com".into())
+        );
+        assert_eq!(r.lookup("new.example.com"), Some(2));
+        r.remove(&["*.example.com".into()]);
+        assert_eq!(r.lookup("x.example.com"), None);
+    }
+}
