@@ -41,6 +41,8 @@ pub(crate) struct Server {
     pub transport: ServerSide,
     /// Names claimed by `type = "https"` proxies on `vhostHTTPSPort`.
     pub https_routes: Arc<vhost::https::Routes>,
+    /// (name, location) pairs claimed by `type = "http"` proxies on `vhostHTTPPort`.
+    pub http_routes: Arc<vhost::http::Routes>,
 }
 
 /// Live figures of a running server, readable from outside (tests now, the
@@ -111,19 +113,9 @@ pub async fn run_with_stats(
         registry: stats.0.clone(),
         transport,
         https_routes: Arc::new(vhost::Router::new()),
+        http_routes: Arc::new(vhost::http::Routes::default()),
     });
-    if server.config.vhost_https_port != 0 {
-        let cfg = &server.config;
-        let l = TcpListener::bind((cfg.proxy_bind_addr.as_str(), cfg.vhost_https_port))
-            .await
-            .with_context(|| format!("cannot listen on vhostHTTPSPort {}", cfg.vhost_https_port))?;
-        info!(addr = %l.local_addr()?, "https virtual hosts: routed by the TLS server name (SNI)");
-        tokio::spawn(vhost::https::serve(
-            server.clone(),
-            l,
-            shutdown.child_token(),
-        ));
-    }
+    start_vhosts(&server, &shutdown).await?;
     let sessions = TaskTracker::new();
     info!(addr = %listener.local_addr()?, "frps listening for clients");
     loop {
@@ -155,6 +147,43 @@ pub async fn run_with_stats(
         .is_err()
     {
         warn!("some sessions did not finish within {SHUTDOWN_GRACE:?}");
+    }
+    Ok(())
+}
+
+/// The virtual host ports, when configured: HTTP by Host and path, HTTPS by
+/// SNI. A port that cannot be bound is an error at start, as in frp.
+async fn start_vhosts(server: &Arc<Server>, shutdown: &CancellationToken) -> Result<()> {
+    if server.config.vhost_http_port != 0 {
+        let cfg = &server.config;
+        let l = TcpListener::bind((cfg.proxy_bind_addr.as_str(), cfg.vhost_http_port))
+            .await
+            .with_context(|| format!("cannot listen on vhostHTTPPort {}", cfg.vhost_http_port))?;
+        let page = match cfg.custom_404_page.as_str() {
+            "" => bytes::Bytes::from_static(vhost::http::NOT_FOUND_PAGE.as_bytes()),
+            path => std::fs::read(path)
+                .with_context(|| format!("reading custom404Page {path}"))?
+                .into(),
+        };
+        info!(addr = %l.local_addr()?, "http virtual hosts: routed by Host and path");
+        tokio::spawn(vhost::http::serve(
+            server.clone(),
+            l,
+            shutdown.child_token(),
+            page,
+        ));
+    }
+    if server.config.vhost_https_port != 0 {
+        let cfg = &server.config;
+        let l = TcpListener::bind((cfg.proxy_bind_addr.as_str(), cfg.vhost_https_port))
+            .await
+            .with_context(|| format!("cannot listen on vhostHTTPSPort {}", cfg.vhost_https_port))?;
+        info!(addr = %l.local_addr()?, "https virtual hosts: routed by the TLS server name (SNI)");
+        tokio::spawn(vhost::https::serve(
+            server.clone(),
+            l,
+            shutdown.child_token(),
+        ));
     }
     Ok(())
 }

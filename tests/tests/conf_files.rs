@@ -63,7 +63,11 @@ fn full_examples_state_the_defaults() {
     empty.proxies = full.proxies.clone();
     assert_eq!(format!("{full:?}"), format!("{empty:?}"));
     let kinds: Vec<_> = full.proxies.iter().map(|p| p.kind().as_str()).collect();
-    assert_eq!(kinds, ["tcp", "udp", "https"], "one proxy of each kind");
+    assert_eq!(
+        kinds,
+        ["tcp", "udp", "https", "http"],
+        "one proxy of each kind"
+    );
 }
 
 /// Dotted key paths of a TOML value; an array of tables contributes the keys

@@ -3,19 +3,18 @@
 //! one place that dispatches on the kind. Adding a kind: a module here with
 //! a type implementing [`ClientProxy`], and one arm in [`build`].
 
-mod https;
 mod tcp;
 mod udp;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use config::{ClientConfig, ProxyConfig};
+use config::{ClientConfig, HttpProxy, ProxyConfig};
 use futures::future::BoxFuture;
 use net::stats::{Meters, Traffic};
 use net::tunnel::Tunnel;
 use tokio_util::sync::CancellationToken;
-use wire::message::{NewProxy, ProxyOpts, ProxySpec, StartWork};
+use wire::message::{HttpSpec, HttpsSpec, NewProxy, ProxyOpts, ProxySpec, StartWork, TcpSpec};
 
 /// A configured proxy, ready to register and to serve work streams.
 pub(crate) trait ClientProxy: Send + Sync {
@@ -42,10 +41,41 @@ pub(crate) struct Agreed {
 /// The one match on the kind.
 fn build(cfg: &ProxyConfig, agreed: Agreed) -> Arc<dyn ClientProxy> {
     match cfg {
-        ProxyConfig::Tcp(p) => Arc::new(tcp::Tcp::new(p.clone())),
+        ProxyConfig::Tcp(p) => {
+            let spec = ProxySpec::Tcp(TcpSpec {
+                remote_port: p.remote_port,
+            });
+            Arc::new(tcp::Forward::new(&p.name, p.local_addr(), spec))
+        }
         ProxyConfig::Udp(p) => Arc::new(udp::Udp::new(p.clone(), agreed)),
-        ProxyConfig::Https(p) => Arc::new(https::Https::new(p.clone())),
+        ProxyConfig::Https(p) => {
+            let spec = ProxySpec::Https(HttpsSpec {
+                custom_domains: p.custom_domains.clone(),
+                subdomain: p.subdomain.clone(),
+            });
+            Arc::new(tcp::Forward::new(&p.name, p.local_addr(), spec))
+        }
+        ProxyConfig::Http(p) => Arc::new(tcp::Forward::new(&p.name, p.local_addr(), http_spec(p))),
     }
+}
+
+fn http_spec(p: &HttpProxy) -> ProxySpec {
+    let pairs = |h: &config::HeaderOps| {
+        h.set
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<Vec<_>>()
+    };
+    ProxySpec::Http(HttpSpec {
+        custom_domains: p.custom_domains.clone(),
+        subdomain: p.subdomain.clone(),
+        locations: p.locations.clone(),
+        http_user: p.http_user.clone(),
+        http_password: p.http_password.clone(),
+        host_header_rewrite: p.host_header_rewrite.clone(),
+        request_headers: pairs(&p.request_headers),
+        response_headers: pairs(&p.response_headers),
+    })
 }
 
 struct Entry {

@@ -1,10 +1,10 @@
-//! `type = "tcp"`: each work stream is one user connection, carried to a
-//! new connection to the local service.
+//! Kinds whose work streams are whole connections — `tcp`, and `http` and
+//! `https`, where frps does the routing and the HTTP: each stream is carried
+//! to a new connection to the local service.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use config::TcpProxy;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use net::logging::Escaped;
@@ -13,30 +13,32 @@ use net::tunnel::{Local, Tunnel};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info_span, warn, Instrument};
-use wire::message::{ProxySpec, StartWork, TcpSpec};
+use wire::message::{ProxySpec, StartWork};
 
 use super::ClientProxy;
 
 /// Bound on dialing the local service.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub(super) struct Tcp {
-    cfg: TcpProxy,
+pub(super) struct Forward {
+    name: String,
     local: String,
+    spec: ProxySpec,
 }
 
-impl Tcp {
-    pub fn new(cfg: TcpProxy) -> Self {
-        let local = cfg.local_addr();
-        Tcp { cfg, local }
+impl Forward {
+    pub fn new(name: &str, local: String, spec: ProxySpec) -> Self {
+        Forward {
+            name: name.to_owned(),
+            local,
+            spec,
+        }
     }
 }
 
-impl ClientProxy for Tcp {
+impl ClientProxy for Forward {
     fn spec(&self) -> ProxySpec {
-        ProxySpec::Tcp(TcpSpec {
-            remote_port: self.cfg.remote_port,
-        })
+        self.spec.clone()
     }
 
     fn serve(
@@ -46,21 +48,15 @@ impl ClientProxy for Tcp {
         meters: Meters,
         stop: CancellationToken,
     ) -> BoxFuture<'static, ()> {
-        let span = info_span!("conn", proxy = %Escaped(&self.cfg.name), src = %header.src);
+        let span = info_span!("conn", proxy = %Escaped(&self.name), src = %header.src);
         async move { dial_and_carry(&self.local, work, meters, stop).await }
             .instrument(span)
             .boxed()
     }
 }
 
-/// Dials the local service at `local` and carries `work` to it: what every
-/// kind that forwards whole connections does.
-pub(super) async fn dial_and_carry(
-    local: &str,
-    work: Tunnel,
-    meters: Meters,
-    stop: CancellationToken,
-) {
+/// Dials the local service at `local` and carries `work` to it.
+async fn dial_and_carry(local: &str, work: Tunnel, meters: Meters, stop: CancellationToken) {
     let tcp = match tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(local)).await {
         Ok(Ok(tcp)) => tcp,
         Ok(Err(e)) => {

@@ -8,6 +8,28 @@ use wire::message::{HttpsSpec, ProxyError};
 
 use super::ProxyCtx;
 
+/// The names a proxy claims: its custom domains and its subdomain under
+/// `subDomainHost`; never empty.
+pub(super) fn names(
+    custom_domains: &[String],
+    subdomain: &str,
+    sub_domain_host: &str,
+) -> Result<Vec<String>, ProxyError> {
+    let mut names = custom_domains.to_vec();
+    if !subdomain.is_empty() {
+        if sub_domain_host.is_empty() {
+            return Err(ProxyError::Refused(
+                "subdomain needs subDomainHost on the server, which is not set".into(),
+            ));
+        }
+        names.push(format!("{subdomain}.{sub_domain_host}"));
+    }
+    if names.is_empty() {
+        return Err(ProxyError::Refused("set customDomains or subdomain".into()));
+    }
+    Ok(names)
+}
+
 pub(super) async fn start(spec: &HttpsSpec, ctx: ProxyCtx) -> Result<String, ProxyError> {
     let cfg = &ctx.server.config;
     if cfg.vhost_https_port == 0 {
@@ -15,18 +37,8 @@ pub(super) async fn start(spec: &HttpsSpec, ctx: ProxyCtx) -> Result<String, Pro
             "https proxies are off on this server (vhostHTTPSPort is 0)".into(),
         ));
     }
-    let mut names = spec.custom_domains.clone();
-    if !spec.subdomain.is_empty() {
-        if cfg.sub_domain_host.is_empty() {
-            return Err(ProxyError::Refused(
-                "subdomain needs subDomainHost on the server, which is not set".into(),
-            ));
-        }
-        names.push(format!("{}.{}", spec.subdomain, cfg.sub_domain_host));
-    }
-    let Some(first) = names.first().cloned() else {
-        return Err(ProxyError::Refused("set customDomains or subdomain".into()));
-    };
+    let names = names(&spec.custom_domains, &spec.subdomain, &cfg.sub_domain_host)?;
+    let first = names[0].clone();
     let routes = ctx.server.https_routes.clone();
     routes.add(&names, ctx.clone()).map_err(|taken| {
         ProxyError::Refused(format!("domain {taken} is already taken by another proxy"))

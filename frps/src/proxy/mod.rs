@@ -3,6 +3,7 @@
 //! one place that dispatches on the kind. Adding a kind: a module here with
 //! a `start`, one arm below, and its spec in `wire::message::ProxySpec`.
 
+mod http;
 mod https;
 mod ports;
 mod tcp;
@@ -79,6 +80,7 @@ pub(crate) async fn start(spec: &ProxySpec, ctx: ProxyCtx) -> Result<Proxy, Prox
         ProxySpec::Tcp(s) => tcp::start(s, ctx).await?.to_string(),
         ProxySpec::Udp(s) => udp::start(s, ctx).await?.to_string(),
         ProxySpec::Https(s) => https::start(s, ctx).await?,
+        ProxySpec::Http(s) => http::start(s, ctx).await?,
     };
     Ok(Proxy { endpoint, stop })
 }

@@ -2,6 +2,7 @@
 //! routed by the name it asks for. The router is shared by every client's
 //! proxies; a name belongs to one proxy at a time.
 
+pub(crate) mod http;
 pub(crate) mod https;
 
 use std::collections::HashMap;
@@ -50,24 +51,26 @@ impl<T: Clone> Router<T> {
     /// The route for `host` (case-insensitive, a port or trailing dot
     /// ignored).
     pub fn lookup(&self, host: &str) -> Option<T> {
-        let host = normalize(host);
         let routes = self.lock();
-        if let Some(r) = routes.get(&host) {
-            return Some(r.clone());
-        }
-        let mut rest = host.as_str();
-        while let Some((_, parent)) = rest.split_once('.') {
-            if let Some(r) = routes.get(&format!("*.{parent}")) {
-                return Some(r.clone());
-            }
-            rest = parent;
-        }
-        None
+        candidates(host).iter().find_map(|c| routes.get(c).cloned())
     }
 }
 
+/// The names that may serve `host`, most specific first: itself, then the
+/// wildcards above it (`a.b.c` → `a.b.c`, `*.b.c`, `*.c`).
+pub(crate) fn candidates(host: &str) -> Vec<String> {
+    let host = normalize(host);
+    let mut out = vec![host.clone()];
+    let mut rest = host.as_str();
+    while let Some((_, parent)) = rest.split_once('.') {
+        out.push(format!("*.{parent}"));
+        rest = parent;
+    }
+    out
+}
+
 /// Lower case, without a `:port` or a trailing dot.
-fn normalize(name: &str) -> String {
+pub(crate) fn normalize(name: &str) -> String {
     let name = name.trim();
     let name = match name.rsplit_once(':') {
         Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,

@@ -19,7 +19,9 @@ use serde::{Deserialize, Serialize};
 pub use client::{ClientConfig, ClientTls, ClientTransport};
 pub use diag::Diagnostic;
 use diag::Problems;
-pub use proxy::{join_host_port, HttpsProxy, ProxyConfig, TcpProxy, UdpProxy};
+pub use proxy::{
+    join_host_port, HeaderOps, HttpProxy, HttpsProxy, ProxyConfig, TcpProxy, UdpProxy,
+};
 pub use server::{ServerConfig, ServerTls, ServerTransport};
 pub use wire::auth::Token;
 
@@ -311,9 +313,9 @@ mod tests {
             "[[proxies]]\nname='a'\ntype='tcp'\nlocalPort=1\n[[proxies]]\nname='a'\ntype='tcp'\nlocalPort=2\n",
         );
         assert!(e.contains("proxies[1]") && e.contains("duplicate"), "{e}");
-        let e = client_err("[[proxies]]\nname='w'\ntype='http'\nlocalPort=80\n");
+        let e = client_err("[[proxies]]\nname='w'\ntype='stcp'\nlocalPort=80\n");
         assert!(
-            e.contains("\"http\"") && e.contains("not supported yet"),
+            e.contains("\"stcp\"") && e.contains("not supported yet"),
             "{e}"
         );
         let e = client_err("[[proxies]]\nname='w'\ntype='htp'\nlocalPort=80\n");

@@ -17,7 +17,7 @@ use crate::diag::{Diagnostic, Problems, Source};
 
 /// Kinds frp has that are not built yet: named in the error, so a config
 /// written for frp fails clearly rather than as an unknown word.
-const LATER: &[&str] = &["http", "tcpmux", "stcp", "sudp", "xtcp"];
+const LATER: &[&str] = &["tcpmux", "stcp", "sudp", "xtcp"];
 
 /// A proxy as configured, per kind. Serialized flat with its `type`, as
 /// frp writes it.
@@ -27,6 +27,7 @@ pub enum ProxyConfig {
     Tcp(TcpProxy),
     Udp(UdpProxy),
     Https(HttpsProxy),
+    Http(HttpProxy),
 }
 
 macro_rules! proxy_kind {
@@ -129,6 +130,58 @@ impl Default for HttpsProxy {
     }
 }
 
+/// `requestHeaders` / `responseHeaders`: `set.Name = "value"` (frp's only
+/// operation).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HeaderOps {
+    pub set: std::collections::BTreeMap<String, String>,
+}
+
+proxy_kind!(
+    /// `type = "http"`: requests to frps's `vhostHTTPPort` whose Host is one
+    /// of these domains (and whose path starts with one of `locations`)
+    /// are forwarded to the local web service.
+    HttpProxy {
+        /// Full names; `*.example.com` matches every name under it.
+        custom_domains: Vec<String>,
+        /// A name under the server's `subDomainHost`.
+        subdomain: String,
+        /// Path prefixes served by this proxy; empty = every path ("/").
+        /// The longest matching prefix wins across proxies.
+        locations: Vec<String>,
+        /// Basic auth asked of users (both set, or neither).
+        #[serde(rename = "httpUser")]
+        http_user: String,
+        #[serde(rename = "httpPassword")]
+        http_password: String,
+        /// Host header sent to the local service instead of the user's.
+        host_header_rewrite: String,
+        /// Headers set on requests (`requestHeaders.set.X-From = "frp"`).
+        request_headers: HeaderOps,
+        /// Headers set on responses.
+        response_headers: HeaderOps,
+    }
+);
+
+impl Default for HttpProxy {
+    fn default() -> Self {
+        HttpProxy {
+            name: String::new(),
+            local_ip: DEFAULT_LOCAL_IP.into(),
+            local_port: None,
+            custom_domains: Vec::new(),
+            subdomain: String::new(),
+            locations: Vec::new(),
+            http_user: String::new(),
+            http_password: String::new(),
+            host_header_rewrite: String::new(),
+            request_headers: HeaderOps::default(),
+            response_headers: HeaderOps::default(),
+        }
+    }
+}
+
 impl UdpProxy {
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_secs(self.udp_idle_timeout)
@@ -152,6 +205,7 @@ impl ProxyConfig {
             ProxyConfig::Tcp(p) => &p.name,
             ProxyConfig::Udp(p) => &p.name,
             ProxyConfig::Https(p) => &p.name,
+            ProxyConfig::Http(p) => &p.name,
         }
     }
 
@@ -160,6 +214,7 @@ impl ProxyConfig {
             ProxyConfig::Tcp(_) => ProxyKind::Tcp,
             ProxyConfig::Udp(_) => ProxyKind::Udp,
             ProxyConfig::Https(_) => ProxyKind::Https,
+            ProxyConfig::Http(_) => ProxyKind::Http,
         }
     }
 
@@ -169,6 +224,7 @@ impl ProxyConfig {
             ProxyConfig::Tcp(p) => (&p.name, &p.local_ip, p.local_port),
             ProxyConfig::Udp(p) => (&p.name, &p.local_ip, p.local_port),
             ProxyConfig::Https(p) => (&p.name, &p.local_ip, p.local_port),
+            ProxyConfig::Http(p) => (&p.name, &p.local_ip, p.local_port),
         }
     }
 
@@ -186,22 +242,18 @@ impl ProxyConfig {
             Some(0) => p.key("localPort", "localPort must be between 1 and 65535, got 0"),
             Some(_) => {}
         }
-        if let ProxyConfig::Https(h) = self {
-            if h.custom_domains.is_empty() && h.subdomain.trim().is_empty() {
-                p.key("customDomains", "set customDomains or subdomain (or both)");
+        match self {
+            ProxyConfig::Https(h) => check_names(&h.custom_domains, &h.subdomain, p),
+            ProxyConfig::Http(h) => {
+                check_names(&h.custom_domains, &h.subdomain, p);
+                if h.http_user.is_empty() != h.http_password.is_empty() {
+                    p.key("httpUser", "httpUser and httpPassword go together");
+                }
+                if h.locations.iter().any(|l| !l.starts_with('/')) {
+                    p.key("locations", "every location is a path starting with /");
+                }
             }
-            if h.custom_domains.iter().any(|d| d.trim().is_empty()) {
-                p.key(
-                    "customDomains",
-                    "customDomains must not contain an empty name",
-                );
-            }
-            if h.subdomain.contains('.') || h.subdomain.contains('*') {
-                p.key(
-                    "subdomain",
-                    "subdomain is one label, without dots or wildcards",
-                );
-            }
+            _ => {}
         }
         if let ProxyConfig::Udp(u) = self {
             if u.udp_idle_timeout == 0 {
@@ -211,6 +263,25 @@ impl ProxyConfig {
                 p.key("udpMaxMappings", "udpMaxMappings must be at least 1");
             }
         }
+    }
+}
+
+/// The names of an http or https proxy.
+fn check_names(domains: &[String], subdomain: &str, p: &mut Problems<'_>) {
+    if domains.is_empty() && subdomain.trim().is_empty() {
+        p.key("customDomains", "set customDomains or subdomain (or both)");
+    }
+    if domains.iter().any(|d| d.trim().is_empty()) {
+        p.key(
+            "customDomains",
+            "customDomains must not contain an empty name",
+        );
+    }
+    if subdomain.contains('.') || subdomain.contains('*') {
+        p.key(
+            "subdomain",
+            "subdomain is one label, without dots or wildcards",
+        );
     }
 }
 
@@ -252,7 +323,7 @@ pub(crate) fn parse_entry(
         None => {
             p.key(
                 "name",
-                "type is required (supported: \"tcp\", \"udp\", \"https\")",
+                "type is required (supported: \"tcp\", \"udp\", \"http\", \"https\")",
             );
             return Err(p.found);
         }
@@ -261,6 +332,7 @@ pub(crate) fn parse_entry(
         "tcp" => Some(TcpProxy::deserialize(t).map(ProxyConfig::Tcp)),
         "udp" => Some(UdpProxy::deserialize(t).map(ProxyConfig::Udp)),
         "https" => Some(HttpsProxy::deserialize(t).map(ProxyConfig::Https)),
+        "http" => Some(HttpProxy::deserialize(t).map(ProxyConfig::Http)),
         _ => None,
     };
     let Some(whole) = parse(toml::Table::new()) else {
@@ -272,7 +344,7 @@ pub(crate) fn parse_entry(
         };
         p.key(
             "type",
-            format!("type {t:?} {why} (supported: \"tcp\", \"udp\", \"https\")"),
+            format!("type {t:?} {why} (supported: \"tcp\", \"udp\", \"http\", \"https\")"),
         );
         return Err(p.found);
     };

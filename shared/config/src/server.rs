@@ -29,6 +29,15 @@ pub struct ServerConfig {
     /// Largest UDP datagram carried (frp's `udpPacketSize`); larger ones
     /// are dropped and counted, never truncated.
     pub udp_packet_size: usize,
+    /// Port for `type = "http"` proxies, routed by Host and path; 0 = off.
+    #[serde(rename = "vhostHTTPPort")]
+    pub vhost_http_port: u16,
+    /// Seconds to wait for the local service's response head (504 after).
+    #[serde(rename = "vhostHTTPTimeout")]
+    pub vhost_http_timeout: u64,
+    /// HTML file sent with 404 for unknown hosts; empty = a built-in page.
+    #[serde(rename = "custom404Page")]
+    pub custom_404_page: String,
     /// Port for `type = "https"` proxies, routed by the ClientHello's name
     /// (SNI); 0 = off.
     #[serde(rename = "vhostHTTPSPort")]
@@ -123,6 +132,9 @@ impl Default for ServerConfig {
             max_ports_per_client: 0,
             transport: ServerTransport::default(),
             udp_packet_size: DEFAULT_UDP_PACKET_SIZE,
+            vhost_http_port: 0,
+            vhost_http_timeout: 60,
+            custom_404_page: String::new(),
             vhost_https_port: 0,
             sub_domain_host: String::new(),
             config_dir: PathBuf::from("."),
@@ -190,6 +202,18 @@ impl ServerConfig {
                     "udpPacketSize must be between 1 and {}",
                     wire::udp::MAX_PAYLOAD
                 ),
+            );
+        }
+        if self.vhost_http_timeout == 0 {
+            p.key(
+                "vhostHTTPTimeout",
+                "vhostHTTPTimeout must be at least 1 second",
+            );
+        }
+        if !self.custom_404_page.is_empty() && std::fs::metadata(&self.custom_404_page).is_err() {
+            p.key(
+                "custom404Page",
+                format!("custom404Page {} cannot be read", self.custom_404_page),
             );
         }
         if self.sub_domain_host.starts_with('.') || self.sub_domain_host.contains('*') {

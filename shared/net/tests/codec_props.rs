@@ -123,7 +123,7 @@ fn strategies_cover_every_variant(
         | ProxyError::Refused(_) => {}
     }
     match k {
-        ProxySpec::Tcp(_) | ProxySpec::Udp(_) | ProxySpec::Https(_) => {}
+        ProxySpec::Tcp(_) | ProxySpec::Udp(_) | ProxySpec::Https(_) | ProxySpec::Http(_) => {}
     }
 }
 
@@ -194,6 +194,25 @@ fn message_with(s: fn() -> BoxedStrategy<String>) -> BoxedStrategy<Message> {
     let spec = prop_oneof![
         u16s().prop_map(|remote_port| ProxySpec::Tcp(TcpSpec { remote_port })),
         u16s().prop_map(|remote_port| ProxySpec::Udp(UdpSpec { remote_port })),
+        (
+            vec(s(), 0..2),
+            s(),
+            vec(s(), 0..2),
+            s(),
+            vec((s(), s()), 0..2)
+        )
+            .prop_map(|(custom_domains, subdomain, locations, user, headers)| {
+                ProxySpec::Http(HttpSpec {
+                    custom_domains,
+                    subdomain,
+                    locations,
+                    http_user: user.clone(),
+                    http_password: user.clone(),
+                    host_header_rewrite: user,
+                    request_headers: headers.clone(),
+                    response_headers: headers,
+                })
+            }),
         (vec(s(), 0..3), s()).prop_map(|(custom_domains, subdomain)| ProxySpec::Https(HttpsSpec {
             custom_domains,
             subdomain

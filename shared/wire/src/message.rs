@@ -70,6 +70,10 @@ impl Frame for Hello {
 }
 
 /// The control stream after login.
+// NewProxy is much larger than the other variants; control messages are
+// few and short-lived (a queue of at most 64), so boxing it would buy
+// nothing but an allocation per registration.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Control {
     /// Client → server: register a proxy.
@@ -173,6 +177,7 @@ pub enum ProxyKind {
     Tcp,
     Udp,
     Https,
+    Http,
 }
 
 impl ProxyKind {
@@ -181,6 +186,7 @@ impl ProxyKind {
             ProxyKind::Tcp => "tcp",
             ProxyKind::Udp => "udp",
             ProxyKind::Https => "https",
+            ProxyKind::Http => "http",
         }
     }
 }
@@ -204,6 +210,7 @@ pub enum ProxySpec {
     Tcp(TcpSpec),
     Udp(UdpSpec),
     Https(HttpsSpec),
+    Http(HttpSpec),
 }
 
 impl ProxySpec {
@@ -212,6 +219,7 @@ impl ProxySpec {
             ProxySpec::Tcp(_) => ProxyKind::Tcp,
             ProxySpec::Udp(_) => ProxyKind::Udp,
             ProxySpec::Https(_) => ProxyKind::Https,
+            ProxySpec::Http(_) => ProxyKind::Http,
         }
     }
 }
@@ -236,6 +244,24 @@ pub struct HttpsSpec {
     pub custom_domains: Vec<String>,
     /// A name under the server's `subDomainHost` (empty = none).
     pub subdomain: String,
+}
+
+/// HTTP requests routed by Host and path; frps does the HTTP (auth, header
+/// changes) and talks HTTP/1.1 to the local service over the tunnel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpSpec {
+    pub custom_domains: Vec<String>,
+    pub subdomain: String,
+    /// Path prefixes this proxy serves (empty = all, like "/").
+    pub locations: Vec<String>,
+    /// Basic auth asked of users when `http_user` is set.
+    pub http_user: String,
+    pub http_password: String,
+    /// Host header sent to the local service instead of the user's.
+    pub host_header_rewrite: String,
+    /// Headers set on requests and on responses.
+    pub request_headers: Vec<(String, String)>,
+    pub response_headers: Vec<(String, String)>,
 }
 
 /// Options every kind has, sent now so that load-balancing groups,

@@ -1,0 +1,329 @@
+//! The HTTP virtual host port (`vhostHTTPPort`): hyper serves the users;
+//! each request is routed by its Host (case-insensitive, port ignored,
+//! wildcards) and the longest matching location prefix, checked for basic
+//! auth, given the forwarding headers and the proxy's header changes, and
+//! sent over a fresh tunnel stream to the local web service with hyper's
+//! client. Bodies stream both ways with hyper's backpressure (no request
+//! or response is held whole), and `Upgrade` (WebSocket…) is carried
+//! through once both sides agree.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderName, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info_span, warn, Instrument};
+use wire::message::HttpSpec;
+
+use super::{candidates, normalize};
+use crate::proxy::{open_work, ProxyCtx};
+use crate::Server;
+
+type Body = BoxBody<Bytes, hyper::Error>;
+
+/// Time a user has to send a request's head.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most bytes of a request head; more gets 431.
+const MAX_HEAD: usize = 64 * 1024;
+
+/// One http proxy as the router holds it.
+pub(crate) struct HttpRoute {
+    pub ctx: ProxyCtx,
+    pub spec: HttpSpec,
+}
+
+/// Per name: (location prefix, proxy) pairs.
+type ByName = HashMap<String, Vec<(String, Arc<HttpRoute>)>>;
+
+/// Host → (location prefix → proxy). A (name, location) pair belongs to
+/// one proxy at a time.
+#[derive(Default)]
+pub(crate) struct Routes {
+    map: Mutex<ByName>,
+}
+
+impl Routes {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ByName> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Claims every (name, location) for `route`, or none; Err names the
+    /// first pair taken.
+    pub fn add(
+        &self,
+        names: &[String],
+        locations: &[String],
+        route: &Arc<HttpRoute>,
+    ) -> Result<(), String> {
+        let mut map = self.lock();
+        let names: Vec<String> = names.iter().map(|n| normalize(n)).collect();
+        for n in &names {
+            let taken = map.get(n).into_iter().flatten();
+            if let Some((l, _)) = taken.into_iter().find(|(l, _)| locations.contains(l)) {
+                return Err(format!("{n} (location {l})"));
+            }
+        }
+        for n in names {
+            let entry = map.entry(n).or_default();
+            for l in locations {
+                entry.push((l.clone(), route.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn remove(&self, route: &Arc<HttpRoute>) {
+        let mut map = self.lock();
+        map.retain(|_, v| {
+            v.retain(|(_, r)| !Arc::ptr_eq(r, route));
+            !v.is_empty()
+        });
+    }
+
+    /// The proxy for `host` and `path`: the most specific name that has a
+    /// matching location, and there the longest location.
+    pub fn lookup(&self, host: &str, path: &str) -> Option<Arc<HttpRoute>> {
+        let map = self.lock();
+        candidates(host).iter().find_map(|c| {
+            map.get(c)?
+                .iter()
+                .filter(|(l, _)| path.starts_with(l.as_str()))
+                .max_by_key(|(l, _)| l.len())
+                .map(|(_, r)| r.clone())
+        })
+    }
+}
+
+/// What every request needs besides its route.
+struct Vhost {
+    server: Arc<Server>,
+    not_found: Bytes,
+    timeout: Duration,
+}
+
+pub(crate) async fn serve(
+    server: Arc<Server>,
+    listener: TcpListener,
+    stop: CancellationToken,
+    not_found: Bytes,
+) {
+    let timeout = Duration::from_secs(server.config.vhost_http_timeout);
+    let vhost = Arc::new(Vhost {
+        server,
+        not_found,
+        timeout,
+    });
+    let tasks = TaskTracker::new();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, peer)) => {
+                    let span = info_span!("http", %peer);
+                    tasks.spawn(connection(vhost.clone(), tcp, peer).instrument(span));
+                }
+                Err(e) => {
+                    warn!("vhostHTTPPort: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+    tasks.close();
+}
+
+async fn connection(vhost: Arc<Vhost>, tcp: TcpStream, peer: SocketAddr) {
+    tcp.set_nodelay(true).ok();
+    let local = tcp.local_addr().unwrap_or(peer);
+    let svc = hyper::service::service_fn(move |req| {
+        let vhost = vhost.clone();
+        async move { Ok::<_, Infallible>(handle(&vhost, peer, local, req).await) }
+    });
+    let served = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(MAX_HEAD)
+        .serve_connection(TokioIo::new(tcp), svc)
+        .with_upgrades()
+        .await;
+    if let Err(e) = served {
+        debug!("connection ended: {e}");
+    }
+}
+
+async fn handle(
+    vhost: &Vhost,
+    peer: SocketAddr,
+    local: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+        .unwrap_or_default();
+    let Some(route) = vhost.server.http_routes.lookup(&host, req.uri().path()) else {
+        return page(StatusCode::NOT_FOUND, vhost.not_found.clone(), "text/html");
+    };
+    if !authorized(&route.spec, &req) {
+        let mut r = text(StatusCode::UNAUTHORIZED, "401 Unauthorized\n");
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"Restricted\""),
+        );
+        return r;
+    }
+    forward(vhost, &route, peer, local, host, req).await
+}
+
+/// Basic auth, when the proxy asks for it.
+fn authorized(spec: &HttpSpec, req: &Request<Incoming>) -> bool {
+    if spec.http_user.is_empty() {
+        return true;
+    }
+    let want = base64::engine::general_purpose::STANDARD
+        .encode(format!("{}:{}", spec.http_user, spec.http_password));
+    req.headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .is_some_and(|got| got.trim() == want)
+}
+
+async fn forward(
+    vhost: &Vhost,
+    route: &HttpRoute,
+    peer: SocketAddr,
+    local: SocketAddr,
+    host: String,
+    mut req: Request<Incoming>,
+) -> Response<Body> {
+    prepare_request(&route.spec, peer, &host, req.headers_mut());
+    let Ok(permit) = route.ctx.budget.permits.clone().try_acquire_owned() else {
+        warn!(
+            "client already has {} connections open (transport.maxStreamsPerClient)",
+            route.ctx.budget.max
+        );
+        return text(StatusCode::SERVICE_UNAVAILABLE, "503 Service Unavailable\n");
+    };
+    let tunnel = match open_work(&route.ctx, peer, local).await {
+        Ok(t) => t,
+        Err(e) => {
+            warn!("{e:#}");
+            return text(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n");
+        }
+    };
+    let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(tunnel)).await
+    {
+        Ok(v) => v,
+        Err(e) => {
+            debug!("local service: {e}");
+            return text(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n");
+        }
+    };
+    let stop = route.ctx.stop.clone();
+    tokio::spawn(async move {
+        let _permit = permit;
+        tokio::select! {
+            _ = stop.cancelled() => {}
+            r = conn.with_upgrades() => if let Err(e) = r { debug!("local service connection: {e}") },
+        }
+    });
+    let user_upgrade = wants_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
+    let mut resp = match tokio::time::timeout(vhost.timeout, sender.send_request(req)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            debug!("local service: {e}");
+            return text(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n");
+        }
+        Err(_) => return text(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Timeout\n"),
+    };
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(user) = user_upgrade {
+            let backend = hyper::upgrade::on(&mut resp);
+            tokio::spawn(splice_upgrade(user, backend));
+        }
+    }
+    for (k, v) in &route.spec.response_headers {
+        set(resp.headers_mut(), k, v);
+    }
+    resp.map(|b| b.boxed())
+}
+
+/// The forwarding headers and the proxy's own changes.
+fn prepare_request(spec: &HttpSpec, peer: SocketAddr, host: &str, h: &mut hyper::HeaderMap) {
+    let ip = peer.ip().to_string();
+    let xff = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prev) => format!("{prev}, {ip}"),
+        None => ip.clone(),
+    };
+    set(h, "X-Forwarded-For", &xff);
+    set(h, "X-Real-IP", &ip);
+    set(h, "X-Forwarded-Host", host);
+    set(h, "X-Forwarded-Proto", "http");
+    if !spec.host_header_rewrite.is_empty() {
+        set(h, "Host", &spec.host_header_rewrite);
+    }
+    for (k, v) in &spec.request_headers {
+        set(h, k, v);
+    }
+}
+
+fn set(h: &mut hyper::HeaderMap, name: &str, value: &str) {
+    match (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+        (Ok(n), Ok(v)) => {
+            h.insert(n, v);
+        }
+        _ => debug!("header {name:?} not set: not a valid name or value"),
+    }
+}
+
+fn wants_upgrade(req: &Request<Incoming>) -> bool {
+    req.headers().contains_key(header::UPGRADE)
+}
+
+/// Both sides agreed to switch protocols: carry the raw bytes both ways.
+async fn splice_upgrade(user: hyper::upgrade::OnUpgrade, backend: hyper::upgrade::OnUpgrade) {
+    let (Ok(user), Ok(backend)) = tokio::join!(user, backend) else {
+        return debug!("upgrade did not complete");
+    };
+    let (mut u, mut b) = (TokioIo::new(user), TokioIo::new(backend));
+    if let Err(e) = tokio::io::copy_bidirectional(&mut u, &mut b).await {
+        debug!("upgraded connection ended: {e}");
+    }
+}
+
+fn page(status: StatusCode, body: Bytes, kind: &'static str) -> Response<Body> {
+    let mut r = Response::new(Full::new(body).map_err(|never| match never {}).boxed());
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
+    r
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    page(
+        status,
+        Bytes::from_static(body.as_bytes()),
+        "text/plain; charset=utf-8",
+    )
+}
+
+/// The built-in page for unknown hosts.
+pub(crate) const NOT_FOUND_PAGE: &str =
+    "<!DOCTYPE html>\n<html><head><title>404 Not Found</title></head>\
+<body><h1>404 Not Found</h1><p>No site is published under this name here.</p></body></html>\n";

@@ -1,0 +1,378 @@
+//! `type = "http"`: real nginx sites behind frpc, reached with real curl by
+//! Host through frps's vhostHTTPPort: routing by name, wildcard, subdomain
+//! and longest location; forwarding headers, host rewrite, header sets;
+//! basic auth; 404 (custom page), 502 and 504; keep-alive across proxies;
+//! a WebSocket echo with a real client (Python websockets); a large
+//! download and upload checked by SHA-256.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+
+use e2e::*;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+const TOKEN: &str = "auth.token = \"web\"\n";
+
+/// nginx on 127.0.0.1 as site `name`: `/echo` answers with what it was
+/// sent, `/files/` serves (and takes PUTs into) its directory, anything
+/// else answers `site NAME path`.
+fn nginx_site(dir: &Path, name: &str) -> (Proc, u16, std::path::PathBuf) {
+    let root = dir.join(name);
+    let files = root.join("files");
+    std::fs::create_dir_all(files.join("tmp")).expect("dirs");
+    for _ in 0..5 {
+        let port = free_port();
+        let conf = format!(
+            "user root;\nworker_processes 1;\ndaemon off;\nerror_log stderr notice;\npid {root}/nginx.pid;\n\
+             events {{ worker_connections 256; }}\n\
+             http {{\n access_log off;\n client_body_temp_path {root}/files/tmp;\n\
+              proxy_temp_path {root}/p; fastcgi_temp_path {root}/f; uwsgi_temp_path {root}/u; scgi_temp_path {root}/s;\n\
+              server {{\n  listen 127.0.0.1:{port};\n\
+               location /echo {{ default_type text/plain; return 200 \"site={name} host=$host uri=$request_uri \
+xff=$http_x_forwarded_for xfh=$http_x_forwarded_host xfp=$http_x_forwarded_proto xri=$http_x_real_ip \
+custom=$http_x_custom\\n\"; }}\n\
+               location /files/ {{ root {root}; dav_methods PUT; create_full_put_path on; client_max_body_size 0; }}\n\
+               location / {{ default_type text/plain; return 200 \"site {name} $request_uri\\n\"; }}\n\
+              }}\n}}\n",
+            root = root.display()
+        );
+        let file = write_file(&root, "nginx.conf", &conf);
+        let mut c = Command::new("/usr/sbin/nginx");
+        c.arg("-c").arg(&file).arg("-p").arg(&root);
+        let mut p = Proc::spawn(c);
+        // nginx says nothing when it starts well: poll its port.
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return (p, port, files);
+            }
+            if p.child.try_wait().ok().flatten().is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = p.child.kill();
+    }
+    panic!("nginx did not start");
+}
+
+fn http_proxy(name: &str, port: u16, extra: &str) -> String {
+    format!("[[proxies]]\nname = \"{name}\"\ntype = \"http\"\nlocalPort = {port}\n{extra}")
+}
+
+/// curl through the vhost port with `host` in the Host header; returns
+/// (status, headers, body).
+async fn curl(vhost: u16, host: &str, path: &str, extra: &[&str]) -> (u16, String, String) {
+    let mut args: Vec<String> = ["-sS", "--max-time", "20", "-D", "-", "-H"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.push(format!("Host: {host}"));
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args.push(format!("http://127.0.0.1:{vhost}{path}"));
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("curl").args(&args).output().expect("run curl")
+    })
+    .await
+    .expect("curl");
+    assert!(
+        out.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut rest = text.as_str();
+    loop {
+        let (head, body) = rest.split_once("\r\n\r\n").unwrap_or((rest, ""));
+        let status: u16 = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        // An interim answer (100 Continue) comes before the real one.
+        if (100..200).contains(&status) {
+            rest = body;
+            continue;
+        }
+        return (status, head.to_ascii_lowercase(), body.to_owned());
+    }
+}
+
+/// A "service" that accepts and never answers (for 504).
+async fn silent_service() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = l.accept().await {
+            held.push(s);
+        }
+    });
+    addr
+}
+
+struct Sites {
+    _dir: tempfile::TempDir,
+    _a: Proc,
+    _b: Proc,
+    a_files: std::path::PathBuf,
+    server: TestServer,
+    clients: Vec<TestClient>,
+    vhost: u16,
+}
+
+/// frps with a vhost port, sites A and B, and two clients with proxies
+/// for every case below.
+async fn setup() -> Sites {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, pa, a_files) = nginx_site(dir.path(), "A");
+    let (b, pb, _) = nginx_site(dir.path(), "B");
+    let page = write_file(dir.path(), "404.html", "<h1>nothing here (custom)</h1>\n");
+    let vhost = free_port();
+    let server = TestServer::start(&format!(
+        "{TOKEN}vhostHTTPPort = {vhost}\nsubDomainHost = \"example.test\"\nvhostHTTPTimeout = 2\n\
+         custom404Page = \"{}\"\n",
+        page.display()
+    ))
+    .await;
+    let silent = silent_service().await;
+    let dead = closed_port().await;
+    let one = [
+        http_proxy(
+            "a",
+            pa,
+            "customDomains = [\"a.example.test\"]\nhostHeaderRewrite = \"internal.a\"\n\
+             requestHeaders.set.x-custom = \"from-frp\"\nresponseHeaders.set.X-Served-By = \"frp-rs\"\n",
+        ),
+        http_proxy("shop", pa, "customDomains = [\"shop.example.test\"]\n"),
+        http_proxy("secret", pa, "customDomains = [\"secret.example.test\"]\nhttpUser = \"u\"\nhttpPassword = \"p\"\n"),
+        http_proxy("dead", dead.port(), "customDomains = [\"dead.example.test\"]\n"),
+        http_proxy("slow", silent.port(), "customDomains = [\"slow.example.test\"]\n"),
+    ]
+    .concat();
+    let two = [
+        http_proxy("b", pb, "subdomain = \"b\"\n"),
+        http_proxy("wild", pb, "customDomains = [\"*.wild.example.test\"]\n"),
+        http_proxy(
+            "api",
+            pb,
+            "customDomains = [\"shop.example.test\"]\nlocations = [\"/api\"]\n",
+        ),
+    ]
+    .concat();
+    let mut clients = Vec::new();
+    for (text, names) in [
+        (one, vec!["a", "shop", "secret", "dead", "slow"]),
+        (two, vec!["b", "wild", "api"]),
+    ] {
+        let mut c = TestClient::start(server.addr, &format!("{TOKEN}{text}"));
+        for n in names {
+            c.proxy_addr(n).await;
+        }
+        clients.push(c);
+    }
+    Sites {
+        _dir: dir,
+        _a: a,
+        _b: b,
+        a_files,
+        server,
+        clients,
+        vhost,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routing_headers_auth_and_errors() {
+    let s = setup().await;
+    let v = s.vhost;
+    // By name, subdomain, wildcard; case and port in Host ignored.
+    assert_eq!(
+        curl(v, "A.Example.Test:80", "/x", &[]).await.2,
+        "site A /x\n"
+    );
+    assert_eq!(curl(v, "b.example.test", "/y", &[]).await.2, "site B /y\n");
+    assert_eq!(
+        curl(v, "deep.wild.example.test", "/z", &[]).await.2,
+        "site B /z\n"
+    );
+    // Longest location wins on a shared name.
+    assert_eq!(curl(v, "shop.example.test", "/", &[]).await.2, "site A /\n");
+    assert_eq!(
+        curl(v, "shop.example.test", "/api/items", &[]).await.2,
+        "site B /api/items\n"
+    );
+    // Forwarding headers, host rewrite, header sets both ways.
+    let (status, head, body) = curl(v, "a.example.test", "/echo", &[]).await;
+    assert_eq!(status, 200);
+    for want in [
+        "site=A",
+        "host=internal.a",
+        "xff=127.0.0.1",
+        "xfh=a.example.test",
+        "xfp=http",
+        "xri=127.0.0.1",
+        "custom=from-frp",
+    ] {
+        assert!(body.contains(want), "{want} missing in {body}");
+    }
+    assert!(head.contains("x-served-by: frp-rs"), "{head}");
+    // Basic auth: missing and wrong get 401 with a challenge; right passes.
+    let (status, head, _) = curl(v, "secret.example.test", "/", &[]).await;
+    assert_eq!(status, 401);
+    assert!(head.contains("www-authenticate: basic"), "{head}");
+    assert_eq!(
+        curl(v, "secret.example.test", "/", &["-u", "u:wrong"])
+            .await
+            .0,
+        401
+    );
+    let (status, _, body) = curl(v, "secret.example.test", "/", &["-u", "u:p"]).await;
+    assert_eq!((status, body.as_str()), (200, "site A /\n"));
+    // Unknown name: 404 with the custom page; dead backend 502; silent 504.
+    let (status, _, body) = curl(v, "nobody.example.test", "/", &[]).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (404, "<h1>nothing here (custom)</h1>\n")
+    );
+    assert_eq!(curl(v, "dead.example.test", "/", &[]).await.0, 502);
+    assert_eq!(curl(v, "slow.example.test", "/", &[]).await.0, 504);
+
+    // One keep-alive connection, two proxies of two clients.
+    let mut conn = BufReader::new(TcpStream::connect(("127.0.0.1", v)).await.expect("connect"));
+    for (host, want) in [
+        ("a.example.test", "site A /k\n"),
+        ("b.example.test", "site B /k\n"),
+    ] {
+        let req = format!("GET /k HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        conn.get_mut()
+            .write_all(req.as_bytes())
+            .await
+            .expect("write");
+        assert_eq!(read_response(&mut conn).await, want);
+    }
+    for c in s.clients {
+        c.stop().await;
+    }
+    s.server.stop().await;
+}
+
+/// Reads one response with a Content-Length body.
+async fn read_response(r: &mut BufReader<TcpStream>) -> String {
+    let mut len = 0;
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line).await.expect("head");
+        if line == "\r\n" {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().expect("length");
+        }
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).await.expect("body");
+    String::from_utf8(body).expect("utf-8")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_bodies_stream_both_ways_intact() {
+    let s = setup().await;
+    let data = pattern(64 << 20, 11);
+    std::fs::write(s.a_files.join("big.bin"), &data).expect("write");
+    let out = s.a_files.join("down.bin");
+    let (status, _, _) = curl(
+        s.vhost,
+        "a.example.test",
+        "/files/big.bin",
+        &["-o", out.to_str().expect("path")],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        sha256(&std::fs::read(&out).expect("read")),
+        sha256(&data),
+        "download"
+    );
+    // Upload (PUT) through the vhost, then compare what nginx stored.
+    let up = pattern(48 << 20, 12);
+    let src = s.a_files.join("up-src.bin");
+    std::fs::write(&src, &up).expect("write");
+    let (status, _, _) = curl(
+        s.vhost,
+        "a.example.test",
+        "/files/up.bin",
+        &["-T", src.to_str().expect("path")],
+    )
+    .await;
+    assert!(status == 201 || status == 204, "PUT answered {status}");
+    assert_eq!(
+        sha256(&std::fs::read(s.a_files.join("up.bin")).expect("read")),
+        sha256(&up),
+        "upload"
+    );
+    for c in s.clients {
+        c.stop().await;
+    }
+    s.server.stop().await;
+}
+
+/// A WebSocket echo service (Python websockets) behind an http proxy, and
+/// a Python websockets client talking to it through the vhost port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_through_the_vhost() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ws_port = free_port();
+    let server_py = write_file(
+        dir.path(),
+        "ws_server.py",
+        &format!(
+            "import asyncio, websockets\n\
+             async def echo(ws):\n    async for m in ws:\n        await ws.send('echo:' + m)\n\
+             async def main():\n    async with websockets.serve(echo, '127.0.0.1', {ws_port}):\n        print('ready', flush=True)\n        await asyncio.Future()\n\
+             asyncio.run(main())\n"
+        ),
+    );
+    let mut c = Command::new("/usr/bin/python3");
+    c.arg(&server_py);
+    let mut ws = Proc::spawn(c);
+    ws.wait_line("ready", WAIT);
+    let vhost = free_port();
+    let server = TestServer::start(&format!("{TOKEN}vhostHTTPPort = {vhost}\n")).await;
+    let mut client = TestClient::start(
+        server.addr,
+        &format!(
+            "{TOKEN}{}",
+            http_proxy("ws", ws_port, "customDomains = [\"ws.example.test\"]\n")
+        ),
+    );
+    client.proxy_addr("ws").await;
+    let client_py = write_file(
+        dir.path(),
+        "ws_client.py",
+        &format!(
+            "import asyncio, websockets\n\
+             async def main():\n    async with websockets.connect('ws://ws.example.test:{vhost}/chat', host='127.0.0.1', port={vhost}) as ws:\n\
+             \x20       for i in range(3):\n            await ws.send('m%d' % i)\n            print(await ws.recv(), flush=True)\n\
+             asyncio.run(main())\n"
+        ),
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("/usr/bin/python3")
+            .arg(&client_py)
+            .output()
+            .expect("python")
+    })
+    .await
+    .expect("client");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text,
+        "echo:m0\necho:m1\necho:m2\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    client.stop().await;
+    server.stop().await;
+}
