@@ -23,8 +23,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-use tracing::{debug, info_span, warn, Instrument};
+use tracing::{debug, warn};
 use wire::message::HttpSpec;
 
 use super::{candidates, normalize};
@@ -125,23 +124,10 @@ pub(crate) async fn serve(
         not_found,
         timeout,
     });
-    let tasks = TaskTracker::new();
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, peer)) => {
-                    let span = info_span!("http", %peer);
-                    tasks.spawn(connection(vhost.clone(), tcp, peer).instrument(span));
-                }
-                Err(e) => {
-                    warn!("vhostHTTPPort: accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
-    }
-    tasks.close();
+    super::accept_loop(listener, stop, "http", move |tcp, peer| {
+        connection(vhost.clone(), tcp, peer)
+    })
+    .await
 }
 
 async fn connection(vhost: Arc<Vhost>, tcp: TcpStream, peer: SocketAddr) {

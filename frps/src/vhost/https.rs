@@ -16,8 +16,7 @@ use std::time::Duration;
 use net::logging::Escaped;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-use tracing::{debug, info_span, warn, Instrument};
+use tracing::{debug, warn};
 
 use super::Router;
 use crate::proxy::ProxyCtx;
@@ -34,23 +33,10 @@ const MAX_HELLO: usize = 16 * 1024 + 5;
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(crate) async fn serve(server: Arc<Server>, listener: TcpListener, stop: CancellationToken) {
-    let tasks = TaskTracker::new();
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, peer)) => {
-                    let span = info_span!("https", %peer);
-                    tasks.spawn(route(server.clone(), tcp, peer).instrument(span));
-                }
-                Err(e) => {
-                    warn!("vhostHTTPSPort: accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
-    }
-    tasks.close();
+    super::accept_loop(listener, stop, "https", move |tcp, peer| {
+        route(server.clone(), tcp, peer)
+    })
+    .await
 }
 
 async fn route(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr) {

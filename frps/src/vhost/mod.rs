@@ -6,7 +6,46 @@ pub(crate) mod http;
 pub(crate) mod https;
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info_span, warn, Instrument};
+
+/// Accepts users on a virtual host port until `stop`, each connection in a
+/// task of its own (`kind` names the port in logs).
+pub(crate) async fn accept_loop<F, Fut>(
+    listener: TcpListener,
+    stop: CancellationToken,
+    kind: &'static str,
+    on_conn: F,
+) where
+    F: Fn(TcpStream, SocketAddr) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let tasks = TaskTracker::new();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, peer)) => {
+                    let span = info_span!("vhost", kind, %peer);
+                    tasks.spawn(on_conn(tcp, peer).instrument(span));
+                }
+                Err(e) => {
+                    // Typically EMFILE: back off instead of spinning.
+                    warn!("{kind} virtual host port: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+    tasks.close();
+}
 
 /// Names to routes: exact names, and `*.example.com` wildcards where the
 /// most specific one wins (`a.b.example.com` tries `*.b.example.com`
