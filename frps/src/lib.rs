@@ -43,6 +43,8 @@ pub(crate) struct Server {
     pub https_routes: Arc<vhost::https::Routes>,
     /// (name, location) pairs claimed by `type = "http"` proxies on `vhostHTTPPort`.
     pub http_routes: Arc<vhost::http::Routes>,
+    /// Names claimed by `type = "tcpmux"` proxies on `tcpmuxHTTPConnectPort`.
+    pub tcpmux_routes: Arc<vhost::tcpmux::Routes>,
 }
 
 /// Live figures of a running server, readable from outside (tests now, the
@@ -114,6 +116,7 @@ pub async fn run_with_stats(
         transport,
         https_routes: Arc::new(vhost::Router::new()),
         http_routes: Arc::new(vhost::http::Routes::default()),
+        tcpmux_routes: Arc::new(vhost::Router::new()),
     });
     start_vhosts(&server, &shutdown).await?;
     let sessions = TaskTracker::new();
@@ -152,7 +155,8 @@ pub async fn run_with_stats(
 }
 
 /// The virtual host ports, when configured: HTTP by Host and path, HTTPS by
-/// SNI. A port that cannot be bound is an error at start, as in frp.
+/// SNI, tcpmux by HTTP CONNECT. A port that cannot be bound is an error at
+/// start, as in frp.
 async fn start_vhosts(server: &Arc<Server>, shutdown: &CancellationToken) -> Result<()> {
     if server.config.vhost_http_port != 0 {
         let cfg = &server.config;
@@ -180,6 +184,19 @@ async fn start_vhosts(server: &Arc<Server>, shutdown: &CancellationToken) -> Res
             .with_context(|| format!("cannot listen on vhostHTTPSPort {}", cfg.vhost_https_port))?;
         info!(addr = %l.local_addr()?, "https virtual hosts: routed by the TLS server name (SNI)");
         tokio::spawn(vhost::https::serve(
+            server.clone(),
+            l,
+            shutdown.child_token(),
+        ));
+    }
+    if server.config.tcpmux_http_connect_port != 0 {
+        let cfg = &server.config;
+        let port = cfg.tcpmux_http_connect_port;
+        let l = TcpListener::bind((cfg.proxy_bind_addr.as_str(), port))
+            .await
+            .with_context(|| format!("cannot listen on tcpmuxHTTPConnectPort {port}"))?;
+        info!(addr = %l.local_addr()?, "tcpmux: connections routed by HTTP CONNECT");
+        tokio::spawn(vhost::tcpmux::serve(
             server.clone(),
             l,
             shutdown.child_token(),

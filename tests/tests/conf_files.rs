@@ -65,7 +65,7 @@ fn full_examples_state_the_defaults() {
     let kinds: Vec<_> = full.proxies.iter().map(|p| p.kind().as_str()).collect();
     assert_eq!(
         kinds,
-        ["tcp", "udp", "https", "http"],
+        ["tcp", "udp", "https", "http", "tcpmux"],
         "one proxy of each kind"
     );
 }

@@ -376,3 +376,61 @@ async fn websocket_through_the_vhost() {
     client.stop().await;
     server.stop().await;
 }
+
+/// `type = "tcpmux"`: curl opens with HTTP CONNECT (`-p -x`) on the tcpmux
+/// port and then speaks HTTP to the site through the carried connection;
+/// the proxy's credentials are asked with 407; an unknown name gets 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcpmux_httpconnect_with_curl() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_a, pa, _) = nginx_site(dir.path(), "A");
+    let mux = free_port();
+    let server = TestServer::start(&format!("{TOKEN}tcpmuxHTTPConnectPort = {mux}\n")).await;
+    let proxies = [
+        format!("[[proxies]]\nname = \"m\"\ntype = \"tcpmux\"\nmultiplexer = \"httpconnect\"\nlocalPort = {pa}\ncustomDomains = [\"m.example.test\"]\n"),
+        format!("[[proxies]]\nname = \"locked\"\ntype = \"tcpmux\"\nlocalPort = {pa}\ncustomDomains = [\"locked.example.test\"]\nhttpUser = \"u\"\nhttpPassword = \"p\"\n"),
+    ]
+    .concat();
+    let mut client = TestClient::start(server.addr, &format!("{TOKEN}{proxies}"));
+    client.proxy_addr("m").await;
+    client.proxy_addr("locked").await;
+    let proxy = format!("http://127.0.0.1:{mux}");
+    let run = |url: &'static str, extra: Vec<String>| {
+        let proxy = proxy.clone();
+        tokio::task::spawn_blocking(move || {
+            let out = Command::new("curl")
+                .args(["-sS", "--max-time", "10", "-p", "-x", &proxy])
+                .args(&extra)
+                .arg(url)
+                .output()
+                .expect("curl");
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        })
+    };
+    let (ok, body, err) = run("http://m.example.test/through", vec![])
+        .await
+        .expect("curl");
+    assert!(ok, "{err}");
+    assert_eq!(body, "site A /through\n");
+    // Credentials: none → 407 (curl fails the CONNECT), right → through.
+    let (ok, _, err) = run("http://locked.example.test/", vec![])
+        .await
+        .expect("curl");
+    assert!(!ok && err.contains("407"), "{err}");
+    let creds = vec!["--proxy-user".to_string(), "u:p".to_string()];
+    let (ok, body, err) = run("http://locked.example.test/in", creds)
+        .await
+        .expect("curl");
+    assert!(ok, "{err}");
+    assert_eq!(body, "site A /in\n");
+    let (ok, _, err) = run("http://other.example.test/", vec![])
+        .await
+        .expect("curl");
+    assert!(!ok && err.contains("404"), "{err}");
+    client.stop().await;
+    server.stop().await;
+}

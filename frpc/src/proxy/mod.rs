@@ -14,7 +14,9 @@ use futures::future::BoxFuture;
 use net::stats::{Meters, Traffic};
 use net::tunnel::Tunnel;
 use tokio_util::sync::CancellationToken;
-use wire::message::{HttpSpec, HttpsSpec, NewProxy, ProxyOpts, ProxySpec, StartWork, TcpSpec};
+use wire::message::{
+    HttpSpec, HttpsSpec, NewProxy, ProxyOpts, ProxySpec, StartWork, TcpSpec, TcpmuxSpec,
+};
 
 /// A configured proxy, ready to register and to serve work streams.
 pub(crate) trait ClientProxy: Send + Sync {
@@ -56,6 +58,15 @@ fn build(cfg: &ProxyConfig, agreed: Agreed) -> Arc<dyn ClientProxy> {
             Arc::new(tcp::Forward::new(&p.name, p.local_addr(), spec))
         }
         ProxyConfig::Http(p) => Arc::new(tcp::Forward::new(&p.name, p.local_addr(), http_spec(p))),
+        ProxyConfig::Tcpmux(p) => {
+            let spec = ProxySpec::Tcpmux(TcpmuxSpec {
+                custom_domains: p.custom_domains.clone(),
+                subdomain: p.subdomain.clone(),
+                http_user: p.http_user.clone(),
+                http_password: p.http_password.clone(),
+            });
+            Arc::new(tcp::Forward::new(&p.name, p.local_addr(), spec))
+        }
     }
 }
 

@@ -7,6 +7,7 @@ mod http;
 mod https;
 mod ports;
 mod tcp;
+mod tcpmux;
 mod udp;
 
 pub(crate) use tcp::serve_user as serve_tcp_user;
@@ -81,6 +82,7 @@ pub(crate) async fn start(spec: &ProxySpec, ctx: ProxyCtx) -> Result<Proxy, Prox
         ProxySpec::Udp(s) => udp::start(s, ctx).await?.to_string(),
         ProxySpec::Https(s) => https::start(s, ctx).await?,
         ProxySpec::Http(s) => http::start(s, ctx).await?,
+        ProxySpec::Tcpmux(s) => tcpmux::start(s, ctx).await?,
     };
     Ok(Proxy { endpoint, stop })
 }

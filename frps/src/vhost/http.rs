@@ -21,7 +21,9 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use net::tunnel::Tunnel;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 use wire::message::HttpSpec;
@@ -30,7 +32,7 @@ use super::{candidates, normalize};
 use crate::proxy::{open_work, ProxyCtx};
 use crate::Server;
 
-type Body = BoxBody<Bytes, hyper::Error>;
+pub(crate) type Body = BoxBody<Bytes, hyper::Error>;
 
 /// Time a user has to send a request's head.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -131,11 +133,25 @@ pub(crate) async fn serve(
 }
 
 async fn connection(vhost: Arc<Vhost>, tcp: TcpStream, peer: SocketAddr) {
+    serve_users(tcp, peer, move |peer, local, req| {
+        let vhost = vhost.clone();
+        async move { handle(&vhost, peer, local, req).await }
+    })
+    .await
+}
+
+/// HTTP/1.1 (with upgrades) on one user connection, `handle(peer, local,
+/// request)` answering each request; heads are bounded in size and time.
+pub(crate) async fn serve_users<F, Fut>(tcp: TcpStream, peer: SocketAddr, handle: F)
+where
+    F: Fn(SocketAddr, SocketAddr, Request<Incoming>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Response<Body>> + Send + 'static,
+{
     tcp.set_nodelay(true).ok();
     let local = tcp.local_addr().unwrap_or(peer);
     let svc = hyper::service::service_fn(move |req| {
-        let vhost = vhost.clone();
-        async move { Ok::<_, Infallible>(handle(&vhost, peer, local, req).await) }
+        let answer = handle(peer, local, req);
+        async move { Ok::<_, Infallible>(answer.await) }
     });
     let served = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -178,13 +194,21 @@ async fn handle(
 
 /// Basic auth, when the proxy asks for it.
 fn authorized(spec: &HttpSpec, req: &Request<Incoming>) -> bool {
-    if spec.http_user.is_empty() {
+    basic_auth_ok(
+        &spec.http_user,
+        &spec.http_password,
+        req.headers().get(header::AUTHORIZATION),
+    )
+}
+
+/// Whether `given` (an `Authorization` or `Proxy-Authorization` value)
+/// carries `user`:`password`; true when no user is asked for.
+pub(crate) fn basic_auth_ok(user: &str, password: &str, given: Option<&HeaderValue>) -> bool {
+    if user.is_empty() {
         return true;
     }
-    let want = base64::engine::general_purpose::STANDARD
-        .encode(format!("{}:{}", spec.http_user, spec.http_password));
-    req.headers()
-        .get(header::AUTHORIZATION)
+    let want = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    given
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Basic "))
         .is_some_and(|got| got.trim() == want)
@@ -213,6 +237,25 @@ async fn forward(
             return text(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n");
         }
     };
+    let stop = route.ctx.stop.clone();
+    let mut resp = relay_request(tunnel, req, permit, stop, Some(vhost.timeout)).await;
+    for (k, v) in &route.spec.response_headers {
+        set(resp.headers_mut(), k, v);
+    }
+    resp
+}
+
+/// Sends `req` to the local service over `tunnel` with hyper's client and
+/// returns its answer (502 when it fails, 504 after `timeout` without a
+/// response head). An upgrade both sides agree to (101, or 2xx to a
+/// CONNECT) is spliced raw. `permit` is held while the tunnel is in use.
+pub(crate) async fn relay_request(
+    tunnel: Tunnel,
+    mut req: Request<Incoming>,
+    permit: OwnedSemaphorePermit,
+    stop: CancellationToken,
+    timeout: Option<Duration>,
+) -> Response<Body> {
     let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(tunnel)).await
     {
         Ok(v) => v,
@@ -221,7 +264,6 @@ async fn forward(
             return text(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n");
         }
     };
-    let stop = route.ctx.stop.clone();
     tokio::spawn(async move {
         let _permit = permit;
         tokio::select! {
@@ -229,8 +271,14 @@ async fn forward(
             r = conn.with_upgrades() => if let Err(e) = r { debug!("local service connection: {e}") },
         }
     });
-    let user_upgrade = wants_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
-    let mut resp = match tokio::time::timeout(vhost.timeout, sender.send_request(req)).await {
+    let connect = req.method() == hyper::Method::CONNECT;
+    let user_upgrade = (connect || wants_upgrade(&req)).then(|| hyper::upgrade::on(&mut req));
+    let answer = sender.send_request(req);
+    let answer = match timeout {
+        Some(t) => tokio::time::timeout(t, answer).await,
+        None => Ok(answer.await),
+    };
+    let mut resp = match answer {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
             debug!("local service: {e}");
@@ -238,14 +286,11 @@ async fn forward(
         }
         Err(_) => return text(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Timeout\n"),
     };
-    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-        if let Some(user) = user_upgrade {
-            let backend = hyper::upgrade::on(&mut resp);
-            tokio::spawn(splice_upgrade(user, backend));
-        }
-    }
-    for (k, v) in &route.spec.response_headers {
-        set(resp.headers_mut(), k, v);
+    let upgraded =
+        resp.status() == StatusCode::SWITCHING_PROTOCOLS || (connect && resp.status().is_success());
+    if let (true, Some(user)) = (upgraded, user_upgrade) {
+        let backend = hyper::upgrade::on(&mut resp);
+        tokio::spawn(splice_upgrade(user, backend));
     }
     resp.map(|b| b.boxed())
 }
@@ -301,7 +346,7 @@ fn page(status: StatusCode, body: Bytes, kind: &'static str) -> Response<Body> {
     r
 }
 
-fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+pub(crate) fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     page(
         status,
         Bytes::from_static(body.as_bytes()),

@@ -4,6 +4,7 @@
 
 pub(crate) mod http;
 pub(crate) mod https;
+pub(crate) mod tcpmux;
 
 use std::collections::HashMap;
 use std::future::Future;

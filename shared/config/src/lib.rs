@@ -20,7 +20,7 @@ pub use client::{ClientConfig, ClientTls, ClientTransport};
 pub use diag::Diagnostic;
 use diag::Problems;
 pub use proxy::{
-    join_host_port, HeaderOps, HttpProxy, HttpsProxy, ProxyConfig, TcpProxy, UdpProxy,
+    join_host_port, HeaderOps, HttpProxy, HttpsProxy, ProxyConfig, TcpProxy, TcpmuxProxy, UdpProxy,
 };
 pub use server::{ServerConfig, ServerTls, ServerTransport};
 pub use wire::auth::Token;

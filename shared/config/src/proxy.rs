@@ -17,7 +17,7 @@ use crate::diag::{Diagnostic, Problems, Source};
 
 /// Kinds frp has that are not built yet: named in the error, so a config
 /// written for frp fails clearly rather than as an unknown word.
-const LATER: &[&str] = &["tcpmux", "stcp", "sudp", "xtcp"];
+const LATER: &[&str] = &["stcp", "sudp", "xtcp"];
 
 /// A proxy as configured, per kind. Serialized flat with its `type`, as
 /// frp writes it.
@@ -28,6 +28,7 @@ pub enum ProxyConfig {
     Udp(UdpProxy),
     Https(HttpsProxy),
     Http(HttpProxy),
+    Tcpmux(TcpmuxProxy),
 }
 
 macro_rules! proxy_kind {
@@ -182,6 +183,38 @@ impl Default for HttpProxy {
     }
 }
 
+proxy_kind!(
+    /// `type = "tcpmux"`: TCP connections to frps's `tcpmuxHTTPConnectPort`
+    /// that open with `CONNECT <one of these names>:<port>` are carried to
+    /// the local service.
+    TcpmuxProxy {
+        /// Only "httpconnect" exists (as in frp).
+        multiplexer: String,
+        custom_domains: Vec<String>,
+        subdomain: String,
+        /// `Proxy-Authorization` asked of users (both set, or neither).
+        #[serde(rename = "httpUser")]
+        http_user: String,
+        #[serde(rename = "httpPassword")]
+        http_password: String,
+    }
+);
+
+impl Default for TcpmuxProxy {
+    fn default() -> Self {
+        TcpmuxProxy {
+            name: String::new(),
+            local_ip: DEFAULT_LOCAL_IP.into(),
+            local_port: None,
+            multiplexer: "httpconnect".into(),
+            custom_domains: Vec::new(),
+            subdomain: String::new(),
+            http_user: String::new(),
+            http_password: String::new(),
+        }
+    }
+}
+
 impl UdpProxy {
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_secs(self.udp_idle_timeout)
@@ -206,6 +239,7 @@ impl ProxyConfig {
             ProxyConfig::Udp(p) => &p.name,
             ProxyConfig::Https(p) => &p.name,
             ProxyConfig::Http(p) => &p.name,
+            ProxyConfig::Tcpmux(p) => &p.name,
         }
     }
 
@@ -215,6 +249,7 @@ impl ProxyConfig {
             ProxyConfig::Udp(_) => ProxyKind::Udp,
             ProxyConfig::Https(_) => ProxyKind::Https,
             ProxyConfig::Http(_) => ProxyKind::Http,
+            ProxyConfig::Tcpmux(_) => ProxyKind::Tcpmux,
         }
     }
 
@@ -225,6 +260,7 @@ impl ProxyConfig {
             ProxyConfig::Udp(p) => (&p.name, &p.local_ip, p.local_port),
             ProxyConfig::Https(p) => (&p.name, &p.local_ip, p.local_port),
             ProxyConfig::Http(p) => (&p.name, &p.local_ip, p.local_port),
+            ProxyConfig::Tcpmux(p) => (&p.name, &p.local_ip, p.local_port),
         }
     }
 
@@ -251,6 +287,21 @@ impl ProxyConfig {
                 }
                 if h.locations.iter().any(|l| !l.starts_with('/')) {
                     p.key("locations", "every location is a path starting with /");
+                }
+            }
+            ProxyConfig::Tcpmux(t) => {
+                check_names(&t.custom_domains, &t.subdomain, p);
+                if t.multiplexer != "httpconnect" {
+                    p.key(
+                        "multiplexer",
+                        format!(
+                            "multiplexer {:?} is not supported (supported: \"httpconnect\")",
+                            t.multiplexer
+                        ),
+                    );
+                }
+                if t.http_user.is_empty() != t.http_password.is_empty() {
+                    p.key("httpUser", "httpUser and httpPassword go together");
                 }
             }
             _ => {}
@@ -323,7 +374,7 @@ pub(crate) fn parse_entry(
         None => {
             p.key(
                 "name",
-                "type is required (supported: \"tcp\", \"udp\", \"http\", \"https\")",
+                "type is required (supported: \"tcp\", \"udp\", \"http\", \"https\", \"tcpmux\")",
             );
             return Err(p.found);
         }
@@ -333,6 +384,7 @@ pub(crate) fn parse_entry(
         "udp" => Some(UdpProxy::deserialize(t).map(ProxyConfig::Udp)),
         "https" => Some(HttpsProxy::deserialize(t).map(ProxyConfig::Https)),
         "http" => Some(HttpProxy::deserialize(t).map(ProxyConfig::Http)),
+        "tcpmux" => Some(TcpmuxProxy::deserialize(t).map(ProxyConfig::Tcpmux)),
         _ => None,
     };
     let Some(whole) = parse(toml::Table::new()) else {
@@ -344,7 +396,9 @@ pub(crate) fn parse_entry(
         };
         p.key(
             "type",
-            format!("type {t:?} {why} (supported: \"tcp\", \"udp\", \"http\", \"https\")"),
+            format!(
+                "type {t:?} {why} (supported: \"tcp\", \"udp\", \"http\", \"https\", \"tcpmux\")"
+            ),
         );
         return Err(p.found);
     };

@@ -38,6 +38,13 @@ pub struct ServerConfig {
     /// HTML file sent with 404 for unknown hosts; empty = a built-in page.
     #[serde(rename = "custom404Page")]
     pub custom_404_page: String,
+    /// Port for `type = "tcpmux"` proxies: users open with an HTTP CONNECT
+    /// naming the host; 0 = off.
+    #[serde(rename = "tcpmuxHTTPConnectPort")]
+    pub tcpmux_http_connect_port: u16,
+    /// true: the CONNECT request is passed on to the local service (itself
+    /// an HTTP proxy) instead of being answered by frps.
+    pub tcpmux_passthrough: bool,
     /// Port for `type = "https"` proxies, routed by the ClientHello's name
     /// (SNI); 0 = off.
     #[serde(rename = "vhostHTTPSPort")]
@@ -135,6 +142,8 @@ impl Default for ServerConfig {
             vhost_http_port: 0,
             vhost_http_timeout: 60,
             custom_404_page: String::new(),
+            tcpmux_http_connect_port: 0,
+            tcpmux_passthrough: false,
             vhost_https_port: 0,
             sub_domain_host: String::new(),
             config_dir: PathBuf::from("."),

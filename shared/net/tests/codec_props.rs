@@ -123,7 +123,11 @@ fn strategies_cover_every_variant(
         | ProxyError::Refused(_) => {}
     }
     match k {
-        ProxySpec::Tcp(_) | ProxySpec::Udp(_) | ProxySpec::Https(_) | ProxySpec::Http(_) => {}
+        ProxySpec::Tcp(_)
+        | ProxySpec::Udp(_)
+        | ProxySpec::Https(_)
+        | ProxySpec::Http(_)
+        | ProxySpec::Tcpmux(_) => {}
     }
 }
 
@@ -213,6 +217,14 @@ fn message_with(s: fn() -> BoxedStrategy<String>) -> BoxedStrategy<Message> {
                     response_headers: headers,
                 })
             }),
+        (vec(s(), 0..2), s(), s()).prop_map(|(custom_domains, subdomain, user)| {
+            ProxySpec::Tcpmux(TcpmuxSpec {
+                custom_domains,
+                subdomain,
+                http_user: user.clone(),
+                http_password: user,
+            })
+        }),
         (vec(s(), 0..3), s()).prop_map(|(custom_domains, subdomain)| ProxySpec::Https(HttpsSpec {
             custom_domains,
             subdomain

@@ -178,6 +178,7 @@ pub enum ProxyKind {
     Udp,
     Https,
     Http,
+    Tcpmux,
 }
 
 impl ProxyKind {
@@ -187,6 +188,7 @@ impl ProxyKind {
             ProxyKind::Udp => "udp",
             ProxyKind::Https => "https",
             ProxyKind::Http => "http",
+            ProxyKind::Tcpmux => "tcpmux",
         }
     }
 }
@@ -211,6 +213,7 @@ pub enum ProxySpec {
     Udp(UdpSpec),
     Https(HttpsSpec),
     Http(HttpSpec),
+    Tcpmux(TcpmuxSpec),
 }
 
 impl ProxySpec {
@@ -220,6 +223,7 @@ impl ProxySpec {
             ProxySpec::Udp(_) => ProxyKind::Udp,
             ProxySpec::Https(_) => ProxyKind::Https,
             ProxySpec::Http(_) => ProxyKind::Http,
+            ProxySpec::Tcpmux(_) => ProxyKind::Tcpmux,
         }
     }
 }
@@ -262,6 +266,17 @@ pub struct HttpSpec {
     /// Headers set on requests and on responses.
     pub request_headers: Vec<(String, String)>,
     pub response_headers: Vec<(String, String)>,
+}
+
+/// TCP connections multiplexed on one port by an HTTP CONNECT naming the
+/// host (`multiplexer = "httpconnect"`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TcpmuxSpec {
+    pub custom_domains: Vec<String>,
+    pub subdomain: String,
+    /// `Proxy-Authorization` asked of users when `http_user` is set.
+    pub http_user: String,
+    pub http_password: String,
 }
 
 /// Options every kind has, sent now so that load-balancing groups,

@@ -1,0 +1,115 @@
+//! The tcpmux port (`tcpmuxHTTPConnectPort`): each connection opens with an
+//! HTTP `CONNECT host:port`, answered by hyper; the host picks the
+//! `type = "tcpmux"` proxy, `Proxy-Authorization` is checked when the proxy
+//! asks for it, and after `200` the connection is carried raw to the local
+//! service. With `tcpmuxPassthrough` the CONNECT itself goes to the local
+//! service (an HTTP proxy there) and its answer comes back.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+use wire::message::TcpmuxSpec;
+
+use super::http::{text, Body};
+use super::Router;
+use crate::proxy::{open_work, ProxyCtx};
+use crate::Server;
+
+/// One tcpmux proxy as the router holds it.
+pub(crate) struct TcpmuxRoute {
+    pub ctx: ProxyCtx,
+    pub spec: TcpmuxSpec,
+}
+
+pub(crate) type Routes = Router<Arc<TcpmuxRoute>>;
+
+pub(crate) async fn serve(server: Arc<Server>, listener: TcpListener, stop: CancellationToken) {
+    super::accept_loop(listener, stop, "tcpmux", move |tcp, peer| {
+        connection(server.clone(), tcp, peer)
+    })
+    .await
+}
+
+async fn connection(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr) {
+    super::http::serve_users(tcp, peer, move |peer, local, req| {
+        let server = server.clone();
+        async move { handle(&server, peer, local, req).await }
+    })
+    .await
+}
+
+async fn handle(
+    server: &Server,
+    peer: SocketAddr,
+    local: SocketAddr,
+    mut req: Request<Incoming>,
+) -> Response<Body> {
+    if req.method() != Method::CONNECT {
+        return text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "405 only CONNECT is served here\n",
+        );
+    }
+    let host = req
+        .uri()
+        .authority()
+        .map(|a| a.host().to_owned())
+        .unwrap_or_default();
+    let Some(route) = server.tcpmux_routes.lookup(&host) else {
+        return text(StatusCode::NOT_FOUND, "404 no tcpmux proxy for this host\n");
+    };
+    if !authorized(&route.spec, &req) {
+        let mut r = text(
+            StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+            "407 Proxy Authentication Required\n",
+        );
+        r.headers_mut().insert(
+            header::PROXY_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"Restricted\""),
+        );
+        return r;
+    }
+    let Ok(permit) = route.ctx.budget.permits.clone().try_acquire_owned() else {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "503 Service Unavailable\n");
+    };
+    let tunnel = match open_work(&route.ctx, peer, local).await {
+        Ok(t) => t,
+        Err(e) => {
+            debug!("{e:#}");
+            return text(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n");
+        }
+    };
+    if server.config.tcpmux_passthrough {
+        return super::http::relay_request(tunnel, req, permit, route.ctx.stop.clone(), None).await;
+    }
+    let user = hyper::upgrade::on(&mut req);
+    let stop = route.ctx.stop.clone();
+    tokio::spawn(async move {
+        let _permit = permit;
+        let Ok(user) = user.await else {
+            return debug!("CONNECT was not followed through");
+        };
+        let (mut u, mut t) = (TokioIo::new(user), tunnel);
+        tokio::select! {
+            _ = stop.cancelled() => {}
+            r = tokio::io::copy_bidirectional(&mut u, &mut t) => if let Err(e) = r { debug!("tcpmux connection ended: {e}") },
+        }
+    });
+    Response::new(Empty::new().map_err(|never| match never {}).boxed())
+}
+
+fn authorized(spec: &TcpmuxSpec, req: &Request<Incoming>) -> bool {
+    super::http::basic_auth_ok(
+        &spec.http_user,
+        &spec.http_password,
+        req.headers().get(header::PROXY_AUTHORIZATION),
+    )
+}
