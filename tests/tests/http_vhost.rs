@@ -434,3 +434,85 @@ async fn tcpmux_httpconnect_with_curl() {
     client.stop().await;
     server.stop().await;
 }
+
+/// Bad input costs only its connection: an oversized head gets 431, a head
+/// that never ends is closed by the header timeout, garbage gets 400; the
+/// sites keep serving meanwhile. Then 200 keep-alive clients make 50
+/// requests each, alternating between two clients' proxies: all correct.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_heads_and_many_keep_alive_clients() {
+    let s = setup().await;
+    let v = s.vhost;
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: a.example.test\r\nX-Big: {}\r\n\r\n",
+        "x".repeat(100 * 1024)
+    );
+    let answer = raw_answer(v, big.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer:?}");
+    let answer = raw_answer(v, b"\x16\x03\x01garbage\r\n\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer:?}");
+    // A head that never finishes: closed after the header timeout (30 s).
+    let mut slow = TcpStream::connect(("127.0.0.1", v)).await.expect("connect");
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: a.exa")
+        .await
+        .expect("write");
+    let slow_closed = tokio::spawn(async move {
+        let mut buf = Vec::new();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            slow.read_to_end(&mut buf),
+        )
+        .await
+        .is_ok()
+    });
+
+    let mut users = Vec::new();
+    for u in 0..200u32 {
+        users.push(tokio::spawn(async move {
+            let tcp = TcpStream::connect(("127.0.0.1", v)).await.expect("connect");
+            let mut conn = BufReader::new(tcp);
+            for i in 0..50u32 {
+                let (host, site) = if (u + i) % 2 == 0 {
+                    ("a.example.test", "A")
+                } else {
+                    ("b.example.test", "B")
+                };
+                let req = format!("GET /u{u}/r{i} HTTP/1.1\r\nHost: {host}\r\n\r\n");
+                conn.get_mut()
+                    .write_all(req.as_bytes())
+                    .await
+                    .expect("write");
+                assert_eq!(
+                    read_response(&mut conn).await,
+                    format!("site {site} /u{u}/r{i}\n")
+                );
+            }
+        }));
+    }
+    for u in users {
+        tokio::time::timeout(std::time::Duration::from_secs(120), u)
+            .await
+            .expect("clients finish in time")
+            .expect("client");
+    }
+    assert!(
+        slow_closed.await.expect("slow"),
+        "a never-ending head kept its connection"
+    );
+    for c in s.clients {
+        c.stop().await;
+    }
+    s.server.stop().await;
+}
+
+/// Sends `bytes` on a fresh connection to the vhost port and returns what
+/// comes back until the server closes.
+async fn raw_answer(vhost: u16, bytes: &[u8]) -> String {
+    let mut c = TcpStream::connect(("127.0.0.1", vhost))
+        .await
+        .expect("connect");
+    let _ = c.write_all(bytes).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), c.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}

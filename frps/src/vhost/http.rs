@@ -36,7 +36,8 @@ pub(crate) type Body = BoxBody<Bytes, hyper::Error>;
 
 /// Time a user has to send a request's head.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
-/// Most bytes of a request head; more gets 431.
+/// Most bytes of a request head; more gets 431 (hyper itself stops reading
+/// a head at a few hundred KiB).
 const MAX_HEAD: usize = 64 * 1024;
 
 /// One http proxy as the router holds it.
@@ -140,6 +141,16 @@ async fn connection(vhost: Arc<Vhost>, tcp: TcpStream, peer: SocketAddr) {
     .await
 }
 
+/// Bytes of a request head, about as sent.
+fn head_size(req: &Request<Incoming>) -> usize {
+    let headers: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    req.uri().to_string().len() + headers
+}
+
 /// HTTP/1.1 (with upgrades) on one user connection, `handle(peer, local,
 /// request)` answering each request; heads are bounded in size and time.
 pub(crate) async fn serve_users<F, Fut>(tcp: TcpStream, peer: SocketAddr, handle: F)
@@ -149,9 +160,25 @@ where
 {
     tcp.set_nodelay(true).ok();
     let local = tcp.local_addr().unwrap_or(peer);
-    let svc = hyper::service::service_fn(move |req| {
-        let answer = handle(peer, local, req);
-        async move { Ok::<_, Infallible>(answer.await) }
+    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+        // hyper's read buffer bounds what a head can cost; this is the
+        // stated limit users see.
+        let answer = (head_size(&req) <= MAX_HEAD).then(|| handle(peer, local, req));
+        async move {
+            Ok::<_, Infallible>(match answer {
+                Some(a) => a.await,
+                None => {
+                    let mut r = text(
+                        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                        "431 Request Header Fields Too Large\n",
+                    );
+                    // The rest of what it sent is not worth reading.
+                    r.headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                    r
+                }
+            })
+        }
     });
     let served = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
