@@ -149,6 +149,11 @@ async fn setup() -> Sites {
         http_proxy("secret", pa, "customDomains = [\"secret.example.test\"]\nhttpUser = \"u\"\nhttpPassword = \"p\"\n"),
         http_proxy("dead", dead.port(), "customDomains = [\"dead.example.test\"]\n"),
         http_proxy("slow", silent.port(), "customDomains = [\"slow.example.test\"]\n"),
+        http_proxy(
+            "alice",
+            pa,
+            "customDomains = [\"shared.example.test\"]\nrouteByHTTPUser = \"alice\"\n",
+        ),
     ]
     .concat();
     let two = [
@@ -159,12 +164,17 @@ async fn setup() -> Sites {
             pb,
             "customDomains = [\"shop.example.test\"]\nlocations = [\"/api\"]\n",
         ),
+        http_proxy(
+            "everyone",
+            pb,
+            "customDomains = [\"shared.example.test\"]\n",
+        ),
     ]
     .concat();
     let mut clients = Vec::new();
     for (text, names) in [
-        (one, vec!["a", "shop", "secret", "dead", "slow"]),
-        (two, vec!["b", "wild", "api"]),
+        (one, vec!["a", "shop", "secret", "dead", "slow", "alice"]),
+        (two, vec!["b", "wild", "api", "everyone"]),
     ] {
         let mut c = TestClient::start(server.addr, &format!("{TOKEN}{text}"));
         for n in names {
@@ -230,6 +240,12 @@ async fn routing_headers_auth_and_errors() {
     );
     let (status, _, body) = curl(v, "secret.example.test", "/", &["-u", "u:p"]).await;
     assert_eq!((status, body.as_str()), (200, "site A /\n"));
+    // routeByHTTPUser: alice's requests go to her proxy, the rest to the
+    // proxy for everybody on the same name.
+    let to = |extra: &'static [&'static str]| curl(v, "shared.example.test", "/s", extra);
+    assert_eq!(to(&["-u", "alice:x"]).await.2, "site A /s\n");
+    assert_eq!(to(&["-u", "bob:x"]).await.2, "site B /s\n");
+    assert_eq!(to(&[]).await.2, "site B /s\n");
     // Unknown name: 404 with the custom page; dead backend 502; silent 504.
     let (status, _, body) = curl(v, "nobody.example.test", "/", &[]).await;
     assert_eq!(

@@ -86,6 +86,7 @@ fn http_spec(p: &HttpProxy) -> ProxySpec {
         host_header_rewrite: p.host_header_rewrite.clone(),
         request_headers: pairs(&p.request_headers),
         response_headers: pairs(&p.response_headers),
+        route_by_http_user: p.route_by_http_user.clone(),
     })
 }
 

@@ -61,8 +61,8 @@ impl Routes {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Claims every (name, location) for `route`, or none; Err names the
-    /// first pair taken.
+    /// Claims every (name, location) for `route` (and its
+    /// `routeByHTTPUser`), or none; Err names the first pair taken.
     pub fn add(
         &self,
         names: &[String],
@@ -71,9 +71,13 @@ impl Routes {
     ) -> Result<(), String> {
         let mut map = self.lock();
         let names: Vec<String> = names.iter().map(|n| normalize(n)).collect();
+        let user = &route.spec.route_by_http_user;
         for n in &names {
             let taken = map.get(n).into_iter().flatten();
-            if let Some((l, _)) = taken.into_iter().find(|(l, _)| locations.contains(l)) {
+            let same = |(l, r): &&(String, Arc<HttpRoute>)| {
+                locations.contains(l) && r.spec.route_by_http_user == *user
+            };
+            if let Some((l, _)) = taken.into_iter().find(same) {
                 return Err(format!("{n} (location {l})"));
             }
         }
@@ -94,15 +98,20 @@ impl Routes {
         });
     }
 
-    /// The proxy for `host` and `path`: the most specific name that has a
-    /// matching location, and there the longest location.
-    pub fn lookup(&self, host: &str, path: &str) -> Option<Arc<HttpRoute>> {
+    /// The proxy for `host`, `path` and the request's basic-auth `user`:
+    /// the most specific name that has a matching location, there the
+    /// longest location, and among those a proxy routed by this user
+    /// (`routeByHTTPUser`) before one for everybody.
+    pub fn lookup(&self, host: &str, path: &str, user: &str) -> Option<Arc<HttpRoute>> {
         let map = self.lock();
         candidates(host).iter().find_map(|c| {
             map.get(c)?
                 .iter()
-                .filter(|(l, _)| path.starts_with(l.as_str()))
-                .max_by_key(|(l, _)| l.len())
+                .filter(|(l, r)| {
+                    let by = &r.spec.route_by_http_user;
+                    path.starts_with(l.as_str()) && (by.is_empty() || by == user)
+                })
+                .max_by_key(|(l, r)| (l.len(), !r.spec.route_by_http_user.is_empty()))
                 .map(|(_, r)| r.clone())
         })
     }
@@ -205,7 +214,12 @@ async fn handle(
         .map(str::to_owned)
         .or_else(|| req.uri().authority().map(|a| a.to_string()))
         .unwrap_or_default();
-    let Some(route) = vhost.server.http_routes.lookup(&host, req.uri().path()) else {
+    let user = basic_auth_user(req.headers().get(header::AUTHORIZATION)).unwrap_or_default();
+    let Some(route) = vhost
+        .server
+        .http_routes
+        .lookup(&host, req.uri().path(), &user)
+    else {
         return page(StatusCode::NOT_FOUND, vhost.not_found.clone(), "text/html");
     };
     if !authorized(&route.spec, &req) {
@@ -225,6 +239,20 @@ fn authorized(spec: &HttpSpec, req: &Request<Incoming>) -> bool {
         &spec.http_user,
         &spec.http_password,
         req.headers().get(header::AUTHORIZATION),
+    )
+}
+
+/// The user name of a basic-auth header value.
+pub(crate) fn basic_auth_user(given: Option<&HeaderValue>) -> Option<String> {
+    let encoded = given?.to_str().ok()?.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    Some(
+        text.split_once(':')
+            .map_or(text.as_str(), |(u, _)| u)
+            .to_owned(),
     )
 }
 

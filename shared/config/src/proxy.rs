@@ -162,6 +162,10 @@ proxy_kind!(
         request_headers: HeaderOps,
         /// Headers set on responses.
         response_headers: HeaderOps,
+        /// Only requests whose basic-auth user is this one reach this
+        /// proxy (others may share the name); empty = anyone.
+        #[serde(rename = "routeByHTTPUser")]
+        route_by_http_user: String,
     }
 );
 
@@ -179,6 +183,7 @@ impl Default for HttpProxy {
             host_header_rewrite: String::new(),
             request_headers: HeaderOps::default(),
             response_headers: HeaderOps::default(),
+            route_by_http_user: String::new(),
         }
     }
 }

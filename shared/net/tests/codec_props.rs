@@ -215,6 +215,7 @@ fn message_with(s: fn() -> BoxedStrategy<String>) -> BoxedStrategy<Message> {
                     host_header_rewrite: user,
                     request_headers: headers.clone(),
                     response_headers: headers,
+                    route_by_http_user: String::new(),
                 })
             }),
         (vec(s(), 0..2), s(), s()).prop_map(|(custom_domains, subdomain, user)| {

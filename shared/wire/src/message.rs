@@ -266,6 +266,8 @@ pub struct HttpSpec {
     /// Headers set on requests and on responses.
     pub request_headers: Vec<(String, String)>,
     pub response_headers: Vec<(String, String)>,
+    /// Only requests whose basic-auth user is this one (empty = anyone).
+    pub route_by_http_user: String,
 }
 
 /// TCP connections multiplexed on one port by an HTTP CONNECT naming the
