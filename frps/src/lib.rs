@@ -42,7 +42,7 @@ pub(crate) struct Server {
     /// Names claimed by `type = "https"` proxies on `vhostHTTPSPort`.
     pub https_routes: Arc<vhost::https::Routes>,
     /// (name, location) pairs claimed by `type = "http"` proxies on `vhostHTTPPort`.
-    pub http_routes: Arc<vhost::http::Routes>,
+    pub http_routes: Arc<vhost::http::Routes<vhost::http::HttpRoute>>,
     /// Names claimed by `type = "tcpmux"` proxies on `tcpmuxHTTPConnectPort`.
     pub tcpmux_routes: Arc<vhost::tcpmux::Routes>,
 }
@@ -116,7 +116,7 @@ pub async fn run_with_stats(
         transport,
         https_routes: Arc::new(vhost::Router::new()),
         http_routes: Arc::new(vhost::http::Routes::default()),
-        tcpmux_routes: Arc::new(vhost::Router::new()),
+        tcpmux_routes: Arc::new(vhost::tcpmux::Routes::default()),
     });
     start_vhosts(&server, &shutdown).await?;
     let sessions = TaskTracker::new();

@@ -400,16 +400,19 @@ async fn websocket_through_the_vhost() {
 async fn tcpmux_httpconnect_with_curl() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (_a, pa, _) = nginx_site(dir.path(), "A");
+    let (_b, pb, _) = nginx_site(dir.path(), "B");
     let mux = free_port();
     let server = TestServer::start(&format!("{TOKEN}tcpmuxHTTPConnectPort = {mux}\n")).await;
     let proxies = [
         format!("[[proxies]]\nname = \"m\"\ntype = \"tcpmux\"\nmultiplexer = \"httpconnect\"\nlocalPort = {pa}\ncustomDomains = [\"m.example.test\"]\n"),
         format!("[[proxies]]\nname = \"locked\"\ntype = \"tcpmux\"\nlocalPort = {pa}\ncustomDomains = [\"locked.example.test\"]\nhttpUser = \"u\"\nhttpPassword = \"p\"\n"),
+        format!("[[proxies]]\nname = \"m-bob\"\ntype = \"tcpmux\"\nlocalPort = {pb}\ncustomDomains = [\"m.example.test\"]\nrouteByHTTPUser = \"bob\"\n"),
     ]
     .concat();
     let mut client = TestClient::start(server.addr, &format!("{TOKEN}{proxies}"));
     client.proxy_addr("m").await;
     client.proxy_addr("locked").await;
+    client.proxy_addr("m-bob").await;
     let proxy = format!("http://127.0.0.1:{mux}");
     let run = |url: &'static str, extra: Vec<String>| {
         let proxy = proxy.clone();
@@ -432,6 +435,11 @@ async fn tcpmux_httpconnect_with_curl() {
         .expect("curl");
     assert!(ok, "{err}");
     assert_eq!(body, "site A /through\n");
+    // routeByHTTPUser: bob's CONNECT reaches his proxy on the same name.
+    let bob = vec!["--proxy-user".to_string(), "bob:x".to_string()];
+    let (ok, body, err) = run("http://m.example.test/b", bob).await.expect("curl");
+    assert!(ok, "{err}");
+    assert_eq!(body, "site B /b\n");
     // Credentials: none → 407 (curl fails the CONNECT), right → through.
     let (ok, _, err) = run("http://locked.example.test/", vec![])
         .await

@@ -64,6 +64,7 @@ fn build(cfg: &ProxyConfig, agreed: Agreed) -> Arc<dyn ClientProxy> {
                 subdomain: p.subdomain.clone(),
                 http_user: p.http_user.clone(),
                 http_password: p.http_password.clone(),
+                route_by_http_user: p.route_by_http_user.clone(),
             });
             Arc::new(tcp::Forward::new(&p.name, p.local_addr(), spec))
         }

@@ -24,19 +24,20 @@ pub(super) async fn start(spec: &TcpmuxSpec, ctx: ProxyCtx) -> Result<String, Pr
         ctx: ctx.clone(),
         spec: spec.clone(),
     });
-    routes.add(&names, route).map_err(|taken| {
-        ProxyError::Refused(format!("domain {taken} is already taken by another proxy"))
-    })?;
+    routes
+        .add(&names, &["/".to_string()], &route)
+        .map_err(|taken| {
+            ProxyError::Refused(format!("domain {taken} is already taken by another proxy"))
+        })?;
     info!(
         proxy = %Escaped(&ctx.name),
         names = %Escaped(&names.join(", ")),
         "tcpmux names routed"
     );
     let stop = ctx.stop.clone();
-    let claimed = names.clone();
     ctx.tasks.spawn(async move {
         stop.cancelled().await;
-        routes.remove(&claimed);
+        routes.remove(&route);
     });
     Ok(format!("{}:{}", names[0], cfg.tcpmux_http_connect_port))
 }

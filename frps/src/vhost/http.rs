@@ -46,18 +46,38 @@ pub(crate) struct HttpRoute {
     pub spec: HttpSpec,
 }
 
-/// Per name: (location prefix, proxy) pairs.
-type ByName = HashMap<String, Vec<(String, Arc<HttpRoute>)>>;
-
-/// Host → (location prefix → proxy). A (name, location) pair belongs to
-/// one proxy at a time.
-#[derive(Default)]
-pub(crate) struct Routes {
-    map: Mutex<ByName>,
+/// What the router needs of a route besides its identity.
+pub(crate) trait Routed {
+    /// `routeByHTTPUser`: the one basic-auth user it serves (empty = all).
+    fn route_user(&self) -> &str;
 }
 
-impl Routes {
-    fn lock(&self) -> std::sync::MutexGuard<'_, ByName> {
+impl Routed for HttpRoute {
+    fn route_user(&self) -> &str {
+        &self.spec.route_by_http_user
+    }
+}
+
+/// Per name: (location prefix, proxy) pairs.
+type ByName<R> = HashMap<String, Vec<(String, Arc<R>)>>;
+
+/// Host → (location prefix, user → proxy). A (name, location, user)
+/// triple belongs to one proxy at a time. Also the tcpmux port's router
+/// (every route at location "/").
+pub(crate) struct Routes<R> {
+    map: Mutex<ByName<R>>,
+}
+
+impl<R> Default for Routes<R> {
+    fn default() -> Self {
+        Routes {
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<R: Routed> Routes<R> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ByName<R>> {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -67,16 +87,14 @@ impl Routes {
         &self,
         names: &[String],
         locations: &[String],
-        route: &Arc<HttpRoute>,
+        route: &Arc<R>,
     ) -> Result<(), String> {
         let mut map = self.lock();
         let names: Vec<String> = names.iter().map(|n| normalize(n)).collect();
-        let user = &route.spec.route_by_http_user;
+        let user = route.route_user();
         for n in &names {
             let taken = map.get(n).into_iter().flatten();
-            let same = |(l, r): &&(String, Arc<HttpRoute>)| {
-                locations.contains(l) && r.spec.route_by_http_user == *user
-            };
+            let same = |(l, r): &&(String, Arc<R>)| locations.contains(l) && r.route_user() == user;
             if let Some((l, _)) = taken.into_iter().find(same) {
                 return Err(format!("{n} (location {l})"));
             }
@@ -90,7 +108,7 @@ impl Routes {
         Ok(())
     }
 
-    pub fn remove(&self, route: &Arc<HttpRoute>) {
+    pub fn remove(&self, route: &Arc<R>) {
         let mut map = self.lock();
         map.retain(|_, v| {
             v.retain(|(_, r)| !Arc::ptr_eq(r, route));
@@ -102,16 +120,16 @@ impl Routes {
     /// the most specific name that has a matching location, there the
     /// longest location, and among those a proxy routed by this user
     /// (`routeByHTTPUser`) before one for everybody.
-    pub fn lookup(&self, host: &str, path: &str, user: &str) -> Option<Arc<HttpRoute>> {
+    pub fn lookup(&self, host: &str, path: &str, user: &str) -> Option<Arc<R>> {
         let map = self.lock();
         candidates(host).iter().find_map(|c| {
             map.get(c)?
                 .iter()
                 .filter(|(l, r)| {
-                    let by = &r.spec.route_by_http_user;
+                    let by = r.route_user();
                     path.starts_with(l.as_str()) && (by.is_empty() || by == user)
                 })
-                .max_by_key(|(l, r)| (l.len(), !r.spec.route_by_http_user.is_empty()))
+                .max_by_key(|(l, r)| (l.len(), !r.route_user().is_empty()))
                 .map(|(_, r)| r.clone())
         })
     }

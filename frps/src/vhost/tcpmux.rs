@@ -19,7 +19,6 @@ use tracing::debug;
 use wire::message::TcpmuxSpec;
 
 use super::http::{text, Body};
-use super::Router;
 use crate::proxy::{open_work, ProxyCtx};
 use crate::Server;
 
@@ -29,7 +28,14 @@ pub(crate) struct TcpmuxRoute {
     pub spec: TcpmuxSpec,
 }
 
-pub(crate) type Routes = Router<Arc<TcpmuxRoute>>;
+impl super::http::Routed for TcpmuxRoute {
+    fn route_user(&self) -> &str {
+        &self.spec.route_by_http_user
+    }
+}
+
+/// The http router, every route at location "/".
+pub(crate) type Routes = super::http::Routes<TcpmuxRoute>;
 
 pub(crate) async fn serve(server: Arc<Server>, listener: TcpListener, stop: CancellationToken) {
     super::accept_loop(listener, stop, "tcpmux", move |tcp, peer| {
@@ -63,7 +69,9 @@ async fn handle(
         .authority()
         .map(|a| a.host().to_owned())
         .unwrap_or_default();
-    let Some(route) = server.tcpmux_routes.lookup(&host) else {
+    let user = super::http::basic_auth_user(req.headers().get(header::PROXY_AUTHORIZATION))
+        .unwrap_or_default();
+    let Some(route) = server.tcpmux_routes.lookup(&host, "/", &user) else {
         return text(StatusCode::NOT_FOUND, "404 no tcpmux proxy for this host\n");
     };
     if !authorized(&route.spec, &req) {

@@ -202,6 +202,10 @@ proxy_kind!(
         http_user: String,
         #[serde(rename = "httpPassword")]
         http_password: String,
+        /// Only connections whose Proxy-Authorization user is this one;
+        /// empty = anyone.
+        #[serde(rename = "routeByHTTPUser")]
+        route_by_http_user: String,
     }
 );
 
@@ -216,6 +220,7 @@ impl Default for TcpmuxProxy {
             subdomain: String::new(),
             http_user: String::new(),
             http_password: String::new(),
+            route_by_http_user: String::new(),
         }
     }
 }

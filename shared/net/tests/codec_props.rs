@@ -224,6 +224,7 @@ fn message_with(s: fn() -> BoxedStrategy<String>) -> BoxedStrategy<Message> {
                 subdomain,
                 http_user: user.clone(),
                 http_password: user,
+                route_by_http_user: String::new(),
             })
         }),
         (vec(s(), 0..3), s()).prop_map(|(custom_domains, subdomain)| ProxySpec::Https(HttpsSpec {

@@ -279,6 +279,8 @@ pub struct TcpmuxSpec {
     /// `Proxy-Authorization` asked of users when `http_user` is set.
     pub http_user: String,
     pub http_password: String,
+    /// Only connections whose Proxy-Authorization user is this one.
+    pub route_by_http_user: String,
 }
 
 /// Options every kind has, sent now so that load-balancing groups,
