@@ -540,3 +540,81 @@ async fn raw_answer(vhost: u16, bytes: &[u8]) -> String {
     let _ = tokio::time::timeout(std::time::Duration::from_secs(10), c.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// An HTTP CONNECT proxy of its own, as a local service would run one: it
+/// answers any CONNECT with 200 and connects to `target`.
+async fn connect_proxy(target: SocketAddr) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((user, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut user = BufReader::new(user);
+                let mut first = String::new();
+                if user.read_line(&mut first).await.is_err() || !first.starts_with("CONNECT ") {
+                    return;
+                }
+                loop {
+                    let mut line = String::new();
+                    if user.read_line(&mut line).await.unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                }
+                let Ok(mut up) = TcpStream::connect(target).await else {
+                    return;
+                };
+                let mut user = user.into_inner();
+                let reply = b"HTTP/1.1 200 Connection Established\r\nX-Local-Proxy: yes\r\n\r\n";
+                if user.write_all(reply).await.is_ok() {
+                    let _ = tokio::io::copy_bidirectional(&mut user, &mut up).await;
+                }
+            });
+        }
+    });
+    port
+}
+
+/// `tcpmuxPassthrough = true`: the CONNECT is answered by the local
+/// service (its own CONNECT proxy here), not by frps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcpmux_passthrough_lets_the_local_proxy_answer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_a, pa, _) = nginx_site(dir.path(), "A");
+    let local_proxy = connect_proxy(SocketAddr::from(([127, 0, 0, 1], pa))).await;
+    let mux = free_port();
+    let server = TestServer::start(&format!(
+        "{TOKEN}tcpmuxHTTPConnectPort = {mux}\ntcpmuxPassthrough = true\n"
+    ))
+    .await;
+    let mut client = TestClient::start(
+        server.addr,
+        &format!(
+            "{TOKEN}[[proxies]]\nname = \"p\"\ntype = \"tcpmux\"\nlocalPort = {local_proxy}\n\
+             customDomains = [\"p.example.test\"]\n"
+        ),
+    );
+    client.proxy_addr("p").await;
+    let proxy = format!("http://127.0.0.1:{mux}");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("curl")
+            .args(["-sS", "-v", "--max-time", "10", "-p", "-x", &proxy])
+            .arg("http://p.example.test/pass")
+            .output()
+            .expect("curl")
+    })
+    .await
+    .expect("curl");
+    let (body, err) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{err}");
+    assert_eq!(body, "site A /pass\n");
+    // The CONNECT answer came from the local proxy, through frps.
+    assert!(
+        err.to_ascii_lowercase().contains("x-local-proxy: yes"),
+        "{err}"
+    );
+    client.stop().await;
+    server.stop().await;
+}
