@@ -10,7 +10,7 @@ use anyhow::{anyhow, bail, Result};
 use mux::{self, Mode};
 use net::activity::{Activity, Metered};
 use net::logging::Escaped;
-use net::transport::{HandshakeError, Prefixed};
+use net::transport::{classify, FirstBytes, HandshakeError, Prefixed};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
@@ -29,12 +29,58 @@ pub(crate) async fn handle(
 ) {
     let span = info_span!("client", %peer);
     async move {
-        if let Err(e) = serve(server, tcp, close, permit).await {
-            warn!("{e:#}");
+        match shared_port(&server, &tcp).await {
+            Shared::Http(vhost) => {
+                drop(permit);
+                crate::vhost::http::connection(vhost, tcp, peer).await
+            }
+            Shared::Https => {
+                drop(permit);
+                crate::vhost::https::route(server, tcp, peer).await
+            }
+            Shared::No => {
+                if let Err(e) = serve(server, tcp, close, permit).await {
+                    warn!("{e:#}");
+                }
+            }
         }
     }
     .instrument(span)
     .await
+}
+
+/// Who a connection to `bindPort` is for, when virtual hosts share it.
+enum Shared {
+    Http(Arc<crate::vhost::http::Vhost>),
+    Https,
+    No,
+}
+
+/// Tells users of virtual hosts that share `bindPort` from clients by their
+/// first bytes: an HTTP request, or a ClientHello naming a routed domain
+/// (frpc's names none, or frps's own). Nothing is consumed.
+async fn shared_port(server: &Server, tcp: &TcpStream) -> Shared {
+    let cfg = &server.config;
+    let http = server.shared_http.get();
+    let https = cfg.vhost_https_port != 0 && cfg.vhost_https_port == cfg.bind_port;
+    if http.is_none() && !https {
+        return Shared::No;
+    }
+    let mut first = [0u8; 4];
+    let Ok(Ok(n)) = tokio::time::timeout(cfg.login_timeout(), tcp.peek(&mut first)).await else {
+        return Shared::No;
+    };
+    match (classify(&first[..n]), http) {
+        (FirstBytes::Http, Some(vhost)) => Shared::Http(vhost.clone()),
+        (FirstBytes::Tls, _) if https => {
+            let hello = crate::vhost::https::server_name(tcp);
+            match tokio::time::timeout(crate::vhost::https::HELLO_TIMEOUT, hello).await {
+                Ok(Ok(Some(name))) if server.https_routes.lookup(&name).is_some() => Shared::Https,
+                _ => Shared::No,
+            }
+        }
+        _ => Shared::No,
+    }
 }
 
 async fn serve(

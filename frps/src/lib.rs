@@ -43,6 +43,8 @@ pub(crate) struct Server {
     pub https_routes: Arc<vhost::https::Routes>,
     /// (name, location) pairs claimed by `type = "http"` proxies on `vhostHTTPPort`.
     pub http_routes: Arc<vhost::http::Routes<vhost::http::HttpRoute>>,
+    /// The HTTP virtual host, when it shares `bindPort` (set at start).
+    pub shared_http: std::sync::OnceLock<Arc<vhost::http::Vhost>>,
     /// Names claimed by `type = "tcpmux"` proxies on `tcpmuxHTTPConnectPort`.
     pub tcpmux_routes: Arc<vhost::tcpmux::Routes>,
 }
@@ -117,6 +119,7 @@ pub async fn run_with_stats(
         https_routes: Arc::new(vhost::Router::new()),
         http_routes: Arc::new(vhost::http::Routes::default()),
         tcpmux_routes: Arc::new(vhost::tcpmux::Routes::default()),
+        shared_http: std::sync::OnceLock::new(),
     });
     start_vhosts(&server, &shutdown).await?;
     let sessions = TaskTracker::new();
@@ -158,27 +161,33 @@ pub async fn run_with_stats(
 /// SNI, tcpmux by HTTP CONNECT. A port that cannot be bound is an error at
 /// start, as in frp.
 async fn start_vhosts(server: &Arc<Server>, shutdown: &CancellationToken) -> Result<()> {
-    if server.config.vhost_http_port != 0 {
-        let cfg = &server.config;
-        let l = TcpListener::bind((cfg.proxy_bind_addr.as_str(), cfg.vhost_http_port))
-            .await
-            .with_context(|| format!("cannot listen on vhostHTTPPort {}", cfg.vhost_http_port))?;
+    let cfg = &server.config;
+    if cfg.vhost_http_port != 0 {
         let page = match cfg.custom_404_page.as_str() {
             "" => bytes::Bytes::from_static(vhost::http::NOT_FOUND_PAGE.as_bytes()),
             path => std::fs::read(path)
                 .with_context(|| format!("reading custom404Page {path}"))?
                 .into(),
         };
-        info!(addr = %l.local_addr()?, "http virtual hosts: routed by Host and path");
-        tokio::spawn(vhost::http::serve(
-            server.clone(),
-            l,
-            shutdown.child_token(),
-            page,
-        ));
+        let vhost = vhost::http::Vhost::new(server.clone(), page);
+        if cfg.vhost_http_port == cfg.bind_port {
+            info!("http virtual hosts share bindPort: HTTP requests there are routed by Host");
+            let _ = server.shared_http.set(vhost);
+        } else {
+            let l = TcpListener::bind((cfg.proxy_bind_addr.as_str(), cfg.vhost_http_port))
+                .await
+                .with_context(|| {
+                    format!("cannot listen on vhostHTTPPort {}", cfg.vhost_http_port)
+                })?;
+            info!(addr = %l.local_addr()?, "http virtual hosts: routed by Host and path");
+            tokio::spawn(vhost::http::serve(vhost, l, shutdown.child_token()));
+        }
     }
-    if server.config.vhost_https_port != 0 {
-        let cfg = &server.config;
+    if cfg.vhost_https_port != 0 && cfg.vhost_https_port == cfg.bind_port {
+        info!(
+            "https virtual hosts share bindPort: ClientHellos naming a routed domain go to its proxy"
+        );
+    } else if cfg.vhost_https_port != 0 {
         let l = TcpListener::bind((cfg.proxy_bind_addr.as_str(), cfg.vhost_https_port))
             .await
             .with_context(|| format!("cannot listen on vhostHTTPSPort {}", cfg.vhost_https_port))?;

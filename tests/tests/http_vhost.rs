@@ -618,3 +618,30 @@ async fn tcpmux_passthrough_lets_the_local_proxy_answer() {
     client.stop().await;
     server.stop().await;
 }
+
+/// `vhostHTTPPort` may be `bindPort`: HTTP requests there are routed by
+/// Host, while frpc logs in on the same port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_shares_bind_port_with_frpc() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_a, pa, _) = nginx_site(dir.path(), "A");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let certs = std::sync::Arc::new(tempfile::tempdir().expect("tempdir"));
+    let server = TestServer::start_on(listener, certs, &format!("{TOKEN}vhostHTTPPort = {port}\n"));
+    let mut client = TestClient::start(
+        server.addr,
+        &format!(
+            "{TOKEN}{}",
+            http_proxy("a", pa, "customDomains = [\"a.example.test\"]\n")
+        ),
+    );
+    client.proxy_addr("a").await;
+    assert_eq!(
+        curl(port, "a.example.test", "/shared", &[]).await.2,
+        "site A /shared\n"
+    );
+    assert_eq!(curl(port, "nobody.example.test", "/", &[]).await.0, 404);
+    client.stop().await;
+    server.stop().await;
+}

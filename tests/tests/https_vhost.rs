@@ -264,3 +264,38 @@ async fn conflicts_are_clear_errors_at_registration() {
     c.stop().await;
     off.stop().await;
 }
+
+/// `vhostHTTPSPort` may be `bindPort`: a ClientHello naming a routed domain
+/// goes to its site, while frpc (whose hello names none) still logs in on
+/// the same port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_shares_bind_port_with_frpc() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_a, a_port, a_cert) = tls_site(dir.path(), "a.example.test", "site A\n");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let certs = std::sync::Arc::new(tempfile::tempdir().expect("tempdir"));
+    let server = TestServer::start_on(
+        listener,
+        certs,
+        &format!("{TOKEN}vhostHTTPSPort = {port}\n"),
+    );
+    let mut client = TestClient::start(
+        server.addr,
+        &format!(
+            "{TOKEN}{}",
+            https_proxy("a", a_port, &["a.example.test"], "")
+        ),
+    );
+    client.proxy_addr("a").await;
+    let (body, got) = curl("a.example.test", port)
+        .await
+        .expect("through bindPort");
+    assert_eq!(body, "site A\n");
+    assert!(
+        der_b64(&got).contains(&der_b64(&a_cert)),
+        "not the site's certificate"
+    );
+    client.stop().await;
+    server.stop().await;
+}

@@ -136,31 +136,32 @@ impl<R: Routed> Routes<R> {
 }
 
 /// What every request needs besides its route.
-struct Vhost {
+pub(crate) struct Vhost {
     server: Arc<Server>,
     not_found: Bytes,
     timeout: Duration,
 }
 
-pub(crate) async fn serve(
-    server: Arc<Server>,
-    listener: TcpListener,
-    stop: CancellationToken,
-    not_found: Bytes,
-) {
-    let timeout = Duration::from_secs(server.config.vhost_http_timeout);
-    let vhost = Arc::new(Vhost {
-        server,
-        not_found,
-        timeout,
-    });
+impl Vhost {
+    pub fn new(server: Arc<Server>, not_found: Bytes) -> Arc<Vhost> {
+        let timeout = Duration::from_secs(server.config.vhost_http_timeout);
+        Arc::new(Vhost {
+            server,
+            not_found,
+            timeout,
+        })
+    }
+}
+
+pub(crate) async fn serve(vhost: Arc<Vhost>, listener: TcpListener, stop: CancellationToken) {
     super::accept_loop(listener, stop, "http", move |tcp, peer| {
         connection(vhost.clone(), tcp, peer)
     })
     .await
 }
 
-async fn connection(vhost: Arc<Vhost>, tcp: TcpStream, peer: SocketAddr) {
+/// Serves the requests of one user connection.
+pub(crate) async fn connection(vhost: Arc<Vhost>, tcp: TcpStream, peer: SocketAddr) {
     serve_users(tcp, peer, move |peer, local, req| {
         let vhost = vhost.clone();
         async move { handle(&vhost, peer, local, req).await }

@@ -30,7 +30,7 @@ pub(crate) type Routes = Router<ProxyCtx>;
 const MAX_HELLO: usize = 16 * 1024 + 5;
 
 /// Time a connection has to send its whole ClientHello.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(crate) async fn serve(server: Arc<Server>, listener: TcpListener, stop: CancellationToken) {
     super::accept_loop(listener, stop, "https", move |tcp, peer| {
@@ -39,7 +39,8 @@ pub(crate) async fn serve(server: Arc<Server>, listener: TcpListener, stop: Canc
     .await
 }
 
-async fn route(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr) {
+/// Routes one user connection by the name in its ClientHello.
+pub(crate) async fn route(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr) {
     let name = match tokio::time::timeout(HELLO_TIMEOUT, server_name(&tcp)).await {
         Ok(Ok(Some(name))) => name,
         Ok(Ok(None)) => return debug!("ClientHello without a server name (SNI): closed"),
@@ -62,7 +63,7 @@ async fn route(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr) {
 /// The server name of the ClientHello at the head of `tcp`, without taking
 /// it off the socket. Waits (with a short backoff) while the hello arrives
 /// in pieces; fails on anything that is not a ClientHello.
-async fn server_name(tcp: &TcpStream) -> io::Result<Option<String>> {
+pub(crate) async fn server_name(tcp: &TcpStream) -> io::Result<Option<String>> {
     let mut buf = vec![0u8; MAX_HELLO];
     let mut seen = 0;
     let mut delay = Duration::from_millis(1);
