@@ -66,7 +66,9 @@ fuzz:
 # bench/results.md and prints it with the targets; missed targets do not fail
 # the run, lost data does. Then compares our multiplexer with the yamux crate
 # (0.13, 0.14) and tokio-yamux on the same workloads (tests/examples/
-# muxbench.rs, bench/mux.md). About eight minutes on 2 cores; the first run also
+# muxbench.rs, bench/mux.md), and HTTP through our vhost against nginx in
+# front of rathole and of our tcp tunnel, with wrk (tests/examples/
+# httpbench.rs, bench/http.md). About nine minutes on 2 cores; the first run also
 # installs iperf3 and socat (Debian, as root) and compiles rathole into
 # target/bench-tools, a few minutes more. rathole: plain TCP is its default
 # transport, so its TLS/noise features (OpenSSL headers) are left out; not
@@ -74,15 +76,16 @@ fuzz:
 BENCH_TOOLS = $(CURDIR)/target/bench-tools
 
 bench:
-	@command -v iperf3 >/dev/null && command -v socat >/dev/null || { \
-		[ "$$(id -u)" = 0 ] || { echo "bench needs iperf3 and socat: apt-get install iperf3 socat (as root)"; exit 1; }; \
-		apt-get install -y iperf3 socat || { apt-get update && apt-get install -y iperf3 socat; }; }
+	@command -v iperf3 >/dev/null && command -v socat >/dev/null && command -v wrk >/dev/null && [ -x /usr/sbin/nginx ] || { \
+		[ "$$(id -u)" = 0 ] || { echo "bench needs iperf3, socat, wrk and nginx: apt-get install iperf3 socat wrk nginx (as root)"; exit 1; }; \
+		apt-get install -y iperf3 socat wrk nginx || { apt-get update && apt-get install -y iperf3 socat wrk nginx; }; }
 	@$(BENCH_TOOLS)/bin/rathole --version 2>/dev/null | grep -q 'Build Version: *0\.5\.0' || \
 		$(CARGO) install rathole --version 0.5.0 --root $(BENCH_TOOLS) \
 			--no-default-features --features server,client
 	$(CARGO) build --release -p frps -p frpc
 	BENCH_RATHOLE=$(BENCH_TOOLS)/bin/rathole $(CARGO) run --release -p e2e --example bench
 	$(CARGO) run --release -p e2e --example muxbench
+	BENCH_RATHOLE=$(BENCH_TOOLS)/bin/rathole $(CARGO) run --release -p e2e --example httpbench
 
 # Profiles one bench workload through our tunnel (defaults) with perf,
 # system-wide, and draws a flamegraph with inferno (installed into

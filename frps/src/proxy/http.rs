@@ -2,8 +2,6 @@
 //! pairs on the server's HTTP virtual host port (`vhost::http`), which does
 //! the HTTP and opens a tunnel stream per request.
 
-use std::sync::Arc;
-
 use net::logging::Escaped;
 use tracing::info;
 use wire::message::{HttpSpec, ProxyError};
@@ -25,10 +23,7 @@ pub(super) async fn start(spec: &HttpSpec, ctx: ProxyCtx) -> Result<String, Prox
         spec.locations.clone()
     };
     let routes = ctx.server.http_routes.clone();
-    let route = Arc::new(HttpRoute {
-        ctx: ctx.clone(),
-        spec: spec.clone(),
-    });
+    let route = HttpRoute::new(ctx.clone(), spec.clone());
     routes.add(&names, &locations, &route).map_err(|taken| {
         ProxyError::Refused(format!("domain {taken} is already taken by another proxy"))
     })?;

@@ -44,6 +44,53 @@ const MAX_HEAD: usize = 64 * 1024;
 pub(crate) struct HttpRoute {
     pub ctx: ProxyCtx,
     pub spec: HttpSpec,
+    /// Keep-alive connections to the local service (each over its own
+    /// tunnel stream) waiting for the next request, at most [`IDLE_PER_ROUTE`].
+    pub idle: Mutex<Vec<Sender>>,
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Incoming>;
+
+/// Idle keep-alive connections kept per http proxy: each holds one stream
+/// of the client's `maxStreamsPerClient`.
+const IDLE_PER_ROUTE: usize = 128;
+
+impl HttpRoute {
+    pub fn new(ctx: ProxyCtx, spec: HttpSpec) -> Arc<HttpRoute> {
+        Arc::new(HttpRoute {
+            ctx,
+            spec,
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Sender>> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A kept-alive connection that can take a request now.
+    fn take_idle(&self) -> Option<Sender> {
+        let mut idle = self.idle();
+        while let Some(s) = idle.pop() {
+            if s.is_ready() {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    /// Pools `sender` once its response has been read through.
+    fn keep(self: &Arc<Self>, mut sender: Sender) {
+        let route = self.clone();
+        tokio::spawn(async move {
+            if sender.ready().await.is_ok() {
+                let mut idle = route.idle();
+                if idle.len() < IDLE_PER_ROUTE && !route.ctx.stop.is_cancelled() {
+                    idle.push(sender);
+                }
+            }
+        });
+    }
 }
 
 /// What the router needs of a route besides its identity.
@@ -290,13 +337,30 @@ pub(crate) fn basic_auth_ok(user: &str, password: &str, given: Option<&HeaderVal
 
 async fn forward(
     vhost: &Vhost,
-    route: &HttpRoute,
+    route: &Arc<HttpRoute>,
     peer: SocketAddr,
     local: SocketAddr,
     host: String,
     mut req: Request<Incoming>,
 ) -> Response<Body> {
     prepare_request(&route.spec, peer, &host, req.headers_mut());
+    let plain = !wants_upgrade(&req);
+    // A kept-alive connection first; a request it did not take (it closed
+    // meanwhile) goes on a fresh one.
+    if plain {
+        while let Some(mut sender) = route.take_idle() {
+            match sender.try_send_request(req).await {
+                Ok(resp) => {
+                    route.keep(sender);
+                    return finish(route, resp);
+                }
+                Err(mut e) => match e.take_message() {
+                    Some(back) => req = back,
+                    None => return text(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n"),
+                },
+            }
+        }
+    }
     let Ok(permit) = route.ctx.budget.permits.clone().try_acquire_owned() else {
         warn!(
             "client already has {} connections open (transport.maxStreamsPerClient)",
@@ -312,7 +376,17 @@ async fn forward(
         }
     };
     let stop = route.ctx.stop.clone();
-    let mut resp = relay_request(tunnel, req, permit, stop, Some(vhost.timeout)).await;
+    let keep = plain.then(|| route.clone());
+    let resp = relay_request(tunnel, req, permit, stop, Some(vhost.timeout), keep).await;
+    finish(route, resp)
+}
+
+/// The proxy's response headers.
+fn finish<B>(route: &HttpRoute, resp: Response<B>) -> Response<Body>
+where
+    B: hyper::body::Body<Data = Bytes, Error = hyper::Error> + Send + Sync + 'static,
+{
+    let mut resp = resp.map(|b| b.boxed());
     for (k, v) in &route.spec.response_headers {
         set(resp.headers_mut(), k, v);
     }
@@ -329,6 +403,7 @@ pub(crate) async fn relay_request(
     permit: OwnedSemaphorePermit,
     stop: CancellationToken,
     timeout: Option<Duration>,
+    keep: Option<Arc<HttpRoute>>,
 ) -> Response<Body> {
     let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(tunnel)).await
     {
@@ -365,6 +440,8 @@ pub(crate) async fn relay_request(
     if let (true, Some(user)) = (upgraded, user_upgrade) {
         let backend = hyper::upgrade::on(&mut resp);
         tokio::spawn(splice_upgrade(user, backend));
+    } else if let Some(route) = keep {
+        route.keep(sender);
     }
     resp.map(|b| b.boxed())
 }

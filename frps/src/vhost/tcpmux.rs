@@ -96,7 +96,8 @@ async fn handle(
         }
     };
     if server.config.tcpmux_passthrough {
-        return super::http::relay_request(tunnel, req, permit, route.ctx.stop.clone(), None).await;
+        let stop = route.ctx.stop.clone();
+        return super::http::relay_request(tunnel, req, permit, stop, None, None).await;
     }
     let user = hyper::upgrade::on(&mut req);
     let stop = route.ctx.stop.clone();
