@@ -645,3 +645,71 @@ async fn http_shares_bind_port_with_frpc() {
     client.stop().await;
     server.stop().await;
 }
+
+/// A 1 GiB download and a 1 GiB upload through the vhost: frps and frpc
+/// (real processes, so their memory can be read) stay within a few
+/// buffers — under 32 MiB of growth each — while the bodies stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gigabyte_each_way_holds_no_more_than_a_few_buffers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_a, pa, files) = nginx_site(dir.path(), "A");
+    // Sparse: nginx reads zeros, the disk holds nothing.
+    let big = std::fs::File::create(files.join("gig.bin")).expect("create");
+    big.set_len(1 << 30).expect("size");
+    let vhost = free_port();
+    let (mut frps, port) = spawn_frps(dir.path(), &format!("{TOKEN}vhostHTTPPort = {vhost}\n"));
+    let mut frpc = spawn_frpc(
+        dir.path(),
+        port,
+        &format!(
+            "{TOKEN}{}",
+            http_proxy("a", pa, "customDomains = [\"a.example.test\"]\n")
+        ),
+    );
+    frpc.wait_line("proxy started", WAIT);
+    let pids = (frps.child.id(), frpc.child.id());
+    let base = (e2e::raw::rss_kib(pids.0), e2e::raw::rss_kib(pids.1));
+    let peak = std::sync::Arc::new(std::sync::Mutex::new((0u64, 0u64)));
+    let watch = {
+        let peak = peak.clone();
+        tokio::spawn(async move {
+            loop {
+                let now = (e2e::raw::rss_kib(pids.0), e2e::raw::rss_kib(pids.1));
+                {
+                    let mut p = peak.lock().expect("peak");
+                    *p = (p.0.max(now.0), p.1.max(now.1));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let down = curl(
+        vhost,
+        "a.example.test",
+        "/files/gig.bin",
+        &["-o", "/dev/null"],
+    )
+    .await;
+    assert_eq!(down.0, 200);
+    let (status, _, _) = curl(
+        vhost,
+        "a.example.test",
+        "/files/gig-up.bin",
+        &["-T", files.join("gig.bin").to_str().expect("path")],
+    )
+    .await;
+    assert!(status == 201 || status == 204, "PUT answered {status}");
+    let stored = std::fs::metadata(files.join("gig-up.bin"))
+        .expect("stored")
+        .len();
+    assert_eq!(stored, 1 << 30, "upload arrived whole");
+    watch.abort();
+    let (ps, pc) = *peak.lock().expect("peak");
+    let (gs, gc) = (ps.saturating_sub(base.0), pc.saturating_sub(base.1));
+    eprintln!("frps +{gs} KiB, frpc +{gc} KiB");
+    assert!(gs < 32 * 1024, "frps grew by {gs} KiB");
+    assert!(gc < 32 * 1024, "frpc grew by {gc} KiB");
+    for p in [&mut frps, &mut frpc] {
+        let _ = p.child.kill();
+    }
+}
