@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 use crate::diag::{self, Problems, Source};
 use crate::proxy::{self, ProxyConfig};
 use crate::{
-    both_or_neither, check_auth, config_dir, normalize_fingerprint, read_file, secs, AuthConfig,
-    ConfigError, LogConfig, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_HEARTBEAT_TIMEOUT,
-    DEFAULT_TCP_KEEPALIVE, DEFAULT_UDP_PACKET_SIZE,
+    both_or_neither, check_auth, normalize_fingerprint, secs, AuthConfig, ConfigError, LogConfig,
+    DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_HEARTBEAT_TIMEOUT, DEFAULT_TCP_KEEPALIVE,
+    DEFAULT_UDP_PACKET_SIZE,
 };
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -168,44 +168,11 @@ impl ClientConfig {
     }
 
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = read_file(path)?;
-        let mut cfg = Self::parse(&text, path)?;
-        cfg.config_dir = config_dir(path);
-        Ok(cfg)
+        diag::load(path)
     }
 
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        Self::parse(text, Path::new("<inline>"))
-    }
-
-    /// Every problem of the file at once: syntax, the common keys, each
-    /// proxy entry, then validation.
-    fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let src = Source::new(text);
-        let fail = |errors| ConfigError::Invalid {
-            path: path.to_owned(),
-            errors: diag::sorted(errors),
-        };
-        if let Err(e) = text.parse::<toml::Table>() {
-            return Err(fail(vec![diag::from_toml(&src, &e)]));
-        }
-        let mut errors = Vec::new();
-        let mut cfg = diag::parse_all::<ClientConfig>(&src)
-            .map_err(|e| errors.extend(e))
-            .ok();
-        let proxies = read_proxies(&src, &mut errors);
-        let mut problems = Problems::new(&src);
-        if let Some(cfg) = cfg.as_mut() {
-            cfg.raw_proxies = None;
-            cfg.proxies = proxies.iter().filter_map(|e| e.cfg.clone()).collect();
-            cfg.check(&mut problems);
-        }
-        check_proxies(&proxies, &mut problems);
-        errors.extend(problems.found);
-        match cfg {
-            Some(cfg) if errors.is_empty() => Ok(cfg),
-            _ => Err(fail(errors)),
-        }
+        diag::parse(text, Path::new("<inline>"))
     }
 
     /// Checks the common keys and fills derived values.
@@ -271,6 +238,29 @@ impl ClientConfig {
                 );
             }
         }
+    }
+}
+
+impl diag::Settings for ClientConfig {
+    /// The common keys, each proxy entry, then validation.
+    fn read(src: &Source<'_>, errors: &mut Vec<diag::Diagnostic>) -> Option<Self> {
+        let mut cfg = diag::parse_all::<ClientConfig>(src)
+            .map_err(|e| errors.extend(e))
+            .ok();
+        let proxies = read_proxies(src, errors);
+        let mut problems = Problems::new(src);
+        if let Some(cfg) = cfg.as_mut() {
+            cfg.raw_proxies = None;
+            cfg.proxies = proxies.iter().filter_map(|e| e.cfg.clone()).collect();
+            cfg.check(&mut problems);
+        }
+        check_proxies(&proxies, &mut problems);
+        errors.extend(problems.found);
+        cfg
+    }
+
+    fn set_dir(&mut self, dir: PathBuf) {
+        self.config_dir = dir;
     }
 }
 

@@ -9,6 +9,7 @@
 
 use std::fmt;
 use std::ops::Range;
+use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
@@ -174,4 +175,42 @@ pub(crate) fn sorted(mut found: Vec<Diagnostic>) -> Vec<Diagnostic> {
     found.sort_by_key(|d| d.line.unwrap_or(usize::MAX));
     found.truncate(MAX_ERRORS);
     found
+}
+
+/// A settings file type: how to read it from text, and where its
+/// directory goes (for paths that default next to it).
+pub(crate) trait Settings: Sized {
+    /// Everything after the syntax check: the value, with every problem
+    /// found added to `errors` (the value is used only if there are none).
+    fn read(src: &Source<'_>, errors: &mut Vec<Diagnostic>) -> Option<Self>;
+    fn set_dir(&mut self, dir: PathBuf);
+}
+
+/// Reads `text` (from `path`, for messages): a syntax error ends it at
+/// once, otherwise every problem is reported together, in file order.
+pub(crate) fn parse<T: Settings>(text: &str, path: &Path) -> Result<T, crate::ConfigError> {
+    let src = Source::new(text);
+    let mut errors = Vec::new();
+    let value = match text.parse::<toml::Table>() {
+        Err(e) => {
+            errors.push(from_toml(&src, &e));
+            None
+        }
+        Ok(_) => T::read(&src, &mut errors),
+    };
+    match value {
+        Some(v) if errors.is_empty() => Ok(v),
+        _ => Err(crate::ConfigError::Invalid {
+            path: path.to_owned(),
+            errors: sorted(errors),
+        }),
+    }
+}
+
+/// [`parse`] of the file at `path`, its directory recorded.
+pub(crate) fn load<T: Settings>(path: &Path) -> Result<T, crate::ConfigError> {
+    let text = crate::read_file(path)?;
+    let mut value = parse::<T>(&text, path)?;
+    value.set_dir(crate::config_dir(path));
+    Ok(value)
 }

@@ -7,9 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::diag::{self, Problems, Source};
 use crate::{
-    both_or_neither, check_auth, config_dir, read_file, secs, AuthConfig, ConfigError, LogConfig,
-    PortRange, DEFAULT_HEARTBEAT_TIMEOUT, DEFAULT_MAX_STREAMS, DEFAULT_TCP_KEEPALIVE,
-    DEFAULT_UDP_PACKET_SIZE,
+    both_or_neither, check_auth, secs, AuthConfig, ConfigError, LogConfig, PortRange,
+    DEFAULT_HEARTBEAT_TIMEOUT, DEFAULT_MAX_STREAMS, DEFAULT_TCP_KEEPALIVE, DEFAULT_UDP_PACKET_SIZE,
 };
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -165,32 +164,11 @@ impl ServerConfig {
     }
 
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = read_file(path)?;
-        let mut cfg = Self::parse(&text, path)?;
-        cfg.config_dir = config_dir(path);
-        Ok(cfg)
+        diag::load(path)
     }
 
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        Self::parse(text, Path::new("<inline>"))
-    }
-
-    fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let src = Source::new(text);
-        let fail = |errors| ConfigError::Invalid {
-            path: path.to_owned(),
-            errors: diag::sorted(errors),
-        };
-        if let Err(e) = text.parse::<toml::Table>() {
-            return Err(fail(vec![diag::from_toml(&src, &e)]));
-        }
-        let mut cfg = diag::parse_all::<ServerConfig>(&src).map_err(fail)?;
-        let mut problems = Problems::new(&src);
-        cfg.check(&mut problems);
-        match problems.found.is_empty() {
-            true => Ok(cfg),
-            false => Err(fail(problems.found)),
-        }
+        diag::parse(text, Path::new("<inline>"))
     }
 
     /// Checks values and fills derived ones.
@@ -261,5 +239,21 @@ impl ServerConfig {
 
     pub fn port_allowed(&self, port: u16) -> bool {
         self.allow_ports.is_empty() || self.allow_ports.iter().any(|r| r.contains(port))
+    }
+}
+
+impl diag::Settings for ServerConfig {
+    fn read(src: &Source<'_>, errors: &mut Vec<diag::Diagnostic>) -> Option<Self> {
+        let mut cfg = diag::parse_all::<ServerConfig>(src)
+            .map_err(|e| errors.extend(e))
+            .ok()?;
+        let mut problems = Problems::new(src);
+        cfg.check(&mut problems);
+        errors.extend(problems.found);
+        Some(cfg)
+    }
+
+    fn set_dir(&mut self, dir: PathBuf) {
+        self.config_dir = dir;
     }
 }
