@@ -34,9 +34,9 @@ pub(crate) async fn handle(
                 drop(permit);
                 crate::vhost::http::connection(vhost, tcp, peer).await
             }
-            Shared::Https => {
+            Shared::Https(ctx) => {
                 drop(permit);
-                crate::vhost::https::route(server, tcp, peer).await
+                crate::vhost::https::carry(ctx, tcp, peer).await
             }
             Shared::No => {
                 if let Err(e) = serve(server, tcp, close, permit).await {
@@ -52,7 +52,8 @@ pub(crate) async fn handle(
 /// Who a connection to `bindPort` is for, when virtual hosts share it.
 enum Shared {
     Http(Arc<crate::vhost::http::Vhost>),
-    Https,
+    /// The proxy its ClientHello named (already looked up).
+    Https(crate::proxy::ProxyCtx),
     No,
 }
 
@@ -75,7 +76,10 @@ async fn shared_port(server: &Server, tcp: &TcpStream) -> Shared {
         (FirstBytes::Tls, _) if https => {
             let hello = crate::vhost::https::server_name(tcp);
             match tokio::time::timeout(crate::vhost::https::HELLO_TIMEOUT, hello).await {
-                Ok(Ok(Some(name))) if server.https_routes.lookup(&name).is_some() => Shared::Https,
+                Ok(Ok(Some(name))) => server
+                    .https_routes
+                    .lookup(&name)
+                    .map_or(Shared::No, Shared::Https),
                 _ => Shared::No,
             }
         }

@@ -223,7 +223,10 @@ fn head_size(req: &Request<Incoming>) -> usize {
         .iter()
         .map(|(k, v)| k.as_str().len() + v.len() + 4)
         .sum();
-    req.uri().to_string().len() + headers
+    // The request target as sent (origin form), without formatting it.
+    let target = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    let authority = req.uri().authority().map_or(0, |a| a.as_str().len());
+    target + authority + headers
 }
 
 /// HTTP/1.1 (with upgrades) on one user connection, `handle(peer, local,

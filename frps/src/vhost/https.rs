@@ -50,6 +50,11 @@ pub(crate) async fn route(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr)
     let Some(ctx) = server.https_routes.lookup(&name) else {
         return debug!(name = %Escaped(&name), "no https proxy for this name; closed");
     };
+    carry(ctx, tcp, peer).await
+}
+
+/// Carries a connection whose ClientHello named `ctx`'s proxy.
+pub(crate) async fn carry(ctx: ProxyCtx, tcp: TcpStream, peer: SocketAddr) {
     let Ok(permit) = ctx.budget.permits.clone().try_acquire_owned() else {
         return warn!(
             "client already has {} connections open (transport.maxStreamsPerClient); closing this one",
