@@ -22,6 +22,9 @@ use tokio_util::sync::CancellationToken;
 pub use frpc::Event;
 
 pub mod raw;
+pub mod sites;
+
+pub use sites::{nginx_site, tls_site};
 
 /// Generous upper bound for anything a test waits for; reaching it is a failure.
 pub const WAIT: Duration = Duration::from_secs(30);

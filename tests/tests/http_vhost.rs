@@ -6,7 +6,6 @@
 //! download and upload checked by SHA-256.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::Command;
 
 use e2e::*;
@@ -14,48 +13,6 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
 const TOKEN: &str = "auth.token = \"web\"\n";
-
-/// nginx on 127.0.0.1 as site `name`: `/echo` answers with what it was
-/// sent, `/files/` serves (and takes PUTs into) its directory, anything
-/// else answers `site NAME path`.
-fn nginx_site(dir: &Path, name: &str) -> (Proc, u16, std::path::PathBuf) {
-    let root = dir.join(name);
-    let files = root.join("files");
-    std::fs::create_dir_all(files.join("tmp")).expect("dirs");
-    for _ in 0..5 {
-        let port = free_port();
-        let conf = format!(
-            "user root;\nworker_processes 1;\ndaemon off;\nerror_log stderr notice;\npid {root}/nginx.pid;\n\
-             events {{ worker_connections 256; }}\n\
-             http {{\n access_log off;\n client_body_temp_path {root}/files/tmp;\n\
-              proxy_temp_path {root}/p; fastcgi_temp_path {root}/f; uwsgi_temp_path {root}/u; scgi_temp_path {root}/s;\n\
-              server {{\n  listen 127.0.0.1:{port};\n\
-               location /echo {{ default_type text/plain; return 200 \"site={name} host=$host uri=$request_uri \
-xff=$http_x_forwarded_for xfh=$http_x_forwarded_host xfp=$http_x_forwarded_proto xri=$http_x_real_ip \
-custom=$http_x_custom\\n\"; }}\n\
-               location /files/ {{ root {root}; dav_methods PUT; create_full_put_path on; client_max_body_size 0; }}\n\
-               location / {{ default_type text/plain; return 200 \"site {name} $request_uri\\n\"; }}\n\
-              }}\n}}\n",
-            root = root.display()
-        );
-        let file = write_file(&root, "nginx.conf", &conf);
-        let mut c = Command::new("/usr/sbin/nginx");
-        c.arg("-c").arg(&file).arg("-p").arg(&root);
-        let mut p = Proc::spawn(c);
-        // nginx says nothing when it starts well: poll its port.
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return (p, port, files);
-            }
-            if p.child.try_wait().ok().flatten().is_some() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        let _ = p.child.kill();
-    }
-    panic!("nginx did not start");
-}
 
 fn http_proxy(name: &str, port: u16, extra: &str) -> String {
     format!("[[proxies]]\nname = \"{name}\"\ntype = \"http\"\nlocalPort = {port}\n{extra}")

@@ -4,7 +4,6 @@
 //! sees is the site's own, byte for byte.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -14,51 +13,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 const TOKEN: &str = "auth.token = \"vhost\"\n";
-
-/// A TLS site: `openssl s_server -WWW` with a self-signed certificate for
-/// `name`, serving `index.html` = `body`. Returns it, its port and its
-/// certificate (PEM).
-fn tls_site(dir: &Path, name: &str, body: &str) -> (Proc, u16, String) {
-    let site = dir.join(name);
-    std::fs::create_dir_all(&site).expect("dir");
-    std::fs::write(site.join("index.html"), body).expect("index");
-    let ok = Command::new("openssl")
-        .current_dir(&site)
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args([
-            "-keyout",
-            "k.pem",
-            "-out",
-            "c.pem",
-            "-subj",
-            &format!("/CN={name}"),
-        ])
-        .args(["-addext", &format!("subjectAltName=DNS:{name}")])
-        .output()
-        .expect("openssl req");
-    assert!(
-        ok.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
-    let cert = std::fs::read_to_string(site.join("c.pem")).expect("cert");
-    for _ in 0..5 {
-        let port = free_port();
-        let mut c = Command::new("openssl");
-        c.current_dir(&site)
-            .args(["s_server", "-cert", "c.pem", "-key", "k.pem", "-WWW"]);
-        c.args(["-accept", &format!("127.0.0.1:{port}")]);
-        let mut p = Proc::spawn(c);
-        if let Some(line) = p.first_of(&["ACCEPT", "rror"], WAIT) {
-            if line.contains("ACCEPT") {
-                return (p, port, cert);
-            }
-        }
-    }
-    panic!("openssl s_server did not start");
-}
 
 /// TOML for one https proxy.
 fn https_proxy(name: &str, local_port: u16, domains: &[&str], subdomain: &str) -> String {
