@@ -13,7 +13,7 @@ use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 
 use mux::{DirectSink, MuxStream};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -62,48 +62,60 @@ impl Tunnel {
     }
 }
 
-/// A socket the reader task can write to while this task reads it: tokio's
-/// readiness-based `try_*` calls take `&self`.
-trait ReadySocket: Send + Sync + 'static {
-    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
-    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize>;
+/// A socket split for the direct path: this task reads the read half
+/// (tokio's own `AsyncRead`, which takes a short read as the end of the
+/// socket's readiness and so saves a read that would only say
+/// `WouldBlock`), while the reader task writes the write half.
+trait SplitSocket {
+    type Read: AsyncRead + Unpin + Send;
+    type Write: WriteHalf;
+    fn split(self) -> (Self::Read, Self::Write);
+}
+
+/// The write half as the reader task uses it: tokio's readiness-based
+/// `try_write` takes `&self`.
+trait WriteHalf: Send + Sync + 'static {
     fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
     fn try_write(&self, buf: &[u8]) -> io::Result<usize>;
     fn shutdown_write(&self) -> io::Result<()>;
 }
 
-macro_rules! ready_socket {
-    ($t:ty) => {
-        impl ReadySocket for $t {
-            fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                <$t>::poll_read_ready(self, cx)
+macro_rules! split_socket {
+    ($stream:ty, $halves:ident) => {
+        impl SplitSocket for $stream {
+            type Read = tokio::net::$halves::OwnedReadHalf;
+            type Write = tokio::net::$halves::OwnedWriteHalf;
+            fn split(self) -> (Self::Read, Self::Write) {
+                self.into_split()
             }
-            fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
-                <$t>::try_read(self, buf)
-            }
+        }
+
+        impl WriteHalf for tokio::net::$halves::OwnedWriteHalf {
             fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                <$t>::poll_write_ready(self, cx)
+                AsRef::<$stream>::as_ref(self).poll_write_ready(cx)
             }
             fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
-                <$t>::try_write(self, buf)
+                tokio::net::$halves::OwnedWriteHalf::try_write(self, buf)
             }
             fn shutdown_write(&self) -> io::Result<()> {
-                // tokio's shutdown needs `&mut`; the socket is shared.
-                socket2::SockRef::from(self).shutdown(std::net::Shutdown::Write)
+                // tokio's shutdown needs `&mut`; the half is shared.
+                let sock: &$stream = self.as_ref();
+                socket2::SockRef::from(sock).shutdown(std::net::Shutdown::Write)
             }
         }
     };
 }
-ready_socket!(TcpStream);
-ready_socket!(UnixStream);
+split_socket!(TcpStream, tcp);
+split_socket!(UnixStream, unix);
 
-/// The local socket as the stream's sink, counting what it is given.
-struct Shared<S> {
-    sock: S,
+/// The local socket's write half as the stream's sink, counting what it
+/// is given.
+struct Shared<W> {
+    sock: W,
     count: Option<Counting>,
 }
 
-impl<S: ReadySocket> DirectSink for Shared<S> {
+impl<W: WriteHalf> DirectSink for Shared<W> {
     fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
         let n = self.sock.try_write(buf)?;
         if let Some(c) = &self.count {
@@ -119,44 +131,20 @@ impl<S: ReadySocket> DirectSink for Shared<S> {
     }
 }
 
-/// Reads the socket that is shared with the reader task.
-struct SharedReader<S>(Arc<Shared<S>>);
-
-impl<S: ReadySocket> AsyncRead for SharedReader<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        loop {
-            ready!(self.0.sock.poll_read_ready(cx))?;
-            match self.0.sock.try_read(buf.initialize_unfilled()) {
-                Ok(n) => {
-                    buf.advance(n);
-                    return Poll::Ready(Ok(()));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
-    }
-}
-
 /// The direct path: local → stream is the usual copy (one read of
 /// [`MUX_RELAY_BUF`] becomes one frame); stream → local is written by the
 /// reader task, and this task only drains its queue. Returns the bytes
 /// (into the tunnel, out of it).
-async fn carry_direct<S: ReadySocket>(
+async fn carry_direct<S: SplitSocket>(
     sock: S,
     stream: &mut MuxStream,
     meters: &Meters,
 ) -> io::Result<(u64, u64)> {
-    let shared = Arc::new(Shared {
-        sock,
+    let (mut reader, writer) = sock.split();
+    stream.set_sink(Arc::new(Shared {
+        sock: writer,
         count: meters.counting(false),
-    });
-    stream.set_sink(shared.clone());
-    let mut reader = SharedReader(shared);
+    }));
     let mut up = Direction::new(MUX_RELAY_BUF, meters.counting(true));
     let mut down: Option<u64> = None;
     poll_fn(|cx| {
