@@ -670,3 +670,57 @@ async fn a_gigabyte_each_way_holds_no_more_than_a_few_buffers() {
         let _ = p.child.kill();
     }
 }
+
+/// A forwarder to `target` that counts the connections it accepts.
+async fn counting_forwarder(target: u16) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let accepted = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut user, _)) = l.accept().await {
+            accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                if let Ok(mut up) = TcpStream::connect(("127.0.0.1", target)).await {
+                    let _ = tokio::io::copy_bidirectional(&mut user, &mut up).await;
+                }
+            });
+        }
+    });
+    (port, count)
+}
+
+/// Requests from one user connection after another reuse the kept-alive
+/// connection to the local service once each response has been read
+/// through: bodies with a length, and HEAD answers, whose body is empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_to_the_local_service_are_reused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_site, port, files) = nginx_site(dir.path(), "A");
+    std::fs::write(files.join("f.txt"), "file body\n").expect("file");
+    let (forwarder, accepted) = counting_forwarder(port).await;
+    let vhost = free_port();
+    let server = TestServer::start(&format!("{TOKEN}vhostHTTPPort = {vhost}\n")).await;
+    let proxy = http_proxy("a", forwarder, "customDomains = [\"a.example.test\"]\n");
+    let mut client = TestClient::start(server.addr, &format!("{TOKEN}{proxy}"));
+    client.proxy_addr("a").await;
+    for i in 0..30 {
+        let (status, _, body) = match i % 3 {
+            0 => curl(vhost, "a.example.test", &format!("/r{i}"), &[]).await,
+            1 => curl(vhost, "a.example.test", "/files/f.txt", &["-I"]).await,
+            _ => curl(vhost, "a.example.test", "/files/f.txt", &[]).await,
+        };
+        assert_eq!(status, 200, "request {i}");
+        let want = ["site A /r", "", "file body\n"][i % 3];
+        assert!(body.starts_with(want), "request {i}: {body:?}");
+    }
+    // One connection serves them all; a response still being read when
+    // the next request came may have needed a second.
+    let n = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        n <= 2,
+        "30 requests opened {n} connections to the local service"
+    );
+    client.stop().await;
+    server.stop().await;
+}

@@ -10,14 +10,16 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use base64::Engine;
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Frame, Incoming};
 use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -79,17 +81,81 @@ impl HttpRoute {
         None
     }
 
-    /// Pools `sender` once its response has been read through.
+    /// Pools `sender`, whose last response has been read through. Its
+    /// connection is usually ready for the next request at once; when
+    /// hyper has not got that far yet, a task waits for it.
     fn keep(self: &Arc<Self>, mut sender: Sender) {
+        if sender.is_ready() {
+            return self.pool(sender);
+        }
         let route = self.clone();
         tokio::spawn(async move {
             if sender.ready().await.is_ok() {
-                let mut idle = route.idle();
-                if idle.len() < IDLE_PER_ROUTE && !route.ctx.stop.is_cancelled() {
-                    idle.push(sender);
-                }
+                route.pool(sender);
             }
         });
+    }
+
+    fn pool(&self, sender: Sender) {
+        let mut idle = self.idle();
+        if idle.len() < IDLE_PER_ROUTE && !self.ctx.stop.is_cancelled() {
+            idle.push(sender);
+        }
+    }
+}
+
+/// A response body from a kept-alive connection that hands the connection
+/// back to its route's pool once the body has been read to its end (a body
+/// dropped before that closes the connection: its rest is unread).
+struct Pooling {
+    body: Incoming,
+    back: Option<(Sender, Arc<HttpRoute>)>,
+}
+
+impl Pooling {
+    fn new(body: Incoming, sender: Sender, route: Arc<HttpRoute>) -> Pooling {
+        let mut p = Pooling {
+            body,
+            back: Some((sender, route)),
+        };
+        // An empty body may never be polled.
+        if p.body.is_end_stream() {
+            p.release();
+        }
+        p
+    }
+
+    fn release(&mut self) {
+        if let Some((sender, route)) = self.back.take() {
+            route.keep(sender);
+        }
+    }
+}
+
+impl hyper::body::Body for Pooling {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => self.release(),
+            Poll::Ready(Some(Ok(_))) if self.body.is_end_stream() => self.release(),
+            Poll::Ready(Some(Err(_))) => self.back = None,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -354,8 +420,8 @@ async fn forward(
         while let Some(mut sender) = route.take_idle() {
             match sender.try_send_request(req).await {
                 Ok(resp) => {
-                    route.keep(sender);
-                    return finish(route, resp);
+                    let route = route.clone();
+                    return finish(&route, resp.map(|b| Pooling::new(b, sender, route.clone())));
                 }
                 Err(mut e) => match e.take_message() {
                     Some(back) => req = back,
@@ -444,7 +510,7 @@ pub(crate) async fn relay_request(
         let backend = hyper::upgrade::on(&mut resp);
         tokio::spawn(splice_upgrade(user, backend));
     } else if let Some(route) = keep {
-        route.keep(sender);
+        return resp.map(|b| Pooling::new(b, sender, route).boxed());
     }
     resp.map(|b| b.boxed())
 }
