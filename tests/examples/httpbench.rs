@@ -60,12 +60,13 @@ fn wait_port(port: u16) -> Result<()> {
     Ok(())
 }
 
-/// nginx with `body` as its http block; returns its master's pid.
+/// nginx with `body` as its http block, as one process (`master_process
+/// off`: killing it leaves no orphaned worker); returns its pid.
 fn nginx(dir: &Path, name: &str, http: &str, procs: &mut Procs) -> Result<u32> {
     let root = dir.join(name);
     std::fs::create_dir_all(&root)?;
     let conf = format!(
-        "user root;\nworker_processes 1;\ndaemon off;\nerror_log stderr crit;\npid {r}/nginx.pid;\n\
+        "user root;\nmaster_process off;\ndaemon off;\nerror_log stderr crit;\npid {r}/nginx.pid;\n\
          events {{ worker_connections 4096; }}\nhttp {{\n access_log off;\n client_body_temp_path {r}/b;\n\
          proxy_temp_path {r}/p; fastcgi_temp_path {r}/f; uwsgi_temp_path {r}/u; scgi_temp_path {r}/s;\n{http}\n}}\n",
         r = root.display()

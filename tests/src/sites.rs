@@ -9,7 +9,8 @@ use crate::{free_port, write_file, Proc, WAIT};
 
 /// nginx on 127.0.0.1 as site `name`: `/echo` answers with what it was
 /// sent, `/files/` serves (and takes PUTs into) its directory, anything
-/// else answers `site NAME path`.
+/// else answers `site NAME path`. One process (`master_process off`), so
+/// killing it when the test ends leaves no orphaned workers behind.
 pub fn nginx_site(dir: &Path, name: &str) -> (Proc, u16, PathBuf) {
     let root = dir.join(name);
     let files = root.join("files");
@@ -17,7 +18,7 @@ pub fn nginx_site(dir: &Path, name: &str) -> (Proc, u16, PathBuf) {
     for _ in 0..5 {
         let port = free_port();
         let conf = format!(
-            "user root;\nworker_processes 1;\ndaemon off;\nerror_log stderr notice;\npid {root}/nginx.pid;\n\
+            "user root;\nmaster_process off;\ndaemon off;\nerror_log stderr notice;\npid {root}/nginx.pid;\n\
              events {{ worker_connections 256; }}\n\
              http {{\n access_log off;\n client_body_temp_path {root}/files/tmp;\n\
               proxy_temp_path {root}/p; fastcgi_temp_path {root}/f; uwsgi_temp_path {root}/u; scgi_temp_path {root}/s;\n\
