@@ -197,7 +197,9 @@ impl ClientSession {
             }
             Control::CloseProxy { name } => {
                 if let Some(proxy) = self.proxies.remove(&name) {
-                    proxy.stop();
+                    // A registration right behind this (a reload changing
+                    // the proxy) finds its port and names free.
+                    proxy.close().await;
                     self.server.registry.release_proxy(&self.client.user, &name);
                     info!(proxy = %Escaped(&name), "proxy closed by client");
                 }
@@ -241,6 +243,7 @@ impl ClientSession {
         {
             Err(ProxyError::DuplicateName)
         } else {
+            let (held, released) = proxy::held();
             let ctx = ProxyCtx {
                 server: self.server.clone(),
                 name: name.clone(),
@@ -249,8 +252,9 @@ impl ClientSession {
                 meters: Meters::new(vec![traffic, self.traffic.clone()]),
                 stop: self.close.child_token(),
                 tasks: self.tasks.clone(),
+                _held: held,
             };
-            match proxy::start(&req.spec, ctx).await {
+            match proxy::start(&req.spec, ctx, released).await {
                 Ok(proxy) => {
                     let addr = proxy.endpoint.clone();
                     info!(proxy = %Escaped(&name), %kind, remote = %addr, "proxy started");

@@ -14,15 +14,17 @@ pub(crate) use tcp::serve_user as serve_tcp_user;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use net::framed;
 use net::stats::Meters;
 use net::tunnel::Tunnel;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::debug;
 use wire::message::{ProxyError, ProxySpec, StartWork, WorkHeader};
 
 use crate::pool::WorkSource;
@@ -33,13 +35,43 @@ pub(crate) struct Proxy {
     /// Where users reach it: "0.0.0.0:6000", or a name and port.
     pub endpoint: String,
     stop: CancellationToken,
+    released: Released,
 }
+
+/// How long closing a proxy waits for its port and names to be free.
+const RELEASE_WAIT: Duration = Duration::from_secs(2);
 
 impl Proxy {
     /// Closes what the proxy serves and every connection of it.
     pub fn stop(&self) {
         self.stop.cancel();
     }
+
+    /// [`Proxy::stop`], then waits (briefly) until everything that ran for
+    /// it has let go — its listener, its routes, its connections — so a
+    /// proxy registered next under the same port or name finds them free
+    /// (a reload that changes a proxy closes and registers it at once).
+    pub async fn close(mut self) {
+        self.stop.cancel();
+        if tokio::time::timeout(RELEASE_WAIT, self.released.0.recv())
+            .await
+            .is_err()
+        {
+            debug!(endpoint = %self.endpoint, "proxy still winding down after {RELEASE_WAIT:?}");
+        }
+    }
+}
+
+/// Held by everything that runs for one proxy (a clone in each
+/// [`ProxyCtx`]); once the last is dropped, [`Released`] knows.
+#[derive(Clone)]
+pub(crate) struct Held(#[allow(dead_code, reason = "works by being dropped")] mpsc::Sender<()>);
+
+pub(crate) struct Released(mpsc::Receiver<()>);
+
+pub(crate) fn held() -> (Held, Released) {
+    let (tx, rx) = mpsc::channel(1);
+    (Held(tx), Released(rx))
 }
 
 /// The streams a client's proxies may have open at once, shared by all of
@@ -72,10 +104,17 @@ pub(crate) struct ProxyCtx {
     pub meters: Meters,
     pub stop: CancellationToken,
     pub tasks: TaskTracker,
+    /// Lets [`Proxy::close`] learn when the proxy has let go of everything
+    /// (never read: it works by being dropped).
+    pub _held: Held,
 }
 
 /// Starts the proxy `spec` describes: the one match on the kind.
-pub(crate) async fn start(spec: &ProxySpec, ctx: ProxyCtx) -> Result<Proxy, ProxyError> {
+pub(crate) async fn start(
+    spec: &ProxySpec,
+    ctx: ProxyCtx,
+    released: Released,
+) -> Result<Proxy, ProxyError> {
     let stop = ctx.stop.clone();
     let endpoint = match spec {
         ProxySpec::Tcp(s) => tcp::start(s, ctx).await?.to_string(),
@@ -84,7 +123,11 @@ pub(crate) async fn start(spec: &ProxySpec, ctx: ProxyCtx) -> Result<Proxy, Prox
         ProxySpec::Http(s) => http::start(s, ctx).await?,
         ProxySpec::Tcpmux(s) => tcpmux::start(s, ctx).await?,
     };
-    Ok(Proxy { endpoint, stop })
+    Ok(Proxy {
+        endpoint,
+        stop,
+        released,
+    })
 }
 
 /// Opens a tunnel to the client and sends its header. User bytes may follow

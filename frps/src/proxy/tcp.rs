@@ -53,7 +53,9 @@ async fn accept_loop(listener: TcpListener, addr: SocketAddr, ctx: ProxyCtx) {
             }
         }
     }
-    // Dropping the listener here frees the port.
+    // The port is free before the proxy counts as released (`Proxy::close`).
+    drop(listener);
+    drop(ctx);
 }
 
 pub(crate) async fn serve_user(

@@ -40,6 +40,13 @@ pub(super) async fn start(spec: &UdpSpec, ctx: ProxyCtx) -> Result<SocketAddr, P
 }
 
 async fn run(sock: Arc<UdpSocket>, addr: SocketAddr, ctx: ProxyCtx) {
+    relay(&sock, addr, &ctx).await;
+    // The port is free before the proxy counts as released (`Proxy::close`).
+    drop(sock);
+    drop(ctx);
+}
+
+async fn relay(sock: &UdpSocket, addr: SocketAddr, ctx: &ProxyCtx) {
     let max = ctx.server.config.udp_packet_size;
     let mut buf = vec![0u8; max + 1];
     loop {
@@ -55,10 +62,10 @@ async fn run(sock: Arc<UdpSocket>, addr: SocketAddr, ctx: ProxyCtx) {
             },
         };
         if n > max {
-            too_large(&ctx, peer, n, max);
+            too_large(ctx, peer, n, max);
             continue;
         }
-        let tunnel = match open_work(&ctx, addr, addr).await {
+        let tunnel = match open_work(ctx, addr, addr).await {
             Ok(t) => t,
             Err(e) => {
                 warn!("{e:#}; datagram dropped");
@@ -73,8 +80,8 @@ async fn run(sock: Arc<UdpSocket>, addr: SocketAddr, ctx: ProxyCtx) {
         let (rd, wr) = tokio::io::split(tunnel);
         tokio::select! {
             _ = ctx.stop.cancelled() => return,
-            r = to_client(&sock, wr, first, &mut buf, &ctx) => debug!("udp stream to the client ended: {r:?}"),
-            r = from_client(&sock, rd, &ctx) => debug!("udp stream from the client ended: {r:?}"),
+            r = to_client(sock, wr, first, &mut buf, ctx) => debug!("udp stream to the client ended: {r:?}"),
+            r = from_client(sock, rd, ctx) => debug!("udp stream from the client ended: {r:?}"),
         }
     }
 }
