@@ -23,6 +23,8 @@ pub(crate) struct Dialed {
     pub binding: Binding,
     /// Bytes and the last time anything was received (the heartbeat's clock).
     pub activity: Arc<Activity>,
+    /// SHA-256 of the server's certificate, with TLS on.
+    pub fingerprint: Option<String>,
 }
 
 /// What a connection is for: the control connection has the heartbeat's
@@ -63,18 +65,19 @@ impl Connector {
         };
         net::sockopt::tune(&tcp, cfg.tcp_keepalive(), user_timeout);
         let activity = Activity::new();
-        let (io, binding, trusted) = self
+        let conn = self
             .side
             .connect(Metered::new(tcp, activity.clone()))
             .await
             .with_context(|| format!("server {addr}"))?;
         if purpose == Purpose::Control {
-            self.report_trust(&addr, trusted);
+            self.report_trust(&addr, conn.trusted);
         }
         Ok(Dialed {
-            io,
-            binding,
+            io: conn.io,
+            binding: conn.binding,
             activity,
+            fingerprint: conn.fingerprint,
         })
     }
 

@@ -3,8 +3,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use config::ClientConfig;
+use config::{ClientConfig, WebServerConfig};
+use hyper::Method;
 use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
 
 /// frpc: the LAN side of the tunnel.
 #[derive(Parser)]
@@ -26,10 +28,26 @@ struct Cli {
 enum Command {
     /// Check the configuration file and exit.
     Verify,
+    /// Show the running frpc's connection and proxies (admin API, webServer.*).
+    Status,
+    /// Make the running frpc read its config file again: proxies added,
+    /// removed and changed, the others left running.
+    Reload,
+    /// Stop the running frpc.
+    Stop,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let admin_call = match cli.command {
+        Some(Command::Status) => Some((Method::GET, "/api/status")),
+        Some(Command::Reload) => Some((Method::GET, "/api/reload")),
+        Some(Command::Stop) => Some((Method::POST, "/api/stop")),
+        _ => None,
+    };
+    if let Some((method, path)) = admin_call {
+        return finish(admin(&cli.config, method, path));
+    }
     let config = match ClientConfig::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
@@ -42,14 +60,73 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let log = config.log.clone();
-    net::logging::run_main("frpc", &log, || serve(config))
+    net::logging::run_main("frpc", &log, || serve(config, cli.config))
 }
 
-fn serve(config: ClientConfig) -> Result<()> {
+/// `frpc status`, `reload` or `stop`: only `webServer.*` of the file is
+/// needed to reach the running client.
+fn admin(path: &std::path::Path, method: Method, api: &str) -> Result<String> {
+    let web = WebServerConfig::read_from(path)?;
+    let rt = net::util::runtime("frpc").context("cannot start the async runtime")?;
+    rt.block_on(async {
+        match api {
+            "/api/status" => frpc::cli::status(&web).await,
+            "/api/reload" => frpc::cli::call(&web, method, api)
+                .await
+                .map(|_| "reload: done (frpc status shows the proxies)\n".to_owned())
+                .context("reload refused; the running config stays"),
+            _ => frpc::cli::call(&web, method, api)
+                .await
+                .map(|_| "stop: done\n".to_owned()),
+        }
+    })
+}
+
+fn finish(answer: Result<String>) -> ExitCode {
+    match answer {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("frpc: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(config: ClientConfig, path: PathBuf) -> Result<()> {
     let runtime = net::util::runtime("frpc").context("cannot start the async runtime")?;
     runtime.block_on(async {
+        let web = config.web_server.clone();
+        let admin = match web.enabled() {
+            true => Some(
+                tokio::net::TcpListener::bind((web.addr.as_str(), web.port))
+                    .await
+                    .with_context(|| {
+                        format!("cannot listen on webServer {}:{}", web.addr, web.port)
+                    })?,
+            ),
+            false => None,
+        };
         let shutdown = CancellationToken::new();
         tokio::spawn(net::util::cancel_on_signal(shutdown.clone()));
-        frpc::run(config, shutdown, frpc::Events::default()).await
+        let client = frpc::Client::new(config, Some(path), shutdown);
+        tokio::spawn(reload_on_sighup(client.controller()));
+        client.run(frpc::Events::default(), admin).await
     })
+}
+
+/// SIGHUP reloads the config file, as `frpc reload` does.
+async fn reload_on_sighup(ctl: std::sync::Arc<frpc::Controller>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return warn!("cannot listen for SIGHUP: reload through the admin API only");
+    };
+    while hup.recv().await.is_some() {
+        info!("SIGHUP: reloading the config file");
+        if let Err(e) = ctl.reload() {
+            warn!("reload refused, the running config stays:\n{e}");
+        }
+    }
 }

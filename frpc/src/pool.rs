@@ -154,13 +154,7 @@ async fn serve_one(pool: Arc<Pool>, pooled: bool, permit: OwnedSemaphorePermit) 
     if pooled {
         pool.requests.add_pooled(1);
     }
-    work::serve(
-        Tunnel::Conn(io),
-        header,
-        &pool.proxies,
-        pool.stop.child_token(),
-    )
-    .await;
+    work::serve(Tunnel::Conn(io), header, &pool.proxies).await;
 }
 
 async fn open(pool: &Pool) -> Result<BoxIo> {

@@ -13,6 +13,7 @@ use mux::{self, MemoryBudget, Mode, MuxStream};
 use net::activity::Activity;
 use net::framed::{self, ControlReader, ControlStream, ControlWriter};
 use net::logging::Escaped;
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::{debug, info, warn};
@@ -22,6 +23,7 @@ use wire::message::{Control, Frame, NewProxyResp, Ping};
 use crate::connector::{Connector, Purpose};
 use crate::pool::{self, Pool, Requests};
 use crate::proxy::{Agreed, ProxyManager};
+use crate::state::Liveness;
 use crate::{login, work, Event, Events};
 
 /// Connecting and logging in must finish within this long.
@@ -35,6 +37,8 @@ pub(crate) struct Session {
     /// The server's `udpPacketSize`, from its LoginResp.
     server_udp_packet_size: usize,
     activity: std::sync::Arc<Activity>,
+    /// SHA-256 of the server's certificate, with TLS on.
+    fingerprint: Option<String>,
     ctrl: ControlStream<MuxStream>,
     mux: mux::Session,
     close: CancellationToken,
@@ -96,6 +100,7 @@ async fn connect_inner(
         server_timeout: (accepted.heartbeat_timeout > 0)
             .then(|| Duration::from_secs(accepted.heartbeat_timeout.into())),
         activity: dialed.activity,
+        fingerprint: dialed.fingerprint,
         ctrl,
         mux,
         close,
@@ -106,6 +111,14 @@ async fn connect_inner(
 impl Session {
     pub fn run_id(&self) -> &str {
         &self.run_id
+    }
+
+    pub fn activity(&self) -> Arc<Activity> {
+        self.activity.clone()
+    }
+
+    pub fn fingerprint(&self) -> Option<String> {
+        self.fingerprint.clone()
     }
 
     /// The heartbeat for this session: the configured interval, lowered if
@@ -138,15 +151,19 @@ impl Session {
         mut self,
         connector: &Arc<Connector>,
         shutdown: &CancellationToken,
-        events: &Events,
+        client: &Attached<'_>,
         warned: &mut bool,
     ) -> Result<()> {
         let config = &connector.config;
         let agreed = Agreed {
             udp_packet_size: config.udp_packet_size.min(self.server_udp_packet_size),
         };
-        let proxies = Arc::new(ProxyManager::new(config, agreed));
-        for p in proxies.registrations() {
+        let proxies = client.proxies.clone();
+        // Reloads send their registrations through `updates` from now on.
+        let (tx, updates) = tokio::sync::mpsc::unbounded_channel();
+        let registrations = proxies.attach(agreed, &self.close, tx);
+        let _detach = Detach(client.proxies);
+        for p in registrations {
             self.ctrl
                 .feed(Control::NewProxy(p))
                 .await
@@ -163,11 +180,11 @@ impl Session {
             writer,
             proxies,
             pool_requests,
-            events: events.clone(),
+            events: client.events.clone(),
+            liveness: client.liveness.clone(),
+            updates,
         };
-        let result = running
-            .serve(reader, &mut self.mux, &self.close, shutdown)
-            .await;
+        let result = running.serve(reader, &mut self.mux, shutdown).await;
         if result.is_ok() {
             drop(running);
             self.close.cancel();
@@ -175,6 +192,23 @@ impl Session {
             let _ = tokio::time::timeout(Duration::from_secs(2), self.mux.driver).await;
         }
         result
+    }
+}
+
+/// What a session works for, beyond the connection: the client's proxy
+/// set, its liveness record and its event channel.
+pub(crate) struct Attached<'a> {
+    pub proxies: &'a Arc<ProxyManager>,
+    pub liveness: &'a Arc<Liveness>,
+    pub events: &'a Events,
+}
+
+/// Leaves the proxy set waiting for the next session however this one ends.
+struct Detach<'a>(&'a ProxyManager);
+
+impl Drop for Detach<'_> {
+    fn drop(&mut self) {
+        self.0.detach();
     }
 }
 
@@ -213,6 +247,9 @@ struct Running {
     proxies: Arc<ProxyManager>,
     pool_requests: Option<Arc<Requests>>,
     events: Events,
+    liveness: Arc<Liveness>,
+    /// Registrations and closes from reloads, for the control stream.
+    updates: UnboundedReceiver<Control>,
 }
 
 impl Running {
@@ -220,7 +257,6 @@ impl Running {
         &mut self,
         mut reader: ControlReader<MuxStream>,
         mux: &mut mux::Session,
-        close: &CancellationToken,
         shutdown: &CancellationToken,
     ) -> Result<()> {
         loop {
@@ -238,10 +274,13 @@ impl Running {
                 },
                 stream = mux.incoming.recv() => match stream {
                     Some(stream) => {
-                        tokio::spawn(work::handle(stream, self.proxies.clone(), close.child_token()));
+                        tokio::spawn(work::handle(stream, self.proxies.clone()));
                     }
                     None => bail!("connection closed"),
                 },
+                Some(update) = self.updates.recv() => {
+                    self.writer.send(update).await.context("control stream")?;
+                }
             }
         }
     }
@@ -278,8 +317,12 @@ impl Running {
 
     fn on_message(&mut self, msg: Control) -> Result<()> {
         match msg {
-            Control::NewProxyResp(resp) => proxy_registered(resp, &self.events),
-            Control::Pong(pong) => self.beats.pong(pong.seq),
+            Control::NewProxyResp(resp) => proxy_registered(resp, &self.proxies, &self.events),
+            Control::Pong(pong) => {
+                if let Some(rtt) = self.beats.pong(pong.seq) {
+                    self.liveness.rtt(rtt);
+                }
+            }
             Control::ReqWorkConn { count } => match &self.pool_requests {
                 Some(requests) => requests.add(count),
                 None => {
@@ -324,17 +367,25 @@ impl BeatStats {
         ping
     }
 
-    fn pong(&mut self, seq: u32) {
+    /// The round trip of the beat `seq` answers, unless it is late.
+    fn pong(&mut self, seq: u32) -> Option<Duration> {
         match self.sent_at {
             Some((s, at)) if s == seq => {
-                debug!(seq, rtt_ms = at.elapsed().as_secs_f64() * 1000.0, "pong");
+                let rtt = at.elapsed();
+                debug!(seq, rtt_ms = rtt.as_secs_f64() * 1000.0, "pong");
+                Some(rtt)
             }
-            _ => debug!(seq, "late pong"),
+            _ => {
+                debug!(seq, "late pong");
+                None
+            }
         }
     }
 }
 
-fn proxy_registered(resp: NewProxyResp, events: &Events) {
+fn proxy_registered(resp: NewProxyResp, proxies: &ProxyManager, events: &Events) {
+    let result = resp.result.clone().map_err(|e| e.to_string());
+    proxies.registered(&resp.name, result);
     match resp.result {
         Ok(remote_addr) => {
             let port = remote_addr.rsplit(':').next().unwrap_or_default();

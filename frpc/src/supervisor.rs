@@ -13,7 +13,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::connector::Connector;
-use crate::session::{self, Session};
+use crate::control::Controller;
+use crate::session::{self, Attached, Session};
 use crate::{Backoff, Event, Events};
 
 /// A session that lasted this long was healthy: the next outage starts the
@@ -22,6 +23,8 @@ const HEALTHY_SESSION: Duration = Duration::from_secs(60);
 
 pub(crate) struct Supervisor {
     connector: Arc<Connector>,
+    /// The proxy set and liveness record, kept across sessions.
+    controller: Arc<Controller>,
     /// Shared by this client's sessions: a session being replaced still
     /// holds its streams' windows until they close.
     budget: Arc<MemoryBudget>,
@@ -36,13 +39,14 @@ pub(crate) struct Supervisor {
 }
 
 impl Supervisor {
-    pub fn new(config: ClientConfig, events: Events) -> Result<Self> {
+    pub fn new(config: ClientConfig, controller: Arc<Controller>, events: Events) -> Result<Self> {
         let t = &config.transport;
         let (first, max) = config.reconnect_delays();
         let backoff = Backoff::new(first, max);
         let budget = MemoryBudget::new(config::buffer_budget(t.max_buffer_mb));
         Ok(Supervisor {
             connector: Arc::new(Connector::new(Arc::new(config))?),
+            controller,
             budget,
             backoff,
             events,
@@ -75,6 +79,7 @@ impl Supervisor {
             }
             self.attempts += 1;
             let delay = self.backoff.next_delay();
+            self.controller.liveness.backoff(delay);
             info!(
                 "reconnecting in {:.1}s (attempt {})",
                 delay.as_secs_f64(),
@@ -102,16 +107,24 @@ impl Supervisor {
         self.events.emit(Event::LoggedIn {
             run_id: self.run_id.clone(),
         });
+        let liveness = &self.controller.liveness;
+        liveness.connected(session.activity(), session.fingerprint());
         let started = Instant::now();
+        let attached = Attached {
+            proxies: &self.controller.proxies,
+            liveness,
+            events: &self.events,
+        };
         let result = session
             .run(
                 &self.connector,
                 shutdown,
-                &self.events,
+                &attached,
                 &mut self.interval_warned,
             )
             .await;
         if let Err(e) = result {
+            liveness.lost();
             warn!("connection to server lost: {e:#}");
             self.events.emit(Event::SessionLost {
                 reason: format!("{e:#}"),

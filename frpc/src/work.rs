@@ -7,7 +7,6 @@ use mux::MuxStream;
 use net::framed;
 use net::logging::Escaped;
 use net::tunnel::Tunnel;
-use tokio_util::sync::CancellationToken;
 use tracing::warn;
 use wire::message::{StartWork, WorkHeader};
 
@@ -16,11 +15,7 @@ use crate::proxy::ProxyManager;
 /// Bound on reading the header.
 const STEP_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub(crate) async fn handle(
-    mut stream: MuxStream,
-    proxies: Arc<ProxyManager>,
-    stop: CancellationToken,
-) {
+pub(crate) async fn handle(mut stream: MuxStream, proxies: Arc<ProxyManager>) {
     let header = match tokio::time::timeout(STEP_TIMEOUT, framed::read_message(&mut stream)).await {
         Ok(Ok(Some(WorkHeader::Start(h)))) => h,
         Ok(Ok(None)) => return,
@@ -33,18 +28,14 @@ pub(crate) async fn handle(
             return;
         }
     };
-    serve(Tunnel::Mux(stream), header, &proxies, stop).await
+    serve(Tunnel::Mux(stream), header, &proxies).await
 }
 
-/// Delivers a work stream to the proxy its header names.
-pub(crate) async fn serve(
-    work: Tunnel,
-    header: StartWork,
-    proxies: &ProxyManager,
-    stop: CancellationToken,
-) {
+/// Delivers a work stream to the proxy its header names; it ends with the
+/// session, or sooner when a reload closes its proxy.
+pub(crate) async fn serve(work: Tunnel, header: StartWork, proxies: &ProxyManager) {
     let name = header.proxy_name.clone();
-    match proxies.serve(work, header, stop) {
+    match proxies.serve(work, header) {
         Some(fut) => fut.await,
         None => warn!(
             proxy = %Escaped(&name),

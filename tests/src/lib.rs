@@ -23,6 +23,7 @@ pub use frpc::Event;
 
 pub mod raw;
 pub mod sites;
+pub mod sshd;
 
 pub use sites::{nginx_site, tls_site};
 

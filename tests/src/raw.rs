@@ -54,11 +54,10 @@ pub async fn connect_tls(addr: SocketAddr) -> BoxIo {
     .expect("config");
     let side = ClientSide::new(&cfg).expect("tls");
     let tcp = TcpStream::connect(addr).await.expect("connect");
-    let (io, _, _) = side
-        .connect(Metered::new(tcp, Activity::new()))
+    side.connect(Metered::new(tcp, Activity::new()))
         .await
-        .expect("tls handshake");
-    io
+        .expect("tls handshake")
+        .io
 }
 
 /// A raw peer over `io`.

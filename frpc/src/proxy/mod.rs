@@ -7,15 +7,16 @@ mod tcp;
 mod udp;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use config::{ClientConfig, HttpProxy, ProxyConfig};
 use futures::future::BoxFuture;
 use net::stats::{Meters, Traffic};
 use net::tunnel::Tunnel;
+use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 use wire::message::{
-    HttpSpec, HttpsSpec, NewProxy, ProxyOpts, ProxySpec, StartWork, TcpSpec, TcpmuxSpec,
+    Control, HttpSpec, HttpsSpec, NewProxy, ProxyOpts, ProxySpec, StartWork, TcpSpec, TcpmuxSpec,
 };
 
 /// A configured proxy, ready to register and to serve work streams.
@@ -38,6 +39,14 @@ pub(crate) trait ClientProxy: Send + Sync {
 pub(crate) struct Agreed {
     /// The smaller of ours and the server's `udpPacketSize`.
     pub udp_packet_size: usize,
+}
+
+impl Default for Agreed {
+    fn default() -> Self {
+        Agreed {
+            udp_packet_size: config::DEFAULT_UDP_PACKET_SIZE,
+        }
+    }
 }
 
 /// The one match on the kind.
@@ -91,67 +100,255 @@ fn http_spec(p: &HttpProxy) -> ProxySpec {
     })
 }
 
-struct Entry {
-    proxy: Arc<dyn ClientProxy>,
-    traffic: Arc<Traffic>,
+/// Where a proxy stands, as frp's admin API names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Not registered yet: no session, or its answer has not come.
+    WaitStart,
+    Running,
+    StartError,
 }
 
-/// The client's proxy set: registrations for frps and the kind that serves
-/// each work stream. Reload and the admin API will change it here.
-pub(crate) struct ProxyManager {
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::WaitStart => "wait start",
+            Phase::Running => "running",
+            Phase::StartError => "start error",
+        }
+    }
+}
+
+/// One proxy's status, for the admin API and `frpc status`.
+#[derive(Debug, Clone)]
+pub struct ProxyStatus {
+    pub name: String,
+    pub kind: &'static str,
+    pub phase: Phase,
+    pub err: String,
+    pub local_addr: String,
+    /// As frps reports it ("0.0.0.0:6000", "www.example.com:80").
+    pub remote_addr: String,
+}
+
+struct Entry {
+    cfg: ProxyConfig,
+    proxy: Arc<dyn ClientProxy>,
+    traffic: Arc<Traffic>,
+    /// Ends this proxy's connections: a child of the session's token,
+    /// cancelled on its own when a reload removes or changes the proxy.
+    stop: CancellationToken,
+    phase: Phase,
+    err: String,
+    remote_addr: String,
+}
+
+/// The session the proxy set is registered with: what a change must be
+/// told to, and what new proxies' connections end with.
+struct Attached {
+    agreed: Agreed,
+    close: CancellationToken,
+    control: UnboundedSender<Control>,
+}
+
+/// What a reload changed, by proxy name.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub changed: Vec<String>,
+}
+
+#[derive(Default)]
+struct Inner {
     entries: HashMap<String, Entry>,
+    /// Names in file order.
     order: Vec<String>,
+    session: Option<Attached>,
+}
+
+/// The client's proxy set, kept across sessions and reloads: registrations
+/// for frps, the kind that serves each work stream, and each proxy's
+/// status. A reload changes only what differs ([`ProxyManager::apply`]):
+/// unchanged proxies keep their open connections.
+pub(crate) struct ProxyManager {
+    inner: Mutex<Inner>,
     /// All of the client's proxies together.
     traffic: Arc<Traffic>,
 }
 
 impl ProxyManager {
-    pub fn new(config: &ClientConfig, agreed: Agreed) -> Self {
-        let mut entries = HashMap::new();
-        let mut order = Vec::new();
-        for cfg in &config.proxies {
-            let entry = Entry {
-                proxy: build(cfg, agreed),
-                traffic: Arc::new(Traffic::default()),
-            };
-            order.push(cfg.name().to_owned());
-            entries.insert(cfg.name().to_owned(), entry);
-        }
-        ProxyManager {
-            entries,
-            order,
+    pub fn new(config: &ClientConfig) -> Self {
+        let m = ProxyManager {
+            inner: Mutex::new(Inner::default()),
             traffic: Arc::new(Traffic::default()),
-        }
+        };
+        m.apply(&config.proxies);
+        m
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // Every update leaves the maps consistent: poisoning is ignored.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.lock().entries.len()
     }
 
-    /// One registration per proxy, in file order.
-    pub fn registrations(&self) -> Vec<NewProxy> {
-        self.order
+    /// A new session: every proxy is rebuilt for what it agreed and
+    /// registered anew. Returns the registrations, in file order; changes
+    /// from now on go to `control`.
+    pub fn attach(
+        &self,
+        agreed: Agreed,
+        close: &CancellationToken,
+        control: UnboundedSender<Control>,
+    ) -> Vec<NewProxy> {
+        let mut inner = self.lock();
+        for e in inner.entries.values_mut() {
+            e.proxy = build(&e.cfg, agreed);
+            e.stop = close.child_token();
+            (e.phase, e.err, e.remote_addr) = (Phase::WaitStart, String::new(), String::new());
+        }
+        inner.session = Some(Attached {
+            agreed,
+            close: close.clone(),
+            control,
+        });
+        let inner = &*inner;
+        inner
+            .order
             .iter()
-            .filter_map(|name| {
-                let e = self.entries.get(name)?;
-                Some(NewProxy {
-                    name: name.clone(),
-                    spec: e.proxy.spec(),
-                    opts: ProxyOpts::default(),
-                })
+            .filter_map(|n| inner.entries.get(n))
+            .map(registration)
+            .collect()
+    }
+
+    /// The session ended: every proxy waits for the next one.
+    pub fn detach(&self) {
+        let mut inner = self.lock();
+        inner.session = None;
+        for e in inner.entries.values_mut() {
+            (e.phase, e.remote_addr) = (Phase::WaitStart, String::new());
+        }
+    }
+
+    /// Makes the set what `wanted` says: removed proxies close (with their
+    /// connections), changed ones close and register again, added ones
+    /// register, and the rest are left alone.
+    pub fn apply(&self, wanted: &[ProxyConfig]) -> Changes {
+        let mut inner = self.lock();
+        let mut changes = Changes::default();
+        let keep: HashMap<&str, &ProxyConfig> = wanted.iter().map(|c| (c.name(), c)).collect();
+        let gone: Vec<String> = inner
+            .order
+            .iter()
+            .filter(|n| !keep.contains_key(n.as_str()))
+            .cloned()
+            .collect();
+        for name in gone {
+            inner.close(&name);
+            changes.removed.push(name);
+        }
+        for cfg in wanted {
+            let name = cfg.name().to_owned();
+            match inner.entries.get(&name) {
+                Some(e) if e.cfg == *cfg => continue,
+                Some(_) => {
+                    inner.close(&name);
+                    changes.changed.push(name.clone());
+                }
+                None => changes.added.push(name.clone()),
+            }
+            inner.open(cfg.clone());
+        }
+        inner.order = wanted.iter().map(|c| c.name().to_owned()).collect();
+        changes
+    }
+
+    /// frps's answer to a registration.
+    pub fn registered(&self, name: &str, result: Result<String, String>) {
+        let mut inner = self.lock();
+        if let Some(e) = inner.entries.get_mut(name) {
+            match result {
+                Ok(addr) => (e.phase, e.err, e.remote_addr) = (Phase::Running, String::new(), addr),
+                Err(err) => {
+                    (e.phase, e.err, e.remote_addr) = (Phase::StartError, err, String::new())
+                }
+            }
+        }
+    }
+
+    /// Every proxy's status, in file order.
+    pub fn statuses(&self) -> Vec<ProxyStatus> {
+        let inner = self.lock();
+        inner
+            .order
+            .iter()
+            .filter_map(|n| inner.entries.get(n))
+            .map(|e| ProxyStatus {
+                name: e.cfg.name().to_owned(),
+                kind: e.cfg.kind().as_str(),
+                phase: e.phase,
+                err: e.err.clone(),
+                local_addr: e.cfg.local_addr(),
+                remote_addr: e.remote_addr.clone(),
             })
             .collect()
     }
 
     /// Hands a work stream to its proxy; None for a proxy we do not have.
-    pub fn serve(
-        &self,
-        work: Tunnel,
-        header: StartWork,
-        stop: CancellationToken,
-    ) -> Option<BoxFuture<'static, ()>> {
-        let e = self.entries.get(&header.proxy_name)?;
+    pub fn serve(&self, work: Tunnel, header: StartWork) -> Option<BoxFuture<'static, ()>> {
+        let inner = self.lock();
+        let e = inner.entries.get(&header.proxy_name)?;
         let meters = Meters::new(vec![e.traffic.clone(), self.traffic.clone()]);
-        Some(e.proxy.clone().serve(work, header, meters, stop))
+        let (proxy, stop) = (e.proxy.clone(), e.stop.clone());
+        drop(inner);
+        Some(proxy.serve(work, header, meters, stop))
+    }
+}
+
+impl Inner {
+    /// Closes proxy `name` here and, when a session is attached, at frps.
+    fn close(&mut self, name: &str) {
+        if let Some(e) = self.entries.remove(name) {
+            e.stop.cancel();
+            if let Some(s) = &self.session {
+                let _ = s.control.send(Control::CloseProxy {
+                    name: name.to_owned(),
+                });
+            }
+        }
+    }
+
+    /// Adds a proxy and, when a session is attached, registers it.
+    fn open(&mut self, cfg: ProxyConfig) {
+        let (agreed, stop) = match &self.session {
+            Some(s) => (s.agreed, s.close.child_token()),
+            // Rebuilt with the session's figures when one attaches.
+            None => (Agreed::default(), CancellationToken::new()),
+        };
+        let entry = Entry {
+            proxy: build(&cfg, agreed),
+            cfg,
+            traffic: Arc::new(Traffic::default()),
+            stop,
+            phase: Phase::WaitStart,
+            err: String::new(),
+            remote_addr: String::new(),
+        };
+        if let Some(s) = &self.session {
+            let _ = s.control.send(Control::NewProxy(registration(&entry)));
+        }
+        self.entries.insert(entry.cfg.name().to_owned(), entry);
+    }
+}
+
+fn registration(e: &Entry) -> NewProxy {
+    NewProxy {
+        name: e.cfg.name().to_owned(),
+        spec: e.proxy.spec(),
+        opts: ProxyOpts::default(),
     }
 }

@@ -11,7 +11,7 @@ use crate::diag::{self, Problems, Source};
 use crate::proxy::{self, ProxyConfig};
 use crate::{
     both_or_neither, check_auth, normalize_fingerprint, secs, AuthConfig, ConfigError, LogConfig,
-    DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_HEARTBEAT_TIMEOUT, DEFAULT_TCP_KEEPALIVE,
+    WebServerConfig, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_HEARTBEAT_TIMEOUT, DEFAULT_TCP_KEEPALIVE,
     DEFAULT_UDP_PACKET_SIZE,
 };
 
@@ -29,6 +29,8 @@ pub struct ClientConfig {
     /// Largest UDP datagram carried (frp's `udpPacketSize`); larger ones
     /// are dropped and counted, never truncated.
     pub udp_packet_size: usize,
+    /// The admin API (`frpc status`, `reload`, `stop`, `/metrics`).
+    pub web_server: WebServerConfig,
     /// Read separately, one entry at a time (see `proxy`).
     #[serde(skip_deserializing)]
     pub proxies: Vec<ProxyConfig>,
@@ -130,6 +132,7 @@ impl Default for ClientConfig {
             log: LogConfig::default(),
             transport: ClientTransport::default(),
             udp_packet_size: DEFAULT_UDP_PACKET_SIZE,
+            web_server: WebServerConfig::default(),
             proxies: Vec::new(),
             raw_proxies: None,
             config_dir: PathBuf::from("."),
@@ -175,6 +178,14 @@ impl ClientConfig {
         diag::parse(text, Path::new("<inline>"))
     }
 
+    /// `text` as if it were the file at `path` (its directory recorded),
+    /// for checking a file before it is written.
+    pub fn from_toml_at(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let mut cfg: Self = diag::parse(text, path)?;
+        diag::Settings::set_dir(&mut cfg, crate::config_dir(path));
+        Ok(cfg)
+    }
+
     /// Checks the common keys and fills derived values.
     fn check(&mut self, p: &mut Problems<'_>) {
         if self.server_addr.trim().is_empty() {
@@ -193,6 +204,7 @@ impl ClientConfig {
             );
         }
         check_auth(&mut self.auth, p);
+        self.web_server.check(p);
         let t = &self.transport;
         if !(t.reconnect_initial_delay > 0.0 && t.reconnect_initial_delay.is_finite()) {
             p.key(

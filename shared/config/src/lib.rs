@@ -112,6 +112,86 @@ impl Default for LogConfig {
     }
 }
 
+/// `webServer.*`: frps's dashboard and API, frpc's admin API. Off while
+/// `port` is 0.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct WebServerConfig {
+    pub addr: String,
+    pub port: u16,
+    /// Basic auth on everything but `/healthz` (both set, or neither).
+    pub user: String,
+    pub password: String,
+    /// Serve HTTPS with this certificate and key (PEM).
+    pub tls: WebServerTls,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct WebServerTls {
+    pub cert_file: String,
+    pub key_file: String,
+}
+
+impl Default for WebServerConfig {
+    fn default() -> Self {
+        WebServerConfig {
+            addr: "127.0.0.1".into(),
+            port: 0,
+            user: String::new(),
+            password: String::new(),
+            tls: WebServerTls::default(),
+        }
+    }
+}
+
+impl WebServerConfig {
+    pub fn enabled(&self) -> bool {
+        self.port != 0
+    }
+
+    /// Only `webServer.*` of the file at `path`, whatever else it holds:
+    /// `frpc status`, `reload` and `stop` must reach the running client
+    /// even when the file has since been broken (the running client then
+    /// says what is wrong with it).
+    pub fn read_from(path: &Path) -> Result<Self, ConfigError> {
+        let text = read_file(path)?;
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            errors: vec![Diagnostic {
+                line: None,
+                message,
+            }],
+        };
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| invalid(e.to_string()))?;
+        match table.get("webServer") {
+            None => Ok(WebServerConfig::default()),
+            Some(v) => WebServerConfig::deserialize(v.clone())
+                .map_err(|e| invalid(format!("webServer: {}", e.message()))),
+        }
+    }
+
+    pub(crate) fn check(&self, p: &mut Problems<'_>) {
+        if self.user.is_empty() != self.password.is_empty() {
+            p.key(
+                "webServer.user",
+                "webServer.user and webServer.password go together",
+            );
+        }
+        if self.tls.cert_file.is_empty() != self.tls.key_file.is_empty() {
+            p.key(
+                "webServer.tls.certFile",
+                "webServer.tls.certFile and webServer.tls.keyFile go together",
+            );
+        }
+        if self.enabled() && self.addr.trim().is_empty() {
+            p.key("webServer.addr", "webServer.addr must not be empty");
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct AuthConfig {

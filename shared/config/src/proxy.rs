@@ -263,6 +263,12 @@ impl ProxyConfig {
         }
     }
 
+    /// The local service's address.
+    pub fn local_addr(&self) -> String {
+        let (_, ip, port) = self.common();
+        join_host_port(ip, port.unwrap_or_default())
+    }
+
     /// The keys every kind has: name, local IP and local port.
     fn common(&self) -> (&str, &str, Option<u16>) {
         match self {

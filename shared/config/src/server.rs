@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use crate::diag::{self, Problems, Source};
 use crate::{
     both_or_neither, check_auth, secs, AuthConfig, ConfigError, LogConfig, PortRange,
-    DEFAULT_HEARTBEAT_TIMEOUT, DEFAULT_MAX_STREAMS, DEFAULT_TCP_KEEPALIVE, DEFAULT_UDP_PACKET_SIZE,
+    WebServerConfig, DEFAULT_HEARTBEAT_TIMEOUT, DEFAULT_MAX_STREAMS, DEFAULT_TCP_KEEPALIVE,
+    DEFAULT_UDP_PACKET_SIZE,
 };
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -50,6 +51,10 @@ pub struct ServerConfig {
     pub vhost_https_port: u16,
     /// The domain `subdomain` proxies live under (`web` → `web.<this>`).
     pub sub_domain_host: String,
+    /// The dashboard, its JSON API and `/metrics`.
+    pub web_server: WebServerConfig,
+    /// Serve Prometheus metrics at `/metrics` on the web server.
+    pub enable_prometheus: bool,
     /// Directory of the config file (for paths that default next to it).
     #[serde(skip)]
     pub config_dir: PathBuf,
@@ -145,6 +150,8 @@ impl Default for ServerConfig {
             tcpmux_passthrough: false,
             vhost_https_port: 0,
             sub_domain_host: String::new(),
+            web_server: WebServerConfig::default(),
+            enable_prometheus: false,
             config_dir: PathBuf::from("."),
         }
     }
@@ -182,6 +189,7 @@ impl ServerConfig {
         if self.proxy_bind_addr.trim().is_empty() {
             self.proxy_bind_addr = self.bind_addr.clone();
         }
+        self.web_server.check(p);
         if self.udp_packet_size == 0 || self.udp_packet_size > wire::udp::MAX_PAYLOAD {
             p.key(
                 "udpPacketSize",

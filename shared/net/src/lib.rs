@@ -13,3 +13,4 @@ pub mod tls;
 pub mod transport;
 pub mod tunnel;
 pub mod util;
+pub mod web;

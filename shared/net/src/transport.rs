@@ -205,24 +205,42 @@ impl ClientSide {
 
     /// Runs the TLS handshake (if enabled) and checks the server's
     /// certificate before anything else is sent.
-    pub async fn connect(
-        &self,
-        tcp: Metered<TcpStream>,
-    ) -> Result<(BoxIo, Binding, Trusted), HandshakeError> {
+    pub async fn connect(&self, tcp: Metered<TcpStream>) -> Result<Connected, HandshakeError> {
         let Some((connector, trust, name)) = &self.tls else {
-            return Ok((Box::new(tcp), [0u8; 32], Trusted::Unverified));
+            return Ok(Connected {
+                io: Box::new(tcp),
+                binding: [0u8; 32],
+                trusted: Trusted::Unverified,
+                fingerprint: None,
+            });
         };
         let stream = connector
             .connect(name.clone(), tcp)
             .await
             .map_err(HandshakeError::Tls)?;
         let conn = stream.get_ref().1;
-        let trusted = tls::check_server(trust, &self.host, conn.peer_certificates())?;
+        let chain = conn.peer_certificates();
+        let trusted = tls::check_server(trust, &self.host, chain)?;
+        let fingerprint = chain.and_then(|c| c.first()).map(tls::fingerprint);
         let binding = conn
             .export_keying_material([0u8; 32], tls::EXPORTER_LABEL, None)
             .map_err(|e| HandshakeError::Tls(std::io::Error::other(e)))?;
-        Ok((Box::new(stream), binding, trusted))
+        Ok(Connected {
+            io: Box::new(stream),
+            binding,
+            trusted,
+            fingerprint,
+        })
     }
+}
+
+/// A connection to frps with TLS done and the server checked.
+pub struct Connected {
+    pub io: BoxIo,
+    pub binding: Binding,
+    pub trusted: Trusted,
+    /// SHA-256 of the server's certificate (hex), with TLS on.
+    pub fingerprint: Option<String>,
 }
 
 /// Gives back one byte that was read to tell connection kinds apart.

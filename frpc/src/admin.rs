@@ -1,0 +1,209 @@
+//! frpc's admin API (`webServer.*`), with frp's paths and shapes:
+//! `/healthz`, `GET /api/status`, `GET /api/reload`, `POST /api/stop`,
+//! `GET` and `PUT /api/config`; and ours: `GET /api/liveness` (the
+//! connection as the heartbeat sees it) and `GET /metrics` (Prometheus).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use config::WebServerConfig;
+use hyper::{Method, StatusCode};
+use net::web::TlsAcceptor;
+use net::web::{json, text, WebRequest, WebResponse};
+use prometheus::{Counter, Encoder, Gauge, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::control::{ConfigRefused, Controller};
+use crate::state::ConnState;
+
+pub(crate) async fn serve(
+    ctl: Arc<Controller>,
+    listener: TcpListener,
+    cfg: WebServerConfig,
+    tls: Option<TlsAcceptor>,
+    stop: CancellationToken,
+) {
+    net::web::serve(listener, &cfg, tls, stop, move |req| {
+        let ctl = ctl.clone();
+        async move { route(&ctl, req) }
+    })
+    .await
+}
+
+fn route(ctl: &Arc<Controller>, req: WebRequest) -> WebResponse {
+    let get = req.method == Method::GET;
+    match req.path.as_str() {
+        "/healthz" => text(StatusCode::OK, ""),
+        "/api/status" if get => json(StatusCode::OK, &status(ctl)),
+        "/api/liveness" if get => json(StatusCode::OK, &ctl.liveness()),
+        "/api/reload" if get => match ctl.reload() {
+            Ok(_) => text(StatusCode::OK, ""),
+            Err(e) => refused(e),
+        },
+        "/api/stop" if req.method == Method::POST => {
+            // Answer first, then stop (as frp).
+            let ctl = ctl.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                ctl.stop();
+            });
+            text(StatusCode::OK, "")
+        }
+        "/api/config" if get => match ctl.config_text() {
+            Ok(t) => text(StatusCode::OK, t),
+            Err(e) => refused(e),
+        },
+        "/api/config" if req.method == Method::PUT => put_config(ctl, &req),
+        "/metrics" if get => metrics(ctl),
+        "/api/status" | "/api/liveness" | "/api/reload" | "/api/stop" | "/api/config"
+        | "/metrics" => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
+        _ => text(StatusCode::NOT_FOUND, "404 page not found\n"),
+    }
+}
+
+fn refused(e: ConfigRefused) -> WebResponse {
+    let status = match e {
+        ConfigRefused::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    text(status, format!("{e}\n"))
+}
+
+fn put_config(ctl: &Controller, req: &WebRequest) -> WebResponse {
+    if req.body.is_empty() {
+        return text(StatusCode::BAD_REQUEST, "body can't be empty\n");
+    }
+    let Ok(body) = std::str::from_utf8(&req.body) else {
+        return text(StatusCode::BAD_REQUEST, "the config is not UTF-8\n");
+    };
+    match ctl.put_config(body) {
+        Ok(()) => text(StatusCode::OK, ""),
+        Err(e) => refused(e),
+    }
+}
+
+/// frp's `ProxyStatusResp`.
+#[derive(Serialize)]
+struct ProxyStatusJson {
+    name: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    status: &'static str,
+    err: String,
+    local_addr: String,
+    plugin: String,
+    remote_addr: String,
+}
+
+/// Proxies by type, each list sorted by name (frp's `StatusResp`).
+fn status(ctl: &Controller) -> BTreeMap<&'static str, Vec<ProxyStatusJson>> {
+    let server = ctl.liveness().server;
+    let host = server.rsplit_once(':').map_or(server.as_str(), |(h, _)| h);
+    let mut out: BTreeMap<&'static str, Vec<ProxyStatusJson>> = BTreeMap::new();
+    for s in ctl.statuses() {
+        // frp shows a tcp or udp proxy at the server's address.
+        let remote_addr = match (s.kind, s.remote_addr.rsplit_once(':')) {
+            ("tcp" | "udp", Some((_, port))) => format!("{host}:{port}"),
+            _ => s.remote_addr.clone(),
+        };
+        out.entry(s.kind).or_default().push(ProxyStatusJson {
+            name: s.name,
+            kind: s.kind,
+            status: s.phase.as_str(),
+            err: s.err,
+            local_addr: s.local_addr,
+            plugin: String::new(),
+            remote_addr,
+        });
+    }
+    for list in out.values_mut() {
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+    out
+}
+
+/// The client's liveness and proxies as Prometheus metrics, plus the
+/// process's own (CPU, memory, descriptors).
+fn metrics(ctl: &Controller) -> WebResponse {
+    match gather(ctl) {
+        Ok(body) => net::web::respond(StatusCode::OK, "text/plain; version=0.0.4", body),
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+    }
+}
+
+fn gather(ctl: &Controller) -> prometheus::Result<Vec<u8>> {
+    let r = Registry::new();
+    let live = ctl.liveness();
+    let gauge = |name: &str, help: &str, v: f64| -> prometheus::Result<()> {
+        let g = Gauge::new(name, help)?;
+        g.set(v);
+        r.register(Box::new(g))
+    };
+    let count = |name: &str, help: &str, v: u64| -> prometheus::Result<()> {
+        let g = IntGauge::new(name, help)?;
+        g.set(v as i64);
+        r.register(Box::new(g))
+    };
+    let counter = |name: &str, help: &str, v: f64| -> prometheus::Result<()> {
+        let c = Counter::new(name, help)?;
+        c.inc_by(v);
+        r.register(Box::new(c))
+    };
+    let connected = live.state == ConnState::Connected;
+    count(
+        "frp_client_connected",
+        "1 while logged in to frps, else 0",
+        u64::from(connected),
+    )?;
+    if let Some(rtt) = live.rtt_ms {
+        gauge(
+            "frp_client_heartbeat_rtt_seconds",
+            "Round trip of the last answered heartbeat",
+            rtt / 1000.0,
+        )?;
+    }
+    if let Some(s) = live.last_received_secs {
+        gauge(
+            "frp_client_last_received_seconds",
+            "Seconds since anything was received from frps",
+            s,
+        )?;
+    }
+    counter(
+        "frp_client_reconnects_total",
+        "Sessions after the first",
+        live.reconnects as f64,
+    )?;
+    counter(
+        "frp_client_outages_total",
+        "Times the connection to frps was lost",
+        live.outages as f64,
+    )?;
+    counter(
+        "frp_client_outage_seconds_total",
+        "Seconds without a connection to frps, the current outage included",
+        live.outage_seconds_total,
+    )?;
+    gauge(
+        "frp_client_backoff_seconds",
+        "Delay before the next connection attempt (0 when connected)",
+        live.backoff_seconds.unwrap_or(0.0),
+    )?;
+    let proxies = IntGaugeVec::new(
+        Opts::new("frp_client_proxy_counts", "Proxies by type and status"),
+        &["type", "status"],
+    )?;
+    for s in ctl.statuses() {
+        proxies.with_label_values(&[s.kind, s.phase.as_str()]).inc();
+    }
+    r.register(Box::new(proxies))?;
+    r.register(Box::new(
+        prometheus::process_collector::ProcessCollector::for_self(),
+    ))?;
+    let mut out = Vec::new();
+    TextEncoder::new().encode(&r.gather(), &mut out)?;
+    Ok(out)
+}

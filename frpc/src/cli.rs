@@ -1,0 +1,154 @@
+//! `frpc status`, `frpc reload` and `frpc stop`: ask the running client's
+//! admin API (`webServer.*` of the same config file), as frp's do.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use base64::Engine;
+use bytes::Bytes;
+use config::WebServerConfig;
+use http_body_util::{BodyExt, Empty};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::Deserialize;
+
+use crate::state::LivenessReport;
+
+/// Every call is over within this long.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One request to the admin API; the answer's body, or an error that says
+/// what went wrong.
+pub async fn call(web: &WebServerConfig, method: Method, path: &str) -> Result<String> {
+    if !web.enabled() {
+        bail!(
+            "webServer.port is not set in the config: frpc {} talks to the running frpc's admin \
+             API, which is off without it",
+            path.rsplit('/').next().unwrap_or(path)
+        );
+    }
+    if !web.tls.cert_file.is_empty() {
+        bail!("the admin API is served over TLS (webServer.tls): ask it with curl --cacert");
+    }
+    let addr = format!("{}:{}", web.addr, web.port);
+    tokio::time::timeout(TIMEOUT, request(web, &addr, method, path))
+        .await
+        .with_context(|| format!("no answer from the admin API at {addr} within {TIMEOUT:?}"))?
+}
+
+async fn request(web: &WebServerConfig, addr: &str, method: Method, path: &str) -> Result<String> {
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("cannot reach the admin API at {addr} (is frpc running?)"))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+    tokio::spawn(conn);
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(hyper::header::HOST, addr);
+    if !web.user.is_empty() {
+        let token = base64::engine::general_purpose::STANDARD
+            .encode(format!("{}:{}", web.user, web.password));
+        req = req.header(hyper::header::AUTHORIZATION, format!("Basic {token}"));
+    }
+    let resp = sender
+        .send_request(req.body(Empty::<Bytes>::new())?)
+        .await?;
+    let status = resp.status();
+    let body = resp.into_body().collect().await?.to_bytes();
+    let body = String::from_utf8_lossy(&body).into_owned();
+    match status {
+        StatusCode::OK => Ok(body),
+        StatusCode::UNAUTHORIZED => bail!("the admin API refused webServer.user/password"),
+        s => bail!("{}: {}", s, body.trim_end()),
+    }
+}
+
+#[derive(Deserialize)]
+struct ProxyLine {
+    name: String,
+    #[serde(rename = "type")]
+    kind: String,
+    status: String,
+    err: String,
+    local_addr: String,
+    remote_addr: String,
+}
+
+/// `frpc status`: the connection, then a table of the proxies.
+pub async fn status(web: &WebServerConfig) -> Result<String> {
+    let live: LivenessReport =
+        serde_json::from_str(&call(web, Method::GET, "/api/liveness").await?)
+            .context("the admin API's /api/liveness")?;
+    let by_type: std::collections::BTreeMap<String, Vec<ProxyLine>> =
+        serde_json::from_str(&call(web, Method::GET, "/api/status").await?)
+            .context("the admin API's /api/status")?;
+    let mut out = connection_line(&live);
+    let rows: Vec<[String; 6]> = by_type
+        .into_values()
+        .flatten()
+        .map(|p| [p.name, p.kind, p.status, p.local_addr, p.remote_addr, p.err])
+        .collect();
+    out.push_str(&table(
+        [
+            "NAME",
+            "TYPE",
+            "STATUS",
+            "LOCAL ADDR",
+            "REMOTE ADDR",
+            "ERROR",
+        ],
+        &rows,
+    ));
+    Ok(out)
+}
+
+fn connection_line(l: &LivenessReport) -> String {
+    let mut parts = vec![format!("server {}: {}", l.server, l.state.as_str())];
+    if let Some(rtt) = l.rtt_ms {
+        parts.push(format!("rtt {rtt:.1} ms"));
+    }
+    if let Some(s) = l.last_received_secs {
+        parts.push(format!("last received {s:.1} s ago"));
+    }
+    parts.push(format!("reconnects {}", l.reconnects));
+    if l.outages > 0 {
+        parts.push(format!(
+            "outages {} ({:.0} s in all)",
+            l.outages, l.outage_seconds_total
+        ));
+    }
+    if let Some(b) = l.backoff_seconds {
+        parts.push(format!("next attempt in {b:.1} s"));
+    }
+    let mut out = parts.join(", ");
+    out.push('\n');
+    if let Some(fp) = &l.server_fingerprint {
+        out.push_str(&format!("server certificate SHA-256 {fp}\n"));
+    }
+    out.push('\n');
+    out
+}
+
+/// Columns padded to their widest cell.
+fn table<const N: usize>(head: [&str; N], rows: &[[String; N]]) -> String {
+    let mut width = head.map(str::len);
+    for r in rows {
+        for (w, c) in width.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(width)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        format!("{}\n", padded.join("  ").trim_end())
+    };
+    let mut out = line(head.to_vec());
+    for r in rows {
+        out.push_str(&line(r.iter().map(String::as_str).collect()));
+    }
+    out
+}

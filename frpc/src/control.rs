@@ -1,0 +1,152 @@
+//! The running client as the admin API, `frpc reload` and SIGHUP see it:
+//! proxy statuses, liveness, the config file, reload and stop.
+//!
+//! A reload reads the file again and applies only the proxies' difference
+//! (`ProxyManager::apply`): unchanged proxies keep their connections. A file
+//! with errors is refused whole, with every error, and nothing changes.
+//! Settings outside `[[proxies]]` (server address, auth, transport…) take
+//! effect at the next start; a reload that changes them says which.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use config::ClientConfig;
+use net::logging::Escaped;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::proxy::{Changes, ProxyManager, ProxyStatus};
+use crate::state::{Liveness, LivenessReport};
+
+/// Why a reload or a config upload was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigRefused {
+    #[error("no config file: this client was started without one")]
+    NoFile,
+    #[error("cannot read or write {path}: {error}")]
+    Io { path: String, error: std::io::Error },
+    /// Every problem of the file, one per line.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Shared by the admin server, the SIGHUP handler and the supervisor.
+pub struct Controller {
+    pub(crate) proxies: Arc<ProxyManager>,
+    pub(crate) liveness: Arc<Liveness>,
+    path: Option<PathBuf>,
+    /// The settings in force (proxies included, as last applied).
+    running: Mutex<ClientConfig>,
+    shutdown: CancellationToken,
+}
+
+impl Controller {
+    pub(crate) fn new(
+        config: &ClientConfig,
+        path: Option<PathBuf>,
+        shutdown: CancellationToken,
+    ) -> Arc<Self> {
+        let server = format!("{}:{}", config.server_addr, config.server_port);
+        Arc::new(Controller {
+            proxies: Arc::new(ProxyManager::new(config)),
+            liveness: Liveness::new(server),
+            path,
+            running: Mutex::new(config.clone()),
+            shutdown,
+        })
+    }
+
+    pub fn statuses(&self) -> Vec<ProxyStatus> {
+        self.proxies.statuses()
+    }
+
+    pub fn liveness(&self) -> LivenessReport {
+        self.liveness.report()
+    }
+
+    /// Stops the client (as SIGTERM does).
+    pub fn stop(&self) {
+        info!("stop requested through the admin API");
+        self.shutdown.cancel();
+    }
+
+    fn path(&self) -> Result<&PathBuf, ConfigRefused> {
+        self.path.as_ref().ok_or(ConfigRefused::NoFile)
+    }
+
+    /// The config file as it is on disk.
+    pub fn config_text(&self) -> Result<String, ConfigRefused> {
+        let path = self.path()?;
+        std::fs::read_to_string(path).map_err(|error| ConfigRefused::Io {
+            path: path.display().to_string(),
+            error,
+        })
+    }
+
+    /// Replaces the config file with `text` if it is valid (frp writes
+    /// whatever it is sent; a file that would not load is refused here
+    /// instead). Does not reload.
+    pub fn put_config(&self, text: &str) -> Result<(), ConfigRefused> {
+        let path = self.path()?;
+        let dir = path.parent().unwrap_or(std::path::Path::new("."));
+        parse(text, path)?;
+        // Whole or not at all: a crash mid-write must not leave half a file.
+        let tmp = dir.join(format!(
+            ".{}.new",
+            path.file_name().unwrap_or_default().to_string_lossy()
+        ));
+        let io = |error| ConfigRefused::Io {
+            path: path.display().to_string(),
+            error,
+        };
+        std::fs::write(&tmp, text).map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(io)
+    }
+
+    /// Reads the config file again and applies its proxies.
+    pub fn reload(&self) -> Result<Changes, ConfigRefused> {
+        let path = self.path()?;
+        let text = self.config_text()?;
+        let new = parse(&text, path)?;
+        let changes = self.proxies.apply(&new.proxies);
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let restart = needs_restart(&running, &new);
+        if !restart.is_empty() {
+            warn!(
+                "reload: {} changed; that takes effect when frpc restarts",
+                restart.join(", ")
+            );
+        }
+        running.proxies = new.proxies;
+        info!(
+            added = %Escaped(&changes.added.join(", ")),
+            removed = %Escaped(&changes.removed.join(", ")),
+            changed = %Escaped(&changes.changed.join(", ")),
+            "config reloaded"
+        );
+        Ok(changes)
+    }
+}
+
+fn parse(text: &str, path: &std::path::Path) -> Result<ClientConfig, ConfigRefused> {
+    ClientConfig::from_toml_at(text, path).map_err(|e| ConfigRefused::Invalid(e.to_string()))
+}
+
+/// The settings outside `[[proxies]]` that differ (top-level keys).
+fn needs_restart(old: &ClientConfig, new: &ClientConfig) -> Vec<String> {
+    let table = |c: &ClientConfig| {
+        let mut c = c.clone();
+        c.proxies.clear();
+        toml::Table::try_from(&c).unwrap_or_default()
+    };
+    let (a, b) = (table(old), table(new));
+    let mut keys: Vec<String> = a
+        .keys()
+        .chain(b.keys())
+        .filter(|k| a.get(*k) != b.get(*k))
+        .cloned()
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}

@@ -1,0 +1,451 @@
+//! frpc's admin API and commands against real frps and frpc processes:
+//! `frpc reload` (and SIGHUP) changes only what changed — an SSH session
+//! through an unchanged proxy keeps running, a changed proxy comes back on
+//! its port, an invalid file is refused with every error; `frpc status`;
+//! the API's endpoints with basic auth, read with curl; `/metrics` read by
+//! the Prometheus project's own Python parser; `frpc stop`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use e2e::sshd::{current_user, keygen, require_openssh, spawn_sshd, ssh_command};
+use e2e::*;
+
+const TOKEN: &str = "auth.token = \"admin-test\"\n";
+
+/// A service that greets every connection with `line` and closes.
+fn banner(line: &'static str) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            let _ = s.write_all(line.as_bytes());
+        }
+    });
+    addr
+}
+
+/// What a proxy's public port answers, or None when nothing listens.
+fn greeting(port: u16) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+/// Polls `f` until it is true or `WAIT` has passed.
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !f() {
+        assert!(Instant::now() < deadline, "{what}: not within {WAIT:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn tcp(name: &str, local: SocketAddr, remote: u16) -> String {
+    tcp_proxy(name, local, remote)
+}
+
+/// The frpc config file: server, admin API, then `proxies`.
+fn client_config(frps: u16, admin: u16, web_extra: &str, proxies: &str) -> String {
+    format!(
+        "serverAddr = \"127.0.0.1\"\nserverPort = {frps}\n{TOKEN}webServer.port = {admin}\n{web_extra}{proxies}"
+    )
+}
+
+/// `frpc SUBCOMMAND -c cfg`.
+fn frpc(sub: &str, cfg: &Path) -> Output {
+    Command::new(bin("frpc"))
+        .arg(sub)
+        .arg("-c")
+        .arg(cfg)
+        .output()
+        .expect("run frpc")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// An interactive `ssh … cat`: what is written comes back line by line.
+struct SshSession {
+    child: std::process::Child,
+    out: BufReader<std::process::ChildStdout>,
+}
+
+impl SshSession {
+    fn open(key: &Path, port: u16) -> SshSession {
+        let mut cmd = ssh_command(key);
+        cmd.arg("-p")
+            .arg(port.to_string())
+            .arg(format!("{}@127.0.0.1", current_user()))
+            .arg("cat")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut child = cmd.spawn().expect("spawn ssh");
+        let out = BufReader::new(child.stdout.take().expect("stdout"));
+        SshSession { child, out }
+    }
+
+    /// Sends `line` and reads it back.
+    fn echo(&mut self, line: &str) -> String {
+        let stdin = self.child.stdin.as_mut().expect("stdin");
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .expect("write to ssh");
+        stdin.flush().expect("flush");
+        let mut back = String::new();
+        self.out.read_line(&mut back).expect("read from ssh");
+        back.trim_end().to_owned()
+    }
+}
+
+impl Drop for SshSession {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Rig {
+    _dir: tempfile::TempDir,
+    cfg: PathBuf,
+    frps: Proc,
+    frps_port: u16,
+    frpc: Proc,
+    admin: u16,
+}
+
+/// frps, and frpc with the admin API and `proxies`, every proxy started.
+fn rig(web_extra: &str, proxies: &str, started: usize) -> Rig {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (frps, frps_port) = spawn_frps(dir.path(), TOKEN);
+    let admin = free_port();
+    let cfg = write_file(
+        dir.path(),
+        "frpc.toml",
+        &client_config(frps_port, admin, web_extra, proxies),
+    );
+    let mut cmd = Command::new(bin("frpc"));
+    cmd.arg("-c").arg(&cfg);
+    let mut frpc = Proc::spawn(cmd);
+    for _ in 0..started {
+        frpc.wait_line("proxy started", WAIT);
+    }
+    Rig {
+        _dir: dir,
+        cfg,
+        frps,
+        frps_port,
+        frpc,
+        admin,
+    }
+}
+
+impl Rig {
+    fn rewrite(&self, web_extra: &str, proxies: &str) {
+        std::fs::write(
+            &self.cfg,
+            client_config(self.frps_port, self.admin, web_extra, proxies),
+        )
+        .expect("rewrite config");
+    }
+
+    fn status(&self) -> String {
+        let out = frpc("status", &self.cfg);
+        assert!(out.status.success(), "frpc status: {}", text(&out));
+        text(&out)
+    }
+
+    /// The port frps opened for proxy `name`, from frpc's log.
+    fn port_of(&mut self, name: &str) -> u16 {
+        let needle = format!("proxy={name} ");
+        let line = self
+            .frpc
+            .log
+            .iter()
+            .rev()
+            .find(|l| l.contains("proxy started") && l.contains(&needle))
+            .cloned()
+            .unwrap_or_else(|| panic!("no start of {name}:\n{}", self.frpc.output()));
+        port_from_line(&line)
+    }
+}
+
+/// The status table's row for proxy `name`.
+fn row<'a>(status: &'a str, name: &str) -> Option<&'a str> {
+    status
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+}
+
+#[test]
+fn reload_changes_only_what_changed_and_keeps_ssh_sessions() {
+    require_openssh();
+    let keys = tempfile::tempdir().expect("tempdir");
+    let (host_key, user_key) = (keys.path().join("host"), keys.path().join("user"));
+    keygen(&host_key);
+    keygen(&user_key);
+    let authorized = keys.path().join("authorized_keys");
+    std::fs::copy(user_key.with_extension("pub"), &authorized).expect("authorized_keys");
+    let (_sshd, sshd_port) = spawn_sshd(keys.path(), &host_key, &authorized);
+    let sshd = SocketAddr::from(([127, 0, 0, 1], sshd_port));
+    let (a, b) = (banner("A\n"), banner("B\n"));
+    let (old_port, new_port) = (free_port(), free_port());
+
+    let ssh_proxy = tcp("ssh", sshd, 0);
+    let mut r = rig("", &format!("{ssh_proxy}{}", tcp("old", a, old_port)), 2);
+    let mut session = SshSession::open(&user_key, r.port_of("ssh"));
+    assert_eq!(session.echo("before"), "before");
+    assert_eq!(greeting(old_port).as_deref(), Some("A\n"));
+
+    // Remove one proxy, add another: the SSH session does not notice.
+    r.rewrite("", &format!("{ssh_proxy}{}", tcp("new", a, new_port)));
+    let out = frpc("reload", &r.cfg);
+    assert!(out.status.success(), "frpc reload: {}", text(&out));
+    assert_eq!(session.echo("after add and remove"), "after add and remove");
+    eventually("the removed proxy's port closes", || {
+        greeting(old_port).is_none()
+    });
+    eventually("the added proxy answers", || {
+        greeting(new_port).as_deref() == Some("A\n")
+    });
+
+    // Change a proxy: it closes and comes back on the same port.
+    r.rewrite("", &format!("{ssh_proxy}{}", tcp("new", b, new_port)));
+    let out = frpc("reload", &r.cfg);
+    assert!(out.status.success(), "frpc reload: {}", text(&out));
+    eventually("the changed proxy answers anew", || {
+        greeting(new_port).as_deref() == Some("B\n")
+    });
+    assert_eq!(session.echo("after change"), "after change");
+
+    // An invalid file is refused with every error, and nothing changes.
+    let broken = format!(
+        "{ssh_proxy}[[proxies]]\nname = \"new\"\ntype = \"tcp\"\nlocalPort = 0\nremotePort = {new_port}\n"
+    );
+    r.rewrite("bogus = 1\n", &broken);
+    let out = frpc("reload", &r.cfg);
+    let said = text(&out);
+    assert!(!out.status.success(), "a broken file was accepted: {said}");
+    assert!(said.contains("running config stays"), "{said}");
+    assert!(
+        said.contains("localPort must be between 1 and 65535"),
+        "{said}"
+    );
+    assert!(said.contains("unknown field `bogus`"), "{said}");
+    assert_eq!(greeting(new_port).as_deref(), Some("B\n"));
+    assert_eq!(
+        session.echo("after a refused reload"),
+        "after a refused reload"
+    );
+
+    // SIGHUP reloads too.
+    r.rewrite(
+        "",
+        &format!("{ssh_proxy}{}{}", tcp("new", b, new_port), tcp("hup", a, 0)),
+    );
+    r.frpc.signal("HUP");
+    r.frpc.wait_line("config reloaded", WAIT);
+    eventually("frpc status shows the proxy SIGHUP added", || {
+        row(&r.status(), "hup").is_some_and(|l| l.contains("running"))
+    });
+    let status = r.status();
+    assert!(
+        row(&status, "ssh").is_some_and(|l| l.contains("running")),
+        "{status}"
+    );
+    assert!(row(&status, "old").is_none(), "{status}");
+    assert_eq!(session.echo("at the end"), "at the end");
+    // frps saw each change as a close and a registration, never the ssh proxy.
+    let frps_log = r.frps.output();
+    assert!(
+        !frps_log.contains("proxy closed by client proxy=ssh"),
+        "{frps_log}"
+    );
+}
+
+/// curl against the admin API; (status code, body).
+fn curl(port: u16, args: &[&str], path: &str) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "-w", "\n%{http_code}"])
+        .args(args)
+        .arg(format!("http://127.0.0.1:{port}{path}"))
+        .output()
+        .expect("run curl");
+    let all = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = all.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.parse().unwrap_or(0), body.to_owned())
+}
+
+/// The Prometheus text parsed by prometheus_client's parser: one
+/// `name{labels} value` line per sample, sorted labels.
+fn parse_metrics(text: &str) -> String {
+    let script = "import sys\nfrom prometheus_client.parser import text_string_to_metric_families as parse\n\
+                  for f in parse(sys.stdin.read()):\n    for s in f.samples:\n        \
+                  labels = ','.join(f'{k}={v}' for k, v in sorted(s.labels.items()))\n        \
+                  print(f'{s.name}{{{labels}}} {s.value}')\n";
+    let mut child = Command::new("/usr/bin/python3")
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("feed parser");
+    let out = child.wait_with_output().expect("parser");
+    assert!(
+        out.status.success(),
+        "the Prometheus parser refused /metrics: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn admin_api_answers_as_frp_does_with_liveness_and_metrics() {
+    let web = "webServer.user = \"admin\"\nwebServer.password = \"s3cret\"\n";
+    let a = banner("A\n");
+    let mut r = rig(web, &tcp("web", a, 0), 1);
+    let port = r.port_of("web");
+    let auth = ["-u", "admin:s3cret"];
+
+    assert_eq!(curl(r.admin, &[], "/healthz").0, 200);
+    let (code, _) = curl(r.admin, &["-u", "admin:wrong"], "/api/status");
+    assert_eq!(code, 401);
+    let (code, body) = curl(r.admin, &auth, "/api/status");
+    assert_eq!(code, 200, "{body}");
+    let status: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let web_proxy = &status["tcp"][0];
+    assert_eq!(web_proxy["name"], "web", "{body}");
+    assert_eq!(web_proxy["status"], "running", "{body}");
+    assert_eq!(web_proxy["local_addr"], a.to_string(), "{body}");
+    assert_eq!(
+        web_proxy["remote_addr"],
+        format!("127.0.0.1:{port}"),
+        "{body}"
+    );
+
+    // Liveness: connected, and the certificate frps says it has.
+    let (_, body) = curl(r.admin, &auth, "/api/liveness");
+    let live: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(live["state"], "connected", "{body}");
+    let fp = live["server_fingerprint"]
+        .as_str()
+        .expect("fingerprint")
+        .to_owned();
+    let logged = r.frps.wait_line("fingerprint (SHA-256)", WAIT);
+    assert!(
+        logged.contains(&fp),
+        "frps logged another certificate than {fp}: {logged}"
+    );
+
+    // The config file: read, a broken upload refused, a good one written.
+    let (code, body) = curl(r.admin, &auth, "/api/config");
+    assert_eq!(
+        (code, body.as_str()),
+        (200, std::fs::read_to_string(&r.cfg).expect("cfg").as_str())
+    );
+    let before = std::fs::read_to_string(&r.cfg).expect("cfg");
+    let (code, body) = curl(
+        r.admin,
+        &[
+            "-u",
+            "admin:s3cret",
+            "-X",
+            "PUT",
+            "--data-binary",
+            "serverPort = 0\nnope = 1\n",
+        ],
+        "/api/config",
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.contains("serverPort") && body.contains("nope"),
+        "{body}"
+    );
+    assert_eq!(std::fs::read_to_string(&r.cfg).expect("cfg"), before);
+    let next = client_config(
+        r.frps_port,
+        r.admin,
+        web,
+        &format!("{}{}", tcp("web", a, 0), tcp("more", a, 0)),
+    );
+    let (code, body) = curl(
+        r.admin,
+        &["-u", "admin:s3cret", "-X", "PUT", "--data-binary", &next],
+        "/api/config",
+    );
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(std::fs::read_to_string(&r.cfg).expect("cfg"), next);
+    assert_eq!(curl(r.admin, &auth, "/api/reload").0, 200);
+    eventually("the uploaded proxy runs", || {
+        row(&r.status(), "more").is_some_and(|l| l.contains("running"))
+    });
+    assert_eq!(greeting(port).as_deref(), Some("A\n"));
+
+    // /metrics, as Prometheus would read it.
+    let (code, body) = curl(r.admin, &auth, "/metrics");
+    assert_eq!(code, 200);
+    let samples = parse_metrics(&body);
+    for want in [
+        "frp_client_connected{} 1.0",
+        "frp_client_proxy_counts{status=running,type=tcp} 2.0",
+        "frp_client_outages_total{} 0.0",
+    ] {
+        assert!(
+            samples.lines().any(|l| l == want),
+            "{want} missing:\n{samples}"
+        );
+    }
+    assert!(
+        samples.contains("process_resident_memory_bytes{}"),
+        "{samples}"
+    );
+
+    // frpc stop: it answers, then exits cleanly.
+    let out = frpc("stop", &r.cfg);
+    assert!(out.status.success(), "frpc stop: {}", text(&out));
+    assert_eq!(r.frpc.wait_exit(WAIT), Some(0), "{}", r.frpc.output());
+}
+
+#[test]
+fn commands_say_plainly_when_the_admin_api_is_off_or_down() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let off = write_file(dir.path(), "off.toml", "serverPort = 7000\n");
+    for sub in ["status", "reload", "stop"] {
+        let out = frpc(sub, &off);
+        assert!(!out.status.success());
+        assert!(
+            text(&out).contains("webServer.port is not set"),
+            "{sub}: {}",
+            text(&out)
+        );
+    }
+    let down = write_file(
+        dir.path(),
+        "down.toml",
+        &format!("serverPort = 7000\nwebServer.port = {}\n", free_port()),
+    );
+    let out = frpc("status", &down);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("cannot reach the admin API"),
+        "{}",
+        text(&out)
+    );
+}
