@@ -95,6 +95,7 @@ async fn serve(
 ) -> Result<()> {
     // Control messages and interactive sessions (SSH) are latency bound.
     tcp.set_nodelay(true).ok();
+    let peer = tcp.peer_addr()?;
     let transport = &server.config.transport;
     let cfg = &server.config;
     net::sockopt::tune(&tcp, cfg.tcp_keepalive(), cfg.heartbeat_timeout());
@@ -112,8 +113,14 @@ async fn serve(
                 debug!("connection closed without sending anything");
                 return Ok(());
             }
-            Ok(Err(e)) => bail!("rejected: {e}"),
-            Err(_) => bail!("rejected: no handshake within {login_timeout:?}"),
+            Ok(Err(e)) => {
+                server.records.login_failed("handshake");
+                bail!("rejected: {e}")
+            }
+            Err(_) => {
+                server.records.login_failed("timeout");
+                bail!("rejected: no handshake within {login_timeout:?}")
+            }
         };
     // A multiplexed session starts with a yamux header (version 0); a work
     // connection of a non-multiplexed client with its marker.
@@ -150,6 +157,7 @@ async fn serve(
         }
         Err(_) => {
             session.driver.abort();
+            server.records.login_failed("timeout");
             bail!("rejected: login did not complete within {login_timeout:?}");
         }
     };
@@ -159,9 +167,16 @@ async fn serve(
     // shown at info, where logs are often shared.
     debug!(run_id = %Escaped(&client.run_id), "session run id");
     let span = info_span!("session", user = %Escaped(&client.user));
-    session::run(server.clone(), session, ctrl, client, activity, close)
-        .instrument(span)
-        .await
+    session::run(
+        server.clone(),
+        session,
+        ctrl,
+        client,
+        (activity, peer),
+        close,
+    )
+    .instrument(span)
+    .await
 }
 
 /// A connection that did not log in: closed by the login deadline, with

@@ -8,9 +8,11 @@ mod accept;
 mod login;
 mod pool;
 mod proxy;
+mod records;
 mod registry;
 mod session;
 mod vhost;
+mod web;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +40,8 @@ pub(crate) struct Server {
     /// Receive memory all client sessions share (`transport.maxBufferMB`).
     pub budget: Arc<MemoryBudget>,
     pub registry: Arc<Registry>,
+    /// Clients and proxies as the dashboard shows them.
+    pub records: records::Records,
     pub transport: ServerSide,
     /// Names claimed by `type = "https"` proxies on `vhostHTTPSPort`.
     pub https_routes: Arc<vhost::https::Routes>,
@@ -64,6 +68,24 @@ impl Stats {
     pub fn clients(&self) -> Vec<ClientStats> {
         self.0.client_stats()
     }
+}
+
+/// The dashboard's API and `/metrics` on `webServer.addr:port`, when set.
+async fn start_web(server: &Arc<Server>, shutdown: &CancellationToken) -> Result<()> {
+    let web = &server.config.web_server;
+    if !web.enabled() {
+        return Ok(());
+    }
+    let listener = TcpListener::bind((web.addr.as_str(), web.port))
+        .await
+        .with_context(|| format!("cannot listen on webServer {}:{}", web.addr, web.port))?;
+    info!(addr = %listener.local_addr()?, "web server: frp's API (/api/…), /healthz{}",
+        if server.config.enable_prometheus { ", /metrics" } else { "" });
+    if web.user.is_empty() && web.addr != "127.0.0.1" && web.addr != "::1" {
+        warn!("webServer has no user/password and listens beyond loopback: anyone who reaches it can read it");
+    }
+    tokio::spawn(web::serve(server.clone(), listener, shutdown.clone()));
+    Ok(())
 }
 
 /// Serves frpc connections from `listener` until `shutdown` is cancelled.
@@ -115,6 +137,7 @@ pub async fn run_with_stats(
         budget,
         config,
         registry: stats.0.clone(),
+        records: records::Records::default(),
         transport,
         https_routes: Arc::new(vhost::Router::new()),
         http_routes: Arc::new(vhost::http::Routes::default()),
@@ -122,6 +145,7 @@ pub async fn run_with_stats(
         shared_http: std::sync::OnceLock::new(),
     });
     start_vhosts(&server, &shutdown).await?;
+    start_web(&server, &shutdown).await?;
     let sessions = TaskTracker::new();
     info!(addr = %listener.local_addr()?, "frps listening for clients");
     loop {

@@ -28,6 +28,8 @@ pub(crate) struct Client {
     pub user: String,
     pub run_id: String,
     pub tcp_mux: bool,
+    /// As frpc reports it (for the dashboard; not trusted for anything).
+    pub hostname: String,
 }
 
 /// Runs the login handshake. `Ok(None)` means the client was turned away
@@ -73,6 +75,7 @@ async fn handshake(
             server: PROTOCOL_VERSION,
         };
         warn!("login rejected: {err}");
+        server.records.login_failed("version");
         reject(&mut ctrl, err).await;
         return Ok(None);
     }
@@ -104,6 +107,7 @@ async fn handshake(
             hostname = %Escaped(&login.hostname),
             "login rejected: invalid token"
         );
+        server.records.login_failed("invalid_token");
         reject(&mut ctrl, LoginError::InvalidToken).await;
         return Ok(None);
     }
@@ -144,6 +148,7 @@ async fn accept(
         user: login.user,
         run_id,
         tcp_mux: login.tcp_mux,
+        hostname: login.hostname,
     };
     // Bytes the client sent after its login stay buffered for the control codec.
     Ok((ctrl.map_codec(|_| MessageCodec::<Control>::new()), client))

@@ -2,6 +2,7 @@
 //! the client goes away or a reconnect replaces it.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +22,7 @@ use wire::message::{Control, Frame, NewProxy, NewProxyResp, Pong, ProxyError};
 use crate::login::Client;
 use crate::pool::{Pool, WorkQueue, WorkSource};
 use crate::proxy::{self, Proxy, ProxyCtx, StreamBudget};
+use crate::records::{self, Online};
 use crate::registry::{SessionHandle, SessionKey};
 use crate::Server;
 
@@ -44,6 +46,10 @@ struct ClientSession {
     traffic: Arc<Traffic>,
     close: CancellationToken,
     tasks: TaskTracker,
+    /// Heartbeats received (for the dashboard and `/metrics`).
+    beats: Arc<AtomicU64>,
+    /// This login replaced an earlier session of the same client.
+    replaced: bool,
     /// Fires `SessionHandle::ended` when the session is dropped, which
     /// `end` does last (and an aborted session too).
     _ended: DropGuard,
@@ -54,11 +60,23 @@ pub(crate) async fn run(
     mux: mux::Session,
     ctrl: ControlStream<MuxStream>,
     client: Client,
-    activity: Arc<Activity>,
+    (activity, peer): (Arc<Activity>, std::net::SocketAddr),
     close: CancellationToken,
 ) -> Result<()> {
     let (reader, writer) = framed::split_control(ctrl);
     let mut session = ClientSession::register(server, mux, writer, client, close).await;
+    session.server.records.client_online(
+        &session.key,
+        Online {
+            session: session.id,
+            hostname: session.client.hostname.clone(),
+            addr: peer,
+            activity: activity.clone(),
+            beats: session.beats.clone(),
+            close: session.close.clone(),
+        },
+        session.replaced,
+    );
     let pacer = Pacer::new(None, session.server.config.heartbeat_timeout());
     let result = session.control_loop(reader, &activity, pacer).await;
     session.end(result).await;
@@ -96,7 +114,9 @@ impl ClientSession {
         // them. Sessions are keyed by user and run id: nobody replaces
         // another user's session.
         let key = (client.user.clone(), client.run_id.clone());
-        if let Some(old) = server.registry.insert_session(&key, handle) {
+        let old = server.registry.insert_session(&key, handle);
+        let replaced = old.is_some();
+        if let Some(old) = old {
             info!("replacing the previous session of this client");
             old.close.cancel();
             // Until the old session has released its names and ports, a
@@ -128,6 +148,8 @@ impl ClientSession {
             traffic,
             close,
             tasks,
+            beats: Arc::default(),
+            replaced,
             _ended: ended.drop_guard(),
         }
     }
@@ -138,7 +160,9 @@ impl ClientSession {
         for (name, proxy) in self.proxies.drain() {
             proxy.stop();
             self.server.registry.release_proxy(&self.client.user, &name);
+            self.server.records.proxy_closed(&self.client.user, &name);
         }
+        self.server.records.client_offline(&self.key, self.id);
         self.tasks.close();
         self.tasks.wait().await;
         self.server.registry.remove_session(&self.key, self.id);
@@ -201,10 +225,12 @@ impl ClientSession {
                     // the proxy) finds its port and names free.
                     proxy.close().await;
                     self.server.registry.release_proxy(&self.client.user, &name);
+                    self.server.records.proxy_closed(&self.client.user, &name);
                     info!(proxy = %Escaped(&name), "proxy closed by client");
                 }
             }
             Control::Ping(ping) => {
+                records::beat(&self.beats);
                 debug!(
                     seq = ping.seq,
                     proxies = ping.proxies,
@@ -249,7 +275,7 @@ impl ClientSession {
                 name: name.clone(),
                 work: self.work.clone(),
                 budget: self.budget.clone(),
-                meters: Meters::new(vec![traffic, self.traffic.clone()]),
+                meters: Meters::new(vec![traffic.clone(), self.traffic.clone()]),
                 stop: self.close.child_token(),
                 tasks: self.tasks.clone(),
                 _held: held,
@@ -258,6 +284,8 @@ impl ClientSession {
                 Ok(proxy) => {
                     let addr = proxy.endpoint.clone();
                     info!(proxy = %Escaped(&name), %kind, remote = %addr, "proxy started");
+                    let records = &self.server.records;
+                    records.proxy_started(&self.key, &name, &req.spec, &addr, traffic);
                     self.proxies.insert(name.clone(), proxy);
                     Ok(addr)
                 }

@@ -24,6 +24,7 @@ pub use frpc::Event;
 pub mod raw;
 pub mod sites;
 pub mod sshd;
+pub mod web;
 
 pub use sites::{nginx_site, tls_site};
 

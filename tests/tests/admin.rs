@@ -12,6 +12,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use e2e::sshd::{current_user, keygen, require_openssh, spawn_sshd, ssh_command};
+use e2e::web::{curl, prometheus_samples};
 use e2e::*;
 
 const TOKEN: &str = "auth.token = \"admin-test\"\n";
@@ -274,48 +275,6 @@ fn reload_changes_only_what_changed_and_keeps_ssh_sessions() {
     );
 }
 
-/// curl against the admin API; (status code, body).
-fn curl(port: u16, args: &[&str], path: &str) -> (u16, String) {
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "10", "-w", "\n%{http_code}"])
-        .args(args)
-        .arg(format!("http://127.0.0.1:{port}{path}"))
-        .output()
-        .expect("run curl");
-    let all = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = all.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.parse().unwrap_or(0), body.to_owned())
-}
-
-/// The Prometheus text parsed by prometheus_client's parser: one
-/// `name{labels} value` line per sample, sorted labels.
-fn parse_metrics(text: &str) -> String {
-    let script = "import sys\nfrom prometheus_client.parser import text_string_to_metric_families as parse\n\
-                  for f in parse(sys.stdin.read()):\n    for s in f.samples:\n        \
-                  labels = ','.join(f'{k}={v}' for k, v in sorted(s.labels.items()))\n        \
-                  print(f'{s.name}{{{labels}}} {s.value}')\n";
-    let mut child = Command::new("/usr/bin/python3")
-        .args(["-c", script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("feed parser");
-    let out = child.wait_with_output().expect("parser");
-    assert!(
-        out.status.success(),
-        "the Prometheus parser refused /metrics: {}\n{text}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
 fn admin_api_answers_as_frp_does_with_liveness_and_metrics() {
     let web = "webServer.user = \"admin\"\nwebServer.password = \"s3cret\"\n";
@@ -379,6 +338,17 @@ fn admin_api_answers_as_frp_does_with_liveness_and_metrics() {
         "{body}"
     );
     assert_eq!(std::fs::read_to_string(&r.cfg).expect("cfg"), before);
+    // A body over the 1 MiB bound is refused unread.
+    let huge = r._dir.path().join("huge");
+    std::fs::write(&huge, vec![b'#'; 2 << 20]).expect("huge");
+    let upload = format!("@{}", huge.display());
+    let (code, _) = curl(
+        r.admin,
+        &["-u", "admin:s3cret", "-X", "PUT", "--data-binary", &upload],
+        "/api/config",
+    );
+    assert_eq!(code, 413);
+    assert_eq!(std::fs::read_to_string(&r.cfg).expect("cfg"), before);
     let next = client_config(
         r.frps_port,
         r.admin,
@@ -401,7 +371,7 @@ fn admin_api_answers_as_frp_does_with_liveness_and_metrics() {
     // /metrics, as Prometheus would read it.
     let (code, body) = curl(r.admin, &auth, "/metrics");
     assert_eq!(code, 200);
-    let samples = parse_metrics(&body);
+    let samples = prometheus_samples(&body);
     for want in [
         "frp_client_connected{} 1.0",
         "frp_client_proxy_counts{status=running,type=tcp} 2.0",

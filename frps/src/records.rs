@@ -1,0 +1,340 @@
+//! What the dashboard, its API and `/metrics` show: every client and proxy
+//! seen, online or not (the most recent offline ones, bounded), each
+//! proxy's traffic in daily buckets for 7 days, and server-wide counts of
+//! failed logins and replaced sessions. Fed by the sessions; read by `web`.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use net::activity::Activity;
+use net::stats::Traffic;
+use tokio_util::sync::CancellationToken;
+use wire::message::ProxySpec;
+
+use crate::registry::SessionKey;
+
+/// Offline clients and proxies kept for the dashboard; the oldest go first.
+pub(crate) const MAX_OFFLINE: usize = 1024;
+/// Days of traffic kept per proxy (as frp).
+pub(crate) const DAYS: usize = 7;
+
+/// One client, online or not.
+#[derive(Clone)]
+pub(crate) struct ClientRecord {
+    pub user: String,
+    pub run_id: String,
+    pub hostname: String,
+    pub addr: SocketAddr,
+    pub first_connected: SystemTime,
+    pub last_connected: SystemTime,
+    pub disconnected: Option<SystemTime>,
+    /// Receive clock of the live session (the heartbeat's).
+    pub activity: Option<Arc<Activity>>,
+    /// Heartbeats received in the live session.
+    pub beats: Arc<AtomicU64>,
+    /// Times a newer login of this client replaced its session.
+    pub replaced: u64,
+    /// Ends the live session (the API's disconnect).
+    pub close: Option<CancellationToken>,
+    /// The live session's id (the registry's).
+    session: u64,
+}
+
+impl ClientRecord {
+    pub fn online(&self) -> bool {
+        self.disconnected.is_none()
+    }
+}
+
+/// Bytes in (users → client) and out, per day.
+#[derive(Clone, Default)]
+pub(crate) struct Daily {
+    /// (day number since the epoch, in, out), newest last, at most [`DAYS`].
+    pub days: VecDeque<(u64, u64, u64)>,
+}
+
+impl Daily {
+    fn add(&mut self, day: u64, inb: u64, outb: u64) {
+        match self.days.back_mut() {
+            Some(d) if d.0 == day => {
+                d.1 += inb;
+                d.2 += outb;
+            }
+            _ => {
+                self.days.push_back((day, inb, outb));
+                while self.days.len() > DAYS {
+                    self.days.pop_front();
+                }
+            }
+        }
+    }
+
+    /// In and out for the `DAYS` days up to `today`, today first (frp's
+    /// order), zero for days without traffic.
+    pub fn series(&self, today: u64) -> (Vec<u64>, Vec<u64>) {
+        (0..DAYS as u64)
+            .map(|back| {
+                let day = today.saturating_sub(back);
+                self.days
+                    .iter()
+                    .find(|d| d.0 == day)
+                    .map_or((0, 0), |d| (d.1, d.2))
+            })
+            .unzip()
+    }
+}
+
+/// One proxy, online or not.
+#[derive(Clone)]
+pub(crate) struct ProxyRecord {
+    pub user: String,
+    pub name: String,
+    pub spec: ProxySpec,
+    pub traffic: Arc<Traffic>,
+    pub started: SystemTime,
+    pub closed: Option<SystemTime>,
+    pub daily: Daily,
+    /// `traffic` as already counted into `daily`.
+    counted: (u64, u64),
+    /// Everything this name carried before its current registration.
+    pub earlier_total: (u64, u64),
+}
+
+impl ProxyRecord {
+    pub fn online(&self) -> bool {
+        self.closed.is_none()
+    }
+
+    /// Bytes in and out since the record began.
+    pub fn total(&self) -> (u64, u64) {
+        let t = self.traffic.snapshot();
+        (
+            self.earlier_total.0 + t.into_tunnel,
+            self.earlier_total.1 + t.out_of_tunnel,
+        )
+    }
+
+    /// Moves what `traffic` carried since the last fold into today.
+    fn fold(&mut self, today: u64) {
+        let t = self.traffic.snapshot();
+        let (inb, outb) = (t.into_tunnel, t.out_of_tunnel);
+        let delta = (
+            inb.saturating_sub(self.counted.0),
+            outb.saturating_sub(self.counted.1),
+        );
+        self.counted = (inb, outb);
+        self.daily.add(today, delta.0, delta.1);
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    clients: HashMap<SessionKey, ClientRecord>,
+    proxies: HashMap<(String, String), ProxyRecord>,
+    login_failures: BTreeMap<&'static str, u64>,
+    sessions_replaced: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct Records(Mutex<Inner>);
+
+/// Days since the epoch (UTC).
+pub(crate) fn today() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 86_400)
+}
+
+/// What a logged-in session reports of itself.
+pub(crate) struct Online {
+    pub session: u64,
+    pub hostname: String,
+    pub addr: SocketAddr,
+    pub activity: Arc<Activity>,
+    pub beats: Arc<AtomicU64>,
+    pub close: CancellationToken,
+}
+
+impl Records {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn client_online(&self, key: &SessionKey, s: Online, replaced: bool) {
+        let mut inner = self.lock();
+        if replaced {
+            inner.sessions_replaced += 1;
+        }
+        let now = SystemTime::now();
+        let rec = inner
+            .clients
+            .entry(key.clone())
+            .or_insert_with(|| ClientRecord {
+                user: key.0.clone(),
+                run_id: key.1.clone(),
+                hostname: String::new(),
+                addr: s.addr,
+                first_connected: now,
+                last_connected: now,
+                disconnected: None,
+                activity: None,
+                beats: Arc::default(),
+                replaced: 0,
+                close: None,
+                session: s.session,
+            });
+        rec.replaced += u64::from(replaced);
+        rec.hostname = s.hostname;
+        rec.addr = s.addr;
+        rec.last_connected = now;
+        rec.disconnected = None;
+        rec.activity = Some(s.activity);
+        rec.beats = s.beats;
+        rec.close = Some(s.close);
+        rec.session = s.session;
+    }
+
+    /// Session `session` ended (a replaced session's end leaves its
+    /// successor's record alone).
+    pub fn client_offline(&self, key: &SessionKey, session: u64) {
+        let mut inner = self.lock();
+        if let Some(rec) = inner.clients.get_mut(key) {
+            if rec.session == session {
+                rec.disconnected = Some(SystemTime::now());
+                rec.activity = None;
+                rec.close = None;
+            }
+        }
+        trim(&mut inner.clients, |c| c.online(), |c| c.disconnected);
+    }
+
+    /// `endpoint` is where users reach it (a port frps chose fills in
+    /// `remotePort = 0`, as frp shows it).
+    pub fn proxy_started(
+        &self,
+        key: &SessionKey,
+        name: &str,
+        spec: &ProxySpec,
+        endpoint: &str,
+        traffic: Arc<Traffic>,
+    ) {
+        let mut spec = spec.clone();
+        let chosen = endpoint.rsplit(':').next().and_then(|p| p.parse().ok());
+        match (&mut spec, chosen) {
+            (ProxySpec::Tcp(s), Some(p)) if s.remote_port == 0 => s.remote_port = p,
+            (ProxySpec::Udp(s), Some(p)) if s.remote_port == 0 => s.remote_port = p,
+            _ => {}
+        }
+        let mut inner = self.lock();
+        let id = (key.0.clone(), name.to_owned());
+        let today = today();
+        let (daily, earlier_total) = match inner.proxies.get_mut(&id) {
+            Some(old) => {
+                old.fold(today);
+                (old.daily.clone(), old.total())
+            }
+            None => (Daily::default(), (0, 0)),
+        };
+        inner.proxies.insert(
+            id,
+            ProxyRecord {
+                user: key.0.clone(),
+                name: name.to_owned(),
+                spec,
+                traffic,
+                started: SystemTime::now(),
+                closed: None,
+                daily,
+                counted: (0, 0),
+                earlier_total,
+            },
+        );
+    }
+
+    pub fn proxy_closed(&self, user: &str, name: &str) {
+        let mut inner = self.lock();
+        if let Some(p) = inner.proxies.get_mut(&(user.to_owned(), name.to_owned())) {
+            p.fold(today());
+            p.closed = Some(SystemTime::now());
+        }
+        trim(&mut inner.proxies, |p| p.online(), |p| p.closed);
+    }
+
+    pub fn login_failed(&self, reason: &'static str) {
+        *self.lock().login_failures.entry(reason).or_default() += 1;
+    }
+
+    /// Every client, online first, then by user and run id.
+    pub fn clients(&self) -> Vec<ClientRecord> {
+        let mut out: Vec<_> = self.lock().clients.values().cloned().collect();
+        out.sort_by(|a, b| {
+            (!a.online(), &a.user, &a.run_id).cmp(&(!b.online(), &b.user, &b.run_id))
+        });
+        out
+    }
+
+    /// Every proxy, its daily traffic brought up to date, by name.
+    pub fn proxies(&self) -> Vec<ProxyRecord> {
+        let mut inner = self.lock();
+        let today = today();
+        for p in inner.proxies.values_mut().filter(|p| p.online()) {
+            p.fold(today);
+        }
+        let mut out: Vec<_> = inner.proxies.values().cloned().collect();
+        out.sort_by(|a, b| (&a.name, &a.user).cmp(&(&b.name, &b.user)));
+        out
+    }
+
+    /// Forgets offline proxies; returns how many.
+    pub fn remove_offline_proxies(&self) -> usize {
+        let mut inner = self.lock();
+        let before = inner.proxies.len();
+        inner.proxies.retain(|_, p| p.online());
+        before - inner.proxies.len()
+    }
+
+    pub fn login_failures(&self) -> BTreeMap<&'static str, u64> {
+        self.lock().login_failures.clone()
+    }
+
+    pub fn sessions_replaced(&self) -> u64 {
+        self.lock().sessions_replaced
+    }
+
+    /// Brings daily traffic up to date (called every minute, so a day's
+    /// bytes land in that day).
+    pub fn tick(&self) {
+        let today = today();
+        for p in self.lock().proxies.values_mut().filter(|p| p.online()) {
+            p.fold(today);
+        }
+    }
+}
+
+/// Keeps at most [`MAX_OFFLINE`] offline entries, dropping the longest gone.
+fn trim<K: Clone + std::hash::Hash + Eq, V>(
+    map: &mut HashMap<K, V>,
+    online: impl Fn(&V) -> bool,
+    gone_at: impl Fn(&V) -> Option<SystemTime>,
+) {
+    let offline = map.values().filter(|v| !online(v)).count();
+    if offline <= MAX_OFFLINE {
+        return;
+    }
+    let mut gone: Vec<(SystemTime, K)> = map
+        .iter()
+        .filter_map(|(k, v)| gone_at(v).map(|t| (t, k.clone())))
+        .collect();
+    gone.sort_by_key(|(t, _)| *t);
+    for (_, k) in gone.into_iter().take(offline - MAX_OFFLINE) {
+        map.remove(&k);
+    }
+}
+
+/// Beats are counted where they arrive (the control loop).
+pub(crate) fn beat(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
