@@ -101,6 +101,12 @@ pub struct LogConfig {
     /// "console" (stderr) or a file path.
     pub to: String,
     pub level: LogLevel,
+    /// With a file: a new file each day (the old one renamed
+    /// `<to>.YYYYMMDD`), and files older than this many days removed; 0 =
+    /// one file, never rotated.
+    pub max_days: u32,
+    /// No colours on the console even when it is a terminal.
+    pub disable_print_color: bool,
 }
 
 impl Default for LogConfig {
@@ -108,6 +114,8 @@ impl Default for LogConfig {
         LogConfig {
             to: "console".into(),
             level: LogLevel::Info,
+            max_days: 3,
+            disable_print_color: false,
         }
     }
 }

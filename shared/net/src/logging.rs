@@ -1,11 +1,10 @@
 //! tracing setup from the `log.*` config keys.
 
-use std::fs::OpenOptions;
-use std::sync::Mutex;
-
 use tracing_subscriber::EnvFilter;
 
 use config::LogConfig;
+
+use crate::logfile::DailyFile;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
@@ -38,23 +37,24 @@ pub fn init(cfg: &LogConfig) -> Result<(), LogError> {
         .with_target(false);
     if cfg.to == "console" || cfg.to.is_empty() {
         use std::io::IsTerminal;
-        let ansi = std::io::stderr().is_terminal();
+        let ansi = std::io::stderr().is_terminal() && !cfg.disable_print_color;
         builder
             .with_writer(std::io::stderr)
             .with_ansi(ansi)
             .try_init()
             .ok();
     } else {
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&cfg.to)
-            .map_err(|source| LogError::Open {
-                path: cfg.to.clone(),
-                source,
+        let file =
+            DailyFile::open(std::path::Path::new(&cfg.to), cfg.max_days).map_err(|source| {
+                LogError::Open {
+                    path: cfg.to.clone(),
+                    source,
+                }
             })?;
+        // One log file for the life of the process.
+        let file: &'static DailyFile = Box::leak(Box::new(file));
         builder
-            .with_writer(Mutex::new(file))
+            .with_writer(move || file)
             .with_ansi(false)
             .try_init()
             .ok();
