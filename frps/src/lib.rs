@@ -5,6 +5,7 @@
 //! the real server in-process on `127.0.0.1:0`.
 
 mod accept;
+mod history;
 mod login;
 mod pool;
 mod proxy;
@@ -42,6 +43,8 @@ pub(crate) struct Server {
     pub registry: Arc<Registry>,
     /// Clients and proxies as the dashboard shows them.
     pub records: records::Records,
+    /// Where their daily traffic survives restarts (with the web server).
+    pub history: Option<history::HistoryStore>,
     pub transport: ServerSide,
     /// Names claimed by `type = "https"` proxies on `vhostHTTPSPort`.
     pub https_routes: Arc<vhost::https::Routes>,
@@ -67,6 +70,37 @@ impl Stats {
     /// Every logged-in client, with its byte counters as of now.
     pub fn clients(&self) -> Vec<ClientStats> {
         self.0.client_stats()
+    }
+}
+
+/// The traffic history file, when the web server is on; a file that cannot
+/// be opened leaves the history in memory (with a warning).
+fn open_history(config: &ServerConfig) -> Option<history::HistoryStore> {
+    if !config.web_server.enabled() {
+        return None;
+    }
+    let path = config.traffic_history_path();
+    match history::HistoryStore::open(&path) {
+        Ok(h) => Some(h),
+        Err(e) => {
+            warn!(
+                "traffic history file {}: {e}; traffic history is kept in memory only",
+                path.display()
+            );
+            None
+        }
+    }
+}
+
+impl Server {
+    /// Writes every proxy's daily traffic to the history file.
+    pub(crate) fn save_history(&self) {
+        let days = self.records.tick();
+        if let Some(h) = &self.history {
+            if let Err(e) = h.save(&days) {
+                warn!("cannot write the traffic history: {e}");
+            }
+        }
     }
 }
 
@@ -133,11 +167,20 @@ pub async fn run_with_stats(
         "receive buffers of all sessions capped at {} MiB (transport.maxBufferMB)",
         budget.total() >> 20
     );
+    let history = open_history(&config);
+    let records = records::Records::default();
+    if let Some(h) = &history {
+        match h.load() {
+            Ok(days) => records.restore(days),
+            Err(e) => warn!("cannot read the traffic history: {e}; starting it afresh"),
+        }
+    }
     let server = Arc::new(Server {
         budget,
         config,
         registry: stats.0.clone(),
-        records: records::Records::default(),
+        records,
+        history,
         transport,
         https_routes: Arc::new(vhost::Router::new()),
         http_routes: Arc::new(vhost::http::Routes::default()),
@@ -178,6 +221,7 @@ pub async fn run_with_stats(
     {
         warn!("some sessions did not finish within {SHUTDOWN_GRACE:?}");
     }
+    server.save_history();
     Ok(())
 }
 

@@ -50,7 +50,7 @@ impl ClientRecord {
 }
 
 /// Bytes in (users → client) and out, per day.
-#[derive(Clone, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Daily {
     /// (day number since the epoch, in, out), newest last, at most [`DAYS`].
     pub days: VecDeque<(u64, u64, u64)>,
@@ -136,6 +136,8 @@ struct Inner {
     proxies: HashMap<(String, String), ProxyRecord>,
     login_failures: BTreeMap<&'static str, u64>,
     sessions_replaced: u64,
+    /// Days read from the history file for proxies not registered since.
+    stored: HashMap<(String, String), Daily>,
 }
 
 #[derive(Default)]
@@ -236,7 +238,7 @@ impl Records {
                 old.fold(today);
                 (old.daily.clone(), old.total())
             }
-            None => (Daily::default(), (0, 0)),
+            None => (inner.stored.remove(&id).unwrap_or_default(), (0, 0)),
         };
         inner.proxies.insert(
             id,
@@ -305,12 +307,24 @@ impl Records {
     }
 
     /// Brings daily traffic up to date (called every minute, so a day's
-    /// bytes land in that day).
-    pub fn tick(&self) {
+    /// bytes land in that day) and returns every known proxy's days, for
+    /// the history file.
+    pub fn tick(&self) -> Vec<((String, String), Daily)> {
         let today = today();
-        for p in self.lock().proxies.values_mut().filter(|p| p.online()) {
+        let mut inner = self.lock();
+        for p in inner.proxies.values_mut().filter(|p| p.online()) {
             p.fold(today);
         }
+        inner
+            .proxies
+            .iter()
+            .map(|(k, p)| (k.clone(), p.daily.clone()))
+            .collect()
+    }
+
+    /// The history read at start.
+    pub fn restore(&self, stored: HashMap<(String, String), Daily>) {
+        self.lock().stored = stored;
     }
 }
 

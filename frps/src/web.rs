@@ -36,7 +36,7 @@ pub(crate) async fn serve(server: Arc<Server>, listener: TcpListener, stop: Canc
         loop {
             tokio::select! {
                 _ = ticking.cancelled() => return,
-                _ = every.tick() => ticker.records.tick(),
+                _ = every.tick() => ticker.save_history(),
             }
         }
     });

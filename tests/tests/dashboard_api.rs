@@ -39,19 +39,10 @@ fn sample(samples: &str, prefix: &str) -> Option<f64> {
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
-#[test]
-fn frp_api_paths_and_fields_with_liveness_and_metrics() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let web = free_port();
-    let (frps, frps_port) = spawn_frps(
-        dir.path(),
-        &format!(
-            "{TOKEN}webServer.port = {web}\nwebServer.user = \"ops\"\nwebServer.password = \"pw\"\n\
-             enablePrometheus = true\n"
-        ),
-    );
+/// A TCP echo service on 127.0.0.1.
+fn echo_service() -> std::net::SocketAddr {
     let echo = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let echo_addr = echo.local_addr().expect("addr");
+    let addr = echo.local_addr().expect("addr");
     std::thread::spawn(move || {
         for mut s in echo.incoming().flatten() {
             std::thread::spawn(move || {
@@ -64,6 +55,68 @@ fn frp_api_paths_and_fields_with_liveness_and_metrics() {
             });
         }
     });
+    addr
+}
+
+/// Echoes `n` bytes through the proxy at `port`.
+fn echo_through(port: u16, n: usize) {
+    let mut user = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let data = pattern(n, 7);
+    user.write_all(&data).expect("write");
+    let mut back = vec![0u8; data.len()];
+    user.read_exact(&mut back).expect("read");
+    assert_eq!(back, data);
+}
+
+#[test]
+fn traffic_history_survives_a_restart_of_frps() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let web = free_port();
+    let extra = format!(
+        "{TOKEN}webServer.port = {web}\nwebServer.user = \"ops\"\nwebServer.password = \"pw\"\n"
+    );
+    let echo = echo_service();
+    let proxy = format!("{TOKEN}{}", tcp_proxy("echo", echo, 0));
+    let (mut frps, frps_port) = spawn_frps(dir.path(), &extra);
+    let mut frpc = spawn_frpc(dir.path(), frps_port, &proxy);
+    echo_through(
+        port_from_line(&frpc.wait_line("proxy started", WAIT)),
+        20_000,
+    );
+    eventually("today's traffic is counted", || {
+        api(web, "/api/traffic/echo")["trafficIn"][0].as_u64() >= Some(20_000)
+    });
+    // A clean stop writes the history; a new frps reads it.
+    frps.signal("TERM");
+    assert_eq!(frps.wait_exit(WAIT), Some(0), "{}", frps.output());
+    drop(frpc);
+    let (_frps, frps_port) = spawn_frps(dir.path(), &extra);
+    let mut frpc = spawn_frpc(dir.path(), frps_port, &proxy);
+    frpc.wait_line("proxy started", WAIT);
+    let t = api(web, "/api/traffic/echo");
+    assert!(
+        t["trafficIn"][0].as_u64() >= Some(20_000),
+        "history lost: {t}"
+    );
+    assert!(
+        t["trafficOut"][0].as_u64() >= Some(20_000),
+        "history lost: {t}"
+    );
+    assert!(api(web, "/api/proxies/echo")["todayTrafficIn"].as_u64() >= Some(20_000));
+}
+
+#[test]
+fn frp_api_paths_and_fields_with_liveness_and_metrics() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let web = free_port();
+    let (frps, frps_port) = spawn_frps(
+        dir.path(),
+        &format!(
+            "{TOKEN}webServer.port = {web}\nwebServer.user = \"ops\"\nwebServer.password = \"pw\"\n\
+             enablePrometheus = true\n"
+        ),
+    );
+    let echo_addr = echo_service();
     let mut frpc = spawn_frpc(
         dir.path(),
         frps_port,
@@ -79,13 +132,7 @@ fn frp_api_paths_and_fields_with_liveness_and_metrics() {
     assert_eq!(info["proxyTypeCount"]["tcp"], 1, "{info}");
 
     // 10 000 bytes each way through the proxy, counted for today.
-    let mut user = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    let data = pattern(10_000, 7);
-    user.write_all(&data).expect("write");
-    let mut back = vec![0u8; data.len()];
-    user.read_exact(&mut back).expect("read");
-    assert_eq!(back, data);
-    drop(user);
+    echo_through(port, 10_000);
     eventually("today's traffic is counted", || {
         let p = api(web, "/api/proxy/tcp");
         p["proxies"][0]["todayTrafficIn"].as_u64() >= Some(10_000)

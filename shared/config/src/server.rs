@@ -55,6 +55,9 @@ pub struct ServerConfig {
     pub web_server: WebServerConfig,
     /// Serve Prometheus metrics at `/metrics` on the web server.
     pub enable_prometheus: bool,
+    /// Where the web server keeps each proxy's daily traffic across
+    /// restarts; empty = `frps_traffic.redb` next to this file.
+    pub traffic_history_file: String,
     /// Directory of the config file (for paths that default next to it).
     #[serde(skip)]
     pub config_dir: PathBuf,
@@ -152,12 +155,21 @@ impl Default for ServerConfig {
             sub_domain_host: String::new(),
             web_server: WebServerConfig::default(),
             enable_prometheus: false,
+            traffic_history_file: String::new(),
             config_dir: PathBuf::from("."),
         }
     }
 }
 
 impl ServerConfig {
+    /// The traffic history file (`trafficHistoryFile`).
+    pub fn traffic_history_path(&self) -> PathBuf {
+        match self.traffic_history_file.as_str() {
+            "" => self.config_dir.join("frps_traffic.redb"),
+            f => PathBuf::from(f),
+        }
+    }
+
     pub fn heartbeat_timeout(&self) -> Option<Duration> {
         secs(self.transport.heartbeat_timeout)
     }
