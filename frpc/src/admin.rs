@@ -26,7 +26,8 @@ pub(crate) async fn serve(
     tls: Option<TlsAcceptor>,
     stop: CancellationToken,
 ) {
-    net::web::serve(listener, &cfg, tls, stop, move |req| {
+    let auth = net::web::Credentials::new(&cfg);
+    net::web::serve(listener, auth, tls, stop, move |req| {
         let ctl = ctl.clone();
         async move { route(&ctl, req) }
     })

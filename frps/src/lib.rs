@@ -11,6 +11,7 @@ mod pool;
 mod proxy;
 mod records;
 mod registry;
+mod reload;
 mod session;
 mod vhost;
 mod web;
@@ -45,6 +46,11 @@ pub(crate) struct Server {
     pub records: records::Records,
     /// Where their daily traffic survives restarts (with the web server).
     pub history: Option<history::HistoryStore>,
+    /// The settings a reload may change (the rest of `config` stays as
+    /// started).
+    pub live: std::sync::RwLock<Arc<reload::Live>>,
+    /// The web server's credentials (reloadable).
+    pub web_auth: Arc<net::web::Credentials>,
     pub transport: ServerSide,
     /// Names claimed by `type = "https"` proxies on `vhostHTTPSPort`.
     pub https_routes: Arc<vhost::https::Routes>,
@@ -56,12 +62,25 @@ pub(crate) struct Server {
     pub tcpmux_routes: Arc<vhost::tcpmux::Routes>,
 }
 
-/// Live figures of a running server, readable from outside (tests now, the
-/// dashboard and metrics later).
+/// A handle on a running server from outside: its live figures (tests),
+/// and reloading its settings (SIGHUP).
 #[derive(Clone, Default)]
-pub struct Stats(Arc<Registry>);
+pub struct Stats(
+    Arc<Registry>,
+    Arc<std::sync::OnceLock<std::sync::Weak<Server>>>,
+);
 
 impl Stats {
+    /// Applies what `new` changes of the settings a running server can
+    /// change (`auth.token`, `allowPorts`, `maxPortsPerClient`,
+    /// `log.level`, webServer credentials); returns the changed keys that
+    /// need a restart. Err when the server is not running.
+    pub fn reload(&self, new: &ServerConfig) -> Result<Vec<String>> {
+        let server = self.1.get().and_then(std::sync::Weak::upgrade);
+        let server = server.context("the server is not running")?;
+        Ok(reload::apply(&server, new))
+    }
+
     /// Every registered proxy, with its byte counters as of now.
     pub fn proxies(&self) -> Vec<ProxyStats> {
         self.0.proxy_stats()
@@ -93,6 +112,11 @@ fn open_history(config: &ServerConfig) -> Option<history::HistoryStore> {
 }
 
 impl Server {
+    /// The settings in force now (a reload may replace them).
+    pub(crate) fn live(&self) -> Arc<reload::Live> {
+        self.live.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// Writes every proxy's daily traffic to the history file.
     pub(crate) fn save_history(&self) {
         let days = self.records.tick();
@@ -175,18 +199,23 @@ pub async fn run_with_stats(
             Err(e) => warn!("cannot read the traffic history: {e}; starting it afresh"),
         }
     }
+    let live = std::sync::RwLock::new(reload::Live::of(&config));
+    let web_auth = net::web::Credentials::new(&config.web_server);
     let server = Arc::new(Server {
         budget,
         config,
         registry: stats.0.clone(),
         records,
         history,
+        live,
+        web_auth,
         transport,
         https_routes: Arc::new(vhost::Router::new()),
         http_routes: Arc::new(vhost::http::Routes::default()),
         tcpmux_routes: Arc::new(vhost::tcpmux::Routes::default()),
         shared_http: std::sync::OnceLock::new(),
     });
+    let _ = stats.1.set(Arc::downgrade(&server));
     start_vhosts(&server, &shutdown).await?;
     start_web(&server, &shutdown).await?;
     let sessions = TaskTracker::new();

@@ -94,7 +94,7 @@ async fn handshake(
         Some(Err(e)) => return Err(anyhow!(e).context("reading Login")),
         None => return Ok(None),
     };
-    if !server.config.auth.token.verify(
+    if !server.live().token.verify(
         Purpose::Login,
         &nonce,
         binding,
@@ -198,8 +198,7 @@ pub(crate) async fn work_conn(
         );
     };
     if !server
-        .config
-        .auth
+        .live()
         .token
         .verify(Purpose::WorkConn, &nonce, binding, &run_id, &user, &proof)
     {

@@ -48,10 +48,10 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let log = config.log.clone();
-    net::logging::run_main("frps", &log, || serve(config))
+    net::logging::run_main("frps", &log, || serve(config, cli.config))
 }
 
-fn serve(config: ServerConfig) -> Result<()> {
+fn serve(config: ServerConfig, path: Option<PathBuf>) -> Result<()> {
     let runtime = net::util::runtime("frps").context("cannot start the async runtime")?;
     runtime.block_on(async {
         let addr = (config.bind_addr.as_str(), config.bind_port);
@@ -60,6 +60,30 @@ fn serve(config: ServerConfig) -> Result<()> {
         })?;
         let shutdown = CancellationToken::new();
         tokio::spawn(net::util::cancel_on_signal(shutdown.clone()));
-        frps::run(config, listener, shutdown).await
+        let stats = frps::Stats::default();
+        if let Some(path) = path {
+            tokio::spawn(reload_on_sighup(path, stats.clone()));
+        }
+        frps::run_with_stats(config, listener, shutdown, stats).await
     })
+}
+
+/// SIGHUP reads the config file again and applies what a running server
+/// can change; a file with errors changes nothing.
+async fn reload_on_sighup(path: PathBuf, server: frps::Stats) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return tracing::warn!("cannot listen for SIGHUP: reload needs a restart");
+    };
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading {}", path.display());
+        match ServerConfig::load(&path) {
+            Ok(new) => {
+                if let Err(e) = server.reload(&new) {
+                    tracing::warn!("reload: {e:#}");
+                }
+            }
+            Err(e) => tracing::warn!("reload refused, the running config stays:\n{e}"),
+        }
+    }
 }

@@ -256,7 +256,7 @@ impl ClientSession {
     async fn new_proxy(&mut self, req: NewProxy) -> NewProxyResp {
         let name = req.name.clone();
         let kind = req.spec.kind();
-        let limit = self.server.config.max_ports_per_client;
+        let limit = self.server.live().max_ports_per_client;
         let traffic = Arc::new(Traffic::default());
         let user = self.client.user.clone();
         let result = if limit > 0 && self.proxies.len() >= limit as usize {

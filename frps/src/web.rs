@@ -40,7 +40,7 @@ pub(crate) async fn serve(server: Arc<Server>, listener: TcpListener, stop: Canc
             }
         }
     });
-    net::web::serve(listener, &cfg, tls, stop, move |req| {
+    net::web::serve(listener, server.web_auth.clone(), tls, stop, move |req| {
         let server = server.clone();
         async move { route(&server, req) }
     })

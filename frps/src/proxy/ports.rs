@@ -36,21 +36,21 @@ where
     F: Fn((String, u16)) -> Fut,
     Fut: Future<Output = io::Result<T>>,
 {
-    let cfg = &server.config;
-    let host = cfg.proxy_bind_addr.clone();
+    let host = server.config.proxy_bind_addr.clone();
+    let live = server.live();
     if port != 0 {
-        if !cfg.port_allowed(port) {
+        if !live.port_allowed(port) {
             return Err(ProxyError::PortNotAllowed(port));
         }
         return bind_one((host, port))
             .await
             .map_err(|e| bind_error(port, e));
     }
-    if cfg.allow_ports.is_empty() {
+    // Let the server pick among the allowed ports, as frp does.
+    if live.allow_ports.is_empty() {
         return bind_one((host, 0)).await.map_err(|e| bind_error(0, e));
     }
-    // Let the server pick among the allowed ports, as frp does.
-    let mut candidates: Vec<u16> = (1..=u16::MAX).filter(|p| cfg.port_allowed(*p)).collect();
+    let mut candidates: Vec<u16> = (1..=u16::MAX).filter(|p| live.port_allowed(*p)).collect();
     candidates.shuffle(&mut rand::thread_rng());
     for p in candidates.into_iter().take(PICK_ATTEMPTS) {
         match bind_one((host.clone(), p)).await {

@@ -1,6 +1,10 @@
 //! tracing setup from the `log.*` config keys.
 
-use tracing_subscriber::EnvFilter;
+use std::sync::OnceLock;
+
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{reload, EnvFilter, Registry};
 
 use config::LogConfig;
 
@@ -22,27 +26,29 @@ pub enum LogError {
 
 /// Installs the global subscriber. `RUST_LOG`, when set, overrides
 /// `log.level` so a single run can be traced without editing the config.
+/// Changes the level of the running logger (`log.level` on reload).
+static LEVEL: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new();
+
+fn filter(level: &str) -> Result<EnvFilter, LogError> {
+    EnvFilter::try_new(level).map_err(|source| LogError::Level {
+        level: level.to_owned(),
+        source,
+    })
+}
+
 pub fn init(cfg: &LogConfig) -> Result<(), LogError> {
     let filter = match std::env::var("RUST_LOG") {
-        Ok(v) if !v.is_empty() => {
-            EnvFilter::try_new(&v).map_err(|source| LogError::Level { level: v, source })?
-        }
-        _ => EnvFilter::try_new(cfg.level.as_str()).map_err(|source| LogError::Level {
-            level: cfg.level.as_str().to_owned(),
-            source,
-        })?,
+        Ok(v) if !v.is_empty() => filter(&v)?,
+        _ => filter(cfg.level.as_str())?,
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false);
+    let (filter, handle) = reload::Layer::new(filter);
+    let base = tracing_subscriber::registry().with(filter);
+    let layer = tracing_subscriber::fmt::layer().with_target(false);
     if cfg.to == "console" || cfg.to.is_empty() {
         use std::io::IsTerminal;
         let ansi = std::io::stderr().is_terminal() && !cfg.disable_print_color;
-        builder
-            .with_writer(std::io::stderr)
-            .with_ansi(ansi)
-            .try_init()
-            .ok();
+        let layer = layer.with_writer(std::io::stderr).with_ansi(ansi);
+        base.with(layer).try_init().ok();
     } else {
         let file =
             DailyFile::open(std::path::Path::new(&cfg.to), cfg.max_days).map_err(|source| {
@@ -53,13 +59,20 @@ pub fn init(cfg: &LogConfig) -> Result<(), LogError> {
             })?;
         // One log file for the life of the process.
         let file: &'static DailyFile = Box::leak(Box::new(file));
-        builder
-            .with_writer(move || file)
-            .with_ansi(false)
-            .try_init()
-            .ok();
+        let layer = layer.with_writer(move || file).with_ansi(false);
+        base.with(layer).try_init().ok();
     }
+    let _ = LEVEL.set(handle);
     Ok(())
+}
+
+/// Sets the running logger's level; false when there is no logger to
+/// change (tests) or the level does not parse.
+pub fn set_level(level: config::LogLevel) -> bool {
+    match (LEVEL.get(), filter(level.as_str())) {
+        (Some(h), Ok(f)) => h.reload(f).is_ok(),
+        _ => false,
+    }
 }
 
 /// The common tail of both binaries' `main`: set up logging and the

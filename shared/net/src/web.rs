@@ -90,11 +90,36 @@ pub fn acceptor(cfg: &WebServerConfig) -> Result<Option<TlsAcceptor>, TlsError> 
     Ok(Some(TlsAcceptor::from(Arc::new(config))))
 }
 
+/// The basic-auth credentials asked of every request but `/healthz`;
+/// replaceable while the server runs (frps's reload).
+pub struct Credentials(std::sync::RwLock<Option<String>>);
+
+impl Credentials {
+    pub fn new(cfg: &WebServerConfig) -> Arc<Credentials> {
+        let c = Arc::new(Credentials(std::sync::RwLock::new(None)));
+        c.set(cfg);
+        c
+    }
+
+    /// Takes `webServer.user`/`password` from `cfg` (no user: no auth).
+    pub fn set(&self, cfg: &WebServerConfig) {
+        let want = (!cfg.user.is_empty()).then(|| expected_auth(&cfg.user, &cfg.password));
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = want;
+    }
+
+    fn admits(&self, given: Option<&[u8]>) -> bool {
+        match &*self.0.read().unwrap_or_else(|p| p.into_inner()) {
+            None => true,
+            Some(want) => given == Some(want.as_bytes()),
+        }
+    }
+}
+
 /// Serves `listener` until `stop`, each request answered by `handler`
-/// once basic auth (when `cfg` sets a user) has passed.
+/// once basic auth (`auth`) has passed.
 pub async fn serve<F, Fut>(
     listener: TcpListener,
-    cfg: &WebServerConfig,
+    auth: Arc<Credentials>,
     tls: Option<TlsAcceptor>,
     stop: CancellationToken,
     handler: F,
@@ -102,9 +127,7 @@ pub async fn serve<F, Fut>(
     F: Fn(WebRequest) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = WebResponse> + Send + 'static,
 {
-    let auth = (!cfg.user.is_empty()).then(|| expected_auth(&cfg.user, &cfg.password));
     let handler = Arc::new(handler);
-    let auth: Arc<Option<String>> = Arc::new(auth);
     let tasks = TaskTracker::new();
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
@@ -163,7 +186,7 @@ fn expected_auth(user: &str, password: &str) -> String {
 async fn answer<F, Fut>(
     req: Request<Incoming>,
     peer: SocketAddr,
-    auth: &Option<String>,
+    auth: &Credentials,
     handler: &F,
 ) -> WebResponse
 where
@@ -171,19 +194,17 @@ where
     Fut: Future<Output = WebResponse>,
 {
     let path = req.uri().path().to_owned();
-    if let Some(want) = auth {
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .map(|v| v.as_bytes());
-        if path != "/healthz" && given != Some(want.as_bytes()) {
-            let mut r = text(StatusCode::UNAUTHORIZED, "401 Unauthorized\n");
-            r.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"Restricted\""),
-            );
-            return r;
-        }
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    if path != "/healthz" && !auth.admits(given) {
+        let mut r = text(StatusCode::UNAUTHORIZED, "401 Unauthorized\n");
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"Restricted\""),
+        );
+        return r;
     }
     let query = req.uri().query().unwrap_or_default().to_owned();
     let method = req.method().clone();
