@@ -22,6 +22,18 @@ use crate::Server;
 
 mod metrics;
 
+/// The dashboard page (HTML, CSS and script in one file).
+const DASHBOARD: &str = include_str!("web/dashboard.html");
+
+fn redirect(to: &'static str) -> WebResponse {
+    let mut r = text(StatusCode::MOVED_PERMANENTLY, "");
+    r.headers_mut().insert(
+        hyper::header::LOCATION,
+        hyper::header::HeaderValue::from_static(to),
+    );
+    r
+}
+
 pub(crate) async fn serve(server: Arc<Server>, listener: TcpListener, stop: CancellationToken) {
     let cfg = server.config.web_server.clone();
     let tls = match net::web::acceptor(&cfg) {
@@ -52,6 +64,12 @@ fn route(server: &Server, req: WebRequest) -> WebResponse {
     let get = req.method == Method::GET;
     match (req.method.clone(), parts.as_slice()) {
         (_, ["healthz"]) => text(StatusCode::OK, ""),
+        // The dashboard: one page from the binary (nothing fetched at run
+        // time), reading the API below. `/` sends browsers there, as frp.
+        (_, [""]) if get => redirect("/static/"),
+        (_, ["static", ""] | ["static", "index.html"]) if get => {
+            net::web::respond(StatusCode::OK, "text/html; charset=utf-8", DASHBOARD)
+        }
         (_, ["metrics"]) if get && server.config.enable_prometheus => metrics::render(server),
         (_, ["api", "serverinfo"]) if get => json(StatusCode::OK, &server_info(server)),
         (_, ["api", "proxy", kind]) if get => {

@@ -1,0 +1,80 @@
+//! frps's dashboard in a real browser: Debian's Chromium, driven by
+//! playwright-core (tests/browser/dashboard.mjs), against real frps and
+//! frpc with traffic through a proxy; it checks the cards, the client, the
+//! proxy and its 7-day chart, and saves target/dashboard.png.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+
+use e2e::*;
+
+const TOKEN: &str = "auth.token = \"browser\"\n";
+
+#[test]
+fn dashboard_shows_a_running_tunnel_in_chromium() {
+    let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
+    assert!(
+        browser_dir.join("node_modules/playwright-core").exists()
+            && Path::new("/usr/bin/chromium").exists(),
+        "needs Chromium and playwright-core: `.ci/install-deps` installs both (make test runs it)"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let web = free_port();
+    let (_frps, frps_port) = spawn_frps(
+        dir.path(),
+        &format!("{TOKEN}webServer.port = {web}\nwebServer.user = \"ops\"\nwebServer.password = \"pw\"\n"),
+    );
+    let echo = spawn_echo_thread();
+    let mut frpc = spawn_frpc(
+        dir.path(),
+        frps_port,
+        &format!("{TOKEN}{}", tcp_proxy("ssh-box", echo, 0)),
+    );
+    let port = port_from_line(&frpc.wait_line("proxy started", WAIT));
+    // 256 KiB each way through the tunnel.
+    let mut user = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let data = pattern(256 << 10, 3);
+    user.write_all(&data).expect("write");
+    let mut back = vec![0u8; data.len()];
+    user.read_exact(&mut back).expect("read");
+    drop(user);
+
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
+    let shot = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/dashboard.png");
+    let out = Command::new("node")
+        .current_dir(&browser_dir)
+        .arg("dashboard.mjs")
+        .arg(format!("http://127.0.0.1:{web}/"))
+        .args(["ops", "pw", "ssh-box", hostname.trim()])
+        .arg(&shot)
+        .output()
+        .expect("run node");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(shot.exists(), "no screenshot at {}", shot.display());
+}
+
+/// A TCP echo service on 127.0.0.1 (threads: this test is not async).
+fn spawn_echo_thread() -> std::net::SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 16384];
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 || s.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
