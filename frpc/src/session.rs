@@ -338,6 +338,8 @@ impl Running {
 /// Sequence numbers, per-beat byte counts and round-trip times.
 struct BeatStats {
     seq: u32,
+    /// The last answered beat's round trip, reported in the next Ping.
+    rtt: Option<Duration>,
     sent_at: Option<(u32, Instant)>,
     bytes_in: u64,
     bytes_out: u64,
@@ -347,6 +349,7 @@ impl BeatStats {
     fn new(activity: &Activity) -> Self {
         BeatStats {
             seq: 0,
+            rtt: None,
             sent_at: None,
             bytes_in: activity.bytes_in(),
             bytes_out: activity.bytes_out(),
@@ -362,6 +365,9 @@ impl BeatStats {
             proxies: proxies as u32,
             bytes_in: bytes_in - self.bytes_in,
             bytes_out: bytes_out - self.bytes_out,
+            rtt_us: self.rtt.map_or(0, |d| {
+                u32::try_from(d.as_micros()).unwrap_or(u32::MAX).max(1)
+            }),
         };
         (self.bytes_in, self.bytes_out) = (bytes_in, bytes_out);
         ping
@@ -373,6 +379,7 @@ impl BeatStats {
             Some((s, at)) if s == seq => {
                 let rtt = at.elapsed();
                 debug!(seq, rtt_ms = rtt.as_secs_f64() * 1000.0, "pong");
+                self.rtt = Some(rtt);
                 Some(rtt)
             }
             _ => {

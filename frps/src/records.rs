@@ -35,6 +35,9 @@ pub(crate) struct ClientRecord {
     pub activity: Option<Arc<Activity>>,
     /// Heartbeats received in the live session.
     pub beats: Arc<AtomicU64>,
+    /// The round trip frpc measured for its last answered beat, in µs
+    /// (0: not yet), as its Ping reports it.
+    pub rtt_us: Arc<AtomicU64>,
     /// Times a newer login of this client replaced its session.
     pub replaced: u64,
     /// Ends the live session (the API's disconnect).
@@ -157,6 +160,7 @@ pub(crate) struct Online {
     pub addr: SocketAddr,
     pub activity: Arc<Activity>,
     pub beats: Arc<AtomicU64>,
+    pub rtt_us: Arc<AtomicU64>,
     pub close: CancellationToken,
 }
 
@@ -184,6 +188,7 @@ impl Records {
                 disconnected: None,
                 activity: None,
                 beats: Arc::default(),
+                rtt_us: Arc::default(),
                 replaced: 0,
                 close: None,
                 session: s.session,
@@ -195,6 +200,7 @@ impl Records {
         rec.disconnected = None;
         rec.activity = Some(s.activity);
         rec.beats = s.beats;
+        rec.rtt_us = s.rtt_us;
         rec.close = Some(s.close);
         rec.session = s.session;
     }
@@ -348,7 +354,11 @@ fn trim<K: Clone + std::hash::Hash + Eq, V>(
     }
 }
 
-/// Beats are counted where they arrive (the control loop).
-pub(crate) fn beat(counter: &AtomicU64) {
+/// Beats are counted where they arrive (the control loop), with the
+/// round trip they report.
+pub(crate) fn beat(counter: &AtomicU64, rtt: &AtomicU64, rtt_us: u32) {
     counter.fetch_add(1, Ordering::Relaxed);
+    if rtt_us > 0 {
+        rtt.store(u64::from(rtt_us), Ordering::Relaxed);
+    }
 }

@@ -48,6 +48,8 @@ struct ClientSession {
     tasks: TaskTracker,
     /// Heartbeats received (for the dashboard and `/metrics`).
     beats: Arc<AtomicU64>,
+    /// The client's round trip as its last beat reported it.
+    rtt_us: Arc<AtomicU64>,
     /// This login replaced an earlier session of the same client.
     replaced: bool,
     /// Fires `SessionHandle::ended` when the session is dropped, which
@@ -73,6 +75,7 @@ pub(crate) async fn run(
             addr: peer,
             activity: activity.clone(),
             beats: session.beats.clone(),
+            rtt_us: session.rtt_us.clone(),
             close: session.close.clone(),
         },
         session.replaced,
@@ -149,6 +152,7 @@ impl ClientSession {
             close,
             tasks,
             beats: Arc::default(),
+            rtt_us: Arc::default(),
             replaced,
             _ended: ended.drop_guard(),
         }
@@ -230,7 +234,7 @@ impl ClientSession {
                 }
             }
             Control::Ping(ping) => {
-                records::beat(&self.beats);
+                records::beat(&self.beats, &self.rtt_us, ping.rtt_us);
                 debug!(
                     seq = ping.seq,
                     proxies = ping.proxies,

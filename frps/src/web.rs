@@ -289,8 +289,15 @@ fn client_json(c: &ClientRecord) -> Value {
         "online": c.online(),
         "lastReceivedSecs": last,
         "beatsReceived": c.beats.load(std::sync::atomic::Ordering::Relaxed),
+        "heartbeatRttMs": rtt_ms(c),
         "sessionsReplaced": c.replaced,
     })
+}
+
+/// The round trip the client's last beat reported, in ms.
+pub(crate) fn rtt_ms(c: &ClientRecord) -> Option<f64> {
+    let us = c.rtt_us.load(std::sync::atomic::Ordering::Relaxed);
+    (c.online() && us > 0).then(|| us as f64 / 1000.0)
 }
 
 fn find_client(server: &Server, key: &str) -> Option<ClientRecord> {

@@ -28,7 +28,7 @@ try {
   if (!/KiB|MiB/.test(traffic)) fail("traffic today shows " + traffic);
   const client = page.locator("#clients-body tr").first();
   const clientText = await client.innerText();
-  for (const want of [hostname, "online", "127.0.0.1"]) {
+  for (const want of [hostname, "online", "127.0.0.1", " ms"]) {
     if (!clientText.includes(want)) fail("clients row lacks " + want + ": " + clientText);
   }
   const row = page.locator(`tr[data-proxy="${proxy}"]`);

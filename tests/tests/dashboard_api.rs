@@ -117,10 +117,14 @@ fn frp_api_paths_and_fields_with_liveness_and_metrics() {
         ),
     );
     let echo_addr = echo_service();
+    // Beats every second, so frps soon knows the client's round trip.
     let mut frpc = spawn_frpc(
         dir.path(),
         frps_port,
-        &format!("{TOKEN}{}", tcp_proxy("echo", echo_addr, 0)),
+        &format!(
+            "{TOKEN}transport.heartbeatInterval = 1\n{}",
+            tcp_proxy("echo", echo_addr, 0)
+        ),
     );
     let port = port_from_line(&frpc.wait_line("proxy started", WAIT));
 
@@ -156,6 +160,9 @@ fn frp_api_paths_and_fields_with_liveness_and_metrics() {
     assert_eq!(c["clientIP"], "127.0.0.1", "{clients}");
     assert!(c["lastReceivedSecs"].as_f64().is_some(), "{clients}");
     let key = c["key"].as_str().expect("key").to_owned();
+    eventually("the client's beats report its round trip", || {
+        api(web, "/api/clients")[0]["heartbeatRttMs"].as_f64() > Some(0.0)
+    });
     assert_eq!(api(web, &format!("/api/clients/{key}"))["runID"], key);
 
     // A login with a wrong token is counted by reason.
@@ -202,6 +209,10 @@ fn frp_api_paths_and_fields_with_liveness_and_metrics() {
     );
     assert!(
         sample(&samples, "frp_server_client_last_received_seconds{").is_some(),
+        "{samples}"
+    );
+    assert!(
+        sample(&samples, "frp_server_client_heartbeat_rtt_seconds{") > Some(0.0),
         "{samples}"
     );
     assert!(

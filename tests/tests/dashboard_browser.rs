@@ -27,10 +27,14 @@ fn dashboard_shows_a_running_tunnel_in_chromium() {
         &format!("{TOKEN}webServer.port = {web}\nwebServer.user = \"ops\"\nwebServer.password = \"pw\"\n"),
     );
     let echo = spawn_echo_thread();
+    // Beats every second: the page shows the round trip they report.
     let mut frpc = spawn_frpc(
         dir.path(),
         frps_port,
-        &format!("{TOKEN}{}", tcp_proxy("ssh-box", echo, 0)),
+        &format!(
+            "{TOKEN}transport.heartbeatInterval = 1\n{}",
+            tcp_proxy("ssh-box", echo, 0)
+        ),
     );
     let port = port_from_line(&frpc.wait_line("proxy started", WAIT));
     // 256 KiB each way through the tunnel.
@@ -41,6 +45,19 @@ fn dashboard_shows_a_running_tunnel_in_chromium() {
     user.read_exact(&mut back).expect("read");
     drop(user);
 
+    let deadline = std::time::Instant::now() + WAIT;
+    let rtt = || {
+        let (_, body) = e2e::web::curl(web, &["-u", "ops:pw"], "/api/clients");
+        let clients: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        clients[0]["heartbeatRttMs"].as_f64()
+    };
+    while rtt().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no round trip reported"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
     let shot = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/dashboard.png");
     let out = Command::new("node")

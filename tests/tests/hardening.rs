@@ -324,6 +324,7 @@ async fn a_run_id_of_another_user_replaces_nothing() {
         proxies: 0,
         bytes_in: 0,
         bytes_out: 0,
+        rtt_us: 0,
     });
     alice.send_message(0, &ping).await.expect("ping");
     match tokio::time::timeout(WAIT, alice.next_message()).await {

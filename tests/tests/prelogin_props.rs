@@ -102,6 +102,7 @@ fn message(k: u8, s: &str) -> bytes::BytesMut {
                 proxies: 0,
                 bytes_in: 0,
                 bytes_out: 0,
+                rtt_us: 0,
             }),
             &mut b,
         ),

@@ -113,6 +113,14 @@ fn clients(server: &Server, r: &Registry) -> prometheus::Result<()> {
         &["user", "run_id"],
     )?;
     r.register(Box::new(silence.clone()))?;
+    let rtt = GaugeVec::new(
+        Opts::new(
+            "frp_server_client_heartbeat_rtt_seconds",
+            "Round trip of the client's last answered heartbeat, as the client reports it",
+        ),
+        &["user", "run_id"],
+    )?;
+    r.register(Box::new(rtt.clone()))?;
     let beats = counter_vec(
         r,
         "frp_server_client_heartbeats_received_total",
@@ -125,6 +133,9 @@ fn clients(server: &Server, r: &Registry) -> prometheus::Result<()> {
             silence
                 .with_label_values(&labels)
                 .set(a.last_recv().elapsed().as_secs_f64());
+        }
+        if let Some(ms) = super::rtt_ms(c) {
+            rtt.with_label_values(&labels).set(ms / 1000.0);
         }
         beats
             .with_label_values(&labels)

@@ -260,14 +260,17 @@ fn message_with(s: fn() -> BoxedStrategy<String>) -> BoxedStrategy<Message> {
         new_proxy,
         new_proxy_resp,
         s().prop_map(|name| Message::Control(Control::CloseProxy { name })),
-        (u32s(), u32s(), u64s(), u64s()).prop_map(|(seq, proxies, bytes_in, bytes_out)| {
-            Message::Control(Control::Ping(Ping {
-                seq,
-                proxies,
-                bytes_in,
-                bytes_out,
-            }))
-        }),
+        (u32s(), u32s(), u64s(), u64s(), u32s()).prop_map(
+            |(seq, proxies, bytes_in, bytes_out, rtt_us)| {
+                Message::Control(Control::Ping(Ping {
+                    seq,
+                    proxies,
+                    bytes_in,
+                    bytes_out,
+                    rtt_us,
+                }))
+            }
+        ),
         u32s().prop_map(|seq| Message::Control(Control::Pong(Pong { seq }))),
         (s(), addrs(), addrs()).prop_map(|(proxy_name, src, dst)| Message::Work(
             WorkHeader::Start(StartWork {

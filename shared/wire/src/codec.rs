@@ -184,6 +184,7 @@ mod tests {
             proxies: 2,
             bytes_in: 1 << 40,
             bytes_out: 0,
+            rtt_us: 0,
         }));
         roundtrip(WorkHeader::Start(StartWork {
             proxy_name: "ssh".into(),
@@ -225,15 +226,17 @@ mod tests {
     #[test]
     fn ping_frame_is_tiny() {
         let mut buf = BytesMut::new();
-        // An idle tunnel: a few proxies, a few hundred bytes since the last beat.
+        // An idle tunnel: a few proxies, a few hundred bytes since the last
+        // beat, a LAN's round trip (~1 ms: two bytes).
         let ping = Ping {
             seq: 100,
             proxies: 3,
             bytes_in: 300,
             bytes_out: 300,
+            rtt_us: 900,
         };
         encode(&Control::Ping(ping), &mut buf).expect("encode");
-        assert!(buf.len() <= 10, "ping frame is {} bytes", buf.len());
+        assert!(buf.len() <= 12, "ping frame is {} bytes", buf.len());
         buf.clear();
         encode(&Control::Pong(Pong { seq: 100 }), &mut buf).expect("encode");
         assert!(buf.len() <= 4, "pong frame is {} bytes", buf.len());

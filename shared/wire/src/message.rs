@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 /// Bumped whenever the wire format changes incompatibly. 2: messages per
 /// channel, per-kind proxy specs, work headers with both addresses.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// Length of the server's login nonce.
 pub const NONCE_LEN: usize = 32;
@@ -331,6 +331,9 @@ pub struct Ping {
     /// Bytes the client read from / wrote to the connection since the last Ping.
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// Round trip of the previous beat in microseconds (0: none yet), so
+    /// frps learns the client's RTT without measuring on its own (version 3).
+    pub rtt_us: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
