@@ -419,3 +419,128 @@ fn commands_say_plainly_when_the_admin_api_is_off_or_down() {
         text(&out)
     );
 }
+
+#[test]
+fn admin_api_over_tls_with_its_own_certificate() {
+    let certs = tempfile::tempdir().expect("tempdir");
+    let ok = Command::new("openssl")
+        .current_dir(certs.path())
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-keyout",
+            "k.pem",
+            "-out",
+            "c.pem",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .output()
+        .expect("openssl");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let (cert, key) = (certs.path().join("c.pem"), certs.path().join("k.pem"));
+    let web = format!(
+        "webServer.tls.certFile = \"{}\"\nwebServer.tls.keyFile = \"{}\"\n",
+        cert.display(),
+        key.display()
+    );
+    let r = rig(&web, &tcp("web", banner("A\n"), 0), 1);
+    let url = format!("https://127.0.0.1:{}/api/status", r.admin);
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--cacert"])
+        .arg(&cert)
+        .arg(&url)
+        .output()
+        .expect("curl");
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(body.contains("\"name\":\"web\""), "{body}");
+    // Plain HTTP gets no answer from a TLS port.
+    assert_ne!(curl(r.admin, &[], "/healthz").0, 200);
+    // frpc status says how to ask it instead.
+    let said = text(&frpc("status", &r.cfg));
+    assert!(said.contains("served over TLS"), "{said}");
+}
+
+/// frps as a process on a port chosen here, so it can come back on it.
+fn frps_on(dir: &Path, port: u16) -> Proc {
+    let cfg = write_file(
+        dir,
+        "frps.toml",
+        &format!("bindAddr = \"127.0.0.1\"\nbindPort = {port}\n{TOKEN}"),
+    );
+    let mut cmd = Command::new(bin("frps"));
+    cmd.arg("-c").arg(cfg);
+    let mut p = Proc::spawn(cmd);
+    p.wait_line("frps listening for clients", WAIT);
+    p
+}
+
+#[test]
+fn liveness_shows_an_outage_the_backoff_and_the_reconnect() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let frps_port = free_port();
+    let frps = frps_on(dir.path(), frps_port);
+    let admin = free_port();
+    let cfg = write_file(
+        dir.path(),
+        "frpc.toml",
+        &format!(
+            "{}transport.heartbeatInterval = 1\n{}",
+            client_config(frps_port, admin, "", ""),
+            tcp("web", banner("A\n"), 0)
+        ),
+    );
+    let mut cmd = Command::new(bin("frpc"));
+    cmd.arg("-c").arg(&cfg);
+    let mut client = Proc::spawn(cmd);
+    client.wait_line("proxy started", WAIT);
+    let live = || -> serde_json::Value {
+        serde_json::from_str(&curl(admin, &[], "/api/liveness").1).unwrap_or_default()
+    };
+    eventually("a beat's round trip is known", || {
+        live()["rtt_ms"].as_f64() > Some(0.0)
+    });
+
+    drop(frps);
+    eventually("the outage shows, with the backoff", || {
+        let l = live();
+        l["state"] == "reconnecting"
+            && l["outages"] == 1
+            && l["backoff_seconds"].as_f64() > Some(0.0)
+    });
+    let samples = prometheus_samples(&curl(admin, &[], "/metrics").1);
+    assert!(
+        samples.lines().any(|l| l == "frp_client_connected{} 0.0"),
+        "{samples}"
+    );
+    assert!(
+        samples
+            .lines()
+            .any(|l| l == "frp_client_outages_total{} 1.0"),
+        "{samples}"
+    );
+
+    let _frps = frps_on(dir.path(), frps_port);
+    eventually("back, counted as a reconnect", || {
+        let l = live();
+        l["state"] == "connected"
+            && l["reconnects"] == 1
+            && l["outage_seconds_total"].as_f64() > Some(0.0)
+    });
+    let status = text(&frpc("status", &cfg));
+    assert!(
+        status.contains("connected") && status.contains("reconnects 1"),
+        "{status}"
+    );
+}
