@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 pub use frpc::Event;
 
 pub mod raw;
+pub mod services;
 pub mod sites;
 pub mod sshd;
 pub mod web;

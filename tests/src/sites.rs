@@ -53,12 +53,11 @@ custom=$http_x_custom\\n\"; }}\n\
 /// A TLS site: `openssl s_server -WWW` with a self-signed certificate for
 /// `name`, serving `index.html` = `body`. Returns it, its port and its
 /// certificate (PEM).
-pub fn tls_site(dir: &Path, name: &str, body: &str) -> (Proc, u16, String) {
-    let site = dir.join(name);
-    std::fs::create_dir_all(&site).expect("dir");
-    std::fs::write(site.join("index.html"), body).expect("index");
+/// A self-signed certificate for `cn` with `san` (`DNS:x` or `IP:x`) as
+/// `dir/c.pem` and its key as `dir/k.pem`; returns their paths.
+pub fn self_signed(dir: &Path, cn: &str, san: &str) -> (PathBuf, PathBuf) {
     let ok = Command::new("openssl")
-        .current_dir(&site)
+        .current_dir(dir)
         .args([
             "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
         ])
@@ -68,9 +67,9 @@ pub fn tls_site(dir: &Path, name: &str, body: &str) -> (Proc, u16, String) {
             "-out",
             "c.pem",
             "-subj",
-            &format!("/CN={name}"),
+            &format!("/CN={cn}"),
         ])
-        .args(["-addext", &format!("subjectAltName=DNS:{name}")])
+        .args(["-addext", &format!("subjectAltName={san}")])
         .output()
         .expect("openssl req");
     assert!(
@@ -78,6 +77,14 @@ pub fn tls_site(dir: &Path, name: &str, body: &str) -> (Proc, u16, String) {
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );
+    (dir.join("c.pem"), dir.join("k.pem"))
+}
+
+pub fn tls_site(dir: &Path, name: &str, body: &str) -> (Proc, u16, String) {
+    let site = dir.join(name);
+    std::fs::create_dir_all(&site).expect("dir");
+    std::fs::write(site.join("index.html"), body).expect("index");
+    self_signed(&site, name, &format!("DNS:{name}"));
     let cert = std::fs::read_to_string(site.join("c.pem")).expect("cert");
     for _ in 0..5 {
         let port = free_port();

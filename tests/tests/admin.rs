@@ -5,47 +5,17 @@
 //! the API's endpoints with basic auth, read with curl; `/metrics` read by
 //! the Prometheus project's own Python parser; `frpc stop`.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
+use e2e::services::*;
 use e2e::sshd::{current_user, keygen, require_openssh, spawn_sshd, ssh_command};
 use e2e::web::{curl, prometheus_samples};
 use e2e::*;
 
 const TOKEN: &str = "auth.token = \"admin-test\"\n";
-
-/// A service that greets every connection with `line` and closes.
-fn banner(line: &'static str) -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = l.local_addr().expect("addr");
-    std::thread::spawn(move || {
-        for mut s in l.incoming().flatten() {
-            let _ = s.write_all(line.as_bytes());
-        }
-    });
-    addr
-}
-
-/// What a proxy's public port answers, or None when nothing listens.
-fn greeting(port: u16) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(out)
-}
-
-/// Polls `f` until it is true or `WAIT` has passed.
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !f() {
-        assert!(Instant::now() < deadline, "{what}: not within {WAIT:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 fn tcp(name: &str, local: SocketAddr, remote: u16) -> String {
     tcp_proxy(name, local, remote)
@@ -423,28 +393,7 @@ fn commands_say_plainly_when_the_admin_api_is_off_or_down() {
 #[test]
 fn admin_api_over_tls_with_its_own_certificate() {
     let certs = tempfile::tempdir().expect("tempdir");
-    let ok = Command::new("openssl")
-        .current_dir(certs.path())
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args([
-            "-keyout",
-            "k.pem",
-            "-out",
-            "c.pem",
-            "-subj",
-            "/CN=localhost",
-        ])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
-        .output()
-        .expect("openssl");
-    assert!(
-        ok.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
-    let (cert, key) = (certs.path().join("c.pem"), certs.path().join("k.pem"));
+    let (cert, key) = e2e::sites::self_signed(certs.path(), "localhost", "IP:127.0.0.1");
     let web = format!(
         "webServer.tls.certFile = \"{}\"\nwebServer.tls.keyFile = \"{}\"\n",
         cert.display(),

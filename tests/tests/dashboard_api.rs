@@ -7,8 +7,8 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
 
+use e2e::services::*;
 use e2e::web::{curl, prometheus_samples};
 use e2e::*;
 use serde_json::Value;
@@ -22,40 +22,12 @@ fn api(port: u16, path: &str) -> Value {
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
 }
 
-/// Polls `f` until it is true or `WAIT` has passed.
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !f() {
-        assert!(Instant::now() < deadline, "{what}: not within {WAIT:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// One line of the parsed metrics starting with `prefix`, its value.
 fn sample(samples: &str, prefix: &str) -> Option<f64> {
     samples
         .lines()
         .find(|l| l.starts_with(prefix))
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-}
-
-/// A TCP echo service on 127.0.0.1.
-fn echo_service() -> std::net::SocketAddr {
-    let echo = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = echo.local_addr().expect("addr");
-    std::thread::spawn(move || {
-        for mut s in echo.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = s.read(&mut buf) {
-                    if n == 0 || s.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    addr
 }
 
 /// Echoes `n` bytes through the proxy at `port`.
@@ -75,7 +47,7 @@ fn traffic_history_survives_a_restart_of_frps() {
     let extra = format!(
         "{TOKEN}webServer.port = {web}\nwebServer.user = \"ops\"\nwebServer.password = \"pw\"\n"
     );
-    let echo = echo_service();
+    let echo = echo_thread();
     let proxy = format!("{TOKEN}{}", tcp_proxy("echo", echo, 0));
     let (mut frps, frps_port) = spawn_frps(dir.path(), &extra);
     let mut frpc = spawn_frpc(dir.path(), frps_port, &proxy);
@@ -116,7 +88,7 @@ fn frp_api_paths_and_fields_with_liveness_and_metrics() {
              enablePrometheus = true\n"
         ),
     );
-    let echo_addr = echo_service();
+    let echo_addr = echo_thread();
     // Beats every second, so frps soon knows the client's round trip.
     let mut frpc = spawn_frpc(
         dir.path(),

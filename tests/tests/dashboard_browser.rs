@@ -8,6 +8,7 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
 
+use e2e::services::*;
 use e2e::*;
 
 const TOKEN: &str = "auth.token = \"browser\"\n";
@@ -26,7 +27,7 @@ fn dashboard_shows_a_running_tunnel_in_chromium() {
         dir.path(),
         &format!("{TOKEN}webServer.port = {web}\nwebServer.user = \"ops\"\nwebServer.password = \"pw\"\n"),
     );
-    let echo = spawn_echo_thread();
+    let echo = echo_thread();
     // Beats every second: the page shows the round trip they report.
     let mut frpc = spawn_frpc(
         dir.path(),
@@ -75,23 +76,4 @@ fn dashboard_shows_a_running_tunnel_in_chromium() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(shot.exists(), "no screenshot at {}", shot.display());
-}
-
-/// A TCP echo service on 127.0.0.1 (threads: this test is not async).
-fn spawn_echo_thread() -> std::net::SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = l.local_addr().expect("addr");
-    std::thread::spawn(move || {
-        for mut s in l.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 16384];
-                while let Ok(n) = s.read(&mut buf) {
-                    if n == 0 || s.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    addr
 }

@@ -3,33 +3,13 @@
 //! its clients and their tunnels left alone, names the keys that need a
 //! restart, and refuses a broken file.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use e2e::services::*;
 use e2e::web::curl;
 use e2e::*;
-
-fn banner(line: &'static str) -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = l.local_addr().expect("addr");
-    std::thread::spawn(move || {
-        for mut s in l.incoming().flatten() {
-            let _ = s.write_all(line.as_bytes());
-        }
-    });
-    addr
-}
-
-fn greeting(port: u16) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(out)
-}
 
 /// frps's file: `ports` allowed, `token`, the web server's password, `extra`.
 fn frps_config(
