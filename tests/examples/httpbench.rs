@@ -375,8 +375,11 @@ fn download(port: u16) -> Result<f64> {
 /// each figure is the median of its rounds.
 const ROUNDS: usize = 3;
 
-/// One round of wrk against `s`: (rate, p50, p99, CPU µs per request).
-fn round(s: &Setup) -> Result<(f64, f64, f64, Option<f64>)> {
+/// One round's figures: (rate, p50, p99, CPU µs per request).
+type Round = (f64, f64, f64, Option<f64>);
+
+/// One round of wrk against `s`.
+fn round(s: &Setup) -> Result<Round> {
     // Warm up: connections in nginx's upstream pool, streams, caches.
     let _ = Command::new("curl")
         .args(["-s", "-o", "/dev/null", "-H", &format!("Host: {HOST}")])
@@ -395,8 +398,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// The median of a setup's rounds, and its download.
-fn figures(s: &Setup, rounds: &[(f64, f64, f64, Option<f64>)]) -> Result<Figures> {
-    let col = |f: fn(&(f64, f64, f64, Option<f64>)) -> f64| median(rounds.iter().map(f).collect());
+fn figures(s: &Setup, rounds: &[Round]) -> Result<Figures> {
+    let col = |f: fn(&Round) -> f64| median(rounds.iter().map(f).collect());
     let cpus: Vec<f64> = rounds.iter().filter_map(|r| r.3).collect();
     Ok(Figures {
         rate: col(|r| r.0),
