@@ -68,7 +68,7 @@ fuzz:
 # (0.13, 0.14) and tokio-yamux on the same workloads (tests/examples/
 # muxbench.rs, bench/mux.md), and HTTP through our vhost against nginx in
 # front of rathole and of our tcp tunnel, with wrk (tests/examples/
-# httpbench.rs, bench/http.md). About nine minutes on 2 cores; the first run also
+# httpbench.rs, bench/http.md). About ten minutes on 2 cores; the first run also
 # installs iperf3 and socat (Debian, as root) and compiles rathole into
 # target/bench-tools, a few minutes more. rathole: plain TCP is its default
 # transport, so its TLS/noise features (OpenSSL headers) are left out; not
