@@ -131,3 +131,59 @@ fn full_examples_document_every_key() {
         toml::Value::try_from(&client).expect("serialize"),
     );
 }
+
+/// The systemd units in conf/systemd pass `systemd-analyze verify` without
+/// a word (unknown keys are only warned about, so any output fails),
+/// pointed at the built binaries and this repository's configs.
+#[test]
+fn systemd_units_verify() {
+    let units = conf_dir().join("systemd");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut checked = Vec::new();
+    for entry in std::fs::read_dir(&units).expect("conf/systemd") {
+        let path = entry.expect("entry").path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("name")
+            .to_owned();
+        let text = std::fs::read_to_string(&path)
+            .expect("unit")
+            .replace(
+                "/usr/local/bin/frps",
+                &e2e::bin("frps").display().to_string(),
+            )
+            .replace(
+                "/usr/local/bin/frpc",
+                &e2e::bin("frpc").display().to_string(),
+            )
+            .replace(
+                "/etc/frp/frps.toml",
+                &conf_dir().join("frps.toml").display().to_string(),
+            )
+            .replace(
+                "/etc/frp/frpc.toml",
+                &conf_dir().join("frpc.toml").display().to_string(),
+            );
+        std::fs::write(dir.path().join(&name), text).expect("copy");
+        // A template is verified through an instance of it.
+        let target = name.replace("@.", "@office.");
+        let out = std::process::Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(dir.path().join(&target))
+            .output()
+            .expect("systemd-analyze (package systemd; .ci/install-deps installs it)");
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && said.trim().is_empty(),
+            "{name}: {said}"
+        );
+        checked.push(name);
+    }
+    checked.sort();
+    assert_eq!(checked, ["frpc.service", "frpc@.service", "frps.service"]);
+}
