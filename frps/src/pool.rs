@@ -2,6 +2,7 @@
 //! a new yamux stream, or (`tcpMux = false` on the client) a separate work
 //! connection the client opened in advance or on request.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +12,8 @@ use net::framed::ControlWriter;
 use net::transport::BoxIo;
 use net::tunnel::Tunnel;
 use std::collections::VecDeque;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
+use tokio_util::sync::CancellationToken;
 use tracing::debug;
 use wire::message::Control;
 
@@ -85,12 +87,40 @@ impl WorkQueue {
 
 pub(crate) struct Pool {
     queue: Arc<WorkQueue>,
-    ctrl: ControlWriter,
+    asks: Arc<Asks>,
+}
+
+/// Work connections owed to waiting user connections, asked for in batches:
+/// one `ReqWorkConn{count}` in the control queue at a time, however many
+/// users arrive at once (a message per user filled the 64-deep queue under
+/// a burst, and the users beyond it failed at once).
+#[derive(Default)]
+struct Asks {
+    owed: AtomicU32,
+    wake: Notify,
 }
 
 impl Pool {
-    pub fn new(queue: Arc<WorkQueue>, ctrl: ControlWriter) -> Self {
-        Pool { queue, ctrl }
+    /// The pool of a session; its asking task ends with `close`.
+    pub fn new(queue: Arc<WorkQueue>, ctrl: ControlWriter, close: CancellationToken) -> Self {
+        let asks = Arc::new(Asks::default());
+        tokio::spawn(ask(asks.clone(), ctrl, close));
+        Pool { queue, asks }
+    }
+}
+
+/// Sends what is owed, waiting for room in the control queue (this task
+/// waits, never the control loop).
+async fn ask(asks: Arc<Asks>, ctrl: ControlWriter, close: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = close.cancelled() => return,
+            _ = asks.wake.notified() => {}
+        }
+        let count = asks.owed.swap(0, Ordering::AcqRel);
+        if count > 0 && ctrl.send(Control::ReqWorkConn { count }).await.is_err() {
+            return;
+        }
     }
 }
 
@@ -105,7 +135,8 @@ impl WorkSource {
                     Err(rx) => rx,
                 };
                 // Pool empty: ask for one and wait for it.
-                pool.ctrl.try_send(Control::ReqWorkConn { count: 1 })?;
+                pool.asks.owed.fetch_add(1, Ordering::AcqRel);
+                pool.asks.wake.notify_one();
                 match tokio::time::timeout(WORK_CONN_WAIT, rx).await {
                     Ok(Ok(io)) => Ok(Tunnel::Conn(io)),
                     Ok(Err(_)) => bail!("client session ended"),

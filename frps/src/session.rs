@@ -134,7 +134,7 @@ impl ClientSession {
         info!("client logged in");
         let work = match queue {
             None => WorkSource::Mux(mux.opener.clone()),
-            Some(q) => WorkSource::Pool(Arc::new(Pool::new(q, writer.clone()))),
+            Some(q) => WorkSource::Pool(Arc::new(Pool::new(q, writer.clone(), close.clone()))),
         };
         // The control stream takes one of the client's streams.
         let streams = server.config.transport.max_streams_per_client;
