@@ -620,7 +620,12 @@ async fn trusted_ca_refuses_plain_tcp_without_force() {
     let out = frpc.output();
     assert_ne!(code, Some(0), "{out}");
     assert!(!out.contains("proxy started"), "{out}");
-    assert!(out.contains("closed the connection"), "{out}");
+    // frps drops the plain connection with the ClientHello unread: frpc
+    // sees a close or, when that data was still in flight, a reset.
+    assert!(
+        out.contains("closed the connection") || out.contains("Connection reset by peer"),
+        "{out}"
+    );
 
     let mut work = TcpStream::connect(server.addr).await.expect("connect");
     work.write_all(&[wire::message::WORK_CONN_MARKER])
