@@ -5,7 +5,9 @@
 //! drive the real client in-process and learn when proxies are up without
 //! reading logs. Layout: `supervisor` (reconnects) → `session` (one
 //! connection: `connector` dials, `login` proves, then the control loop) →
-//! `work` (a work stream) → `proxy` (one module per kind).
+//! `work` (a work stream) → `proxy` (one module per kind). Beside them:
+//! `control` (reload, status, stop; the proxy set outlives sessions),
+//! `state` (liveness), `admin` (the admin API) and `cli` (`frpc status`…).
 
 mod admin;
 mod backoff;
