@@ -493,3 +493,38 @@ fn liveness_shows_an_outage_the_backoff_and_the_reconnect() {
         "{status}"
     );
 }
+
+#[test]
+fn frp_proxy_keys_enabled_transport_metadatas_and_annotations() {
+    let a = banner("A\n");
+    let with = |b_enabled: bool| {
+        format!(
+            "{}enabled = true\ntransport.useEncryption = true\ntransport.useCompression = true\n\
+             metadatas.owner = \"ops\"\nannotations.note = \"kept\"\n{}enabled = {b_enabled}\n",
+            tcp("on", a, 0),
+            tcp("off", a, 0)
+        )
+    };
+    let r = rig("", &with(false), 1);
+    // Said at start (the rig has read the log up to the proxy's start).
+    let log = r.frpc.output();
+    let said =
+        |l: &str| l.contains("useCompression is not supported yet") && l.contains("proxy=on");
+    assert!(log.lines().any(said), "{log}");
+    let status = r.status();
+    assert!(
+        row(&status, "on").is_some_and(|l| l.contains("running")),
+        "{status}"
+    );
+    assert!(
+        row(&status, "off").is_none(),
+        "a disabled proxy started: {status}"
+    );
+    // Enabling it is a reload away.
+    r.rewrite("", &with(true));
+    let out = frpc("reload", &r.cfg);
+    assert!(out.status.success(), "{}", text(&out));
+    eventually("the enabled proxy runs", || {
+        row(&r.status(), "off").is_some_and(|l| l.contains("running"))
+    });
+}

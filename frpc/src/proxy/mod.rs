@@ -11,10 +11,12 @@ use std::sync::{Arc, Mutex};
 
 use config::{ClientConfig, HttpProxy, ProxyConfig};
 use futures::future::BoxFuture;
+use net::logging::Escaped;
 use net::stats::{Meters, Traffic};
 use net::tunnel::Tunnel;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
 use wire::message::{
     Control, HttpSpec, HttpsSpec, NewProxy, ProxyOpts, ProxySpec, StartWork, TcpSpec, TcpmuxSpec,
 };
@@ -238,9 +240,22 @@ impl ProxyManager {
     /// connections), changed ones close and register again, added ones
     /// register, and the rest are left alone.
     pub fn apply(&self, wanted: &[ProxyConfig]) -> Changes {
+        // `enabled = false`: configured, not started.
+        let wanted: Vec<&ProxyConfig> = wanted.iter().filter(|c| c.enabled()).collect();
+        for c in &wanted {
+            if c.transport().use_compression {
+                info!(
+                    proxy = %Escaped(c.name()),
+                    "transport.useCompression is not supported yet; the proxy runs uncompressed"
+                );
+            }
+            if c.transport().use_encryption {
+                debug!(proxy = %Escaped(c.name()), "transport.useEncryption: the tunnel is TLS already");
+            }
+        }
         let mut inner = self.lock();
         let mut changes = Changes::default();
-        let keep: HashMap<&str, &ProxyConfig> = wanted.iter().map(|c| (c.name(), c)).collect();
+        let keep: HashMap<&str, &ProxyConfig> = wanted.iter().map(|c| (c.name(), *c)).collect();
         let gone: Vec<String> = inner
             .order
             .iter()
@@ -251,7 +266,7 @@ impl ProxyManager {
             inner.close(&name);
             changes.removed.push(name);
         }
-        for cfg in wanted {
+        for &cfg in &wanted {
             let name = cfg.name().to_owned();
             match inner.entries.get(&name) {
                 Some(e) if e.cfg == *cfg => continue,

@@ -20,7 +20,8 @@ pub use client::{ClientConfig, ClientTls, ClientTransport};
 pub use diag::Diagnostic;
 use diag::Problems;
 pub use proxy::{
-    join_host_port, HeaderOps, HttpProxy, HttpsProxy, ProxyConfig, TcpProxy, TcpmuxProxy, UdpProxy,
+    join_host_port, HeaderOps, HttpProxy, HttpsProxy, ProxyConfig, ProxyTransport, TcpProxy,
+    TcpmuxProxy, UdpProxy,
 };
 pub use server::{ServerConfig, ServerTls, ServerTransport};
 pub use wire::auth::Token;

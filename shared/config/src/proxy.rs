@@ -43,6 +43,14 @@ macro_rules! proxy_kind {
             pub local_ip: String,
             #[serde(skip_serializing_if = "Option::is_none")]
             pub local_port: Option<u16>,
+            /// false: the proxy stays in the file but is not started.
+            pub enabled: bool,
+            /// Free key/value pairs (frp sends them to server plugins).
+            pub metadatas: std::collections::BTreeMap<String, String>,
+            /// Free key/value pairs (frp shows them on its dashboard).
+            pub annotations: std::collections::BTreeMap<String, String>,
+            /// frp's per-proxy `transport.*` we accept.
+            pub transport: ProxyTransport,
             $(
                 $(#[$fdoc])*
                 pub $field: $ty,
@@ -72,6 +80,10 @@ impl Default for TcpProxy {
             name: String::new(),
             local_ip: DEFAULT_LOCAL_IP.into(),
             local_port: None,
+            enabled: true,
+            metadatas: Default::default(),
+            annotations: Default::default(),
+            transport: ProxyTransport::default(),
             remote_port: 0,
         }
     }
@@ -99,6 +111,10 @@ impl Default for UdpProxy {
             name: String::new(),
             local_ip: DEFAULT_LOCAL_IP.into(),
             local_port: None,
+            enabled: true,
+            metadatas: Default::default(),
+            annotations: Default::default(),
+            transport: ProxyTransport::default(),
             remote_port: 0,
             udp_idle_timeout: 30,
             udp_max_mappings: 1024,
@@ -125,10 +141,24 @@ impl Default for HttpsProxy {
             name: String::new(),
             local_ip: DEFAULT_LOCAL_IP.into(),
             local_port: None,
+            enabled: true,
+            metadatas: Default::default(),
+            annotations: Default::default(),
+            transport: ProxyTransport::default(),
             custom_domains: Vec::new(),
             subdomain: String::new(),
         }
     }
+}
+
+/// frp's per-proxy `transport.useEncryption` / `useCompression`. The tunnel
+/// is TLS already, so encryption adds nothing (accepted, noted at debug);
+/// compression is not done (accepted, noted at start).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct ProxyTransport {
+    pub use_encryption: bool,
+    pub use_compression: bool,
 }
 
 /// `requestHeaders` / `responseHeaders`: `set.Name = "value"` (frp's only
@@ -175,6 +205,10 @@ impl Default for HttpProxy {
             name: String::new(),
             local_ip: DEFAULT_LOCAL_IP.into(),
             local_port: None,
+            enabled: true,
+            metadatas: Default::default(),
+            annotations: Default::default(),
+            transport: ProxyTransport::default(),
             custom_domains: Vec::new(),
             subdomain: String::new(),
             locations: Vec::new(),
@@ -215,6 +249,10 @@ impl Default for TcpmuxProxy {
             name: String::new(),
             local_ip: DEFAULT_LOCAL_IP.into(),
             local_port: None,
+            enabled: true,
+            metadatas: Default::default(),
+            annotations: Default::default(),
+            transport: ProxyTransport::default(),
             multiplexer: "httpconnect".into(),
             custom_domains: Vec::new(),
             subdomain: String::new(),
@@ -260,6 +298,26 @@ impl ProxyConfig {
             ProxyConfig::Https(_) => ProxyKind::Https,
             ProxyConfig::Http(_) => ProxyKind::Http,
             ProxyConfig::Tcpmux(_) => ProxyKind::Tcpmux,
+        }
+    }
+
+    /// `enabled` (false: configured but not started).
+    pub fn enabled(&self) -> bool {
+        self.base().0
+    }
+
+    /// `transport.useEncryption` / `useCompression`.
+    pub fn transport(&self) -> &ProxyTransport {
+        self.base().1
+    }
+
+    fn base(&self) -> (bool, &ProxyTransport) {
+        match self {
+            ProxyConfig::Tcp(p) => (p.enabled, &p.transport),
+            ProxyConfig::Udp(p) => (p.enabled, &p.transport),
+            ProxyConfig::Https(p) => (p.enabled, &p.transport),
+            ProxyConfig::Http(p) => (p.enabled, &p.transport),
+            ProxyConfig::Tcpmux(p) => (p.enabled, &p.transport),
         }
     }
 
