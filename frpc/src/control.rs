@@ -108,6 +108,9 @@ impl Controller {
         let path = self.path()?;
         let text = self.config_text()?;
         let new = parse(&text, path)?;
+        for note in &new.notes {
+            warn!("{note}");
+        }
         let changes = self.proxies.apply(&new.proxies);
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         let restart = needs_restart(&running, &new);

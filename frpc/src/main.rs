@@ -56,11 +56,19 @@ fn main() -> ExitCode {
         }
     };
     if let Some(Command::Verify) = cli.command {
+        for note in &config.notes {
+            println!("{note}");
+        }
         println!("frpc: configuration {} is valid", cli.config.display());
         return ExitCode::SUCCESS;
     }
     let log = config.log.clone();
-    net::logging::run_main("frpc", &log, || serve(config, cli.config))
+    net::logging::run_main("frpc", &log, || {
+        for note in &config.notes {
+            warn!("{note}");
+        }
+        serve(config, cli.config)
+    })
 }
 
 /// `frpc status`, `reload` or `stop`: only `webServer.*` of the file is

@@ -44,11 +44,19 @@ fn main() -> ExitCode {
             .config
             .as_ref()
             .map_or("defaults".into(), |p| p.display().to_string());
+        for note in &config.notes {
+            println!("{note}");
+        }
         println!("frps: configuration {path} is valid");
         return ExitCode::SUCCESS;
     }
     let log = config.log.clone();
-    net::logging::run_main("frps", &log, || serve(config, cli.config))
+    net::logging::run_main("frps", &log, || {
+        for note in &config.notes {
+            tracing::warn!("{note}");
+        }
+        serve(config, cli.config)
+    })
 }
 
 fn serve(config: ServerConfig, path: Option<PathBuf>) -> Result<()> {

@@ -213,7 +213,7 @@ fn reload_changes_only_what_changed_and_keeps_ssh_sessions() {
         said.contains("localPort must be between 1 and 65535"),
         "{said}"
     );
-    assert!(said.contains("unknown field `bogus`"), "{said}");
+    assert!(said.contains("unknown key `bogus`"), "{said}");
     assert_eq!(greeting(new_port).as_deref(), Some("B\n"));
     assert_eq!(
         session.echo("after a refused reload"),

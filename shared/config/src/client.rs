@@ -4,10 +4,12 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 
-use crate::diag::{self, Problems, Source};
+use crate::diag::{Diagnostic, Found, Problems};
+use crate::doc::{Node, Value};
+use crate::format::Format;
+use crate::load::{self, Loader};
 use crate::proxy::{self, ProxyConfig};
 use crate::{
     both_or_neither, check_auth, normalize_fingerprint, secs, AuthConfig, ConfigError, LogConfig,
@@ -31,14 +33,30 @@ pub struct ClientConfig {
     pub udp_packet_size: usize,
     /// The admin API (`frpc status`, `reload`, `stop`, `/metrics`).
     pub web_server: WebServerConfig,
+    /// Names this frpc to frps instead of its run id: the same clientID
+    /// is the same client across restarts (dashboard, API, `/metrics`).
+    #[serde(rename = "clientID")]
+    pub client_id: String,
+    /// Free key/value pairs sent at login, shown by frps's API.
+    pub metadatas: std::collections::BTreeMap<String, String>,
+    /// Only these proxies are started (empty: all that are enabled).
+    pub start: Vec<String>,
+    /// More files of `[[proxies]]` (globs, relative to this file), in any
+    /// format.
+    pub includes: Vec<String>,
+    /// The DNS server (`ip` or `ip:port`) that resolves serverAddr and
+    /// the proxy URL's host instead of the system's resolver.
+    pub dns_server: String,
     /// Read separately, one entry at a time (see `proxy`).
     #[serde(skip_deserializing)]
     pub proxies: Vec<ProxyConfig>,
-    #[serde(rename = "proxies", skip_serializing)]
-    raw_proxies: Option<IgnoredAny>,
     /// Directory of the config file (for paths that default next to it).
     #[serde(skip)]
     pub config_dir: PathBuf,
+    /// What the file asks for that is not built yet, one line each (the
+    /// binary logs them at start).
+    #[serde(skip)]
+    pub notes: Vec<Diagnostic>,
 }
 
 /// `transport.*` of frpc.
@@ -51,8 +69,24 @@ pub struct ClientTransport {
     /// Declare the connection dead after this many seconds with nothing
     /// received. ≤ 0 disables (for debugging).
     pub heartbeat_timeout: i64,
-    /// TCP keepalive idle time in seconds; ≤ 0 disables.
-    pub tcp_keepalive: i64,
+    /// TCP keepalive idle time in seconds on the connection to frps; ≤ 0
+    /// disables. Our older spelling `tcpKeepalive` still works.
+    #[serde(alias = "tcpKeepalive")]
+    pub dial_server_keepalive: i64,
+    /// Seconds to wait for the TCP connection to frps (or to the proxy).
+    pub dial_server_timeout: u64,
+    /// Local address to connect to frps from; empty: the system's choice.
+    #[serde(rename = "connectServerLocalIP")]
+    pub connect_server_local_ip: String,
+    /// Reach frps through this proxy: `http://[user:pass@]host:port` (HTTP
+    /// CONNECT) or `socks5://[user:pass@]host:port`. Empty: the
+    /// `http_proxy` environment variable, as frp; none when that is unset.
+    #[serde(rename = "proxyURL")]
+    pub proxy_url: String,
+    /// frp's multiplexer keepalive: here the heartbeat does that job, so
+    /// when `heartbeatInterval` is not set (≤ 0) with `tcpMux`, this is
+    /// the interval of the heartbeat.
+    pub tcp_mux_keepalive_interval: i64,
     /// First reconnect delay in seconds; doubles per failed attempt.
     pub reconnect_initial_delay: f64,
     /// Cap on the reconnect delay, in seconds.
@@ -110,7 +144,11 @@ impl Default for ClientTransport {
         ClientTransport {
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
             heartbeat_timeout: DEFAULT_HEARTBEAT_TIMEOUT,
-            tcp_keepalive: DEFAULT_TCP_KEEPALIVE,
+            dial_server_keepalive: DEFAULT_TCP_KEEPALIVE,
+            dial_server_timeout: 10,
+            connect_server_local_ip: String::new(),
+            proxy_url: String::new(),
+            tcp_mux_keepalive_interval: 30,
             reconnect_initial_delay: 1.0,
             reconnect_max_delay: 20.0,
             tcp_mux: true,
@@ -133,9 +171,14 @@ impl Default for ClientConfig {
             transport: ClientTransport::default(),
             udp_packet_size: DEFAULT_UDP_PACKET_SIZE,
             web_server: WebServerConfig::default(),
+            client_id: String::new(),
+            metadatas: Default::default(),
+            start: Vec::new(),
+            includes: Vec::new(),
+            dns_server: String::new(),
             proxies: Vec::new(),
-            raw_proxies: None,
             config_dir: PathBuf::from("."),
+            notes: Vec::new(),
         }
     }
 }
@@ -149,8 +192,15 @@ impl ClientConfig {
         }
     }
 
+    /// The heartbeat interval: with `tcpMux`, frp's multiplexer keepalive
+    /// interval lowers it (the heartbeat is our keepalive).
     pub fn heartbeat_interval(&self) -> Option<Duration> {
-        secs(self.transport.heartbeat_interval)
+        let t = &self.transport;
+        let beat = secs(t.heartbeat_interval)?;
+        match (t.tcp_mux, secs(t.tcp_mux_keepalive_interval)) {
+            (true, Some(keepalive)) => Some(beat.min(keepalive)),
+            _ => Some(beat),
+        }
     }
 
     pub fn heartbeat_timeout(&self) -> Option<Duration> {
@@ -158,7 +208,7 @@ impl ClientConfig {
     }
 
     pub fn tcp_keepalive(&self) -> Option<Duration> {
-        secs(self.transport.tcp_keepalive)
+        secs(self.transport.dial_server_keepalive)
     }
 
     /// First and largest reconnect delay (validated positive and finite).
@@ -170,19 +220,26 @@ impl ClientConfig {
         )
     }
 
+    /// The file at `path`, in the format its name says (TOML, YAML,
+    /// JSON; frp's legacy INI when it has a `[common]` section).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        diag::load(path)
+        load::load(path)
     }
 
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        diag::parse(text, Path::new("<inline>"))
+        load::parse(text, Path::new("<inline>"), Some(Format::Toml))
     }
 
-    /// `text` as if it were the file at `path` (its directory recorded),
-    /// for checking a file before it is written.
+    /// `text` in `format`, for tests and tools.
+    pub fn from_text(text: &str, format: Format) -> Result<Self, ConfigError> {
+        load::parse(text, Path::new("<inline>"), Some(format))
+    }
+
+    /// `text` as if it were the file at `path` (its format and directory
+    /// taken from it), for checking a file before it is written.
     pub fn from_toml_at(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let mut cfg: Self = diag::parse(text, path)?;
-        diag::Settings::set_dir(&mut cfg, crate::config_dir(path));
+        let mut cfg: Self = load::parse(text, path, None)?;
+        load::Settings::set_dir(&mut cfg, crate::config_dir(path));
         Ok(cfg)
     }
 
@@ -253,86 +310,171 @@ impl ClientConfig {
     }
 }
 
-impl diag::Settings for ClientConfig {
-    /// The common keys, each proxy entry, then validation.
-    fn read(src: &Source<'_>, errors: &mut Vec<diag::Diagnostic>) -> Option<Self> {
-        let mut cfg = diag::parse_all::<ClientConfig>(src)
-            .map_err(|e| errors.extend(e))
-            .ok();
-        let proxies = read_proxies(src, errors);
-        let mut problems = Problems::new(src);
-        if let Some(cfg) = cfg.as_mut() {
-            cfg.raw_proxies = None;
-            cfg.proxies = proxies.iter().filter_map(|e| e.cfg.clone()).collect();
-            cfg.check(&mut problems);
+impl load::Settings for ClientConfig {
+    /// The common keys, each proxy entry (with those of included files),
+    /// then validation.
+    fn read(mut root: Node, loader: &mut Loader, found: &mut Vec<Found>) -> Option<Self> {
+        let proxies = root.take("proxies").map(|(_, n)| n);
+        let visitors = root.take("visitors").map(|(_, n)| n);
+        crate::compat::client(&mut root, found);
+        let (cfg, errors) = crate::de::read_all::<ClientConfig>(&root);
+        found.extend(errors.into_iter().map(|e| Found::error(e.at, e.describe())));
+        let mut entries = list(proxies.as_ref(), "proxies", &root, found);
+        let mut skipped = list(visitors.as_ref(), "visitors", &root, found);
+        if let Some(cfg) = &cfg {
+            for (proxies, visitors) in include(&cfg.includes, loader, found) {
+                entries.extend(proxies);
+                skipped.extend(visitors);
+            }
         }
-        check_proxies(&proxies, &mut problems);
-        errors.extend(problems.found);
+        for v in &skipped {
+            visitor_note(v, found);
+        }
+        let read = read_proxies(&entries, found);
+        let mut problems = Problems::new(&root);
+        check_proxies(&read, &mut problems);
+        let cfg = cfg.map(|mut cfg| {
+            cfg.proxies = read.iter().filter_map(|e| e.cfg.clone()).collect();
+            cfg.check(&mut problems);
+            cfg.apply_start();
+            cfg
+        });
+        found.extend(problems.found);
         cfg
     }
 
     fn set_dir(&mut self, dir: PathBuf) {
         self.config_dir = dir;
     }
+
+    fn notes_mut(&mut self) -> &mut Vec<Diagnostic> {
+        &mut self.notes
+    }
 }
 
-/// The `[[proxies]]` entries, each parsed as its kind, with where it is.
-fn read_proxies(src: &Source<'_>, errors: &mut Vec<diag::Diagnostic>) -> Vec<Entry> {
-    #[derive(Deserialize)]
-    struct Entries {
-        #[serde(default)]
-        proxies: Vec<toml::Spanned<toml::Table>>,
-    }
-    let entries = match toml::from_str::<Entries>(src.text()) {
-        Ok(e) => e.proxies,
-        Err(e) => {
-            errors.push(diag::from_toml(src, &e));
-            return Vec::new();
+/// The entries of `[[proxies]]` or `[[visitors]]`.
+fn list(node: Option<&Node>, key: &str, root: &Node, found: &mut Vec<Found>) -> Vec<Node> {
+    match node.map(|n| &n.value) {
+        None => Vec::new(),
+        Some(Value::Seq(items)) => items.clone(),
+        Some(Value::Null) => Vec::new(),
+        Some(other) => {
+            found.push(Found::error(
+                root.find_key(key),
+                format!("{key} must be a list of tables, not {other}"),
+            ));
+            Vec::new()
         }
-    };
-    let starts: Vec<usize> = entries.iter().map(|e| e.span().start).collect();
-    let ranges = proxy::entry_ranges(&starts, src.text().len());
+    }
+}
+
+/// The proxies and visitors of the files `includes` names (as frp, only
+/// those are taken from an included file).
+fn include(
+    patterns: &[String],
+    loader: &mut Loader,
+    found: &mut Vec<Found>,
+) -> Vec<(Vec<Node>, Vec<Node>)> {
     let mut out = Vec::new();
-    for (i, (entry, range)) in entries.into_iter().zip(ranges).enumerate() {
-        let table = entry.into_inner();
-        let name = table
+    for path in load::expand_includes(patterns, &loader.dir, found) {
+        let Some(mut root) = loader.include(&path, found) else {
+            continue;
+        };
+        let proxies = root.take("proxies").map(|(_, n)| n);
+        let visitors = root.take("visitors").map(|(_, n)| n);
+        for (key, _) in root.entries() {
+            found.push(Found::unsupported(
+                Some(key.at),
+                format!(
+                    "{}: only proxies and visitors are read from an included file; `{}` is ignored",
+                    path.display(),
+                    key.name.escape_debug()
+                ),
+            ));
+        }
+        out.push((
+            list(proxies.as_ref(), "proxies", &root, found),
+            list(visitors.as_ref(), "visitors", &root, found),
+        ));
+    }
+    out
+}
+
+/// Visitors (stcp, sudp, xtcp) are not built: each is named once.
+fn visitor_note(v: &Node, found: &mut Vec<Found>) {
+    let name = v.get("name").and_then(Node::as_str).unwrap_or("?");
+    let kind = v.get("type").and_then(Node::as_str).unwrap_or("?");
+    found.push(Found::unsupported(
+        Some(v.at),
+        format!(
+            "visitor \"{}\": visitors (type \"{}\") are not supported yet; it is not started",
+            name.escape_debug(),
+            kind.escape_debug()
+        ),
+    ));
+}
+
+/// The `[[proxies]]` entries, each parsed as its kind.
+fn read_proxies(nodes: &[Node], found: &mut Vec<Found>) -> Vec<Entry> {
+    let mut out = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        let name = node
             .get("name")
-            .and_then(|v| v.as_str())
+            .and_then(Node::as_str)
             .unwrap_or("")
             .to_owned();
-        let cfg = proxy::parse_entry(src, i, table, range.clone())
-            .map_err(|e| errors.extend(e))
-            .ok();
+        let (cfg, skipped) = match proxy::parse_entry(node, i, found) {
+            proxy::Parsed::Ok(c) => (Some(*c), false),
+            proxy::Parsed::Bad => (None, false),
+            proxy::Parsed::Skipped => (None, true),
+        };
         out.push(Entry {
             index: i,
             name,
             cfg,
-            range,
+            node: node.clone(),
+            skipped,
         });
     }
     out
 }
 
-/// A parsed entry, its index in the file and where it is.
+/// A parsed entry, its index and where it is.
 struct Entry {
     index: usize,
     name: String,
-    /// None when the entry had errors (already reported).
+    /// None when the entry had errors (already reported) or is skipped.
     cfg: Option<ProxyConfig>,
-    range: std::ops::Range<usize>,
+    node: Node,
+    /// A kind or plugin not built yet (already said): not checked further.
+    skipped: bool,
 }
 
 fn check_proxies(proxies: &[Entry], p: &mut Problems<'_>) {
     let mut names = HashSet::new();
     for e in proxies {
-        let at = format!("proxies[{}] (name {:?})", e.index, e.name);
-        let mut at = p.within(e.range.clone(), at);
-        if !e.name.trim().is_empty() && !names.insert(e.name.as_str()) {
+        let mut at = p.within(&e.node, proxy::who(e.index, &e.name));
+        if !e.name.trim().is_empty() && !names.insert(e.name.as_str()) && !e.skipped {
             at.key("name", format!("duplicate proxy name {:?}", e.name));
         }
         if let Some(cfg) = &e.cfg {
             cfg.check(&mut at);
         }
         p.merge(at);
+    }
+}
+
+impl ClientConfig {
+    /// `start`: only the proxies it names run (the others stay configured
+    /// but disabled, so a reload or `start` change can bring them up).
+    fn apply_start(&mut self) {
+        if self.start.is_empty() {
+            return;
+        }
+        for proxy in &mut self.proxies {
+            if !self.start.iter().any(|n| n == proxy.name()) {
+                proxy.set_enabled(false);
+            }
+        }
     }
 }

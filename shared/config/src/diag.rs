@@ -1,107 +1,146 @@
-//! Errors with line numbers, all of a file at once.
+//! Problems of a config file, all at once, each with its file, line and
+//! column.
 //!
-//! serde stops at the first error, so a file is read in passes: the common
-//! keys are parsed, and each error's line is commented out and the parse
-//! retried, while the text stays valid TOML; each `[[proxies]]` entry is
-//! parsed on its own (see `proxy`), an offending key removed and the entry
-//! retried; then validation adds what it finds, each naming a key whose line
-//! is looked up in the text. `frpc verify` prints them all in file order.
+//! A file is read into a tree that remembers positions (`doc`); frp's keys
+//! of features not built yet are taken out first, each with one "not
+//! supported yet" line (`compat`); typed settings are read with every error
+//! collected (`de::read_all`); validation then names keys, whose position
+//! is looked up in the tree. `frpc verify` prints them all in file order.
 
 use std::fmt;
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use serde::de::DeserializeOwned;
+use crate::doc::{At, Node};
 
-/// At most this many errors are collected from one file.
-const MAX_ERRORS: usize = 32;
+/// How bad a problem is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// The file cannot be used.
+    Error,
+    /// frp has this and we do not yet: said once, the rest still runs.
+    Unsupported,
+}
 
 /// One problem in a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
-    /// 1-based line, when the problem has one.
+    /// The file it is in (an included file, or the one given).
+    pub file: PathBuf,
+    /// 1-based line and column, when the problem has a place.
     pub line: Option<usize>,
+    pub column: Option<usize>,
     pub message: String,
+    pub level: Level,
 }
 
 impl fmt::Display for Diagnostic {
+    /// `file:line:column: message`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.line {
-            Some(l) => write!(f, "line {l}: {}", self.message),
-            None => f.write_str(&self.message),
-        }
-    }
-}
-
-/// The text of a config file, for finding the line of a key.
-pub(crate) struct Source<'a> {
-    text: &'a str,
-}
-
-impl<'a> Source<'a> {
-    pub(crate) fn new(text: &'a str) -> Self {
-        Source { text }
-    }
-
-    pub(crate) fn text(&self) -> &'a str {
-        self.text
-    }
-
-    pub(crate) fn line_of(&self, offset: usize) -> usize {
-        let end = offset.min(self.text.len());
-        self.text[..end].matches('\n').count() + 1
-    }
-
-    /// The line where `key` (a dotted path such as `transport.tls.certFile`)
-    /// is set within `range` of the text: written whole (`a.b = `), as its
-    /// last part (`b = ` under a `[a]` header), or as a table header.
-    pub(crate) fn find_key(&self, key: &str, range: Range<usize>) -> Option<usize> {
-        let key = key.split('[').next().unwrap_or(key);
-        let last = key.rsplit('.').next().unwrap_or(key);
-        let start = range.start.min(self.text.len());
-        let end = range.end.min(self.text.len());
-        let mut offset = start;
-        for line in self.text[start..end].split_inclusive('\n') {
-            let t = line.trim_start();
-            let sets = |k: &str| {
-                t.strip_prefix(k)
-                    .is_some_and(|rest| rest.trim_start().starts_with('='))
-            };
-            let header = t.starts_with('[')
-                && t.trim_matches(|c| c == '[' || c == ']' || c == '\n' || c == ' ') == key;
-            if sets(key) || sets(last) || header {
-                return Some(self.line_of(offset));
+        write!(f, "{}", self.file.display())?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+            if let Some(c) = self.column {
+                write!(f, ":{c}")?;
             }
-            offset += line.len();
         }
-        None
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// A problem while reading, before the files' names are attached.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Found {
+    pub at: Option<At>,
+    pub message: String,
+    pub level: Level,
+}
+
+impl Found {
+    pub(crate) fn error(at: Option<At>, message: impl Into<String>) -> Self {
+        Found {
+            at,
+            message: message.into(),
+            level: Level::Error,
+        }
+    }
+
+    pub(crate) fn unsupported(at: Option<At>, message: impl Into<String>) -> Self {
+        Found {
+            at,
+            message: message.into(),
+            level: Level::Unsupported,
+        }
+    }
+}
+
+/// The files one config was read from, so positions can name them; a
+/// templated file maps its rendered lines back to the lines written.
+#[derive(Debug, Default)]
+pub(crate) struct Files {
+    files: Vec<(PathBuf, Option<Vec<u32>>)>,
+}
+
+impl Files {
+    /// Adds a file; its number goes into the positions read from it.
+    pub(crate) fn add(&mut self, path: &Path, line_map: Option<Vec<u32>>) -> u16 {
+        self.files.push((path.to_owned(), line_map));
+        u16::try_from(self.files.len() - 1).unwrap_or(u16::MAX)
+    }
+
+    pub(crate) fn diagnostic(&self, found: Found) -> Diagnostic {
+        let (file, line, column) = match found.at {
+            None => (self.path(0), None, None),
+            Some(at) => {
+                let (path, map) = match self.files.get(usize::from(at.file)) {
+                    Some((p, m)) => (p.clone(), m.as_ref()),
+                    None => (self.path(0), None),
+                };
+                let line = at.line as usize;
+                match map.and_then(|m| m.get(line.wrapping_sub(1))) {
+                    // A line that came out of a template action: its
+                    // columns are the rendered ones, so only the line.
+                    Some(src) if *src as usize != line => (path, Some(*src as usize), None),
+                    _ => (path, Some(line), (at.col > 0).then_some(at.col as usize)),
+                }
+            }
+        };
+        Diagnostic {
+            file,
+            line,
+            column,
+            message: found.message,
+            level: found.level,
+        }
+    }
+
+    fn path(&self, i: usize) -> PathBuf {
+        self.files
+            .get(i)
+            .map_or_else(|| PathBuf::from("<config>"), |(p, _)| p.clone())
     }
 }
 
 /// Problems found by validation, each tied to a key of the file.
 pub(crate) struct Problems<'a> {
-    src: &'a Source<'a>,
     /// Where the keys being checked live (a proxy entry, or the whole file).
-    scope: Range<usize>,
+    scope: &'a Node,
     prefix: String,
-    pub(crate) found: Vec<Diagnostic>,
+    pub(crate) found: Vec<Found>,
 }
 
 impl<'a> Problems<'a> {
-    pub(crate) fn new(src: &'a Source<'a>) -> Self {
+    pub(crate) fn new(scope: &'a Node) -> Self {
         Problems {
-            src,
-            scope: 0..src.text.len(),
+            scope,
             prefix: String::new(),
             found: Vec::new(),
         }
     }
 
     /// Problems of one part of the file: keys are searched in `scope`, and
-    /// messages start with `prefix` ("proxies[2] (name \"ssh\")").
-    pub(crate) fn within(&self, scope: Range<usize>, prefix: String) -> Problems<'a> {
+    /// messages start with `prefix` ("proxy \"ssh\"").
+    pub(crate) fn within<'b>(&self, scope: &'b Node, prefix: String) -> Problems<'b> {
         Problems {
-            src: self.src,
             scope,
             prefix,
             found: Vec::new(),
@@ -110,15 +149,15 @@ impl<'a> Problems<'a> {
 
     /// A problem with `key`; its message is `message` as given.
     pub(crate) fn key(&mut self, key: &str, message: impl Into<String>) {
-        let line = self
-            .src
-            .find_key(key, self.scope.clone())
-            .or_else(|| (!self.prefix.is_empty()).then(|| self.src.line_of(self.scope.start)));
+        let at = self
+            .scope
+            .find_key(key)
+            .or_else(|| (!self.prefix.is_empty()).then_some(self.scope.at));
         let message = match self.prefix.as_str() {
             "" => message.into(),
             p => format!("{p}: {}", message.into()),
         };
-        self.found.push(Diagnostic { line, message });
+        self.found.push(Found::error(at, message));
     }
 
     pub(crate) fn merge(&mut self, other: Problems<'_>) {
@@ -126,91 +165,11 @@ impl<'a> Problems<'a> {
     }
 }
 
-/// A `toml` error as a diagnostic, its line from the error's span.
-pub(crate) fn from_toml(src: &Source<'_>, e: &toml::de::Error) -> Diagnostic {
-    Diagnostic {
-        line: e.span().map(|s| src.line_of(s.start)),
-        message: e.message().trim_end().to_owned(),
-    }
-}
-
-/// Parses `text` as `T`, collecting every error the retries can reach: the
-/// line of each error is commented out and the parse repeated, as long as
-/// what is left is still TOML and the error pointed at one line.
-pub(crate) fn parse_all<T: DeserializeOwned>(src: &Source<'_>) -> Result<T, Vec<Diagnostic>> {
-    let mut text = src.text().to_owned();
-    let mut found = Vec::new();
-    while found.len() < MAX_ERRORS {
-        let e = match toml::from_str::<T>(&text) {
-            Ok(v) if found.is_empty() => return Ok(v),
-            Ok(_) => break,
-            Err(e) => e,
-        };
-        found.push(from_toml(src, &e));
-        let Some(span) = e.span() else { break };
-        let line_start = text[..span.start.min(text.len())]
-            .rfind('\n')
-            .map_or(0, |i| i + 1);
-        let line_end = text[line_start..]
-            .find('\n')
-            .map_or(text.len(), |i| line_start + i);
-        let line = &text[line_start..line_end];
-        if span.end > line_end + 1 || line.is_empty() || line.trim_start().starts_with('#') {
-            break;
-        }
-        // Same length, so the offsets of later lines stay true.
-        let blank = format!("#{}", " ".repeat(line.len() - 1));
-        let mut next = text.clone();
-        next.replace_range(line_start..line_end, &blank);
-        if next.parse::<toml::Table>().is_err() {
-            break;
-        }
-        text = next;
-    }
-    Err(found)
-}
-
-/// Errors in file order (those without a line last, in the order found).
-pub(crate) fn sorted(mut found: Vec<Diagnostic>) -> Vec<Diagnostic> {
-    found.sort_by_key(|d| d.line.unwrap_or(usize::MAX));
-    found.truncate(MAX_ERRORS);
-    found
-}
-
-/// A settings file type: how to read it from text, and where its
-/// directory goes (for paths that default next to it).
-pub(crate) trait Settings: Sized {
-    /// Everything after the syntax check: the value, with every problem
-    /// found added to `errors` (the value is used only if there are none).
-    fn read(src: &Source<'_>, errors: &mut Vec<Diagnostic>) -> Option<Self>;
-    fn set_dir(&mut self, dir: PathBuf);
-}
-
-/// Reads `text` (from `path`, for messages): a syntax error ends it at
-/// once, otherwise every problem is reported together, in file order.
-pub(crate) fn parse<T: Settings>(text: &str, path: &Path) -> Result<T, crate::ConfigError> {
-    let src = Source::new(text);
-    let mut errors = Vec::new();
-    let value = match text.parse::<toml::Table>() {
-        Err(e) => {
-            errors.push(from_toml(&src, &e));
-            None
-        }
-        Ok(_) => T::read(&src, &mut errors),
-    };
-    match value {
-        Some(v) if errors.is_empty() => Ok(v),
-        _ => Err(crate::ConfigError::Invalid {
-            path: path.to_owned(),
-            errors: sorted(errors),
-        }),
-    }
-}
-
-/// [`parse`] of the file at `path`, its directory recorded.
-pub(crate) fn load<T: Settings>(path: &Path) -> Result<T, crate::ConfigError> {
-    let text = crate::read_file(path)?;
-    let mut value = parse::<T>(&text, path)?;
-    value.set_dir(crate::config_dir(path));
-    Ok(value)
+/// In file order (those without a place last), errors capped.
+pub(crate) fn sorted(files: &Files, mut found: Vec<Found>) -> Vec<Diagnostic> {
+    found.sort_by_key(|f| {
+        f.at.map_or((u16::MAX, u32::MAX, 0), |a| (a.file, a.line, a.col))
+    });
+    found.truncate(crate::de::MAX_ERRORS * 4);
+    found.into_iter().map(|f| files.diagnostic(f)).collect()
 }

@@ -7,17 +7,14 @@
 //! Adding a kind: a struct through the macro, a variant of [`ProxyConfig`],
 //! and one arm in [`parse_entry`].
 
-use std::ops::Range;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use wire::message::ProxyKind;
 
-use crate::diag::{Diagnostic, Problems, Source};
-
-/// Kinds frp has that are not built yet: named in the error, so a config
-/// written for frp fails clearly rather than as an unknown word.
-const LATER: &[&str] = &["stcp", "sudp", "xtcp"];
+use crate::compat::LATER_TYPES;
+use crate::diag::{Found, Problems};
+use crate::doc::Node;
 
 /// A proxy as configured, per kind. Serialized flat with its `type`, as
 /// frp writes it.
@@ -306,6 +303,17 @@ impl ProxyConfig {
         self.base().0
     }
 
+    /// Keeps the proxy configured but not started (`start` leaves it out).
+    pub(crate) fn set_enabled(&mut self, enabled: bool) {
+        match self {
+            ProxyConfig::Tcp(p) => p.enabled = enabled,
+            ProxyConfig::Udp(p) => p.enabled = enabled,
+            ProxyConfig::Https(p) => p.enabled = enabled,
+            ProxyConfig::Http(p) => p.enabled = enabled,
+            ProxyConfig::Tcpmux(p) => p.enabled = enabled,
+        }
+    }
+
     /// `transport.useEncryption` / `useCompression`.
     pub fn transport(&self) -> &ProxyTransport {
         self.base().1
@@ -410,92 +418,93 @@ fn check_names(domains: &[String], subdomain: &str, p: &mut Problems<'_>) {
     }
 }
 
-/// Where entry `i` is in the file: from its header (or inline table) to the
-/// next entry's.
-pub(crate) fn entry_ranges(starts: &[usize], len: usize) -> Vec<Range<usize>> {
-    (0..starts.len())
-        .map(|i| starts[i]..starts.get(i + 1).copied().unwrap_or(len))
-        .collect()
+/// How an entry was read.
+pub(crate) enum Parsed {
+    Ok(Box<ProxyConfig>),
+    /// It has errors (reported).
+    Bad,
+    /// A kind or plugin not built yet (said): not started, not checked.
+    Skipped,
 }
 
+/// How messages name entry `i`: `proxy "ssh"`, or `proxies[3]` without a
+/// name.
+pub(crate) fn who(i: usize, name: &str) -> String {
+    match name {
+        "" => format!("proxies[{i}]"),
+        n => format!("proxy \"{}\"", n.escape_debug()),
+    }
+}
+
+const SUPPORTED: &str = "supported: \"tcp\", \"udp\", \"http\", \"https\", \"tcpmux\"";
+
 /// Reads entry `i` as its kind's struct, collecting every key that is
-/// unknown or has a bad value (the key is removed and the entry retried).
-pub(crate) fn parse_entry(
-    src: &Source<'_>,
-    i: usize,
-    mut table: toml::Table,
-    range: Range<usize>,
-) -> Result<ProxyConfig, Vec<Diagnostic>> {
-    let name = table
-        .get("name")
-        .and_then(|v| v.as_str())
-        .map(str::to_owned);
-    let at = match &name {
-        Some(n) => format!("proxies[{i}] (name {n:?})"),
-        None => format!("proxies[{i}]"),
-    };
-    let root = Problems::new(src);
-    let mut p = root.within(range, at);
-    let kind = match table.remove("type") {
-        Some(toml::Value::String(t)) => t,
-        Some(other) => {
-            p.key(
-                "type",
-                format!("type must be a string, not {}", other.type_str()),
-            );
-            return Err(p.found);
-        }
+/// unknown or has a bad value.
+pub(crate) fn parse_entry(node: &Node, i: usize, found: &mut Vec<Found>) -> Parsed {
+    let name = node.get("name").and_then(Node::as_str).unwrap_or("");
+    let who = who(i, name);
+    let mut entry = node.clone();
+    let kind = match entry.take("type") {
+        Some((_, t)) => match t.as_str() {
+            Some(t) => t.to_owned(),
+            None => {
+                found.push(Found::error(
+                    Some(t.at),
+                    format!("{who}: type must be a string, not {}", t.value),
+                ));
+                return Parsed::Bad;
+            }
+        },
         None => {
-            p.key(
-                "name",
-                "type is required (supported: \"tcp\", \"udp\", \"http\", \"https\", \"tcpmux\")",
+            found.push(Found::error(
+                Some(node.at),
+                format!("{who}: type is required ({SUPPORTED})"),
+            ));
+            return Parsed::Bad;
+        }
+    };
+    let type_at = node.find_key("type");
+    if LATER_TYPES.contains(&kind.as_str()) {
+        found.push(Found::unsupported(
+            type_at,
+            format!("{who}: type \"{kind}\" is not supported yet; it is not started"),
+        ));
+        return Parsed::Skipped;
+    }
+    if !crate::compat::proxy(&mut entry, &who, found) {
+        return Parsed::Skipped;
+    }
+    let read = match kind.as_str() {
+        "tcp" => read::<TcpProxy>(&entry, ProxyConfig::Tcp),
+        "udp" => read::<UdpProxy>(&entry, ProxyConfig::Udp),
+        "https" => read::<HttpsProxy>(&entry, ProxyConfig::Https),
+        "http" => read::<HttpProxy>(&entry, ProxyConfig::Http),
+        "tcpmux" => read::<TcpmuxProxy>(&entry, ProxyConfig::Tcpmux),
+        other => {
+            found.push(Found::error(
+                type_at,
+                format!("{who}: type {:?} is not a proxy type ({SUPPORTED})", other),
+            ));
+            return Parsed::Bad;
+        }
+    };
+    match read {
+        (Some(cfg), errors) if errors.is_empty() => Parsed::Ok(Box::new(cfg)),
+        (_, errors) => {
+            found.extend(
+                errors
+                    .into_iter()
+                    .map(|e| Found::error(e.at, format!("{who}: {}", e.describe()))),
             );
-            return Err(p.found);
-        }
-    };
-    let parse = |t: toml::Table| match kind.as_str() {
-        "tcp" => Some(TcpProxy::deserialize(t).map(ProxyConfig::Tcp)),
-        "udp" => Some(UdpProxy::deserialize(t).map(ProxyConfig::Udp)),
-        "https" => Some(HttpsProxy::deserialize(t).map(ProxyConfig::Https)),
-        "http" => Some(HttpProxy::deserialize(t).map(ProxyConfig::Http)),
-        "tcpmux" => Some(TcpmuxProxy::deserialize(t).map(ProxyConfig::Tcpmux)),
-        _ => None,
-    };
-    let Some(whole) = parse(toml::Table::new()) else {
-        let t = kind.as_str();
-        let why = if LATER.contains(&t) {
-            "is not supported yet"
-        } else {
-            "is not a proxy type"
-        };
-        p.key(
-            "type",
-            format!(
-                "type {t:?} {why} (supported: \"tcp\", \"udp\", \"http\", \"https\", \"tcpmux\")"
-            ),
-        );
-        return Err(p.found);
-    };
-    drop(whole);
-    // Every key on its own first (all fields have defaults), so each bad
-    // key is found and named, whatever serde's message says.
-    let mut bad = Vec::new();
-    for (k, v) in &table {
-        let one = toml::Table::from_iter([(k.clone(), v.clone())]);
-        if let Some(Err(e)) = parse(one) {
-            p.key(k, e.message().trim_end().replace('\n', " "));
-            bad.push(k.clone());
+            Parsed::Bad
         }
     }
-    for k in &bad {
-        table.remove(k);
-    }
-    match parse(table) {
-        Some(Ok(cfg)) if p.found.is_empty() => Ok(cfg),
-        Some(Err(e)) => {
-            p.key("name", e.message().trim_end().replace('\n', " "));
-            Err(p.found)
-        }
-        _ => Err(p.found),
-    }
+}
+
+fn read<T: serde::de::DeserializeOwned>(
+    entry: &Node,
+    wrap: fn(T) -> ProxyConfig,
+) -> (Option<ProxyConfig>, Vec<crate::de::Error>) {
+    let (v, errors) = crate::de::read_all::<T>(entry);
+    (v.map(wrap), errors)
 }

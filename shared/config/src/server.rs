@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::diag::{self, Problems, Source};
+use crate::diag::{Diagnostic, Found, Problems};
+use crate::doc::Node;
+use crate::format::Format;
+use crate::load::{self, Loader};
 use crate::{
     both_or_neither, check_auth, secs, AuthConfig, ConfigError, LogConfig, PortRange,
     WebServerConfig, DEFAULT_HEARTBEAT_TIMEOUT, DEFAULT_MAX_STREAMS, DEFAULT_TCP_KEEPALIVE,
@@ -58,15 +61,31 @@ pub struct ServerConfig {
     /// Where the web server keeps each proxy's daily traffic across
     /// restarts; empty = `frps_traffic.redb` next to this file.
     pub traffic_history_file: String,
+    /// Send clients the reason a proxy was refused (true, as frp); false:
+    /// only that it was, the reason in frps's log.
+    pub detailed_errors_to_client: bool,
+    /// Seconds a user connection waits for a work connection from frpc
+    /// (`tcpMux = false`) before it is closed.
+    pub user_conn_timeout: u64,
     /// Directory of the config file (for paths that default next to it).
     #[serde(skip)]
     pub config_dir: PathBuf,
+    /// What the file asks for that is not built yet, one line each.
+    #[serde(skip)]
+    pub notes: Vec<Diagnostic>,
 }
 
 /// `transport.*` of frps.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct ServerTransport {
+    /// false: clients must not multiplex (`transport.tcpMux = false` on
+    /// frpc too, as frp requires them to match); a multiplexing client is
+    /// refused at login with that said.
+    pub tcp_mux: bool,
+    /// frp's multiplexer keepalive: here frps's heartbeat timeout does that
+    /// job; accepted for frp's files and otherwise unused by frps.
+    pub tcp_mux_keepalive_interval: i64,
     /// Seconds without any data from a client before it is declared dead
     /// and its ports freed. ≤ 0 disables the check (for debugging).
     pub heartbeat_timeout: i64,
@@ -93,6 +112,8 @@ pub struct ServerTransport {
 impl Default for ServerTransport {
     fn default() -> Self {
         ServerTransport {
+            tcp_mux: true,
+            tcp_mux_keepalive_interval: 30,
             heartbeat_timeout: DEFAULT_HEARTBEAT_TIMEOUT,
             tcp_keepalive: DEFAULT_TCP_KEEPALIVE,
             login_timeout: 10,
@@ -156,7 +177,10 @@ impl Default for ServerConfig {
             web_server: WebServerConfig::default(),
             enable_prometheus: false,
             traffic_history_file: String::new(),
+            detailed_errors_to_client: true,
+            user_conn_timeout: 10,
             config_dir: PathBuf::from("."),
+            notes: Vec::new(),
         }
     }
 }
@@ -182,12 +206,24 @@ impl ServerConfig {
         Duration::from_secs(self.transport.login_timeout)
     }
 
+    /// Seconds a user connection waits for a work connection.
+    pub fn user_conn_timeout(&self) -> Duration {
+        Duration::from_secs(self.user_conn_timeout)
+    }
+
+    /// The file at `path`, in the format its name says (TOML, YAML,
+    /// JSON; frp's legacy INI when it has a `[common]` section).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        diag::load(path)
+        load::load(path)
     }
 
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        diag::parse(text, Path::new("<inline>"))
+        load::parse(text, Path::new("<inline>"), Some(Format::Toml))
+    }
+
+    /// `text` in `format`, for tests and tools.
+    pub fn from_text(text: &str, format: Format) -> Result<Self, ConfigError> {
+        load::parse(text, Path::new("<inline>"), Some(format))
     }
 
     /// Checks values and fills derived ones.
@@ -248,6 +284,12 @@ impl ServerConfig {
                 "transport.maxPendingLogins must be at least 1",
             );
         }
+        if self.user_conn_timeout == 0 {
+            p.key(
+                "userConnTimeout",
+                "userConnTimeout must be at least 1 second",
+            );
+        }
         if t.max_streams_per_client == 0 {
             p.key(
                 "transport.maxStreamsPerClient",
@@ -262,18 +304,23 @@ impl ServerConfig {
     }
 }
 
-impl diag::Settings for ServerConfig {
-    fn read(src: &Source<'_>, errors: &mut Vec<diag::Diagnostic>) -> Option<Self> {
-        let mut cfg = diag::parse_all::<ServerConfig>(src)
-            .map_err(|e| errors.extend(e))
-            .ok()?;
-        let mut problems = Problems::new(src);
+impl load::Settings for ServerConfig {
+    fn read(mut root: Node, _loader: &mut Loader, found: &mut Vec<Found>) -> Option<Self> {
+        crate::compat::server(&mut root, found);
+        let (cfg, errors) = crate::de::read_all::<ServerConfig>(&root);
+        found.extend(errors.into_iter().map(|e| Found::error(e.at, e.describe())));
+        let mut cfg = cfg?;
+        let mut problems = Problems::new(&root);
         cfg.check(&mut problems);
-        errors.extend(problems.found);
+        found.extend(problems.found);
         Some(cfg)
     }
 
     fn set_dir(&mut self, dir: PathBuf) {
         self.config_dir = dir;
+    }
+
+    fn notes_mut(&mut self) -> &mut Vec<Diagnostic> {
+        &mut self.notes
     }
 }

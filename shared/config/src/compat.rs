@@ -1,0 +1,200 @@
+//! frp's keys for features frp-rs has not built yet: recognised, taken out
+//! of the tree before the typed read, and each said once — "proxy
+//! \"p2p_tcp\": type \"xtcp\" is not supported yet" — instead of failing as
+//! an unknown key. Keys that are truly unknown stay errors (with a
+//! did-you-mean, `de`).
+//!
+//! Most are notes: the rest of the file runs. A few are errors, because
+//! running without them would quietly weaken what the file asks for: OIDC
+//! login and frps's server plugins (which may refuse logins and proxies).
+
+use crate::diag::Found;
+use crate::doc::{Node, Value};
+
+/// What a recognised key does here.
+enum Treat {
+    /// Not built: said once, ignored.
+    Later(&'static str),
+    /// Not built, and ignoring it would weaken security: an error.
+    Refuse(&'static str),
+    /// Means nothing for frp-rs (a knob of frp's internals): accepted
+    /// without a word.
+    Quiet,
+}
+
+/// Keys of frpc's common part.
+const CLIENT: &[(&str, Treat)] = &[
+    ("auth.oidc", Treat::Later("OIDC authentication")),
+    ("auth.additionalScopes", Treat::Later("auth.additionalScopes (every connection to frps is already inside the authenticated TLS session or authenticated itself)")),
+    ("natHoleStunServer", Treat::Later("xtcp NAT hole punching")),
+    ("featureGates", Treat::Later("feature gates")),
+    ("virtualNet", Treat::Later("virtual networks")),
+    ("store", Treat::Later("the proxy store API")),
+    ("webServer.assetsDir", Treat::Later("webServer.assetsDir (the admin UI is built in)")),
+    ("webServer.pprofEnable", Treat::Later("Go's pprof endpoints")),
+    ("transport.quic", Treat::Later("QUIC transport")),
+    ("transport.wireProtocol", Treat::Quiet),
+    ("transport.tls.disableCustomTLSFirstByte", Treat::Quiet),
+    ("version", Treat::Quiet),
+];
+
+/// Keys of frps.
+const SERVER: &[(&str, Treat)] = &[
+    ("auth.oidc", Treat::Later("OIDC authentication")),
+    ("auth.additionalScopes", Treat::Later("auth.additionalScopes (every connection from frpc is already inside the authenticated TLS session or authenticated itself)")),
+    ("kcpBindPort", Treat::Later("the KCP transport")),
+    ("quicBindPort", Treat::Later("the QUIC transport")),
+    ("transport.quic", Treat::Later("the QUIC transport")),
+    ("sshTunnelGateway", Treat::Later("the SSH tunnel gateway")),
+    ("natholeAnalysisDataReserveHours", Treat::Later("xtcp NAT hole punching")),
+    ("webServer.assetsDir", Treat::Later("webServer.assetsDir (the dashboard is built in)")),
+    ("webServer.pprofEnable", Treat::Later("Go's pprof endpoints")),
+    ("httpPlugins", Treat::Refuse("server plugins (httpPlugins), which may refuse logins and proxies: frps will not run without the checks they make")),
+    ("version", Treat::Quiet),
+];
+
+/// Keys of a proxy entry (any kind).
+const PROXY: &[(&str, Treat)] = &[
+    (
+        "loadBalancer",
+        Treat::Later("load balancing groups (loadBalancer)"),
+    ),
+    (
+        "healthCheck",
+        Treat::Later("health checks; the proxy runs without one"),
+    ),
+    ("transport.bandwidthLimit", Treat::Later("bandwidth limits")),
+    (
+        "transport.bandwidthLimitMode",
+        Treat::Later("bandwidth limits"),
+    ),
+    (
+        "transport.proxyProtocolVersion",
+        Treat::Later("the PROXY protocol header to the local service"),
+    ),
+    ("natTraversal", Treat::Later("xtcp NAT traversal")),
+];
+
+/// Proxy types frp has that are not built yet; such an entry is skipped.
+pub(crate) const LATER_TYPES: &[&str] = &["stcp", "sudp", "xtcp"];
+
+/// Takes frp's not-built keys out of frpc's common part.
+pub(crate) fn client(root: &mut Node, found: &mut Vec<Found>) {
+    sweep(root, CLIENT, "", found);
+    if let Some(node) = root.get("auth").and_then(|a| a.get("method")) {
+        if node.as_str() == Some("oidc") {
+            found.push(Found::error(
+                root.find_key("auth.method"),
+                "auth.method \"oidc\" is not supported yet: OIDC login is not built (use \"token\")",
+            ));
+            remove(root, "auth.method");
+        }
+    }
+    transport_protocol(root, found);
+}
+
+/// Takes frp's not-built keys out of frps's file.
+pub(crate) fn server(root: &mut Node, found: &mut Vec<Found>) {
+    sweep(root, SERVER, "", found);
+    if let Some(node) = root.get("auth").and_then(|a| a.get("method")) {
+        if node.as_str() == Some("oidc") {
+            found.push(Found::error(
+                root.find_key("auth.method"),
+                "auth.method \"oidc\" is not supported yet: frps would accept token logins instead (use \"token\")",
+            ));
+            remove(root, "auth.method");
+        }
+    }
+}
+
+/// Takes frp's not-built keys out of one proxy entry; `who` names it.
+/// false when the whole entry is for something not built (a plugin), so
+/// it is not started.
+pub(crate) fn proxy(entry: &mut Node, who: &str, found: &mut Vec<Found>) -> bool {
+    if let Some((key, plugin)) = entry.take("plugin") {
+        let kind = plugin
+            .get("type")
+            .and_then(Node::as_str)
+            .unwrap_or("?")
+            .to_owned();
+        found.push(Found::unsupported(
+            Some(key.at),
+            format!(
+                "{who}: plugin \"{}\" is not supported yet; the proxy is not started",
+                kind.escape_debug()
+            ),
+        ));
+        return false;
+    }
+    sweep(entry, PROXY, &format!("{who}: "), found);
+    true
+}
+
+/// `transport.protocol`: only tcp is built (websocket, kcp, quic later).
+fn transport_protocol(root: &mut Node, found: &mut Vec<Found>) {
+    let Some(p) = root.get("transport").and_then(|t| t.get("protocol")) else {
+        return;
+    };
+    let at = root.find_key("transport.protocol");
+    match p.as_str() {
+        Some("tcp") => {}
+        Some(other) => found.push(Found::unsupported(
+            at,
+            format!(
+                "transport.protocol \"{}\" is not supported yet; frpc connects over tcp",
+                other.escape_debug()
+            ),
+        )),
+        None => found.push(Found::error(at, "transport.protocol must be a string")),
+    }
+    remove(root, "transport.protocol");
+}
+
+fn sweep(node: &mut Node, table: &[(&str, Treat)], prefix: &str, found: &mut Vec<Found>) {
+    for (key, treat) in table {
+        let Some(at) = present(node, key) else {
+            continue;
+        };
+        match treat {
+            Treat::Later(what) => found.push(Found::unsupported(
+                Some(at),
+                format!("{prefix}{key}: {what} is not supported yet"),
+            )),
+            Treat::Refuse(what) => found.push(Found::error(
+                Some(at),
+                format!("{prefix}{key}: {what} is not supported yet"),
+            )),
+            Treat::Quiet => {}
+        }
+        remove(node, key);
+    }
+}
+
+/// Where dotted `key` is written, when it is.
+fn present(node: &Node, key: &str) -> Option<crate::doc::At> {
+    let mut n = node;
+    let mut at = None;
+    for part in key.split('.') {
+        let (k, v) = n.entry(part)?;
+        at = Some(k.at);
+        n = v;
+    }
+    at
+}
+
+fn remove(node: &mut Node, key: &str) {
+    let path: Vec<_> = key
+        .split('.')
+        .map(|k| crate::doc::Seg::Key(k.to_owned()))
+        .collect();
+    node.remove(&path);
+    // A table left empty by the removal (`[proxies.plugin]`) goes too.
+    if let Some((first, _)) = key.split_once('.') {
+        if node
+            .get(first)
+            .is_some_and(|t| matches!(&t.value, Value::Map(m) if m.is_empty()))
+        {
+            node.take(first);
+        }
+    }
+}

@@ -1,0 +1,358 @@
+//! TOML, YAML and JSON text to the tree (`doc`), as frp reads them: by the
+//! file's extension, else TOML, then JSON when the text opens with `{`,
+//! then YAML.
+//!
+//! TOML is read by the `toml` crate's spanned parser. YAML by `yaml-rust2`:
+//! `serde_yaml`, the best-known crate, is unmaintained since 2024; yaml-rust2
+//! is a maintained, pure-Rust YAML 1.2 parser whose event API gives the line
+//! and column of every scalar, which the errors need. JSON is checked by
+//! `serde_json` (its messages are the clearest for JSON) and then read by the
+//! YAML parser for the positions (JSON is YAML 1.2).
+
+use std::path::Path;
+
+use toml::de::{DeTable, DeValue};
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::scanner::{Marker, TScalarStyle};
+
+use crate::doc::{At, Key, Lines, Node, Value};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Toml,
+    Yaml,
+    Json,
+}
+
+impl Format {
+    /// From the file name, as frp: `.toml`, `.yaml`/`.yml`, `.json`.
+    pub fn of_path(path: &Path) -> Option<Format> {
+        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        match ext.as_str() {
+            "toml" => Some(Format::Toml),
+            "yaml" | "yml" => Some(Format::Yaml),
+            "json" => Some(Format::Json),
+            _ => None,
+        }
+    }
+}
+
+/// A syntax error: where, and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyntaxError {
+    pub at: At,
+    pub message: String,
+}
+
+/// Reads `text` in `format` (None: guess as frp does) as file number `file`.
+pub fn parse(text: &str, format: Option<Format>, file: u16) -> Result<Node, SyntaxError> {
+    match format {
+        Some(Format::Toml) => parse_toml(text, file),
+        Some(Format::Yaml) => parse_yaml(text, file),
+        Some(Format::Json) => parse_json(text, file),
+        None => match parse_toml(text, file) {
+            Ok(n) => Ok(n),
+            Err(toml_error) if text.trim_start().starts_with('{') => {
+                parse_json(text, file).map_err(|_| toml_error)
+            }
+            Err(toml_error) => match parse_yaml(text, file) {
+                Ok(n) if matches!(n.value, Value::Map(_)) => Ok(n),
+                _ => Err(toml_error),
+            },
+        },
+    }
+}
+
+fn parse_toml(text: &str, file: u16) -> Result<Node, SyntaxError> {
+    let lines = Lines::new(text);
+    let at = |offset: usize| lines.at(text, offset, file);
+    match DeTable::parse(text) {
+        Ok(root) => {
+            let span = root.span();
+            Ok(Node::new(
+                Value::Map(toml_table(root.get_ref(), &at)),
+                at(span.start),
+            ))
+        }
+        Err(e) => Err(SyntaxError {
+            at: at(e.span().map_or(0, |s| s.start)),
+            message: e.message().trim_end().to_owned(),
+        }),
+    }
+}
+
+fn toml_table(t: &DeTable<'_>, at: &dyn Fn(usize) -> At) -> Vec<(Key, Node)> {
+    t.iter()
+        .map(|(k, v)| {
+            let key = Key {
+                name: k.get_ref().to_string(),
+                at: at(k.span().start),
+            };
+            (key, toml_value(v.get_ref(), at(v.span().start), at))
+        })
+        .collect()
+}
+
+fn toml_value(v: &DeValue<'_>, here: At, at: &dyn Fn(usize) -> At) -> Node {
+    let value = match v {
+        DeValue::String(s) => Value::Str(s.to_string()),
+        DeValue::Integer(i) => match i64::from_str_radix(i.as_str(), i.radix()) {
+            Ok(n) => Value::Int(n),
+            // Beyond i64: kept as text, so the error says which number.
+            Err(_) => Value::Plain(i.to_string()),
+        },
+        DeValue::Float(f) => Value::Float(f.as_str().parse().unwrap_or(f64::NAN)),
+        DeValue::Boolean(b) => Value::Bool(*b),
+        DeValue::Datetime(d) => Value::Str(d.to_string()),
+        DeValue::Array(a) => Value::Seq(
+            a.iter()
+                .map(|v| toml_value(v.get_ref(), at(v.span().start), at))
+                .collect(),
+        ),
+        DeValue::Table(t) => Value::Map(toml_table(t, at)),
+    };
+    Node::new(value, here)
+}
+
+fn parse_json(text: &str, file: u16) -> Result<Node, SyntaxError> {
+    if let Err(e) = serde_json::from_str::<serde_json::Value>(text) {
+        return Err(SyntaxError {
+            at: At {
+                file,
+                line: e.line() as u32,
+                col: e.column() as u32,
+            },
+            message: strip_position(&e.to_string()),
+        });
+    }
+    parse_yaml(text, file)
+}
+
+/// serde_json's "… at line 3 column 5": the position is shown separately.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+fn parse_yaml(text: &str, file: u16) -> Result<Node, SyntaxError> {
+    let mut builder = YamlBuilder {
+        file,
+        stack: Vec::new(),
+        anchors: Vec::new(),
+        root: None,
+        error: None,
+    };
+    let mut parser = Parser::new_from_str(text);
+    if let Err(e) = parser.load(&mut builder, false) {
+        let m = e.marker();
+        let info = e.info().to_owned();
+        return Err(SyntaxError {
+            at: At {
+                file,
+                line: m.line() as u32,
+                col: m.col() as u32 + 1,
+            },
+            message: info,
+        });
+    }
+    if let Some(e) = builder.error {
+        return Err(e);
+    }
+    let mut root = builder.root.unwrap_or_else(|| {
+        Node::map(At {
+            file,
+            line: 1,
+            col: 1,
+        })
+    });
+    if let Value::Null = root.value {
+        root.value = Value::Map(Vec::new());
+    }
+    // As frp: top-level keys starting with "." hold YAML anchors to merge
+    // from (`.common: &c {...}` … `<<: *c`) and are not settings.
+    if let Value::Map(m) = &mut root.value {
+        m.retain(|(k, _)| !k.name.starts_with('.'));
+    }
+    Ok(root)
+}
+
+/// Builds the tree from the YAML parser's events.
+struct YamlBuilder {
+    file: u16,
+    /// Open collections; a map's pending key waits in the `Option`.
+    stack: Vec<(Node, Option<Key>, usize)>,
+    /// Anchored values by anchor id, for aliases.
+    anchors: Vec<(usize, Node)>,
+    root: Option<Node>,
+    error: Option<SyntaxError>,
+}
+
+impl YamlBuilder {
+    fn at(&self, m: Marker) -> At {
+        At {
+            file: self.file,
+            line: m.line() as u32,
+            col: m.col() as u32 + 1,
+        }
+    }
+
+    /// A finished value goes into its parent (or becomes the root).
+    fn put(&mut self, node: Node, anchor: usize) {
+        if anchor > 0 {
+            self.anchors.push((anchor, node.clone()));
+        }
+        let Some((parent, key, _)) = self.stack.last_mut() else {
+            self.root = Some(node);
+            return;
+        };
+        match &mut parent.value {
+            Value::Seq(items) => items.push(node),
+            Value::Map(entries) => match key.take() {
+                None => {
+                    let name = match &node.value {
+                        Value::Str(s) | Value::Plain(s) => s.clone(),
+                        _ => {
+                            let at = node.at;
+                            return self.fail(at, "a key must be a string".into());
+                        }
+                    };
+                    *key = Some(Key { name, at: node.at });
+                }
+                Some(k) if k.name == "<<" => merge(entries, node),
+                Some(k) => {
+                    if entries.iter().any(|(e, _)| e.name == k.name) {
+                        let message = format!("key `{}` is given twice", k.name.escape_debug());
+                        return self.fail(k.at, message);
+                    }
+                    entries.push((k, node));
+                }
+            },
+            _ => {}
+        }
+    }
+
+    fn fail(&mut self, at: At, message: String) {
+        self.error.get_or_insert(SyntaxError { at, message });
+    }
+}
+
+/// YAML's merge key: the entries of a map (or of each map in a list) not
+/// already set.
+fn merge(entries: &mut Vec<(Key, Node)>, from: Node) {
+    let maps = match from.value {
+        Value::Seq(items) => items,
+        other => vec![Node::new(other, from.at)],
+    };
+    for map in maps {
+        if let Value::Map(m) = map.value {
+            for (k, v) in m {
+                if !entries.iter().any(|(e, _)| e.name == k.name) {
+                    entries.push((k, v));
+                }
+            }
+        }
+    }
+}
+
+impl MarkedEventReceiver for YamlBuilder {
+    fn on_event(&mut self, ev: Event, mark: Marker) {
+        let at = self.at(mark);
+        match ev {
+            Event::Scalar(text, style, anchor, tag) => {
+                let quoted =
+                    !matches!(style, TScalarStyle::Plain) || tag.is_some_and(|t| t.suffix == "str");
+                let value = if quoted {
+                    Value::Str(text)
+                } else {
+                    Value::Plain(text)
+                };
+                self.put(Node::new(value, at), anchor);
+            }
+            Event::SequenceStart(anchor, _) => {
+                self.stack
+                    .push((Node::new(Value::Seq(Vec::new()), at), None, anchor));
+            }
+            Event::MappingStart(anchor, _) => {
+                self.stack.push((Node::map(at), None, anchor));
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                if let Some((node, _, anchor)) = self.stack.pop() {
+                    self.put(node, anchor);
+                }
+            }
+            Event::Alias(id) => match self.anchors.iter().rev().find(|(a, _)| *a == id) {
+                Some((_, node)) => {
+                    let mut node = node.clone();
+                    node.at = at;
+                    self.put(node, 0);
+                }
+                None => self.fail(at, "an alias to an unknown anchor".into()),
+            },
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line_of(node: &Node, key: &str) -> u32 {
+        node.find_key(key).map(|a| a.line).unwrap_or(0)
+    }
+
+    #[test]
+    fn the_same_settings_in_three_formats() {
+        let toml =
+            "serverAddr = \"x\"\nserverPort = 7000\n[[proxies]]\nname = \"ssh\"\nlocalPort = 22\n";
+        let yaml = "serverAddr: x\nserverPort: 7000\nproxies:\n  - name: ssh\n    localPort: 22\n";
+        let json = "{\n\"serverAddr\": \"x\",\n\"serverPort\": 7000,\n\"proxies\": [{\"name\": \"ssh\", \"localPort\": 22}]\n}";
+        for (text, f) in [
+            (toml, Format::Toml),
+            (yaml, Format::Yaml),
+            (json, Format::Json),
+        ] {
+            let n = parse(text, Some(f), 0).expect("parses");
+            assert_eq!(
+                n.get("serverAddr").and_then(Node::as_str),
+                Some("x"),
+                "{f:?}"
+            );
+            let port = n.get("serverPort").map(|p| p.to_toml());
+            assert_eq!(port, Some(Some(toml::Value::Integer(7000))), "{f:?}");
+            assert_eq!(
+                line_of(&n, "serverPort"),
+                2 + u32::from(f == Format::Json),
+                "{f:?}"
+            );
+            let guessed = parse(text, None, 0).expect("guessed");
+            assert_eq!(guessed.to_toml(), n.to_toml(), "{f:?} guessed");
+        }
+    }
+
+    #[test]
+    fn yaml_anchors_merge_and_hidden_keys() {
+        let yaml = ".base: &base\n  localIP: 10.0.0.2\n  type: tcp\nproxies:\n  - <<: *base\n    name: a\n    localPort: 22\n";
+        let n = parse(yaml, Some(Format::Yaml), 0).expect("parses");
+        assert!(n.get(".base").is_none());
+        let Some(Value::Seq(p)) = n.get("proxies").map(|p| &p.value) else {
+            panic!("proxies: {n:?}");
+        };
+        assert_eq!(p[0].get("localIP").and_then(Node::as_str), Some("10.0.0.2"));
+        assert_eq!(p[0].get("name").and_then(Node::as_str), Some("a"));
+        let e = parse("a: 1\na: 2\n", Some(Format::Yaml), 0).expect_err("twice");
+        assert_eq!((e.at.line, e.message.contains("twice")), (2, true));
+    }
+
+    #[test]
+    fn syntax_errors_say_where() {
+        let e = parse("a = \nb = 1\n", Some(Format::Toml), 0).expect_err("bad toml");
+        assert_eq!(e.at.line, 1);
+        let e = parse("{\n\"a\": 1,\n\"b\": }\n", Some(Format::Json), 0).expect_err("bad json");
+        assert_eq!((e.at.line, e.message.contains("line")), (3, false), "{e:?}");
+        let e = parse("a: [1\nb: 2\n", Some(Format::Yaml), 0).expect_err("bad yaml");
+        assert_eq!(e.at.line, 2);
+    }
+}

@@ -1,0 +1,194 @@
+//! From a file name to typed settings: read, render the template, parse in
+//! the file's format, take in included files, then read the settings with
+//! every problem collected.
+
+use std::path::{Path, PathBuf};
+
+use crate::diag::{self, Diagnostic, Files, Found, Level};
+use crate::doc::{At, Node};
+use crate::format::{self, Format};
+use crate::ConfigError;
+
+/// A settings type (frps's or frpc's): how to read it from the tree.
+pub(crate) trait Settings: Sized {
+    /// Everything after the syntax: the value, with every problem found
+    /// added to `found` (the value is used only if none is an error).
+    /// `load` takes in the files `includes` names, for frpc.
+    fn read(root: Node, load: &mut Loader, found: &mut Vec<Found>) -> Option<Self>;
+    fn set_dir(&mut self, dir: PathBuf);
+    /// Where the not-supported-yet lines go once loading succeeded.
+    fn notes_mut(&mut self) -> &mut Vec<Diagnostic>;
+}
+
+/// The files of one load.
+pub(crate) struct Loader {
+    pub(crate) files: Files,
+    /// Directory of the main file: included paths are relative to it.
+    pub(crate) dir: PathBuf,
+}
+
+impl Loader {
+    fn new(dir: PathBuf) -> Self {
+        Loader {
+            files: Files::default(),
+            dir,
+        }
+    }
+
+    /// Reads one file's text in `format` (None: by its name, else guessed)
+    /// into a tree; a problem that stops it is added to `found`.
+    pub(crate) fn document(
+        &mut self,
+        text: &str,
+        path: &Path,
+        format: Option<Format>,
+        found: &mut Vec<Found>,
+    ) -> Option<Node> {
+        let envs: std::collections::HashMap<String, String> = std::env::vars().collect();
+        let rendered = match crate::template::render(text, &envs) {
+            Ok(r) => r,
+            Err(e) => {
+                let file = self.files.add(path, None);
+                let at = At {
+                    file,
+                    line: e.line,
+                    col: 0,
+                };
+                found.push(Found::error(Some(at), format!("template: {}", e.message)));
+                return None;
+            }
+        };
+        let text = rendered.text.as_str();
+        let file = self.files.add(path, Some(rendered.lines));
+        let format = format.or_else(|| Format::of_path(path));
+        match format::parse(text, format, file) {
+            Ok(node) => Some(node),
+            Err(e) => {
+                found.push(Found::error(Some(e.at), e.message));
+                None
+            }
+        }
+    }
+
+    /// The included file at `path` (already matched by a glob).
+    pub(crate) fn include(&mut self, path: &Path, found: &mut Vec<Found>) -> Option<Node> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => self.document(&text, path, None, found),
+            Err(e) => {
+                found.push(Found::error(
+                    None,
+                    format!("cannot read included file {}: {e}", path.display()),
+                ));
+                None
+            }
+        }
+    }
+}
+
+/// Reads `text` as if it were the file at `path`.
+pub(crate) fn parse<T: Settings>(
+    text: &str,
+    path: &Path,
+    format: Option<Format>,
+) -> Result<T, ConfigError> {
+    let mut loader = Loader::new(crate::config_dir(path));
+    let mut found = Vec::new();
+    let value = loader
+        .document(text, path, format, &mut found)
+        .and_then(|root| T::read(root, &mut loader, &mut found));
+    let all = diag::sorted(&loader.files, found);
+    let has_error = all.iter().any(|d| d.level == Level::Error);
+    match value {
+        Some(mut v) if !has_error => {
+            *v.notes_mut() = all;
+            Ok(v)
+        }
+        // The not-supported-yet lines come with the errors, in file order,
+        // so one run shows everything.
+        _ => Err(ConfigError::Invalid {
+            path: path.to_owned(),
+            errors: all,
+        }),
+    }
+}
+
+/// [`parse`] of the file at `path`, its directory recorded.
+pub(crate) fn load<T: Settings>(path: &Path) -> Result<T, ConfigError> {
+    let text = crate::read_file(path)?;
+    let mut value = parse::<T>(&text, path, None)?;
+    value.set_dir(crate::config_dir(path));
+    Ok(value)
+}
+
+/// Only the table `key` of the file at `path` (its keys in `ignored`
+/// dropped), whatever else the file holds: `frpc status` must reach the
+/// running client even when the rest of the file has since been broken.
+pub(crate) fn section<T: serde::de::DeserializeOwned + Default>(
+    path: &Path,
+    key: &str,
+    ignored: &[&str],
+) -> Result<T, ConfigError> {
+    let text = crate::read_file(path)?;
+    let mut loader = Loader::new(crate::config_dir(path));
+    let mut found = Vec::new();
+    let value = loader
+        .document(&text, path, None, &mut found)
+        .and_then(|mut root| {
+            let Some((_, mut node)) = root.take(key) else {
+                return Some(T::default());
+            };
+            for k in ignored {
+                node.take(k);
+            }
+            let (value, errors) = crate::de::read_all::<T>(&node);
+            found.extend(
+                errors
+                    .into_iter()
+                    .map(|e| Found::error(e.at, e.describe_in(key))),
+            );
+            value
+        });
+    match value {
+        Some(v) if found.is_empty() => Ok(v),
+        _ => Err(ConfigError::Invalid {
+            path: path.to_owned(),
+            errors: diag::sorted(&loader.files, found),
+        }),
+    }
+}
+
+/// The files `includes` names: each pattern is a glob, relative to the
+/// main file's directory, matched against file names (sorted, so the
+/// proxies come in a stable order).
+pub(crate) fn expand_includes(
+    patterns: &[String],
+    dir: &Path,
+    found: &mut Vec<Found>,
+) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for pattern in patterns {
+        let full = match Path::new(pattern).is_absolute() {
+            true => PathBuf::from(pattern),
+            false => dir.join(pattern),
+        };
+        let Some(text) = full.to_str() else {
+            found.push(Found::error(
+                None,
+                format!("includes: {pattern:?} is not valid UTF-8"),
+            ));
+            continue;
+        };
+        match glob::glob(text) {
+            Err(e) => found.push(Found::error(None, format!("includes: {pattern:?}: {e}"))),
+            Ok(paths) => {
+                let mut files: Vec<PathBuf> = paths
+                    .filter_map(Result::ok)
+                    .filter(|p| p.is_file())
+                    .collect();
+                files.sort();
+                out.extend(files);
+            }
+        }
+    }
+    out
+}
