@@ -20,14 +20,23 @@ struct Cli {
         default_value = "frpc.toml"
     )]
     config: PathBuf,
+    /// Allow what frp calls unsafe features: `TokenSourceExec` lets
+    /// `auth.tokenSource.type = "exec"` run its command.
+    #[arg(long = "allow-unsafe", global = true, value_name = "FEATURE")]
+    allow_unsafe: Vec<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Check the configuration file and exit.
+    /// Check the configuration file: print every problem (and every frp
+    /// feature it uses that is not supported yet) and exit, non-zero if any
+    /// is an error.
     Verify,
+    /// Print the configuration file (frp's legacy INI, or any format) as
+    /// TOML with frp's current keys.
+    Convert,
     /// Show the running frpc's connection and proxies (admin API, webServer.*).
     Status,
     /// Make the running frpc read its config file again: proxies added,
@@ -39,6 +48,22 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = allow_unsafe(&cli.allow_unsafe) {
+        eprintln!("frpc: {e}");
+        return ExitCode::FAILURE;
+    }
+    if let Some(Command::Convert) = cli.command {
+        return match config::convert::to_toml(&cli.config, config::legacy::Side::Client) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("frpc: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let admin_call = match cli.command {
         Some(Command::Status) => Some((Method::GET, "/api/status")),
         Some(Command::Reload) => Some((Method::GET, "/api/reload")),
@@ -69,6 +94,18 @@ fn main() -> ExitCode {
         }
         serve(config, cli.config)
     })
+}
+
+/// `--allow-unsafe`: frp's names of features a config may not use unless
+/// the person starting the binary allows them.
+fn allow_unsafe(features: &[String]) -> Result<()> {
+    for f in features {
+        match f.as_str() {
+            "TokenSourceExec" => config::allow_token_exec(true),
+            other => anyhow::bail!("--allow-unsafe {other:?}: unknown (known: TokenSourceExec)"),
+        }
+    }
+    Ok(())
 }
 
 /// `frpc status`, `reload` or `stop`: only `webServer.*` of the file is

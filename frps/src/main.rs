@@ -13,14 +13,23 @@ struct Cli {
     /// Configuration file (frp-compatible TOML). Without it, defaults apply.
     #[arg(short = 'c', long = "config", global = true)]
     config: Option<PathBuf>,
+    /// Allow what frp calls unsafe features: `TokenSourceExec` lets
+    /// `auth.tokenSource.type = "exec"` run its command.
+    #[arg(long = "allow-unsafe", global = true, value_name = "FEATURE")]
+    allow_unsafe: Vec<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Check the configuration file and exit.
+    /// Check the configuration file: print every problem (and every frp
+    /// feature it uses that is not supported yet) and exit, non-zero if any
+    /// is an error.
     Verify,
+    /// Print the configuration file (frp's legacy INI, or any format) as
+    /// TOML with frp's current keys.
+    Convert,
 }
 
 fn load(path: Option<&PathBuf>) -> Result<ServerConfig> {
@@ -32,6 +41,31 @@ fn load(path: Option<&PathBuf>) -> Result<ServerConfig> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    for f in &cli.allow_unsafe {
+        match f.as_str() {
+            "TokenSourceExec" => config::allow_token_exec(true),
+            other => {
+                eprintln!("frps: --allow-unsafe {other:?}: unknown (known: TokenSourceExec)");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    if let Some(Command::Convert) = cli.command {
+        let Some(path) = cli.config.as_ref() else {
+            eprintln!("frps: convert needs the file: frps convert -c frps.ini");
+            return ExitCode::FAILURE;
+        };
+        return match config::convert::to_toml(path, config::legacy::Side::Server) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("frps: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let config = match load(cli.config.as_ref()) {
         Ok(c) => c,
         Err(e) => {

@@ -11,10 +11,12 @@
 
 mod client;
 mod compat;
+pub mod convert;
 mod de;
 mod diag;
 pub mod doc;
 pub mod format;
+pub mod legacy;
 mod load;
 mod proxy;
 mod server;
@@ -627,7 +629,15 @@ localPort = 22
         let lines: Vec<_> = errors.iter().map(|d| d.line).collect();
         assert_eq!(
             lines,
-            [Some(1), Some(2), Some(4), Some(9), Some(10), Some(15), Some(18)],
+            [
+                Some(1),
+                Some(2),
+                Some(4),
+                Some(9),
+                Some(10),
+                Some(15),
+                Some(18)
+            ],
             "{e}"
         );
         let text = e.to_string();

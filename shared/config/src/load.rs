@@ -7,10 +7,13 @@ use std::path::{Path, PathBuf};
 use crate::diag::{self, Diagnostic, Files, Found, Level};
 use crate::doc::{At, Node};
 use crate::format::{self, Format};
+use crate::legacy::{self, Side};
 use crate::ConfigError;
 
 /// A settings type (frps's or frpc's): how to read it from the tree.
 pub(crate) trait Settings: Sized {
+    /// Whose file (legacy INI keys differ by side).
+    const SIDE: Side;
     /// Everything after the syntax: the value, with every problem found
     /// added to `found` (the value is used only if none is an error).
     /// `load` takes in the files `includes` names, for frpc.
@@ -25,13 +28,18 @@ pub(crate) struct Loader {
     pub(crate) files: Files,
     /// Directory of the main file: included paths are relative to it.
     pub(crate) dir: PathBuf,
+    side: Side,
+    /// The main file was legacy INI: included files are INI proxies too.
+    legacy: bool,
 }
 
 impl Loader {
-    fn new(dir: PathBuf) -> Self {
+    fn new(dir: PathBuf, side: Side) -> Self {
         Loader {
             files: Files::default(),
             dir,
+            side,
+            legacy: false,
         }
     }
 
@@ -60,6 +68,13 @@ impl Loader {
         };
         let text = rendered.text.as_str();
         let file = self.files.add(path, Some(rendered.lines));
+        if file == 0 && format.is_none() && legacy::is_legacy(text) {
+            self.legacy = true;
+            return Some(legacy::parse(text, self.side, file, found));
+        }
+        if file > 0 && self.legacy {
+            return Some(legacy::parse_proxies(text, file, found));
+        }
         let format = format.or_else(|| Format::of_path(path));
         match format::parse(text, format, file) {
             Ok(node) => Some(node),
@@ -85,13 +100,30 @@ impl Loader {
     }
 }
 
+/// The tree of the file at `path` (template rendered, format detected,
+/// legacy INI renamed), before any settings are read: for `convert`.
+pub(crate) fn tree(path: &Path, side: Side) -> Result<Node, ConfigError> {
+    let text = crate::read_file(path)?;
+    let mut loader = Loader::new(crate::config_dir(path), side);
+    let mut found = Vec::new();
+    let node = loader.document(&text, path, None, &mut found);
+    found.retain(|f| f.level == Level::Error);
+    match node {
+        Some(n) if found.is_empty() => Ok(n),
+        _ => Err(ConfigError::Invalid {
+            path: path.to_owned(),
+            errors: diag::sorted(&loader.files, found),
+        }),
+    }
+}
+
 /// Reads `text` as if it were the file at `path`.
 pub(crate) fn parse<T: Settings>(
     text: &str,
     path: &Path,
     format: Option<Format>,
 ) -> Result<T, ConfigError> {
-    let mut loader = Loader::new(crate::config_dir(path));
+    let mut loader = Loader::new(crate::config_dir(path), T::SIDE);
     let mut found = Vec::new();
     let value = loader
         .document(text, path, format, &mut found)
@@ -129,7 +161,7 @@ pub(crate) fn section<T: serde::de::DeserializeOwned + Default>(
     ignored: &[&str],
 ) -> Result<T, ConfigError> {
     let text = crate::read_file(path)?;
-    let mut loader = Loader::new(crate::config_dir(path));
+    let mut loader = Loader::new(crate::config_dir(path), Side::Client);
     let mut found = Vec::new();
     let value = loader
         .document(&text, path, None, &mut found)

@@ -682,32 +682,10 @@ fn call(name: &str, args: &[Val], scope: &Scope<'_>, line: u32) -> Result<Val, T
             ),
         }
     };
-    let text = |v: &Val| -> Result<String, TemplateError> { v.show(line) };
     match name {
-        "parseNumberRange" => {
-            want(1)?;
-            Ok(Val::List(
-                numbers(&text(&args[0])?, line)?
-                    .into_iter()
-                    .map(Val::Int)
-                    .collect(),
-            ))
-        }
-        "parseNumberRangePair" => {
-            want(2)?;
-            let (a, b) = (
-                numbers(&text(&args[0])?, line)?,
-                numbers(&text(&args[1])?, line)?,
-            );
-            if a.len() != b.len() {
-                return err(
-                    line,
-                    "parseNumberRangePair: the two ranges have different lengths",
-                );
-            }
-            Ok(Val::List(
-                a.into_iter().zip(b).map(|(x, y)| Val::Pair(x, y)).collect(),
-            ))
+        "parseNumberRange" | "parseNumberRangePair" => {
+            want(if name == "parseNumberRange" { 1 } else { 2 })?;
+            ranges(args, line)
         }
         "index" => {
             want(2)?;
@@ -763,6 +741,30 @@ fn call(name: &str, args: &[Val], scope: &Scope<'_>, line: u32) -> Result<Val, T
             Ok(Val::Str(parts.concat()))
         }
     }
+}
+
+/// `parseNumberRange "a-b,c"` (numbers) or `parseNumberRangePair` (pairs
+/// with `.First` and `.Second`).
+fn ranges(args: &[Val], line: u32) -> Result<Val, TemplateError> {
+    let lists: Vec<Vec<i64>> = args
+        .iter()
+        .map(|a| numbers(&a.show(line)?, line))
+        .collect::<Result<_, _>>()?;
+    match lists.as_slice() {
+        [one] => Ok(Val::List(one.iter().copied().map(Val::Int).collect())),
+        [a, b] if a.len() == b.len() => Ok(Val::List(
+            a.iter().zip(b).map(|(x, y)| Val::Pair(*x, *y)).collect(),
+        )),
+        _ => err(
+            line,
+            "parseNumberRangePair: the two ranges have different lengths",
+        ),
+    }
+}
+
+/// frp's `ParseRangeNumbers` for other readers (legacy INI `[range:]`).
+pub fn number_range(spec: &str) -> Result<Vec<i64>, String> {
+    numbers(spec, 0).map_err(|e| e.message)
 }
 
 /// frp's `ParseRangeNumbers`: "1000-1005,2000" → 1000..=1005, 2000.
