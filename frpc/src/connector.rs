@@ -8,12 +8,13 @@ use config::ClientConfig;
 use net::activity::{Activity, Metered};
 use net::tls::{pretty_fingerprint, Trusted};
 use net::transport::{Binding, BoxIo, ClientSide};
-use tokio::net::TcpStream;
 use tracing::warn;
 
 pub(crate) struct Connector {
     pub config: Arc<ClientConfig>,
     side: ClientSide,
+    /// `transport.proxyURL` (or `http_proxy`).
+    proxy: Option<crate::dial::ProxyUrl>,
 }
 
 /// A connection to frps, TLS done, nothing sent yet.
@@ -43,7 +44,15 @@ impl Connector {
                 "TLS is off (transport.tls.enable = false): the tunnel's traffic is not encrypted"
             );
         }
-        Ok(Connector { config, side })
+        let proxy = crate::dial::proxy_of(&config)?;
+        if let Some(p) = &proxy {
+            tracing::info!("reaching frps through proxy {p}");
+        }
+        Ok(Connector {
+            config,
+            side,
+            proxy,
+        })
     }
 
     /// `serverAddr:serverPort`, for messages.
@@ -54,7 +63,7 @@ impl Connector {
     pub async fn dial(&self, purpose: Purpose) -> Result<Dialed> {
         let cfg = &self.config;
         let addr = self.addr();
-        let tcp = TcpStream::connect((cfg.server_addr.as_str(), cfg.server_port))
+        let tcp = crate::dial::connect(cfg, self.proxy.as_ref())
             .await
             .with_context(|| format!("cannot connect to server {addr}"))?;
         // Control messages and interactive sessions (SSH) are latency bound.

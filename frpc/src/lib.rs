@@ -14,6 +14,7 @@ mod backoff;
 pub mod cli;
 mod connector;
 pub mod control;
+mod dial;
 mod events;
 mod login;
 mod pool;

@@ -44,13 +44,17 @@ impl Supervisor {
         let (first, max) = config.reconnect_delays();
         let backoff = Backoff::new(first, max);
         let budget = MemoryBudget::new(config::buffer_budget(t.max_buffer_mb));
+        // frp's clientID names the client across restarts: as our run id, the
+        // session a restarted frpc opens replaces the one it left behind,
+        // and frps's API and dashboard show the same key.
+        let run_id = config.client_id.clone();
         Ok(Supervisor {
             connector: Arc::new(Connector::new(Arc::new(config))?),
             controller,
             budget,
             backoff,
             events,
-            run_id: String::new(),
+            run_id,
             logged_in_once: false,
             interval_warned: false,
             lost_at: None,

@@ -112,6 +112,16 @@ async fn handshake(
         return Ok(None);
     }
 
+    if login.tcp_mux && !server.config.transport.tcp_mux {
+        let err = LoginError::Other(
+            "this server has transport.tcpMux = false; set transport.tcpMux = false in frpc too"
+                .into(),
+        );
+        warn!(user = %Escaped(&login.user), "login rejected: the client multiplexes and transport.tcpMux is false here");
+        server.records.login_failed("tcp_mux");
+        reject(&mut ctrl, err).await;
+        return Ok(None);
+    }
     accept(server, ctrl, login).await.map(Some)
 }
 

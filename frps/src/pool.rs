@@ -17,10 +17,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 use wire::message::Control;
 
-/// How long a user connection waits for the client to deliver a work
-/// connection it was asked for.
-const WORK_CONN_WAIT: Duration = Duration::from_secs(10);
-
 #[derive(Clone)]
 pub(crate) enum WorkSource {
     Mux(Opener),
@@ -33,6 +29,9 @@ pub(crate) enum WorkSource {
 pub(crate) struct WorkQueue {
     inner: std::sync::Mutex<Queued>,
     max_idle: usize,
+    /// How long a user connection waits for the client to deliver a work
+    /// connection it was asked for (`userConnTimeout`).
+    wait: Duration,
 }
 
 #[derive(Default)]
@@ -42,10 +41,11 @@ struct Queued {
 }
 
 impl WorkQueue {
-    pub fn new(max_idle: usize) -> Self {
+    pub fn new(max_idle: usize, wait: Duration) -> Self {
         WorkQueue {
             inner: std::sync::Mutex::new(Queued::default()),
             max_idle,
+            wait,
         }
     }
 
@@ -137,10 +137,13 @@ impl WorkSource {
                 // Pool empty: ask for one and wait for it.
                 pool.asks.owed.fetch_add(1, Ordering::AcqRel);
                 pool.asks.wake.notify_one();
-                match tokio::time::timeout(WORK_CONN_WAIT, rx).await {
+                let wait = pool.queue.wait;
+                match tokio::time::timeout(wait, rx).await {
                     Ok(Ok(io)) => Ok(Tunnel::Conn(io)),
                     Ok(Err(_)) => bail!("client session ended"),
-                    Err(_) => bail!("client sent no work connection within {WORK_CONN_WAIT:?}"),
+                    Err(_) => {
+                        bail!("client sent no work connection within {wait:?} (userConnTimeout)")
+                    }
                 }
             }
         }

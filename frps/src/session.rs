@@ -103,6 +103,7 @@ impl ClientSession {
         let queue = (!client.tcp_mux).then(|| {
             Arc::new(WorkQueue::new(
                 server.config.transport.max_pool_count.max(1),
+                server.config.user_conn_timeout(),
             ))
         });
         let handle = SessionHandle {
@@ -299,9 +300,13 @@ impl ClientSession {
                 }
             }
         };
-        if let Err(e) = &result {
+        let result = result.map_err(|e| {
             warn!(proxy = %Escaped(&name), %kind, "proxy rejected: {e}");
-        }
+            match self.server.config.detailed_errors_to_client {
+                true => e,
+                false => ProxyError::Refused("refused by the server (its log says why)".into()),
+            }
+        });
         NewProxyResp { name, result }
     }
 }

@@ -33,20 +33,16 @@ pub struct ClientConfig {
     pub udp_packet_size: usize,
     /// The admin API (`frpc status`, `reload`, `stop`, `/metrics`).
     pub web_server: WebServerConfig,
-    /// Names this frpc to frps instead of its run id: the same clientID
-    /// is the same client across restarts (dashboard, API, `/metrics`).
+    /// Names this frpc to frps instead of a random run id: the same
+    /// clientID is the same client across restarts (its new session
+    /// replaces the old one; dashboard, API and `/metrics` keep the key).
     #[serde(rename = "clientID")]
     pub client_id: String,
-    /// Free key/value pairs sent at login, shown by frps's API.
-    pub metadatas: std::collections::BTreeMap<String, String>,
     /// Only these proxies are started (empty: all that are enabled).
     pub start: Vec<String>,
     /// More files of `[[proxies]]` (globs, relative to this file), in any
     /// format.
     pub includes: Vec<String>,
-    /// The DNS server (`ip` or `ip:port`) that resolves serverAddr and
-    /// the proxy URL's host instead of the system's resolver.
-    pub dns_server: String,
     /// Read separately, one entry at a time (see `proxy`).
     #[serde(skip_deserializing)]
     pub proxies: Vec<ProxyConfig>,
@@ -172,10 +168,8 @@ impl Default for ClientConfig {
             udp_packet_size: DEFAULT_UDP_PACKET_SIZE,
             web_server: WebServerConfig::default(),
             client_id: String::new(),
-            metadatas: Default::default(),
             start: Vec::new(),
             includes: Vec::new(),
-            dns_server: String::new(),
             proxies: Vec::new(),
             config_dir: PathBuf::from("."),
             notes: Vec::new(),
@@ -262,6 +256,7 @@ impl ClientConfig {
         }
         check_auth(&mut self.auth, p);
         self.web_server.check(p);
+        self.check_dial(p);
         let t = &self.transport;
         if !(t.reconnect_initial_delay > 0.0 && t.reconnect_initial_delay.is_finite()) {
             p.key(
@@ -278,6 +273,44 @@ impl ClientConfig {
             );
         }
         self.check_tls(p);
+    }
+
+    /// `connectServerLocalIP` and `proxyURL`, so `verify` catches them.
+    fn check_dial(&self, p: &mut Problems<'_>) {
+        let t = &self.transport;
+        if !t.connect_server_local_ip.is_empty()
+            && t.connect_server_local_ip
+                .parse::<std::net::IpAddr>()
+                .is_err()
+        {
+            p.key(
+                "transport.connectServerLocalIP",
+                format!(
+                    "transport.connectServerLocalIP {:?} is not an IP address",
+                    t.connect_server_local_ip
+                ),
+            );
+        }
+        let url = t.proxy_url.to_ascii_lowercase();
+        let scheme_ok = ["http://", "socks5://", "socks5h://"]
+            .iter()
+            .any(|s| url.starts_with(s));
+        let has_port = url
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.trim_end_matches('/').parse::<u16>().is_ok());
+        let good = url.is_empty() || (scheme_ok && has_port);
+        if !good {
+            p.key(
+                "transport.proxyURL",
+                format!("transport.proxyURL {:?} is not http://[user:pass@]host:port or socks5://[user:pass@]host:port", t.proxy_url),
+            );
+        }
+        if t.dial_server_timeout == 0 {
+            p.key(
+                "transport.dialServerTimeout",
+                "transport.dialServerTimeout must be at least 1 second",
+            );
+        }
     }
 
     fn check_tls(&self, p: &mut Problems<'_>) {
@@ -311,6 +344,8 @@ impl ClientConfig {
 }
 
 impl load::Settings for ClientConfig {
+    const SIDE: crate::legacy::Side = crate::legacy::Side::Client;
+
     /// The common keys, each proxy entry (with those of included files),
     /// then validation.
     fn read(mut root: Node, loader: &mut Loader, found: &mut Vec<Found>) -> Option<Self> {

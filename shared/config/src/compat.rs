@@ -13,9 +13,10 @@ use crate::doc::{Node, Value};
 
 /// What a recognised key does here.
 enum Treat {
-    /// Not built: said once, ignored.
+    /// Not built: said once, ignored; the text says what that means.
     Later(&'static str),
-    /// Not built, and ignoring it would weaken security: an error.
+    /// Not built, and ignoring it would weaken security: an error (the
+    /// whole sentence).
     Refuse(&'static str),
     /// Means nothing for frp-rs (a knob of frp's internals): accepted
     /// without a word.
@@ -24,15 +25,17 @@ enum Treat {
 
 /// Keys of frpc's common part.
 const CLIENT: &[(&str, Treat)] = &[
-    ("auth.oidc", Treat::Later("OIDC authentication")),
-    ("auth.additionalScopes", Treat::Later("auth.additionalScopes (every connection to frps is already inside the authenticated TLS session or authenticated itself)")),
-    ("natHoleStunServer", Treat::Later("xtcp NAT hole punching")),
-    ("featureGates", Treat::Later("feature gates")),
-    ("virtualNet", Treat::Later("virtual networks")),
-    ("store", Treat::Later("the proxy store API")),
-    ("webServer.assetsDir", Treat::Later("webServer.assetsDir (the admin UI is built in)")),
-    ("webServer.pprofEnable", Treat::Later("Go's pprof endpoints")),
-    ("transport.quic", Treat::Later("QUIC transport")),
+    ("auth.oidc", Treat::Later("")),
+    ("auth.additionalScopes", Treat::Later("every connection to frps is inside the authenticated session or proves the token itself")),
+    ("natHoleStunServer", Treat::Later("it serves xtcp, which is not built")),
+    ("dnsServer", Treat::Later("serverAddr is resolved by the system's resolver")),
+    ("metadatas", Treat::Later("frps does not receive them")),
+    ("featureGates", Treat::Later("")),
+    ("virtualNet", Treat::Later("")),
+    ("store", Treat::Later("")),
+    ("webServer.assetsDir", Treat::Later("the admin pages are built in")),
+    ("webServer.pprofEnable", Treat::Later("")),
+    ("transport.quic", Treat::Later("frpc connects over TCP")),
     ("transport.wireProtocol", Treat::Quiet),
     ("transport.tls.disableCustomTLSFirstByte", Treat::Quiet),
     ("version", Treat::Quiet),
@@ -40,16 +43,16 @@ const CLIENT: &[(&str, Treat)] = &[
 
 /// Keys of frps.
 const SERVER: &[(&str, Treat)] = &[
-    ("auth.oidc", Treat::Later("OIDC authentication")),
-    ("auth.additionalScopes", Treat::Later("auth.additionalScopes (every connection from frpc is already inside the authenticated TLS session or authenticated itself)")),
-    ("kcpBindPort", Treat::Later("the KCP transport")),
-    ("quicBindPort", Treat::Later("the QUIC transport")),
-    ("transport.quic", Treat::Later("the QUIC transport")),
-    ("sshTunnelGateway", Treat::Later("the SSH tunnel gateway")),
-    ("natholeAnalysisDataReserveHours", Treat::Later("xtcp NAT hole punching")),
-    ("webServer.assetsDir", Treat::Later("webServer.assetsDir (the dashboard is built in)")),
-    ("webServer.pprofEnable", Treat::Later("Go's pprof endpoints")),
-    ("httpPlugins", Treat::Refuse("server plugins (httpPlugins), which may refuse logins and proxies: frps will not run without the checks they make")),
+    ("auth.oidc", Treat::Later("")),
+    ("auth.additionalScopes", Treat::Later("every connection from frpc is inside the authenticated session or proves the token itself")),
+    ("kcpBindPort", Treat::Later("frps listens on TCP only")),
+    ("quicBindPort", Treat::Later("frps listens on TCP only")),
+    ("transport.quic", Treat::Later("frps listens on TCP only")),
+    ("sshTunnelGateway", Treat::Later("")),
+    ("natholeAnalysisDataReserveHours", Treat::Later("it serves xtcp, which is not built")),
+    ("webServer.assetsDir", Treat::Later("the dashboard is built in")),
+    ("webServer.pprofEnable", Treat::Later("")),
+    ("httpPlugins", Treat::Refuse("server plugins are not supported yet; they may refuse logins and proxies, so frps will not run without the checks they make")),
     ("version", Treat::Quiet),
 ];
 
@@ -57,22 +60,22 @@ const SERVER: &[(&str, Treat)] = &[
 const PROXY: &[(&str, Treat)] = &[
     (
         "loadBalancer",
-        Treat::Later("load balancing groups (loadBalancer)"),
+        Treat::Later("the proxy runs on its own, not in a group"),
     ),
+    ("healthCheck", Treat::Later("the proxy runs without one")),
     (
-        "healthCheck",
-        Treat::Later("health checks; the proxy runs without one"),
+        "transport.bandwidthLimit",
+        Treat::Later("the proxy runs unlimited"),
     ),
-    ("transport.bandwidthLimit", Treat::Later("bandwidth limits")),
     (
         "transport.bandwidthLimitMode",
-        Treat::Later("bandwidth limits"),
+        Treat::Later("the proxy runs unlimited"),
     ),
     (
         "transport.proxyProtocolVersion",
-        Treat::Later("the PROXY protocol header to the local service"),
+        Treat::Later("the local service sees frpc's address, not the user's"),
     ),
-    ("natTraversal", Treat::Later("xtcp NAT traversal")),
+    ("natTraversal", Treat::Later("")),
 ];
 
 /// Proxy types frp has that are not built yet; such an entry is skipped.
@@ -155,18 +158,41 @@ fn sweep(node: &mut Node, table: &[(&str, Treat)], prefix: &str, found: &mut Vec
         let Some(at) = present(node, key) else {
             continue;
         };
+        let off = value_at(node, key).is_some_and(is_off);
         match treat {
-            Treat::Later(what) => found.push(Found::unsupported(
+            // Written but off (`pprofEnable = false`, `auth.oidc.issuer =
+            // ""`): asks for nothing, so nothing to say.
+            _ if off => {}
+            Treat::Later(then) => found.push(Found::unsupported(
                 Some(at),
-                format!("{prefix}{key}: {what} is not supported yet"),
+                match *then {
+                    "" => format!("{prefix}{key} is not supported yet"),
+                    then => format!("{prefix}{key} is not supported yet; {then}"),
+                },
             )),
-            Treat::Refuse(what) => found.push(Found::error(
-                Some(at),
-                format!("{prefix}{key}: {what} is not supported yet"),
-            )),
+            Treat::Refuse(why) => {
+                found.push(Found::error(Some(at), format!("{prefix}{key}: {why}")))
+            }
             Treat::Quiet => {}
         }
         remove(node, key);
+    }
+}
+
+fn value_at<'a>(node: &'a Node, key: &str) -> Option<&'a Node> {
+    key.split('.').try_fold(node, |n, part| n.get(part))
+}
+
+/// false, 0, "", and tables and lists of nothing else.
+fn is_off(node: &Node) -> bool {
+    match &node.value {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::Int(i) => *i == 0,
+        Value::Float(f) => *f == 0.0,
+        Value::Str(s) | Value::Plain(s) => matches!(s.as_str(), "" | "false" | "0"),
+        Value::Seq(items) => items.iter().all(is_off),
+        Value::Map(m) => m.iter().all(|(_, v)| is_off(v)),
     }
 }
 

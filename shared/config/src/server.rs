@@ -305,6 +305,8 @@ impl ServerConfig {
 }
 
 impl load::Settings for ServerConfig {
+    const SIDE: crate::legacy::Side = crate::legacy::Side::Server;
+
     fn read(mut root: Node, _loader: &mut Loader, found: &mut Vec<Found>) -> Option<Self> {
         crate::compat::server(&mut root, found);
         let (cfg, errors) = crate::de::read_all::<ServerConfig>(&root);

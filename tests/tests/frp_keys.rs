@@ -1,0 +1,162 @@
+//! frp's spellings with their meaning, through the real binaries: frps's
+//! `transport.tcpMux` and `detailedErrorsToClient`, frpc's
+//! `auth.tokenSource` (file, and exec only with `--allow-unsafe`),
+//! `clientID`, `transport.connectServerLocalIP` and
+//! `transport.dialServerTimeout`.
+
+use std::process::Command;
+use std::time::Duration;
+
+use e2e::services::{banner, eventually, greeting};
+use e2e::web::curl;
+use e2e::{bin, free_port, spawn_frpc, spawn_frps, write_file, Proc, WAIT};
+
+fn tcp_proxy(local: u16, remote: u16) -> String {
+    format!(
+        "[[proxies]]\nname = \"svc\"\ntype = \"tcp\"\nlocalPort = {local}\nremotePort = {remote}\n"
+    )
+}
+
+#[test]
+fn frps_without_multiplexing_refuses_multiplexing_clients_clearly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut frps, port) = spawn_frps(dir.path(), "transport.tcpMux = false\n");
+    let service = banner("no mux\n");
+    let remote = free_port();
+    let mut frpc = spawn_frpc(dir.path(), port, &tcp_proxy(service.port(), remote));
+    assert_eq!(frpc.wait_exit(WAIT), Some(1), "{}", frpc.output());
+    assert!(
+        frpc.output()
+            .contains("set transport.tcpMux = false in frpc too"),
+        "{}",
+        frpc.output()
+    );
+    frps.wait_line("transport.tcpMux is false here", WAIT);
+
+    let extra = format!(
+        "transport.tcpMux = false\n{}",
+        tcp_proxy(service.port(), remote)
+    );
+    let mut frpc = spawn_frpc(dir.path(), port, &extra);
+    frpc.wait_line("proxy started", WAIT);
+    assert_eq!(greeting(remote).as_deref(), Some("no mux\n"));
+}
+
+#[test]
+fn detailed_errors_to_client_false_keeps_the_reason_on_the_server() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let allowed = free_port();
+    let (mut frps, port) = spawn_frps(
+        dir.path(),
+        &format!("detailedErrorsToClient = false\nallowPorts = [{{ single = {allowed} }}]\n"),
+    );
+    let asked = free_port();
+    let mut frpc = spawn_frpc(dir.path(), port, &tcp_proxy(free_port(), asked));
+    let said = frpc.wait_line("refused by the server", WAIT);
+    assert!(!said.contains("allowPorts"), "{said}");
+    frps.wait_line(
+        &format!("port {asked} is not allowed by the server's allowPorts"),
+        WAIT,
+    );
+}
+
+#[test]
+fn token_sources_file_and_exec() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_frps, port) = spawn_frps(dir.path(), "auth.token = \"from-a-source\"\n");
+    let service = banner("token\n");
+    let token_file = write_file(dir.path(), "token", "  from-a-source\n");
+    let remote = free_port();
+    let extra = format!(
+        "auth.tokenSource.type = \"file\"\nauth.tokenSource.file.path = {:?}\n{}",
+        token_file.display().to_string(),
+        tcp_proxy(service.port(), remote)
+    );
+    let mut frpc = spawn_frpc(dir.path(), port, &extra);
+    frpc.wait_line("proxy started", WAIT);
+    assert_eq!(greeting(remote).as_deref(), Some("token\n"));
+    drop(frpc);
+
+    let exec = format!(
+        "serverAddr = \"127.0.0.1\"\nserverPort = {port}\nauth.tokenSource.type = \"exec\"\n\
+         auth.tokenSource.exec.command = \"/bin/echo\"\nauth.tokenSource.exec.args = [\"from-a-source\"]\n{}",
+        tcp_proxy(service.port(), remote)
+    );
+    let cfg = write_file(dir.path(), "exec.toml", &exec);
+    let out = Command::new(bin("frpc"))
+        .arg("-c")
+        .arg(&cfg)
+        .arg("verify")
+        .output()
+        .expect("verify");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "exec ran without the flag");
+    assert!(said.contains("--allow-unsafe TokenSourceExec"), "{said}");
+    let mut cmd = Command::new(bin("frpc"));
+    cmd.arg("-c")
+        .arg(&cfg)
+        .args(["--allow-unsafe", "TokenSourceExec"]);
+    let mut frpc = Proc::spawn(cmd);
+    frpc.wait_line("proxy started", WAIT);
+    assert_eq!(greeting(remote).as_deref(), Some("token\n"));
+}
+
+/// clientID is the key frps shows, and a restarted frpc with the same one
+/// is the same client; connectServerLocalIP is the address frps sees.
+#[test]
+fn client_id_and_local_ip_as_frps_sees_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let web = free_port();
+    let (_frps, port) = spawn_frps(dir.path(), &format!("webServer.port = {web}\n"));
+    let extra = "clientID = \"rack-12\"\ntransport.connectServerLocalIP = \"127.0.0.2\"\n";
+    for round in 0..2 {
+        let mut frpc = spawn_frpc(dir.path(), port, extra);
+        frpc.wait_line("logged in", WAIT);
+        let mut clients = serde_json::Value::Null;
+        eventually("the client online", || {
+            let (_, body) = curl(web, &[], "/api/clients");
+            clients = serde_json::from_str(&body).unwrap_or_default();
+            clients.as_array().is_some_and(|a| {
+                a.iter()
+                    .any(|c| c["key"] == "rack-12" && c["online"] == true)
+            })
+        });
+        let list = clients.as_array().expect("clients");
+        assert_eq!(
+            list.len(),
+            1,
+            "one client across restarts (round {round}): {clients}"
+        );
+        assert_eq!(list[0]["clientIP"], "127.0.0.2", "{clients}");
+        drop(frpc);
+    }
+}
+
+/// A proxy that accepts and never answers: the dial gives up after
+/// dialServerTimeout instead of hanging.
+#[test]
+fn dial_server_timeout_bounds_a_stalled_connect() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = silent.local_addr().expect("addr");
+    let _held = std::thread::spawn(move || {
+        let conns: Vec<_> = silent.incoming().take(1).collect();
+        std::thread::sleep(Duration::from_secs(60));
+        drop(conns);
+    });
+    let extra =
+        format!("transport.dialServerTimeout = 1\ntransport.proxyURL = \"http://{addr}\"\n");
+    let mut frpc = spawn_frpc(dir.path(), free_port(), &extra);
+    assert_eq!(
+        frpc.wait_exit(Duration::from_secs(20)),
+        Some(1),
+        "{}",
+        frpc.output()
+    );
+    assert!(
+        frpc.output()
+            .contains("no connection within 1s (transport.dialServerTimeout)"),
+        "{}",
+        frpc.output()
+    );
+}
