@@ -19,6 +19,7 @@ mod events;
 mod login;
 mod pool;
 mod proxy;
+pub mod quick;
 mod session;
 pub mod state;
 mod supervisor;

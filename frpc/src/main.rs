@@ -12,7 +12,7 @@ use tracing::{info, warn};
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
-    /// Configuration file (frp-compatible TOML).
+    /// Configuration file: TOML, YAML (.yaml/.yml), JSON (.json) or frp's legacy INI.
     #[arg(
         short = 'c',
         long = "config",
@@ -44,6 +44,30 @@ enum Command {
     Reload,
     /// Stop the running frpc.
     Stop,
+    /// Run one tcp proxy from flags, no file: frpc tcp -s host:7000 -t TOKEN -l 22 -r 6000 -n ssh
+    Tcp(frpc::quick::Proxy),
+    /// Run one udp proxy from flags (as tcp).
+    Udp(frpc::quick::Proxy),
+    /// Run one http proxy from flags: -d name -l port -n name.
+    Http(frpc::quick::Proxy),
+    /// Run one https proxy from flags: -d name -l port -n name.
+    Https(frpc::quick::Proxy),
+    /// Run one tcpmux (HTTP CONNECT) proxy from flags: -d name -l port -n name.
+    Tcpmux(frpc::quick::Proxy),
+}
+
+impl Command {
+    /// A proxy given on the command line, and its kind.
+    fn quick(&self) -> Option<(&'static str, &frpc::quick::Proxy)> {
+        match self {
+            Command::Tcp(p) => Some(("tcp", p)),
+            Command::Udp(p) => Some(("udp", p)),
+            Command::Http(p) => Some(("http", p)),
+            Command::Https(p) => Some(("https", p)),
+            Command::Tcpmux(p) => Some(("tcpmux", p)),
+            _ => None,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -73,13 +97,20 @@ fn main() -> ExitCode {
     if let Some((method, path)) = admin_call {
         return finish(admin(&cli.config, method, path));
     }
-    let config = match ClientConfig::load(&cli.config) {
+    let quick = cli.command.as_ref().and_then(Command::quick);
+    let loaded = match quick {
+        Some((kind, flags)) => frpc::quick::config(kind, flags),
+        None => ClientConfig::load(&cli.config).map_err(Into::into),
+    };
+    let config = match loaded {
         Ok(c) => c,
         Err(e) => {
             eprintln!("frpc: {e}");
             return ExitCode::FAILURE;
         }
     };
+    // A quick proxy has no file to reload.
+    let path = quick.is_none().then(|| cli.config.clone());
     if let Some(Command::Verify) = cli.command {
         for note in &config.notes {
             println!("{note}");
@@ -92,7 +123,7 @@ fn main() -> ExitCode {
         for note in &config.notes {
             warn!("{note}");
         }
-        serve(config, cli.config)
+        serve(config, path)
     })
 }
 
@@ -140,7 +171,7 @@ fn finish(answer: Result<String>) -> ExitCode {
     }
 }
 
-fn serve(config: ClientConfig, path: PathBuf) -> Result<()> {
+fn serve(config: ClientConfig, path: Option<PathBuf>) -> Result<()> {
     let runtime = net::util::runtime("frpc").context("cannot start the async runtime")?;
     runtime.block_on(async {
         let web = config.web_server.clone();
@@ -156,7 +187,7 @@ fn serve(config: ClientConfig, path: PathBuf) -> Result<()> {
         };
         let shutdown = CancellationToken::new();
         tokio::spawn(net::util::cancel_on_signal(shutdown.clone()));
-        let client = frpc::Client::new(config, Some(path), shutdown);
+        let client = frpc::Client::new(config, path, shutdown);
         tokio::spawn(reload_on_sighup(client.controller()));
         client.run(frpc::Events::default(), admin).await
     })

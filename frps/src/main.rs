@@ -10,7 +10,8 @@ use tokio_util::sync::CancellationToken;
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
-    /// Configuration file (frp-compatible TOML). Without it, defaults apply.
+    /// Configuration file: TOML, YAML (.yaml/.yml), JSON (.json) or frp's
+    /// legacy INI. Without it, defaults apply.
     #[arg(short = 'c', long = "config", global = true)]
     config: Option<PathBuf>,
     /// Allow what frp calls unsafe features: `TokenSourceExec` lets

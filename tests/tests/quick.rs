@@ -1,0 +1,81 @@
+//! One proxy from the command line, no file, as frp's users type it:
+//! `frpc tcp -s host:port -t TOKEN -l 22 -r 6000 -n ssh`, and `frpc http -d`.
+
+use std::process::Command;
+
+use e2e::services::{banner, greeting};
+use e2e::web::curl;
+use e2e::{bin, free_port, nginx_site, spawn_frps, Proc, WAIT};
+
+/// `frpc <args>` run in `dir` (where trust on first use keeps its file).
+fn frpc(dir: &std::path::Path, args: &[String]) -> Proc {
+    let mut cmd = Command::new(bin("frpc"));
+    cmd.args(args).current_dir(dir);
+    Proc::spawn(cmd)
+}
+
+#[test]
+fn a_tcp_proxy_from_flags() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_frps, port) = spawn_frps(dir.path(), "auth.token = \"tok\"\n");
+    let service = banner("quick tcp\n");
+    let remote = free_port();
+    let args: Vec<String> = [
+        "tcp",
+        "-s",
+        &format!("127.0.0.1:{port}"),
+        "-t",
+        "tok",
+        "-l",
+        &service.port().to_string(),
+        "-r",
+        &remote.to_string(),
+        "-n",
+        "ssh",
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut client = frpc(dir.path(), &args);
+    client.wait_line("proxy started", WAIT);
+    assert_eq!(greeting(remote).as_deref(), Some("quick tcp\n"));
+
+    // The same checks as a file: a missing local port is named.
+    let out = Command::new(bin("frpc"))
+        .args(["tcp", "-s", "127.0.0.1", "-P", &port.to_string(), "-n", "x"])
+        .current_dir(dir.path())
+        .output()
+        .expect("frpc");
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("proxy \"x\": localPort is required"),
+        "{said}"
+    );
+}
+
+#[test]
+fn an_http_proxy_from_flags() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vhost = free_port();
+    let (_frps, port) = spawn_frps(dir.path(), &format!("vhostHTTPPort = {vhost}\n"));
+    let (_site, site_port, _) = nginx_site(dir.path(), "quick");
+    let args: Vec<String> = [
+        "http",
+        "-s",
+        "127.0.0.1",
+        "-P",
+        &port.to_string(),
+        "-d",
+        "quick.example.com",
+        "-l",
+        &site_port.to_string(),
+        "-n",
+        "web",
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut client = frpc(dir.path(), &args);
+    client.wait_line("proxy started", WAIT);
+    let (code, body) = curl(vhost, &["-H", "Host: quick.example.com"], "/hello");
+    assert_eq!((code, body.as_str()), (200, "site quick /hello\n"));
+}
