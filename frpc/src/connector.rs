@@ -15,6 +15,8 @@ pub(crate) struct Connector {
     side: ClientSide,
     /// `transport.proxyURL` (or `http_proxy`).
     proxy: Option<crate::dial::ProxyUrl>,
+    /// `dnsServer`, or the system's resolver.
+    dns: crate::dial::Resolver,
 }
 
 /// A connection to frps, TLS done, nothing sent yet.
@@ -48,10 +50,12 @@ impl Connector {
         if let Some(p) = &proxy {
             tracing::info!("reaching frps through proxy {p}");
         }
+        let dns = crate::dial::Resolver::new(&config)?;
         Ok(Connector {
             config,
             side,
             proxy,
+            dns,
         })
     }
 
@@ -63,7 +67,7 @@ impl Connector {
     pub async fn dial(&self, purpose: Purpose) -> Result<Dialed> {
         let cfg = &self.config;
         let addr = self.addr();
-        let tcp = crate::dial::connect(cfg, self.proxy.as_ref())
+        let tcp = crate::dial::connect(cfg, self.proxy.as_ref(), &self.dns)
             .await
             .with_context(|| format!("cannot connect to server {addr}"))?;
         // Control messages and interactive sessions (SSH) are latency bound.

@@ -1,7 +1,7 @@
-//! The TCP connection to frps, as frp's `transport.*` asks: from
-//! `connectServerLocalIP`, through `proxyURL` (HTTP CONNECT or SOCKS5, or
-//! the `http_proxy` environment variable, as frp), within
-//! `dialServerTimeout`.
+//! The TCP connection to frps, as frp's `transport.*` asks: names resolved
+//! by `dnsServer` (or the system), from `connectServerLocalIP`, through
+//! `proxyURL` (HTTP CONNECT or SOCKS5, or the `http_proxy` environment
+//! variable, as frp), within `dialServerTimeout`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -86,16 +86,67 @@ pub(crate) fn proxy_of(cfg: &ClientConfig) -> Result<Option<ProxyUrl>> {
     }
 }
 
+/// Names to addresses: the system's resolver, or `dnsServer`'s.
+pub(crate) enum Resolver {
+    System,
+    Server(Box<hickory_resolver::TokioResolver>, SocketAddr),
+}
+
+impl Resolver {
+    pub(crate) fn new(cfg: &ClientConfig) -> Result<Resolver> {
+        use hickory_resolver::config::{NameServerConfig, ResolverConfig};
+        use hickory_resolver::net::runtime::TokioRuntimeProvider;
+        let Some(server) = cfg.dns_server() else {
+            return Ok(Resolver::System);
+        };
+        let mut ns = NameServerConfig::udp_and_tcp(server.ip());
+        for c in &mut ns.connections {
+            c.port = server.port();
+        }
+        let config = ResolverConfig::from_name_servers(vec![ns]);
+        let resolver = hickory_resolver::TokioResolver::builder_with_config(
+            config,
+            TokioRuntimeProvider::default(),
+        )
+        .build()
+        .context("dnsServer")?;
+        Ok(Resolver::Server(Box::new(resolver), server))
+    }
+
+    async fn lookup(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>> {
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return Ok(vec![SocketAddr::new(ip, port)]);
+        }
+        match self {
+            Resolver::System => Ok(tokio::net::lookup_host((host, port))
+                .await
+                .with_context(|| format!("cannot resolve {host}"))?
+                .collect()),
+            Resolver::Server(r, server) => Ok(r
+                .lookup_ip(host)
+                .await
+                .with_context(|| format!("cannot resolve {host} with dnsServer {server}"))?
+                .iter()
+                .map(|ip| SocketAddr::new(ip, port))
+                .collect()),
+        }
+    }
+}
+
 /// A TCP connection to `host:port` (frps), as the config says.
-pub(crate) async fn connect(cfg: &ClientConfig, proxy: Option<&ProxyUrl>) -> Result<TcpStream> {
+pub(crate) async fn connect(
+    cfg: &ClientConfig,
+    proxy: Option<&ProxyUrl>,
+    dns: &Resolver,
+) -> Result<TcpStream> {
     let limit = Duration::from_secs(cfg.transport.dial_server_timeout.max(1));
     let (host, port) = (cfg.server_addr.as_str(), cfg.server_port);
     let local = local_ip(cfg)?;
     let dial = async {
         match proxy {
-            None => tcp(host, port, local).await,
+            None => tcp(dns, host, port, local).await,
             Some(p) => {
-                let tcp = tcp(&p.host, p.port, local)
+                let tcp = tcp(dns, &p.host, p.port, local)
                     .await
                     .with_context(|| format!("proxy {}:{}", p.host, p.port))?;
                 match p.socks5 {
@@ -122,12 +173,9 @@ fn local_ip(cfg: &ClientConfig) -> Result<Option<IpAddr>> {
 }
 
 /// TCP to the first address of `host` that answers, from `local`.
-async fn tcp(host: &str, port: u16, local: Option<IpAddr>) -> Result<TcpStream> {
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
-        .await
-        .with_context(|| format!("cannot resolve {host}"))?
-        .filter(|a| local.is_none_or(|l| l.is_ipv4() == a.is_ipv4()))
-        .collect();
+async fn tcp(dns: &Resolver, host: &str, port: u16, local: Option<IpAddr>) -> Result<TcpStream> {
+    let mut addrs = dns.lookup(host, port).await?;
+    addrs.retain(|a| local.is_none_or(|l| l.is_ipv4() == a.is_ipv4()));
     let mut last = anyhow!("{host} has no address of the family of connectServerLocalIP");
     for addr in addrs {
         let socket = match addr {

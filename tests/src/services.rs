@@ -55,3 +55,35 @@ pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// dnsmasq on 127.0.0.1 with one `--address` rule (`/name/ip`), on a free
+/// port; returns it and its port. It binds the port for TCP too, which
+/// another test may hold: another port then.
+pub fn dnsmasq(rule: &str) -> (crate::Proc, u16) {
+    for _ in 0..10 {
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .expect("free UDP port")
+            .port();
+        let mut c = std::process::Command::new("/usr/sbin/dnsmasq");
+        c.args([
+            "--keep-in-foreground",
+            "--log-facility=-",
+            "--log-queries",
+            "--conf-file=/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+            "--listen-address=127.0.0.1",
+            "--user=root",
+            &format!("--port={port}"),
+            &format!("--address={rule}"),
+        ]);
+        let mut dns = crate::Proc::spawn(c);
+        match dns.first_of(&["started", "Address already in use"], WAIT) {
+            Some(line) if line.contains("started") => return (dns, port),
+            _ => continue,
+        }
+    }
+    panic!("dnsmasq did not start on any of 10 ports");
+}

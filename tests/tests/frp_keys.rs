@@ -1,13 +1,13 @@
 //! frp's spellings with their meaning, through the real binaries: frps's
 //! `transport.tcpMux` and `detailedErrorsToClient`, frpc's
 //! `auth.tokenSource` (file, and exec only with `--allow-unsafe`),
-//! `clientID`, `transport.connectServerLocalIP` and
-//! `transport.dialServerTimeout`.
+//! `clientID`, `dnsServer` (a real dnsmasq), `transport.connectServerLocalIP`
+//! and `transport.dialServerTimeout`.
 
 use std::process::Command;
 use std::time::Duration;
 
-use e2e::services::{banner, eventually, greeting};
+use e2e::services::{banner, dnsmasq, eventually, greeting};
 use e2e::web::curl;
 use e2e::{bin, free_port, spawn_frpc, spawn_frps, write_file, Proc, WAIT};
 
@@ -159,4 +159,29 @@ fn dial_server_timeout_bounds_a_stalled_connect() {
         "{}",
         frpc.output()
     );
+}
+
+/// serverAddr is a name only the configured DNS server (dnsmasq) knows.
+#[test]
+fn dns_server_resolves_the_server_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_frps, port) = spawn_frps(dir.path(), "");
+    let (mut dns, dns_port) = dnsmasq("/frps.lan.test/127.0.0.1");
+    let service = banner("by name\n");
+    let remote = free_port();
+    let cfg = write_file(
+        dir.path(),
+        "frpc.toml",
+        &format!(
+            "serverAddr = \"frps.lan.test\"\nserverPort = {port}\ndnsServer = \"127.0.0.1:{dns_port}\"\n\
+             transport.tls.insecureSkipVerify = true\n{}",
+            tcp_proxy(service.port(), remote)
+        ),
+    );
+    let mut cmd = Command::new(bin("frpc"));
+    cmd.arg("-c").arg(&cfg);
+    let mut frpc = Proc::spawn(cmd);
+    frpc.wait_line("proxy started", WAIT);
+    assert_eq!(greeting(remote).as_deref(), Some("by name\n"));
+    dns.wait_line("frps.lan.test", WAIT);
 }

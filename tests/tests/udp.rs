@@ -72,32 +72,9 @@ async fn start(
     (server, client, public)
 }
 
-/// dnsmasq on 127.0.0.1 answering `*.tunnel.test` with 10.9.8.7. It binds
-/// the port for TCP too, which another test may hold: another port then.
+/// dnsmasq on 127.0.0.1 answering `*.tunnel.test` with 10.9.8.7.
 fn spawn_dnsmasq() -> (Proc, u16) {
-    for _ in 0..10 {
-        let port = free_udp_port();
-        let mut c = Command::new("/usr/sbin/dnsmasq");
-        c.args([
-            "--keep-in-foreground",
-            "--log-facility=-",
-            "--log-queries",
-            "--conf-file=/dev/null",
-            "--no-resolv",
-            "--no-hosts",
-            "--bind-interfaces",
-            "--listen-address=127.0.0.1",
-            "--user=root",
-            &format!("--port={port}"),
-            "--address=/tunnel.test/10.9.8.7",
-        ]);
-        let mut dns = Proc::spawn(c);
-        match dns.first_of(&["started", "Address already in use"], WAIT) {
-            Some(line) if line.contains("started") => return (dns, port),
-            _ => continue,
-        }
-    }
-    panic!("dnsmasq did not start on any of 10 ports");
+    e2e::services::dnsmasq("/tunnel.test/10.9.8.7")
 }
 
 fn free_udp_port() -> u16 {

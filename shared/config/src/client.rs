@@ -43,6 +43,10 @@ pub struct ClientConfig {
     /// More files of `[[proxies]]` (globs, relative to this file), in any
     /// format.
     pub includes: Vec<String>,
+    /// The DNS server (`ip` or `ip:port`, port 53 by default) that
+    /// resolves serverAddr and the proxy URL's host instead of the
+    /// system's resolver.
+    pub dns_server: String,
     /// Read separately, one entry at a time (see `proxy`).
     #[serde(skip_deserializing)]
     pub proxies: Vec<ProxyConfig>,
@@ -170,6 +174,7 @@ impl Default for ClientConfig {
             client_id: String::new(),
             start: Vec::new(),
             includes: Vec::new(),
+            dns_server: String::new(),
             proxies: Vec::new(),
             config_dir: PathBuf::from("."),
             notes: Vec::new(),
@@ -275,6 +280,14 @@ impl ClientConfig {
         self.check_tls(p);
     }
 
+    /// `dnsServer` as an address (port 53 unless given), as frp reads it.
+    pub fn dns_server(&self) -> Option<std::net::SocketAddr> {
+        let s = self.dns_server.as_str();
+        s.parse()
+            .ok()
+            .or_else(|| s.parse::<std::net::IpAddr>().ok().map(|ip| (ip, 53).into()))
+    }
+
     /// `connectServerLocalIP` and `proxyURL`, so `verify` catches them.
     fn check_dial(&self, p: &mut Problems<'_>) {
         let t = &self.transport;
@@ -303,6 +316,15 @@ impl ClientConfig {
             p.key(
                 "transport.proxyURL",
                 format!("transport.proxyURL {:?} is not http://[user:pass@]host:port or socks5://[user:pass@]host:port", t.proxy_url),
+            );
+        }
+        if !self.dns_server.is_empty() && self.dns_server().is_none() {
+            p.key(
+                "dnsServer",
+                format!(
+                    "dnsServer {:?} is not an IP address (with an optional :port)",
+                    self.dns_server
+                ),
             );
         }
         if t.dial_server_timeout == 0 {
