@@ -106,34 +106,13 @@ async fn serve(
     // itself by then is closed.
     let login_timeout = cfg.login_timeout();
     let deadline = tokio::time::Instant::now() + login_timeout;
-    let (mut io, binding) =
-        match tokio::time::timeout_at(deadline, server.transport.accept(io)).await {
-            Ok(Ok(v)) => v,
-            Ok(Err(HandshakeError::Silent)) => {
-                debug!("connection closed without sending anything");
-                return Ok(());
-            }
-            Ok(Err(e)) => {
-                server.records.login_failed("handshake");
-                bail!("rejected: {e}")
-            }
-            Err(_) => {
-                server.records.login_failed("timeout");
-                bail!("rejected: no handshake within {login_timeout:?}")
-            }
-        };
-    // A multiplexed session starts with a yamux header (version 0); a work
-    // connection of a non-multiplexed client with its marker.
-    let mut first = [0u8; 1];
-    match tokio::time::timeout_at(deadline, io.read_exact(&mut first)).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => bail!("rejected: {e}"),
-        Err(_) => bail!("rejected: nothing sent within {login_timeout:?}"),
-    }
-    if first[0] == WORK_CONN_MARKER {
+    let Some((io, binding, first)) = handshake(&server, io, deadline, login_timeout).await? else {
+        return Ok(());
+    };
+    if first == WORK_CONN_MARKER {
         return login::work_conn(&server, io, &binding, deadline).await;
     }
-    let io = Prefixed::new(first[0], io);
+    let io = Prefixed::new(first, io);
     let mut session = mux::start(
         io,
         Mode::Server,
@@ -177,6 +156,39 @@ async fn serve(
     )
     .instrument(span)
     .await
+}
+
+/// TLS (or plain, where allowed) and the first byte, which tells a
+/// multiplexed session (a yamux header, version 0) from a work connection
+/// of a non-multiplexed client (its marker). None: closed without a word.
+async fn handshake(
+    server: &Server,
+    io: Metered<TcpStream>,
+    deadline: tokio::time::Instant,
+    login_timeout: std::time::Duration,
+) -> Result<Option<(net::transport::BoxIo, net::transport::Binding, u8)>> {
+    let (mut io, binding) =
+        match tokio::time::timeout_at(deadline, server.transport.accept(io)).await {
+            Ok(Ok(v)) => v,
+            Ok(Err(HandshakeError::Silent)) => {
+                debug!("connection closed without sending anything");
+                return Ok(None);
+            }
+            Ok(Err(e)) => {
+                server.records.login_failed("handshake");
+                bail!("rejected: {e}")
+            }
+            Err(_) => {
+                server.records.login_failed("timeout");
+                bail!("rejected: no handshake within {login_timeout:?}")
+            }
+        };
+    let mut first = [0u8; 1];
+    match tokio::time::timeout_at(deadline, io.read_exact(&mut first)).await {
+        Ok(Ok(_)) => Ok(Some((io, binding, first[0]))),
+        Ok(Err(e)) => bail!("rejected: {e}"),
+        Err(_) => bail!("rejected: nothing sent within {login_timeout:?}"),
+    }
 }
 
 /// A connection that did not log in: closed by the login deadline, with

@@ -162,27 +162,8 @@ pub async fn run_with_stats(
     shutdown: CancellationToken,
     stats: Stats,
 ) -> Result<()> {
-    if config.auth.token.is_empty() {
-        warn!("auth.token is empty: any client that can reach this port may expose services");
-    }
     let transport = ServerSide::new(&config).context("setting up TLS")?;
-    if let Some(path) = &transport.generated {
-        info!(
-            "generated a self-signed TLS certificate: {}",
-            path.display()
-        );
-    }
-    info!(
-        "TLS certificate fingerprint (SHA-256): {} — give it to frpc as transport.tls.serverFingerprint \
-         to pin it",
-        pretty_fingerprint(&transport.fingerprint)
-    );
-    if !config.transport.tls.trusted_ca_file.is_empty() && !config.transport.tls.force {
-        info!(
-            "transport.tls.trustedCaFile is set: clients must use TLS with a certificate from that \
-             CA; plain TCP is refused (as with transport.tls.force = true)"
-        );
-    }
+    say_how_it_starts(&config, &transport);
     // Connections still in TLS/login: a flood of silent or junk connections
     // is turned away here instead of piling up.
     let pending = Arc::new(Semaphore::new(config.transport.max_pending_logins));
@@ -218,11 +199,58 @@ pub async fn run_with_stats(
     let _ = stats.1.set(Arc::downgrade(&server));
     start_vhosts(&server, &shutdown).await?;
     start_web(&server, &shutdown).await?;
-    let sessions = TaskTracker::new();
     info!(addr = %listener.local_addr()?, "frps listening for clients");
+    let sessions = accept_clients(&server, &listener, pending, &shutdown).await;
+    drop(listener);
+    info!("shutting down");
+    sessions.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, sessions.wait())
+        .await
+        .is_err()
+    {
+        warn!("some sessions did not finish within {SHUTDOWN_GRACE:?}");
+    }
+    server.save_history();
+    Ok(())
+}
+
+/// What a person starting frps should know: an open door, the certificate
+/// to pin, mutual TLS.
+fn say_how_it_starts(config: &ServerConfig, transport: &ServerSide) {
+    if config.auth.token.is_empty() {
+        warn!("auth.token is empty: any client that can reach this port may expose services");
+    }
+    if let Some(path) = &transport.generated {
+        info!(
+            "generated a self-signed TLS certificate: {}",
+            path.display()
+        );
+    }
+    info!(
+        "TLS certificate fingerprint (SHA-256): {} — give it to frpc as transport.tls.serverFingerprint \
+         to pin it",
+        pretty_fingerprint(&transport.fingerprint)
+    );
+    if !config.transport.tls.trusted_ca_file.is_empty() && !config.transport.tls.force {
+        info!(
+            "transport.tls.trustedCaFile is set: clients must use TLS with a certificate from that \
+             CA; plain TCP is refused (as with transport.tls.force = true)"
+        );
+    }
+}
+
+/// Accepts client connections until `shutdown`; each one holds a permit
+/// of `pending` until it has logged in. Returns the sessions' tasks.
+async fn accept_clients(
+    server: &Arc<Server>,
+    listener: &TcpListener,
+    pending: Arc<Semaphore>,
+    shutdown: &CancellationToken,
+) -> TaskTracker {
+    let sessions = TaskTracker::new();
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => break,
+            _ = shutdown.cancelled() => return sessions,
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
                     let Ok(permit) = pending.clone().try_acquire_owned() else {
@@ -241,17 +269,6 @@ pub async fn run_with_stats(
             }
         }
     }
-    drop(listener);
-    info!("shutting down");
-    sessions.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, sessions.wait())
-        .await
-        .is_err()
-    {
-        warn!("some sessions did not finish within {SHUTDOWN_GRACE:?}");
-    }
-    server.save_history();
-    Ok(())
 }
 
 /// The virtual host ports, when configured: HTTP by Host and path, HTTPS by

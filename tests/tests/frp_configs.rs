@@ -330,3 +330,51 @@ fn templates_and_includes_run_for_real() {
         "{said}"
     );
 }
+
+/// A legacy INI's `includes` are INI proxy sections, as in frp; `start`
+/// leaves the others configured but not started.
+#[test]
+fn legacy_includes_and_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("confd")).expect("mkdir");
+    write_file(
+        &dir.path().join("confd"),
+        "web.ini",
+        "[web]\ntype = http\nlocal_port = 80\ncustom_domains = a.example.com,b.example.com\n",
+    );
+    let main = write_file(
+        dir.path(),
+        "frpc.ini",
+        "[common]\nserver_addr = 127.0.0.1\nincludes = ./confd/*.ini\nstart = web\n\n[ssh]\ntype = tcp\nlocal_port = 22\n",
+    );
+    let c = ClientConfig::load(&main).expect("loads");
+    let names: Vec<_> = c.proxies.iter().map(|p| (p.name(), p.enabled())).collect();
+    assert_eq!(names, [("ssh", false), ("web", true)]);
+    let config::ProxyConfig::Http(web) = &c.proxies[1] else {
+        panic!("web is http: {:?}", c.proxies[1]);
+    };
+    assert_eq!(web.custom_domains, ["a.example.com", "b.example.com"]);
+}
+
+/// frp's multiplexer keepalive interval is our heartbeat's when smaller.
+#[test]
+fn tcp_mux_keepalive_interval_lowers_the_heartbeat() {
+    let c = ClientConfig::from_toml("transport.tcpMuxKeepaliveInterval = 10\n").expect("ok");
+    assert_eq!(
+        c.heartbeat_interval(),
+        Some(std::time::Duration::from_secs(10))
+    );
+    let c = ClientConfig::from_toml("").expect("ok");
+    assert_eq!(
+        c.heartbeat_interval(),
+        Some(std::time::Duration::from_secs(30))
+    );
+    let c = ClientConfig::from_toml(
+        "transport.tcpMux = false\ntransport.tcpMuxKeepaliveInterval = 10\n",
+    )
+    .expect("ok");
+    assert_eq!(
+        c.heartbeat_interval(),
+        Some(std::time::Duration::from_secs(30))
+    );
+}
