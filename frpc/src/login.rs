@@ -70,6 +70,8 @@ pub(crate) async fn control(
         user: config.user.clone(),
         run_id: run_id.to_owned(),
         tcp_mux: config.transport.tcp_mux,
+        client_id: config.client_id.clone(),
+        metas: config.metadatas.clone(),
     }))
     .await
     .context("sending Login")?;

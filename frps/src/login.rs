@@ -30,6 +30,10 @@ pub(crate) struct Client {
     pub tcp_mux: bool,
     /// As frpc reports it (for the dashboard; not trusted for anything).
     pub hostname: String,
+    /// frp's clientID and client metadatas, as frpc sent them (bounded by
+    /// login), for the API.
+    pub client_id: String,
+    pub metas: std::collections::BTreeMap<String, String>,
 }
 
 /// Runs the login handshake. `Ok(None)` means the client was turned away
@@ -112,6 +116,12 @@ async fn handshake(
         return Ok(None);
     }
 
+    if let Some(why) = oversized(&login) {
+        warn!(user = %Escaped(&login.user), "login rejected: {why}");
+        server.records.login_failed("oversized");
+        reject(&mut ctrl, LoginError::Other(why)).await;
+        return Ok(None);
+    }
     if login.tcp_mux && !server.config.transport.tcp_mux {
         let err = LoginError::Other(
             "this server has transport.tcpMux = false; set transport.tcpMux = false in frpc too"
@@ -158,10 +168,27 @@ async fn accept(
         user: login.user,
         run_id,
         tcp_mux: login.tcp_mux,
+        client_id: login.client_id,
+        metas: login.metas,
         hostname: login.hostname,
     };
     // Bytes the client sent after its login stay buffered for the control codec.
     Ok((ctrl.map_codec(|_| MessageCodec::<Control>::new()), client))
+}
+
+/// A clientID or metadatas beyond the bounds of `wire::message`.
+fn oversized(login: &Login) -> Option<String> {
+    use wire::message::{MAX_CLIENT_ID, MAX_METAS, MAX_META_LEN};
+    let long = |s: &String| s.len() > MAX_META_LEN;
+    if login.client_id.len() > MAX_CLIENT_ID {
+        return Some(format!("clientID is longer than {MAX_CLIENT_ID} bytes"));
+    }
+    if login.metas.len() > MAX_METAS || login.metas.iter().any(|(k, v)| long(k) || long(v)) {
+        return Some(format!(
+            "metadatas: at most {MAX_METAS} entries of at most {MAX_META_LEN} bytes each"
+        ));
+    }
+    None
 }
 
 async fn reject(ctrl: &mut HelloStream, err: LoginError) {

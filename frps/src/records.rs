@@ -27,6 +27,9 @@ pub(crate) struct ClientRecord {
     pub user: String,
     pub run_id: String,
     pub hostname: String,
+    /// frp's clientID and client metadatas from the last login.
+    pub client_id: String,
+    pub metas: std::collections::BTreeMap<String, String>,
     pub addr: SocketAddr,
     pub first_connected: SystemTime,
     pub last_connected: SystemTime,
@@ -157,6 +160,8 @@ pub(crate) fn today() -> u64 {
 pub(crate) struct Online {
     pub session: u64,
     pub hostname: String,
+    pub client_id: String,
+    pub metas: std::collections::BTreeMap<String, String>,
     pub addr: SocketAddr,
     pub activity: Arc<Activity>,
     pub beats: Arc<AtomicU64>,
@@ -182,6 +187,8 @@ impl Records {
                 user: key.0.clone(),
                 run_id: key.1.clone(),
                 hostname: String::new(),
+                client_id: String::new(),
+                metas: Default::default(),
                 addr: s.addr,
                 first_connected: now,
                 last_connected: now,
@@ -195,6 +202,8 @@ impl Records {
             });
         rec.replaced += u64::from(replaced);
         rec.hostname = s.hostname;
+        rec.client_id = s.client_id;
+        rec.metas = s.metas;
         rec.addr = s.addr;
         rec.last_connected = now;
         rec.disconnected = None;

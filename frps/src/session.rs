@@ -72,6 +72,8 @@ pub(crate) async fn run(
         Online {
             session: session.id,
             hostname: session.client.hostname.clone(),
+            client_id: session.client.client_id.clone(),
+            metas: session.client.metas.clone(),
             addr: peer,
             activity: activity.clone(),
             beats: session.beats.clone(),

@@ -278,7 +278,8 @@ fn client_json(c: &ClientRecord) -> Value {
     j!({
         "key": c.run_id,
         "user": c.user,
-        "clientID": "",
+        "clientID": c.client_id,
+        "metas": c.metas,
         "runID": c.run_id,
         "hostname": c.hostname,
         "clientIP": c.addr.ip().to_string(),

@@ -176,6 +176,8 @@ impl Raw {
             run_id: run_id.to_owned(),
             proof,
             tcp_mux,
+            client_id: String::new(),
+            metas: Default::default(),
         });
         if self.send_message(0, &login).await.is_err() {
             return LoginOutcome::Closed;

@@ -102,13 +102,15 @@ fn token_sources_file_and_exec() {
 }
 
 /// clientID is the key frps shows, and a restarted frpc with the same one
-/// is the same client; connectServerLocalIP is the address frps sees.
+/// is the same client; metadatas reach frps's API; connectServerLocalIP is
+/// the address frps sees.
 #[test]
 fn client_id_and_local_ip_as_frps_sees_them() {
     let dir = tempfile::tempdir().expect("tempdir");
     let web = free_port();
     let (_frps, port) = spawn_frps(dir.path(), &format!("webServer.port = {web}\n"));
-    let extra = "clientID = \"rack-12\"\ntransport.connectServerLocalIP = \"127.0.0.2\"\n";
+    let extra = "clientID = \"rack-12\"\nmetadatas.rack = \"b2\"\n\
+                 transport.connectServerLocalIP = \"127.0.0.2\"\n";
     for round in 0..2 {
         let mut frpc = spawn_frpc(dir.path(), port, extra);
         frpc.wait_line("logged in", WAIT);
@@ -128,6 +130,8 @@ fn client_id_and_local_ip_as_frps_sees_them() {
             "one client across restarts (round {round}): {clients}"
         );
         assert_eq!(list[0]["clientIP"], "127.0.0.2", "{clients}");
+        assert_eq!(list[0]["clientID"], "rack-12", "{clients}");
+        assert_eq!(list[0]["metas"]["rack"], "b2", "{clients}");
         drop(frpc);
     }
 }

@@ -77,6 +77,8 @@ fn message(k: u8, s: &str) -> bytes::BytesMut {
                 run_id: s.into(),
                 proof: [7; 32],
                 tcp_mux: s.len() % 2 == 0,
+                client_id: s.into(),
+                metas: [(s.to_owned(), s.to_owned())].into(),
             }),
             &mut b,
         ),

@@ -38,6 +38,9 @@ pub struct ClientConfig {
     /// replaces the old one; dashboard, API and `/metrics` keep the key).
     #[serde(rename = "clientID")]
     pub client_id: String,
+    /// Free key/value pairs sent to frps at login (its API shows them;
+    /// frp passes them to server plugins).
+    pub metadatas: std::collections::BTreeMap<String, String>,
     /// Only these proxies are started (empty: all that are enabled).
     pub start: Vec<String>,
     /// More files of `[[proxies]]` (globs, relative to this file), in any
@@ -172,6 +175,7 @@ impl Default for ClientConfig {
             udp_packet_size: DEFAULT_UDP_PACKET_SIZE,
             web_server: WebServerConfig::default(),
             client_id: String::new(),
+            metadatas: Default::default(),
             start: Vec::new(),
             includes: Vec::new(),
             dns_server: String::new(),
@@ -324,6 +328,28 @@ impl ClientConfig {
                 format!(
                     "dnsServer {:?} is not an IP address (with an optional :port)",
                     self.dns_server
+                ),
+            );
+        }
+        if self.client_id.len() > wire::message::MAX_CLIENT_ID {
+            p.key(
+                "clientID",
+                format!(
+                    "clientID is longer than {} bytes",
+                    wire::message::MAX_CLIENT_ID
+                ),
+            );
+        }
+        let long = |s: &String| s.len() > wire::message::MAX_META_LEN;
+        if self.metadatas.len() > wire::message::MAX_METAS
+            || self.metadatas.iter().any(|(k, v)| long(k) || long(v))
+        {
+            p.key(
+                "metadatas",
+                format!(
+                    "metadatas: at most {} entries of at most {} bytes each",
+                    wire::message::MAX_METAS,
+                    wire::message::MAX_META_LEN
                 ),
             );
         }

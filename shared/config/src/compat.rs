@@ -28,7 +28,6 @@ const CLIENT: &[(&str, Treat)] = &[
     ("auth.oidc", Treat::Later("")),
     ("auth.additionalScopes", Treat::Later("every connection to frps is inside the authenticated session or proves the token itself")),
     ("natHoleStunServer", Treat::Later("it serves xtcp, which is not built")),
-    ("metadatas", Treat::Later("frps does not receive them")),
     ("featureGates", Treat::Later("")),
     ("virtualNet", Treat::Later("")),
     ("store", Treat::Later("")),

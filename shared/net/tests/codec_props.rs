@@ -178,9 +178,11 @@ fn message_with(s: fn() -> BoxedStrategy<String>) -> BoxedStrategy<Message> {
                     os,
                     arch,
                     user,
-                    run_id,
+                    run_id: run_id.clone(),
                     proof,
                     tcp_mux,
+                    client_id: run_id,
+                    metas: Default::default(),
                 }))
             },
         );

@@ -163,6 +163,8 @@ mod tests {
             run_id: "abc".into(),
             proof: [1; 32],
             tcp_mux: true,
+            client_id: "rack-12".into(),
+            metas: [("k".to_owned(), "v".to_owned())].into(),
         }));
         roundtrip(Hello::NewWorkConn(NewWorkConn {
             run_id: "abc".into(),

@@ -22,8 +22,17 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever the wire format changes incompatibly. 2: messages per
-/// channel, per-kind proxy specs, work headers with both addresses.
-pub const PROTOCOL_VERSION: u16 = 3;
+/// channel, per-kind proxy specs, work headers with both addresses. 3: the
+/// Ping carries the last round trip. 4: `Login` carries frp's `clientID`
+/// and client `metadatas`.
+pub const PROTOCOL_VERSION: u16 = 4;
+
+/// Most `metadatas` entries a login may carry, and the longest key or
+/// value; the longest `clientID`. frps refuses logins beyond them, so what a
+/// client makes it keep per record is bounded.
+pub const MAX_METAS: usize = 32;
+pub const MAX_META_LEN: usize = 256;
+pub const MAX_CLIENT_ID: usize = 128;
 
 /// Length of the server's login nonce.
 pub const NONCE_LEN: usize = 32;
@@ -132,6 +141,10 @@ pub struct Login {
     /// false: work streams come as separate connections (`transport.tcpMux
     /// = false`) instead of yamux streams.
     pub tcp_mux: bool,
+    /// frp's `clientID` (empty: none); it is also the run id frpc presents.
+    pub client_id: String,
+    /// frp's client `metadatas`, shown by frps's API.
+    pub metas: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
