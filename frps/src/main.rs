@@ -122,6 +122,9 @@ async fn reload_on_sighup(path: PathBuf, server: frps::Stats) {
         tracing::info!("SIGHUP: reloading {}", path.display());
         match ServerConfig::load(&path) {
             Ok(new) => {
+                for note in &new.notes {
+                    tracing::warn!("{note}");
+                }
                 if let Err(e) = server.reload(&new) {
                     tracing::warn!("reload: {e:#}");
                 }
