@@ -229,8 +229,11 @@ proxies:
     assert_eq!(y, t);
     assert_eq!(j, t);
     assert!(t.contains("s3cret") || t.contains("Token"), "{t}");
+}
 
-    // Errors in YAML and JSON say line and column too, and suggest.
+/// Errors in YAML and JSON say line and column too, and suggest.
+#[test]
+fn yaml_and_json_errors_say_line_and_column() {
     let dir = tempfile::tempdir().expect("tempdir");
     let bad = write_file(
         dir.path(),
