@@ -391,6 +391,37 @@ async fn non_multiplexed_user_connections_wait_side_by_side() {
     }
 }
 
+/// `userConnTimeout` (frp's key): a user connection nobody delivers a work
+/// connection for is closed after that long, and frps says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_conn_timeout_closes_an_unserved_user_connection() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut frps, addr) = frps(dir.path(), "userConnTimeout = 1\n");
+    let mut ctl = Raw::new(raw::connect_plain(addr).await);
+    match ctl.login(TOKEN, "slow", "slow-run", false).await {
+        LoginOutcome::Accepted { .. } => {}
+        other => panic!("{other:?}"),
+    }
+    ctl.new_proxy("p", 0).await.expect("register");
+    let port = match ctl.next_message().await {
+        Ok(Some(Control::NewProxyResp(r))) => port_of(&r.result.expect("proxy")),
+        other => panic!("{other:?}"),
+    };
+    let mut user = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+        .expect("user");
+    expect_req_work_conn(&mut ctl).await;
+    let mut probe = [0u8; 1];
+    let closed = tokio::time::timeout(WAIT, user.read(&mut probe)).await;
+    assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "{closed:?}");
+    let said = tokio::task::spawn_blocking(move || {
+        frps.wait_line("no work connection within 1s (userConnTimeout)", WAIT)
+    })
+    .await
+    .expect("log");
+    assert!(said.contains("WARN"), "{said}");
+}
+
 fn port_of(addr: &str) -> u16 {
     addr.rsplit(':')
         .next()
