@@ -150,7 +150,36 @@ fn legacy_ini_converts_to_toml_that_loads_the_same() {
         assert!(text.contains(kept), "convert keeps {kept} for frp: {text}");
     }
 
-    // frps: frp's full INI without its server plugins (which frps refuses).
+    // frps: frp's full INI converts whole (server plugins included, for
+    // frp), and the converted file is refused for the same one reason.
+    let reasons = |e: config::ConfigError| -> Vec<String> {
+        let config::ConfigError::Invalid { errors, .. } = e else {
+            panic!("{e}");
+        };
+        errors
+            .into_iter()
+            .filter(|d| !d.message.contains("INI format is deprecated"))
+            .map(|d| (d.message, d.level))
+            .map(|(m, l)| format!("{l:?} {m}"))
+            .collect()
+    };
+    let full_ini = fixture("frps_legacy_full.ini");
+    let converted = write_file(dir.path(), "frps_full.toml", &convert("frps", &full_ini));
+    assert!(std::fs::read_to_string(&converted)
+        .expect("read")
+        .contains("[[httpPlugins]]"));
+    let from_ini = reasons(ServerConfig::load(&full_ini).expect_err("plugins refused"));
+    assert_eq!(
+        reasons(ServerConfig::load(&converted).expect_err("plugins refused")),
+        from_ini
+    );
+    assert_eq!(
+        from_ini.iter().filter(|r| r.starts_with("Error")).count(),
+        1,
+        "{from_ini:?}"
+    );
+
+    // And without its server plugins, the settings are the same.
     let full = std::fs::read_to_string(fixture("frps_legacy_full.ini")).expect("read");
     let cut = full.find("[plugin.").unwrap_or(full.len());
     let ini = write_file(dir.path(), "frps.ini", &full[..cut]);
