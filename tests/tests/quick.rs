@@ -79,3 +79,46 @@ fn an_http_proxy_from_flags() {
     let (code, body) = curl(vhost, &["-H", "Host: quick.example.com"], "/hello");
     assert_eq!((code, body.as_str()), (200, "site quick /hello\n"));
 }
+
+#[test]
+fn a_udp_proxy_from_flags() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_frps, port) = spawn_frps(dir.path(), "");
+    let echo = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let local = echo.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        while let Ok((n, from)) = echo.recv_from(&mut buf) {
+            let _ = echo.send_to(&buf[..n], from);
+        }
+    });
+    let remote = free_port();
+    let args: Vec<String> = [
+        "udp",
+        "-s",
+        "127.0.0.1",
+        "-P",
+        &port.to_string(),
+        "-l",
+        &local.to_string(),
+        "-r",
+        &remote.to_string(),
+        "-n",
+        "echo",
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut client = frpc(dir.path(), &args);
+    client.wait_line("proxy started", WAIT);
+    let user = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    user.set_read_timeout(Some(std::time::Duration::from_millis(500)))
+        .expect("timeout");
+    let mut buf = [0u8; 64];
+    // Datagrams may be lost before the tunnel's stream is open: a few tries.
+    let answer = (0..20).find_map(|_| {
+        user.send_to(b"ping", ("127.0.0.1", remote)).ok()?;
+        let (n, _) = user.recv_from(&mut buf).ok()?;
+        Some(buf[..n].to_vec())
+    });
+    assert_eq!(answer.as_deref(), Some(&b"ping"[..]));
+}
