@@ -17,6 +17,11 @@ use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 use crate::doc::{At, Key, Lines, Node, Value};
 
+/// Most values a YAML file may expand to: aliases copy what they point
+/// at, so a small file of aliases of aliases could otherwise grow
+/// without end (a "billion laughs").
+const MAX_YAML_VALUES: usize = 100_000;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Toml,
@@ -141,6 +146,7 @@ fn parse_yaml(text: &str, file: u16) -> Result<Node, SyntaxError> {
         file,
         stack: Vec::new(),
         anchors: Vec::new(),
+        values: 0,
         root: None,
         error: None,
     };
@@ -183,8 +189,11 @@ struct YamlBuilder {
     file: u16,
     /// Open collections; a map's pending key waits in the `Option`.
     stack: Vec<(Node, Option<Key>, usize)>,
-    /// Anchored values by anchor id, for aliases.
-    anchors: Vec<(usize, Node)>,
+    /// Anchored values by anchor id (and how many values each holds), for
+    /// aliases.
+    anchors: Vec<(usize, Node, usize)>,
+    /// Values made so far, aliases counted at their expanded size.
+    values: usize,
     root: Option<Node>,
     error: Option<SyntaxError>,
 }
@@ -201,7 +210,8 @@ impl YamlBuilder {
     /// A finished value goes into its parent (or becomes the root).
     fn put(&mut self, node: Node, anchor: usize) {
         if anchor > 0 {
-            self.anchors.push((anchor, node.clone()));
+            let size = size(&node);
+            self.anchors.push((anchor, node.clone(), size));
         }
         let Some((parent, key, _)) = self.stack.last_mut() else {
             self.root = Some(node);
@@ -256,8 +266,22 @@ fn merge(entries: &mut Vec<(Key, Node)>, from: Node) {
     }
 }
 
+/// How many values `node` holds, itself included.
+fn size(node: &Node) -> usize {
+    match &node.value {
+        Value::Seq(items) => 1 + items.iter().map(size).sum::<usize>(),
+        Value::Map(m) => 1 + m.iter().map(|(_, v)| size(v)).sum::<usize>(),
+        _ => 1,
+    }
+}
+
 impl MarkedEventReceiver for YamlBuilder {
     fn on_event(&mut self, ev: Event, mark: Marker) {
+        // After an error the rest of the file is only scanned, not kept.
+        if self.error.is_some() {
+            return;
+        }
+        self.values = self.values.saturating_add(1);
         let at = self.at(mark);
         match ev {
             Event::Scalar(text, style, anchor, tag) => {
@@ -282,14 +306,23 @@ impl MarkedEventReceiver for YamlBuilder {
                     self.put(node, anchor);
                 }
             }
-            Event::Alias(id) => match self.anchors.iter().rev().find(|(a, _)| *a == id) {
-                Some((_, node)) => {
-                    let mut node = node.clone();
-                    node.at = at;
-                    self.put(node, 0);
+            Event::Alias(id) => {
+                let found = self.anchors.iter().rev().find(|(a, _, _)| *a == id);
+                match found.map(|(_, node, n)| (node.clone(), *n)) {
+                    Some((_, n)) if self.values.saturating_add(n) > MAX_YAML_VALUES => {
+                        let why = format!(
+                            "the file expands to more than {MAX_YAML_VALUES} values (aliases)"
+                        );
+                        self.fail(at, why);
+                    }
+                    Some((mut node, n)) => {
+                        node.at = at;
+                        self.values += n;
+                        self.put(node, 0);
+                    }
+                    None => self.fail(at, "an alias to an unknown anchor".into()),
                 }
-                None => self.fail(at, "an alias to an unknown anchor".into()),
-            },
+            }
             _ => {}
         }
     }
@@ -344,6 +377,14 @@ mod tests {
         assert_eq!(p[0].get("name").and_then(Node::as_str), Some("a"));
         let e = parse("a: 1\na: 2\n", Some(Format::Yaml), 0).expect_err("twice");
         assert_eq!((e.at.line, e.message.contains("twice")), (2, true));
+        // Aliases of aliases ("billion laughs") stop at a bound.
+        let mut bomb = String::from("a0: &a0 [x,x,x,x,x,x,x,x,x,x]\n");
+        for i in 1..9 {
+            let refs = vec![format!("*a{}", i - 1); 10].join(",");
+            bomb.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+        }
+        let e = parse(&bomb, Some(Format::Yaml), 0).expect_err("bounded");
+        assert!(e.message.contains("more than 100000 values"), "{e:?}");
     }
 
     #[test]

@@ -20,6 +20,11 @@ use std::collections::HashMap;
 const MAX_RANGE: usize = 65536;
 /// Most bytes a rendered file may have.
 const MAX_OUTPUT: usize = 16 << 20;
+/// Most range iterations of one rendering (nested ranges multiply).
+const MAX_STEPS: usize = 1 << 20;
+/// Deepest nesting of `if` and `range` (the parser and the renderer
+/// recurse per level; a file can arrive over frpc's admin API).
+const MAX_NESTING: usize = 32;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TemplateError {
@@ -46,6 +51,7 @@ pub fn render(text: &str, envs: &HashMap<String, String>) -> Result<Rendered, Te
         });
     }
     let tokens = lex(text)?;
+    check_nesting(&tokens)?;
     let mut pos = 0;
     let body = parse_block(&tokens, &mut pos, None)?;
     let mut out = Out::default();
@@ -108,6 +114,22 @@ fn lex(text: &str) -> Result<Vec<Token>, TemplateError> {
         rest = &after[close + 2..];
     }
     Ok(tokens)
+}
+
+fn check_nesting(tokens: &[Token]) -> Result<(), TemplateError> {
+    let mut depth = 0usize;
+    for t in tokens {
+        let Token::Action(a, line) = t else { continue };
+        match a.split_whitespace().next() {
+            Some("if" | "range") => depth += 1,
+            Some("end") => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if depth > MAX_NESTING {
+            return err(*line, format!("blocks nested deeper than {MAX_NESTING}"));
+        }
+    }
+    Ok(())
 }
 
 fn count_lines(s: &str) -> u32 {
@@ -504,6 +526,8 @@ struct Out {
     lines: Vec<u32>,
     /// Newlines in `text`.
     newlines: usize,
+    /// Range iterations so far.
+    steps: usize,
 }
 
 impl Out {
@@ -592,6 +616,13 @@ fn run_range(
         return exec(otherwise, scope, out);
     }
     for (i, item) in items.into_iter().enumerate() {
+        out.steps += 1;
+        if out.steps > MAX_STEPS {
+            return err(
+                line,
+                format!("ranges run more than {MAX_STEPS} times in all"),
+            );
+        }
         let mut frame = HashMap::new();
         match vars {
             [v] => {
@@ -855,6 +886,12 @@ mod tests {
             ("x\n{{ nope 1 }}", 2, "not a function"),
             ("x\n{{ .Envs.X ", 2, "without a closing"),
             ("{{ end }}", 1, "without an opening"),
+            (&"{{ if 1 }}".repeat(33), 1, "nested deeper than 32"),
+            (
+                "{{ range parseNumberRange \"1-65535\" }}\n{{ range parseNumberRange \"1-65535\" }}{{ end }}{{ end }}",
+                1,
+                "more than 1048576 times",
+            ),
         ] {
             let e = render(t, &envs()).expect_err(t);
             assert_eq!(e.line, line, "{t:?}: {e:?}");
