@@ -410,3 +410,19 @@ fn tcp_mux_keepalive_interval_lowers_the_heartbeat() {
         Some(std::time::Duration::from_secs(30))
     );
 }
+
+/// `includes` stops at 256 files, with an error that says so.
+#[test]
+fn includes_are_bounded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let confd = dir.path().join("confd");
+    std::fs::create_dir(&confd).expect("mkdir");
+    for i in 0..257 {
+        write_file(&confd, &format!("p{i:03}.toml"), "");
+    }
+    let main = write_file(dir.path(), "frpc.toml", "includes = [\"confd/*.toml\"]\n");
+    let e = ClientConfig::load(&main).expect_err("too many").to_string();
+    assert!(e.contains("includes: more than 256 files match"), "{e}");
+    std::fs::remove_file(confd.join("p256.toml")).expect("rm");
+    ClientConfig::load(&main).expect("256 are fine");
+}

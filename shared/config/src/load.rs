@@ -189,6 +189,10 @@ pub(crate) fn section<T: serde::de::DeserializeOwned + Default>(
     }
 }
 
+/// Most files `includes` may bring in (a glob such as `/**/*` would
+/// otherwise read a whole disk).
+const MAX_INCLUDED: usize = 256;
+
 /// The files `includes` names: each pattern is a glob, relative to the
 /// main file's directory, matched against file names (sorted, so the
 /// proxies come in a stable order).
@@ -216,10 +220,19 @@ pub(crate) fn expand_includes(
                 let mut files: Vec<PathBuf> = paths
                     .filter_map(Result::ok)
                     .filter(|p| p.is_file())
+                    .take(MAX_INCLUDED + 1)
                     .collect();
                 files.sort();
                 out.extend(files);
             }
+        }
+        if out.len() > MAX_INCLUDED {
+            found.push(Found::error(
+                None,
+                format!("includes: more than {MAX_INCLUDED} files match; name fewer"),
+            ));
+            out.truncate(MAX_INCLUDED);
+            break;
         }
     }
     out
