@@ -72,7 +72,7 @@ impl Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(e) = allow_unsafe(&cli.allow_unsafe) {
+    if let Err(e) = config::allow_unsafe(&cli.allow_unsafe) {
         eprintln!("frpc: {e}");
         return ExitCode::FAILURE;
     }
@@ -125,18 +125,6 @@ fn main() -> ExitCode {
         }
         serve(config, path)
     })
-}
-
-/// `--allow-unsafe`: frp's names of features a config may not use unless
-/// the person starting the binary allows them.
-fn allow_unsafe(features: &[String]) -> Result<()> {
-    for f in features {
-        match f.as_str() {
-            "TokenSourceExec" => config::allow_token_exec(true),
-            other => anyhow::bail!("--allow-unsafe {other:?}: unknown (known: TokenSourceExec)"),
-        }
-    }
-    Ok(())
 }
 
 /// `frpc status`, `reload` or `stop`: only `webServer.*` of the file is

@@ -42,14 +42,9 @@ fn load(path: Option<&PathBuf>) -> Result<ServerConfig> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    for f in &cli.allow_unsafe {
-        match f.as_str() {
-            "TokenSourceExec" => config::allow_token_exec(true),
-            other => {
-                eprintln!("frps: --allow-unsafe {other:?}: unknown (known: TokenSourceExec)");
-                return ExitCode::FAILURE;
-            }
-        }
+    if let Err(e) = config::allow_unsafe(&cli.allow_unsafe) {
+        eprintln!("frps: {e}");
+        return ExitCode::FAILURE;
     }
     if let Some(Command::Convert) = cli.command {
         let Some(path) = cli.config.as_ref() else {

@@ -5,8 +5,9 @@
 //! did-you-mean, `de`).
 //!
 //! Most are notes: the rest of the file runs. A few are errors, because
-//! running without them would quietly weaken what the file asks for: OIDC
-//! login and frps's server plugins (which may refuse logins and proxies).
+//! running without them would quietly weaken what the file asks for:
+//! frps's server plugins (which may refuse logins and proxies); and
+//! `auth.method = "oidc"`, which `check_auth` refuses with the same words.
 
 use crate::diag::Found;
 use crate::doc::{Node, Value};
@@ -82,30 +83,12 @@ pub(crate) const LATER_TYPES: &[&str] = &["stcp", "sudp", "xtcp"];
 /// Takes frp's not-built keys out of frpc's common part.
 pub(crate) fn client(root: &mut Node, found: &mut Vec<Found>) {
     sweep(root, CLIENT, "", found);
-    if let Some(node) = root.get("auth").and_then(|a| a.get("method")) {
-        if node.as_str() == Some("oidc") {
-            found.push(Found::error(
-                root.find_key("auth.method"),
-                "auth.method \"oidc\" is not supported yet: OIDC login is not built (use \"token\")",
-            ));
-            remove(root, "auth.method");
-        }
-    }
     transport_protocol(root, found);
 }
 
 /// Takes frp's not-built keys out of frps's file.
 pub(crate) fn server(root: &mut Node, found: &mut Vec<Found>) {
     sweep(root, SERVER, "", found);
-    if let Some(node) = root.get("auth").and_then(|a| a.get("method")) {
-        if node.as_str() == Some("oidc") {
-            found.push(Found::error(
-                root.find_key("auth.method"),
-                "auth.method \"oidc\" is not supported yet: frps would accept token logins instead (use \"token\")",
-            ));
-            remove(root, "auth.method");
-        }
-    }
 }
 
 /// Takes frp's not-built keys out of one proxy entry; `who` names it.

@@ -269,6 +269,22 @@ pub fn allow_token_exec(allow: bool) {
     ALLOW_TOKEN_EXEC.store(allow, std::sync::atomic::Ordering::Relaxed);
 }
 
+/// frp's `--allow-unsafe` names (both binaries take the flag): each one
+/// known is allowed; an unknown one is an error naming those there are.
+pub fn allow_unsafe(features: &[String]) -> Result<(), String> {
+    for f in features {
+        match f.as_str() {
+            "TokenSourceExec" => allow_token_exec(true),
+            other => {
+                return Err(format!(
+                    "--allow-unsafe {other:?}: unknown (known: TokenSourceExec)"
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
 /// One `allowPorts` entry: `{ start = 2000, end = 3000 }` or `{ single = 3001 }`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -324,14 +340,18 @@ pub fn buffer_budget(mb: u64) -> usize {
 /// Checks the auth section and reads `auth.tokenSource` (or our
 /// `auth.tokenFile`) into the token.
 fn check_auth(auth: &mut AuthConfig, p: &mut Problems<'_>) {
-    if auth.method != "token" {
-        p.key(
+    match auth.method.as_str() {
+        "token" => {}
+        // frp's other method: recognised, and refused rather than run on
+        // tokens the file did not ask for.
+        "oidc" => p.key(
             "auth.method",
-            format!(
-                "auth.method {:?} is not supported (supported: \"token\")",
-                auth.method
-            ),
-        );
+            "auth.method \"oidc\" is not supported yet: OIDC login is not built (use \"token\")",
+        ),
+        other => p.key(
+            "auth.method",
+            format!("auth.method {other:?} is not a method (supported: \"token\")"),
+        ),
     }
     let (key, source) = match (&auth.token_source, auth.token_file.as_str()) {
         (None, "") => return,
@@ -509,6 +529,17 @@ mod tests {
             e.contains("\"htp\"") && e.contains("not a proxy type"),
             "{e}"
         );
+        let e = client_err("auth.method = 'oidc'\n");
+        assert!(
+            e.contains("<inline>:1:6: auth.method \"oidc\" is not supported yet"),
+            "{e}"
+        );
+        let e = ServerConfig::from_toml("auth.method = 'oidc'\n")
+            .expect_err("frps refuses OIDC rather than accept tokens")
+            .to_string();
+        assert!(e.contains("not supported yet"), "{e}");
+        let e = client_err("auth.method = 'password'\n");
+        assert!(e.contains("is not a method"), "{e}");
         let e = client_err("[[proxies]]\nname='w'\nlocalPort=80\n");
         assert!(e.contains("type is required"), "{e}");
         let e = client_err("serverPort = 70000\n");
