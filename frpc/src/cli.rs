@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use base64::Engine;
 use bytes::Bytes;
 use config::WebServerConfig;
 use http_body_util::{BodyExt, Empty};
@@ -47,9 +46,8 @@ async fn request(web: &WebServerConfig, addr: &str, method: Method, path: &str) 
         .uri(path)
         .header(hyper::header::HOST, addr);
     if !web.user.is_empty() {
-        let token = base64::engine::general_purpose::STANDARD
-            .encode(format!("{}:{}", web.user, web.password));
-        req = req.header(hyper::header::AUTHORIZATION, format!("Basic {token}"));
+        let auth = net::web::basic_auth(&web.user, &web.password);
+        req = req.header(hyper::header::AUTHORIZATION, auth);
     }
     let resp = sender
         .send_request(req.body(Empty::<Bytes>::new())?)

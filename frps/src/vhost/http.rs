@@ -397,7 +397,8 @@ pub(crate) fn basic_auth_ok(user: &str, password: &str, given: Option<&HeaderVal
     if user.is_empty() {
         return true;
     }
-    let want = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let want = net::web::basic_auth(user, password);
+    let want = want.trim_start_matches("Basic ");
     given
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Basic "))

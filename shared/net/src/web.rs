@@ -103,7 +103,7 @@ impl Credentials {
 
     /// Takes `webServer.user`/`password` from `cfg` (no user: no auth).
     pub fn set(&self, cfg: &WebServerConfig) {
-        let want = (!cfg.user.is_empty()).then(|| expected_auth(&cfg.user, &cfg.password));
+        let want = (!cfg.user.is_empty()).then(|| basic_auth(&cfg.user, &cfg.password));
         *self.0.write().unwrap_or_else(|p| p.into_inner()) = want;
     }
 
@@ -178,7 +178,9 @@ pub async fn serve<F, Fut>(
     tasks.close();
 }
 
-fn expected_auth(user: &str, password: &str) -> String {
+/// The `Authorization` (or `Proxy-Authorization`) value of basic auth for
+/// `user`:`password`, as every side writes or expects it.
+pub fn basic_auth(user: &str, password: &str) -> String {
     let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
     format!("Basic {token}")
 }
