@@ -61,10 +61,7 @@ pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 /// another test may hold: another port then.
 pub fn dnsmasq(rule: &str) -> (crate::Proc, u16) {
     for _ in 0..10 {
-        let port = std::net::UdpSocket::bind("127.0.0.1:0")
-            .and_then(|s| s.local_addr())
-            .expect("free UDP port")
-            .port();
+        let port = crate::free_udp_port();
         let mut c = std::process::Command::new("/usr/sbin/dnsmasq");
         c.args([
             "--keep-in-foreground",

@@ -77,11 +77,6 @@ fn spawn_dnsmasq() -> (Proc, u16) {
     e2e::services::dnsmasq("/tunnel.test/10.9.8.7")
 }
 
-fn free_udp_port() -> u16 {
-    let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-    s.local_addr().expect("addr").port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dig_asks_dnsmasq_through_the_tunnel() {
     let (mut dns, port) = spawn_dnsmasq();

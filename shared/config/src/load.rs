@@ -31,6 +31,8 @@ pub(crate) struct Loader {
     side: Side,
     /// The main file was legacy INI: included files are INI proxies too.
     legacy: bool,
+    /// The environment, read once, for templates (`.Envs`).
+    envs: Option<std::collections::HashMap<String, String>>,
 }
 
 impl Loader {
@@ -40,6 +42,7 @@ impl Loader {
             dir,
             side,
             legacy: false,
+            envs: None,
         }
     }
 
@@ -52,8 +55,8 @@ impl Loader {
         format: Option<Format>,
         found: &mut Vec<Found>,
     ) -> Option<Node> {
-        let envs: std::collections::HashMap<String, String> = std::env::vars().collect();
-        let rendered = match crate::template::render(text, &envs) {
+        let envs = self.envs.get_or_insert_with(|| std::env::vars().collect());
+        let rendered = match crate::template::render(text, envs) {
             Ok(r) => r,
             Err(e) => {
                 let file = self.files.add(path, None);
