@@ -724,3 +724,57 @@ async fn connections_to_the_local_service_are_reused() {
     client.stop().await;
     server.stop().await;
 }
+
+/// A local service that answers the first request of each connection and
+/// then reads on without answering.
+async fn answers_once_service() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut s = BufReader::new(s);
+                let mut line = String::new();
+                while s.read_line(&mut line).await.is_ok_and(|n| n > 0) && line != "\r\n" {
+                    line.clear();
+                }
+                let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nfirst\n";
+                if s.get_mut().write_all(ok).await.is_err() {
+                    return;
+                }
+                let mut sink = [0u8; 1024];
+                while s.read(&mut sink).await.is_ok_and(|n| n > 0) {}
+            });
+        }
+    });
+    addr
+}
+
+/// vhostHTTPTimeout holds for a request sent over a kept-alive connection
+/// to the local service as it does over a fresh one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_alive_local_connection_that_goes_silent_gets_504() {
+    let once = answers_once_service().await;
+    let vhost = free_port();
+    let server = TestServer::start(&format!(
+        "{TOKEN}vhostHTTPPort = {vhost}\nvhostHTTPTimeout = 2\n"
+    ))
+    .await;
+    let proxy = http_proxy(
+        "once",
+        once.port(),
+        "customDomains = [\"once.example.test\"]\n",
+    );
+    let mut client = TestClient::start(server.addr, &format!("{TOKEN}{proxy}"));
+    client.proxy_addr("once").await;
+    let (status, _, body) = curl(vhost, "once.example.test", "/", &[]).await;
+    assert_eq!((status, body.as_str()), (200, "first\n"));
+    // The pooled connection takes this one, and never answers.
+    let started = std::time::Instant::now();
+    let (status, _, _) = curl(vhost, "once.example.test", "/", &[]).await;
+    assert_eq!(status, 504, "after {:?}", started.elapsed());
+    // A new connection for the next request answers again.
+    assert_eq!(curl(vhost, "once.example.test", "/", &[]).await.0, 200);
+    client.stop().await;
+    server.stop().await;
+}

@@ -10,19 +10,18 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+
 use std::time::Duration;
 
 use base64::Engine;
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
-use hyper::body::{Body as _, Frame, Incoming};
+use hyper::body::Incoming;
 use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use net::tunnel::Tunnel;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::OwnedSemaphorePermit;
@@ -30,7 +29,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 use wire::message::HttpSpec;
 
-use super::{candidates, normalize};
+use super::backends::{Pooling, Sender};
+use super::timer::{ConnTimer, Deadline};
+use super::{first_match, normalize};
 use crate::proxy::{open_work, ProxyCtx};
 use crate::Server;
 
@@ -46,21 +47,56 @@ const MAX_HEAD: usize = 64 * 1024;
 pub(crate) struct HttpRoute {
     pub ctx: ProxyCtx,
     pub spec: HttpSpec,
+    /// The spec's header changes, parsed once.
+    headers: HeaderChanges,
     /// Keep-alive connections to the local service (each over its own
     /// tunnel stream) waiting for the next request, at most [`IDLE_PER_ROUTE`].
     pub idle: Mutex<Vec<Sender>>,
 }
 
-type Sender = hyper::client::conn::http1::SendRequest<Incoming>;
-
 /// Idle keep-alive connections kept per http proxy: each holds one stream
 /// of the client's `maxStreamsPerClient`.
 const IDLE_PER_ROUTE: usize = 128;
+
+/// `hostHeaderRewrite`, `requestHeaders.set`, `responseHeaders.set` as
+/// header names and values (the same every request).
+struct HeaderChanges {
+    host: Option<HeaderValue>,
+    request: Vec<(HeaderName, HeaderValue)>,
+    response: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl HeaderChanges {
+    fn new(spec: &HttpSpec) -> HeaderChanges {
+        let parse = |list: &[(String, String)]| {
+            list.iter()
+                .filter_map(
+                    |(k, v)| match (HeaderName::try_from(k), HeaderValue::try_from(v)) {
+                        (Ok(k), Ok(v)) => Some((k, v)),
+                        _ => {
+                            warn!("header {k:?} is not set: not a valid header name or value");
+                            None
+                        }
+                    },
+                )
+                .collect()
+        };
+        let host = &spec.host_header_rewrite;
+        HeaderChanges {
+            host: (!host.is_empty())
+                .then(|| HeaderValue::try_from(host).ok())
+                .flatten(),
+            request: parse(&spec.request_headers),
+            response: parse(&spec.response_headers),
+        }
+    }
+}
 
 impl HttpRoute {
     pub fn new(ctx: ProxyCtx, spec: HttpSpec) -> Arc<HttpRoute> {
         Arc::new(HttpRoute {
             ctx,
+            headers: HeaderChanges::new(&spec),
             spec,
             idle: Mutex::new(Vec::new()),
         })
@@ -71,7 +107,7 @@ impl HttpRoute {
     }
 
     /// A kept-alive connection that can take a request now.
-    fn take_idle(&self) -> Option<Sender> {
+    pub(crate) fn take_idle(&self) -> Option<Sender> {
         let mut idle = self.idle();
         while let Some(s) = idle.pop() {
             if s.is_ready() {
@@ -84,7 +120,7 @@ impl HttpRoute {
     /// Pools `sender`, whose last response has been read through. Its
     /// connection is usually ready for the next request at once; when
     /// hyper has not got that far yet, a task waits for it.
-    fn keep(self: &Arc<Self>, mut sender: Sender) {
+    pub(crate) fn keep(self: &Arc<Self>, mut sender: Sender) {
         if sender.is_ready() {
             return self.pool(sender);
         }
@@ -101,61 +137,6 @@ impl HttpRoute {
         if idle.len() < IDLE_PER_ROUTE && !self.ctx.stop.is_cancelled() {
             idle.push(sender);
         }
-    }
-}
-
-/// A response body from a kept-alive connection that hands the connection
-/// back to its route's pool once the body has been read to its end (a body
-/// dropped before that closes the connection: its rest is unread).
-struct Pooling {
-    body: Incoming,
-    back: Option<(Sender, Arc<HttpRoute>)>,
-}
-
-impl Pooling {
-    fn new(body: Incoming, sender: Sender, route: Arc<HttpRoute>) -> Pooling {
-        let mut p = Pooling {
-            body,
-            back: Some((sender, route)),
-        };
-        // An empty body may never be polled.
-        if p.body.is_end_stream() {
-            p.release();
-        }
-        p
-    }
-
-    fn release(&mut self) {
-        if let Some((sender, route)) = self.back.take() {
-            route.keep(sender);
-        }
-    }
-}
-
-impl hyper::body::Body for Pooling {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.body).poll_frame(cx);
-        match &polled {
-            Poll::Ready(None) => self.release(),
-            Poll::Ready(Some(Ok(_))) if self.body.is_end_stream() => self.release(),
-            Poll::Ready(Some(Err(_))) => self.back = None,
-            _ => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        self.body.size_hint()
     }
 }
 
@@ -235,7 +216,7 @@ impl<R: Routed> Routes<R> {
     /// (`routeByHTTPUser`) before one for everybody.
     pub fn lookup(&self, host: &str, path: &str, user: &str) -> Option<Arc<R>> {
         let map = self.lock();
-        candidates(host).iter().find_map(|c| {
+        first_match(host, |c| {
             map.get(c)?
                 .iter()
                 .filter(|(l, r)| {
@@ -275,9 +256,11 @@ pub(crate) async fn serve(vhost: Arc<Vhost>, listener: TcpListener, stop: Cancel
 
 /// Serves the requests of one user connection.
 pub(crate) async fn connection(vhost: Arc<Vhost>, tcp: TcpStream, peer: SocketAddr) {
-    serve_users(tcp, peer, move |peer, local, req| {
-        let vhost = vhost.clone();
-        async move { handle(&vhost, peer, local, req).await }
+    let timer = ConnTimer::new();
+    let own = timer.clone();
+    serve_users(tcp, peer, timer, move |peer, local, req| {
+        let (vhost, timer) = (vhost.clone(), own.clone());
+        async move { handle(&vhost, &timer, peer, local, req).await }
     })
     .await
 }
@@ -296,9 +279,14 @@ fn head_size(req: &Request<Incoming>) -> usize {
 }
 
 /// HTTP/1.1 (with upgrades) on one user connection, `handle(peer, local,
-/// request)` answering each request; heads are bounded in size and time.
-pub(crate) async fn serve_users<F, Fut>(tcp: TcpStream, peer: SocketAddr, handle: F)
-where
+/// request)` answering each request; heads are bounded in size and time
+/// (on `timer`, which must be polled by this connection's task only).
+pub(crate) async fn serve_users<F, Fut>(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    timer: ConnTimer,
+    handle: F,
+) where
     F: Fn(SocketAddr, SocketAddr, Request<Incoming>) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = Response<Body>> + Send + 'static,
 {
@@ -325,7 +313,7 @@ where
         }
     });
     let served = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
+        .timer(timer)
         .header_read_timeout(HEADER_TIMEOUT)
         .max_buf_size(MAX_HEAD)
         .serve_connection(TokioIo::new(tcp), svc)
@@ -338,6 +326,7 @@ where
 
 async fn handle(
     vhost: &Vhost,
+    timer: &ConnTimer,
     peer: SocketAddr,
     local: SocketAddr,
     req: Request<Incoming>,
@@ -365,7 +354,7 @@ async fn handle(
         );
         return r;
     }
-    forward(vhost, &route, peer, local, host, req).await
+    forward(vhost, timer, &route, peer, local, host, req).await
 }
 
 /// Basic auth, when the proxy asks for it.
@@ -407,27 +396,32 @@ pub(crate) fn basic_auth_ok(user: &str, password: &str, given: Option<&HeaderVal
 
 async fn forward(
     vhost: &Vhost,
+    timer: &ConnTimer,
     route: &Arc<HttpRoute>,
     peer: SocketAddr,
     local: SocketAddr,
     host: String,
     mut req: Request<Incoming>,
 ) -> Response<Body> {
-    prepare_request(&route.spec, peer, &host, req.headers_mut());
+    prepare_request(&route.headers, peer, &host, req.headers_mut());
     let plain = !wants_upgrade(&req);
     // A kept-alive connection first; a request it did not take (it closed
     // meanwhile) goes on a fresh one.
     if plain {
         while let Some(mut sender) = route.take_idle() {
-            match sender.try_send_request(req).await {
-                Ok(resp) => {
-                    let route = route.clone();
-                    return finish(&route, resp.map(|b| Pooling::new(b, sender, route.clone())));
+            let deadline = timer.after(vhost.timeout);
+            match within(deadline, sender.try_send_request(req)).await {
+                Ok(Ok(resp)) => {
+                    return finish(route, resp.map(|b| Pooling::new(b, sender, route.clone())));
                 }
-                Err(mut e) => match e.take_message() {
+                Ok(Err(mut e)) => match e.take_message() {
                     Some(back) => req = back,
-                    None => return text(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n"),
+                    None => {
+                        debug!("local service: {}", e.error());
+                        return text(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n");
+                    }
                 },
+                Err(_) => return text(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Timeout\n"),
             }
         }
     }
@@ -447,7 +441,8 @@ async fn forward(
     };
     let stop = route.ctx.stop.clone();
     let keep = plain.then(|| route.clone());
-    let resp = relay_request(tunnel, req, permit, stop, Some(vhost.timeout), keep).await;
+    let deadline = timer.after(vhost.timeout);
+    let resp = relay_request(tunnel, req, permit, stop, Some(deadline), keep).await;
     finish(route, resp)
 }
 
@@ -457,8 +452,8 @@ where
     B: hyper::body::Body<Data = Bytes, Error = hyper::Error> + Send + Sync + 'static,
 {
     let mut resp = resp.map(|b| b.boxed());
-    for (k, v) in &route.spec.response_headers {
-        set(resp.headers_mut(), k, v);
+    for (k, v) in &route.headers.response {
+        resp.headers_mut().insert(k, v.clone());
     }
     resp
 }
@@ -467,12 +462,14 @@ where
 /// returns its answer (502 when it fails, 504 after `timeout` without a
 /// response head). An upgrade both sides agree to (101, or 2xx to a
 /// CONNECT) is spliced raw. `permit` is held while the tunnel is in use.
+/// With `keep`, the connection goes to that proxy's pool once the response
+/// has been read through.
 pub(crate) async fn relay_request(
     tunnel: Tunnel,
     mut req: Request<Incoming>,
     permit: OwnedSemaphorePermit,
     stop: CancellationToken,
-    timeout: Option<Duration>,
+    timeout: Option<Deadline>,
     keep: Option<Arc<HttpRoute>>,
 ) -> Response<Body> {
     let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(tunnel)).await
@@ -494,7 +491,7 @@ pub(crate) async fn relay_request(
     let user_upgrade = (connect || wants_upgrade(&req)).then(|| hyper::upgrade::on(&mut req));
     let answer = sender.send_request(req);
     let answer = match timeout {
-        Some(t) => tokio::time::timeout(t, answer).await,
+        Some(t) => within(t, answer).await,
         None => Ok(answer.await),
     };
     let mut resp = match answer {
@@ -516,31 +513,48 @@ pub(crate) async fn relay_request(
     resp.map(|b| b.boxed())
 }
 
-/// The forwarding headers and the proxy's own changes.
-fn prepare_request(spec: &HttpSpec, peer: SocketAddr, host: &str, h: &mut hyper::HeaderMap) {
-    let ip = peer.ip().to_string();
-    let xff = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {ip}"),
-        None => ip.clone(),
-    };
-    set(h, "X-Forwarded-For", &xff);
-    set(h, "X-Real-IP", &ip);
-    set(h, "X-Forwarded-Host", host);
-    set(h, "X-Forwarded-Proto", "http");
-    if !spec.host_header_rewrite.is_empty() {
-        set(h, "Host", &spec.host_header_rewrite);
-    }
-    for (k, v) in &spec.request_headers {
-        set(h, k, v);
+/// `work`'s output, or Err when `deadline` comes first.
+async fn within<F: std::future::Future>(deadline: Deadline, work: F) -> Result<F::Output, ()> {
+    tokio::select! {
+        biased;
+        out = work => Ok(out),
+        () = deadline => Err(()),
     }
 }
 
-fn set(h: &mut hyper::HeaderMap, name: &str, value: &str) {
-    match (HeaderName::try_from(name), HeaderValue::try_from(value)) {
-        (Ok(n), Ok(v)) => {
-            h.insert(n, v);
-        }
-        _ => debug!("header {name:?} not set: not a valid name or value"),
+/// The forwarding headers and the proxy's own changes.
+fn prepare_request(
+    changes: &HeaderChanges,
+    peer: SocketAddr,
+    host: &str,
+    h: &mut hyper::HeaderMap,
+) {
+    static XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
+    static XRI: HeaderName = HeaderName::from_static("x-real-ip");
+    static XFH: HeaderName = HeaderName::from_static("x-forwarded-host");
+    static XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
+    let ip = peer.ip().to_string();
+    let xff = match h.get(&XFF).and_then(|v| v.to_str().ok()) {
+        Some(prev) => HeaderValue::try_from(format!("{prev}, {ip}")),
+        None => HeaderValue::try_from(ip.as_str()),
+    };
+    // An address always makes a valid value; a Host that did not would
+    // not have been routed.
+    if let Ok(v) = xff {
+        h.insert(&XFF, v);
+    }
+    if let Ok(v) = HeaderValue::try_from(ip) {
+        h.insert(&XRI, v);
+    }
+    if let Ok(v) = HeaderValue::try_from(host) {
+        h.insert(&XFH, v);
+    }
+    h.insert(&XFP, HeaderValue::from_static("http"));
+    if let Some(v) = &changes.host {
+        h.insert(header::HOST, v.clone());
+    }
+    for (k, v) in &changes.request {
+        h.insert(k, v.clone());
     }
 }
 

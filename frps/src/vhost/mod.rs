@@ -2,9 +2,11 @@
 //! routed by the name it asks for. The router is shared by every client's
 //! proxies; a name belongs to one proxy at a time.
 
+pub(crate) mod backends;
 pub(crate) mod http;
 pub(crate) mod https;
 pub(crate) mod tcpmux;
+pub(crate) mod timer;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -92,21 +94,31 @@ impl<T: Clone> Router<T> {
     /// ignored).
     pub fn lookup(&self, host: &str) -> Option<T> {
         let routes = self.lock();
-        candidates(host).iter().find_map(|c| routes.get(c).cloned())
+        first_match(host, |c| routes.get(c).cloned())
     }
 }
 
-/// The names that may serve `host`, most specific first: itself, then the
-/// wildcards above it (`a.b.c` → `a.b.c`, `*.b.c`, `*.c`).
-pub(crate) fn candidates(host: &str) -> Vec<String> {
+/// `find`'s first answer for the names that may serve `host`, most
+/// specific first: itself, then the wildcards above it (`a.b.c` → `a.b.c`,
+/// `*.b.c`, `*.c`). Wildcard names are only built when the exact one
+/// misses (this runs for every request on the vhost port).
+pub(crate) fn first_match<T>(host: &str, mut find: impl FnMut(&str) -> Option<T>) -> Option<T> {
     let host = normalize(host);
-    let mut out = vec![host.clone()];
+    if let Some(found) = find(&host) {
+        return Some(found);
+    }
+    let mut wild = String::with_capacity(host.len() + 1);
     let mut rest = host.as_str();
     while let Some((_, parent)) = rest.split_once('.') {
-        out.push(format!("*.{parent}"));
+        wild.clear();
+        wild.push_str("*.");
+        wild.push_str(parent);
+        if let Some(found) = find(&wild) {
+            return Some(found);
+        }
         rest = parent;
     }
-    out
+    None
 }
 
 /// Lower case, without a `:port` or a trailing dot.

@@ -45,7 +45,8 @@ pub(crate) async fn serve(server: Arc<Server>, listener: TcpListener, stop: Canc
 }
 
 async fn connection(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr) {
-    super::http::serve_users(tcp, peer, move |peer, local, req| {
+    let timer = super::timer::ConnTimer::new();
+    super::http::serve_users(tcp, peer, timer, move |peer, local, req| {
         let server = server.clone();
         async move { handle(&server, peer, local, req).await }
     })
