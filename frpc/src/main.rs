@@ -1,7 +1,3 @@
-// mimalloc: fewer cycles per allocation than glibc's (Cargo.toml says why).
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 
