@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-
 use std::time::Duration;
 
 use base64::Engine;
@@ -82,10 +81,16 @@ impl HeaderChanges {
                 .collect()
         };
         let host = &spec.host_header_rewrite;
+        let host = match HeaderValue::try_from(host) {
+            _ if host.is_empty() => None,
+            Ok(v) => Some(v),
+            Err(_) => {
+                warn!("hostHeaderRewrite {host:?} is not used: not a valid header value");
+                None
+            }
+        };
         HeaderChanges {
-            host: (!host.is_empty())
-                .then(|| HeaderValue::try_from(host).ok())
-                .flatten(),
+            host,
             request: parse(&spec.request_headers),
             response: parse(&spec.response_headers),
         }
