@@ -119,11 +119,13 @@ impl ServerSide {
         let n = tcp.get_ref().peek(&mut first).await?;
         match classify(&first[..n]) {
             FirstBytes::Tls => {
-                let stream = self
-                    .acceptor
-                    .accept(tcp)
-                    .await
-                    .map_err(HandshakeError::Tls)?;
+                let stream = match self.acceptor.accept(tcp).into_fallible().await {
+                    Ok(s) => s,
+                    Err((e, tcp)) => {
+                        close_gently(tcp).await;
+                        return Err(HandshakeError::Tls(e));
+                    }
+                };
                 let binding = stream
                     .get_ref()
                     .1
@@ -138,6 +140,34 @@ impl ServerSide {
             FirstBytes::Unknown(b) => Err(HandshakeError::Unknown(b)),
         }
     }
+}
+
+/// How long a refused handshake's connection is kept to take what the
+/// peer still sends, and how much of it ([`close_gently`]).
+const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+const LINGER_BYTES: usize = 64 * 1024;
+
+/// Closes a connection whose TLS handshake failed so that the alert just
+/// sent (a missing or unknown client certificate, say) reaches the peer.
+/// Closing with the peer's bytes still unread would send a reset, and in
+/// TLS 1.3 the client sends its first data right behind its certificate:
+/// the reset would overtake the alert and frpc would only see a broken
+/// pipe. So: our side is shut, and what the peer sends is read and dropped
+/// until it closes too, for at most [`LINGER`] and [`LINGER_BYTES`].
+async fn close_gently(mut tcp: Metered<TcpStream>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = tcp.shutdown().await;
+    let drain = async {
+        let mut buf = [0u8; 4096];
+        let mut taken = 0;
+        while taken < LINGER_BYTES {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => taken += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
 }
 
 /// frpc's side.
