@@ -17,7 +17,16 @@ async fn counters_move_while_the_connection_is_open() {
     let mut back = vec![0u8; data.len()];
     user.read_exact(&mut back).await.expect("echo");
     assert_eq!(back, data);
-    // The connection is still open: the figures are already there.
+    // The connection is still open: the figures are there. (The relay adds
+    // to them just after each write, so the user may read the echo a
+    // moment before they include it: wait for them, while still open.)
+    let want = data.len() as u64;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while server.stats.proxies()[0].traffic.out_of_tunnel < want
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     let p = &server.stats.proxies()[0];
     assert_eq!((p.name.as_str(), p.kind.as_str()), ("e", "tcp"));
     assert_eq!(p.traffic.into_tunnel, data.len() as u64, "{p:?}");
