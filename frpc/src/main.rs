@@ -5,6 +5,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use config::{ClientConfig, WebServerConfig};
 use hyper::Method;
+use net::util::Threads;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -131,7 +132,7 @@ fn main() -> ExitCode {
 /// needed to reach the running client.
 fn admin(path: &std::path::Path, method: Method, api: &str) -> Result<String> {
     let web = WebServerConfig::read_from(path)?;
-    let rt = net::util::runtime("frpc").context("cannot start the async runtime")?;
+    let rt = net::util::runtime("frpc", Threads::One).context("cannot start the async runtime")?;
     rt.block_on(async {
         match api {
             "/api/status" => frpc::cli::status(&web).await,
@@ -160,7 +161,16 @@ fn finish(answer: Result<String>) -> ExitCode {
 }
 
 fn serve(config: ClientConfig, path: Option<PathBuf>) -> Result<()> {
-    let runtime = net::util::runtime("frpc").context("cannot start the async runtime")?;
+    // With one multiplexed connection, everything frpc does passes through
+    // that connection's TLS state, one thread at a time: one thread does it
+    // without cross-thread wakeups (docs/performance.md). Without
+    // multiplexing, each forwarded connection has a TLS connection of its
+    // own, and those can use every core.
+    let threads = match config.transport.tcp_mux {
+        true => Threads::One,
+        false => Threads::PerCore,
+    };
+    let runtime = net::util::runtime("frpc", threads).context("cannot start the async runtime")?;
     runtime.block_on(async {
         let web = config.web_server.clone();
         let admin = match web.enabled() {

@@ -32,11 +32,11 @@ pub(crate) async fn handle(
         match shared_port(&server, &tcp).await {
             Shared::Http(vhost) => {
                 drop(permit);
-                crate::vhost::http::connection(vhost, tcp, peer).await
+                crate::vhost::http::place(vhost, tcp, peer).await
             }
             Shared::Https(ctx) => {
                 drop(permit);
-                crate::vhost::https::carry(ctx, tcp, peer).await
+                crate::vhost::https::carry_home(ctx, tcp, peer).await
             }
             Shared::No => {
                 if let Err(e) = serve(server, tcp, close, permit).await {

@@ -56,6 +56,8 @@ pub(crate) struct Server {
     pub https_routes: Arc<vhost::https::Routes>,
     /// (name, location) pairs claimed by `type = "http"` proxies on `vhostHTTPPort`.
     pub http_routes: Arc<vhost::http::Routes<vhost::http::HttpRoute>>,
+    /// The threads clients are placed on (`net::workers`), one per core.
+    pub workers: Arc<net::workers::Pool>,
     /// The HTTP virtual host, when it shares `bindPort` (set at start).
     pub shared_http: std::sync::OnceLock<Arc<vhost::http::Vhost>>,
     /// Names claimed by `type = "tcpmux"` proxies on `tcpmuxHTTPConnectPort`.
@@ -181,6 +183,8 @@ pub async fn run_with_stats(
         }
     }
     let live = std::sync::RwLock::new(reload::Live::of(&config));
+    // Dropped (its threads ended) when this function returns or is dropped.
+    let workers = net::workers::Workers::per_core("frps").context("starting worker threads")?;
     let web_auth = net::web::Credentials::new(&config.web_server);
     let server = Arc::new(Server {
         budget,
@@ -194,6 +198,7 @@ pub async fn run_with_stats(
         https_routes: Arc::new(vhost::Router::new()),
         http_routes: Arc::new(vhost::http::Routes::default()),
         tcpmux_routes: Arc::new(vhost::tcpmux::Routes::default()),
+        workers: workers.pool().clone(),
         shared_http: std::sync::OnceLock::new(),
     });
     let _ = stats.1.set(Arc::downgrade(&server));
@@ -257,9 +262,16 @@ async fn accept_clients(
                         warn!(%peer, "too many connections still logging in; closing this one");
                         continue;
                     };
+                    // The client, and all its session spawns, lives on one
+                    // worker thread (net::workers says why).
+                    let placed = server.workers.place();
+                    let to = placed.handle().clone();
                     let server = server.clone();
                     let close = shutdown.child_token();
-                    sessions.spawn(accept::handle(server, tcp, peer, close, permit));
+                    sessions.spawn(net::workers::move_to(to, tcp, move |tcp| async move {
+                        let _placed = placed;
+                        accept::handle(server, tcp, peer, close, permit).await
+                    }));
                 }
                 Err(e) => {
                     // Typically EMFILE: back off instead of spinning.

@@ -90,7 +90,10 @@ fn main() -> ExitCode {
 }
 
 fn serve(config: ServerConfig, path: Option<PathBuf>) -> Result<()> {
-    let runtime = net::util::runtime("frps").context("cannot start the async runtime")?;
+    // This thread accepts and hands over; clients run on worker threads
+    // (net::workers), one per core.
+    let runtime = net::util::runtime("frps", net::util::Threads::One)
+        .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let addr = (config.bind_addr.as_str(), config.bind_port);
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {

@@ -285,6 +285,7 @@ impl ClientSession {
                 meters: Meters::new(vec![traffic.clone(), self.traffic.clone()]),
                 stop: self.close.child_token(),
                 tasks: self.tasks.clone(),
+                home: tokio::runtime::Handle::current(),
                 _held: held,
             };
             match proxy::start(&req.spec, ctx, released).await {

@@ -104,6 +104,9 @@ pub(crate) struct ProxyCtx {
     pub meters: Meters,
     pub stop: CancellationToken,
     pub tasks: TaskTracker,
+    /// The worker thread its client runs on, where its users' connections
+    /// are best served (`net::workers`).
+    pub home: tokio::runtime::Handle,
     /// Lets [`Proxy::close`] learn when the proxy has let go of everything
     /// (never read: it works by being dropped).
     pub _held: Held,

@@ -38,6 +38,9 @@ pub(crate) type Body = BoxBody<Bytes, hyper::Error>;
 
 /// Time a user has to send a request's head.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bytes of a first request looked at to place its connection (most
+/// heads are far smaller; a larger one is served where it arrived).
+const PEEK_HEAD: usize = 4096;
 /// Most bytes of a request head; more gets 431 (hyper itself stops reading
 /// a head at a few hundred KiB).
 const MAX_HEAD: usize = 64 * 1024;
@@ -254,9 +257,62 @@ impl Vhost {
 
 pub(crate) async fn serve(vhost: Arc<Vhost>, listener: TcpListener, stop: CancellationToken) {
     super::accept_loop(listener, stop, "http", move |tcp, peer| {
-        connection(vhost.clone(), tcp, peer)
+        place(vhost.clone(), tcp, peer)
     })
     .await
+}
+
+/// Serves a user connection on the worker thread of the client its first
+/// request is for (`net::workers`: one client's work on one thread), or
+/// here when that is not known yet: a head that is not in the first
+/// bytes, a host nobody serves. Later requests on the connection are
+/// routed one by one as always, wherever their clients run.
+pub(crate) async fn place(vhost: Arc<Vhost>, tcp: TcpStream, peer: SocketAddr) {
+    let first = match tokio::time::timeout(HEADER_TIMEOUT, first_request(&tcp)).await {
+        Ok(first) => first,
+        Err(_) => return debug!("no request within {HEADER_TIMEOUT:?}; closed"),
+    };
+    let home = first.and_then(|(host, path)| {
+        let route = vhost.server.http_routes.lookup(&host, &path, "")?;
+        Some(route.ctx.home.clone())
+    });
+    match home {
+        Some(home) => {
+            net::workers::move_to(home, tcp, move |tcp| connection(vhost, tcp, peer)).await
+        }
+        None => connection(vhost, tcp, peer).await,
+    }
+}
+
+/// Host and path of the request at the head of `tcp`, read without taking
+/// it off the socket; None if it is not a whole head within the first
+/// [`PEEK_HEAD`] bytes and a few milliseconds, or not HTTP (hyper then
+/// answers it as usual).
+async fn first_request(tcp: &TcpStream) -> Option<(String, String)> {
+    let mut buf = vec![0u8; PEEK_HEAD];
+    let mut delay = Duration::from_millis(1);
+    for _ in 0..5 {
+        let n = tcp.peek(&mut buf).await.ok()?;
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(&buf[..n]) {
+            Ok(httparse::Status::Complete(_)) => {
+                let host = req
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("host"));
+                let host = std::str::from_utf8(host?.value).ok()?.to_owned();
+                let path = req.path.filter(|p| p.starts_with('/')).unwrap_or("/");
+                return Some((host, path.to_owned()));
+            }
+            Ok(httparse::Status::Partial) if n > 0 && n < buf.len() => {}
+            _ => return None,
+        }
+        // peek returns at once while anything is buffered: back off.
+        tokio::time::sleep(delay).await;
+        delay *= 2;
+    }
+    None
 }
 
 /// Serves the requests of one user connection.
@@ -598,3 +654,38 @@ pub(crate) fn text(status: StatusCode, body: &'static str) -> Response<Body> {
 pub(crate) const NOT_FOUND_PAGE: &str =
     "<!DOCTYPE html>\n<html><head><title>404 Not Found</title></head>\
 <body><h1>404 Not Found</h1><p>No site is published under this name here.</p></body></html>\n";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    /// What `first_request` makes of `sent` (the connection stays open).
+    async fn first_of(sent: &[u8]) -> Option<(String, String)> {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let mut user = TcpStream::connect(l.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (tcp, _) = l.accept().await.expect("accept");
+        user.write_all(sent).await.expect("write");
+        let first = first_request(&tcp).await;
+        // Peeked, not taken: hyper still gets the whole request.
+        let mut all = vec![0u8; sent.len()];
+        let n = tcp.peek(&mut all).await.expect("peek");
+        assert_eq!(&all[..n], sent);
+        first
+    }
+
+    #[tokio::test]
+    async fn the_first_request_is_read_without_taking_it() {
+        let got = first_of(b"GET /a/b?c HTTP/1.1\r\nhOsT: Shop.Example:8080\r\n\r\n").await;
+        assert_eq!(got, Some(("Shop.Example:8080".into(), "/a/b?c".into())));
+        // Not whole yet (a few ms of backoff, then given up), not HTTP,
+        // no Host: all served where they arrived.
+        assert_eq!(first_of(b"GET / HTTP/1.1\r\nHost: a.exa").await, None);
+        assert_eq!(first_of(b"\x16\x03\x01garbage\r\n\r\n").await, None);
+        assert_eq!(first_of(b"GET / HTTP/1.1\r\n\r\n").await, None);
+    }
+}

@@ -50,7 +50,13 @@ pub(crate) async fn route(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr)
     let Some(ctx) = server.https_routes.lookup(&name) else {
         return debug!(name = %Escaped(&name), "no https proxy for this name; closed");
     };
-    carry(ctx, tcp, peer).await
+    carry_home(ctx, tcp, peer).await
+}
+
+/// [`carry`] on the worker thread of the proxy's client.
+pub(crate) async fn carry_home(ctx: ProxyCtx, tcp: TcpStream, peer: SocketAddr) {
+    let home = ctx.home.clone();
+    net::workers::move_to(home, tcp, move |tcp| carry(ctx, tcp, peer)).await
 }
 
 /// Carries a connection whose ClientHello named `ctx`'s proxy.

@@ -15,3 +15,4 @@ pub mod transport;
 pub mod tunnel;
 pub mod util;
 pub mod web;
+pub mod workers;

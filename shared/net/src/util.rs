@@ -45,11 +45,27 @@ pub async fn cancel_on_signal(token: tokio_util::sync::CancellationToken) {
     token.cancel();
 }
 
-/// The binaries' runtime: tokio's defaults, with threads named after the
-/// program so that `top -H`, `perf` and flamegraphs tell frps from frpc.
-pub fn runtime(program: &str) -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
+/// How many threads a binary's runtime runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Threads {
+    /// One worker: the work is one client's (frpc over one multiplexed
+    /// connection), or only accepting and handing over (frps's main
+    /// runtime, whose clients run on [`crate::workers::Workers`]). See
+    /// `workers.rs` for why one thread beats work stealing there, and why
+    /// it is still tokio's work-stealing runtime, of one worker.
+    One,
+    /// tokio's work-stealing runtime, a worker per core.
+    PerCore,
+}
+
+/// The binaries' runtime, with threads named after the program so that
+/// `top -H`, `perf` and flamegraphs tell frps from frpc.
+pub fn runtime(program: &str, threads: Threads) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    if threads == Threads::One {
+        b.worker_threads(1);
+    }
+    b.enable_all()
         .thread_name(format!("{program}-worker"))
         .build()
 }
