@@ -264,31 +264,51 @@ pub(crate) async fn serve(vhost: Arc<Vhost>, listener: TcpListener, stop: Cancel
 
 /// Serves a user connection on the worker thread of the client its first
 /// request is for (`net::workers`: one client's work on one thread), or
-/// here when that is not known yet: a head that is not in the first
-/// bytes, a host nobody serves. Later requests on the connection are
-/// routed one by one as always, wherever their clients run.
+/// here when that is not known: a head that is not in the first bytes, a
+/// host nobody serves. Later requests on the connection are routed one by
+/// one as always, wherever their clients run.
 pub(crate) async fn place(vhost: Arc<Vhost>, tcp: TcpStream, peer: SocketAddr) {
+    let routes = vhost.server.http_routes.clone();
+    let home = move |first: &FirstRequest| {
+        let path = Some(first.target.as_str()).filter(|p| p.starts_with('/'));
+        let route = routes.lookup(first.host.as_deref()?, path.unwrap_or("/"), "")?;
+        Some(route.ctx.home.clone())
+    };
+    place_by_first_request(tcp, home, move |tcp| connection(vhost, tcp, peer)).await
+}
+
+/// The request at the head of a connection, as far as placing it needs.
+pub(crate) struct FirstRequest {
+    /// As sent: a path, or `host:port` for a CONNECT.
+    pub target: String,
+    pub host: Option<String>,
+}
+
+/// Runs `serve` with `tcp` on the worker `home_of` picks for the first
+/// request (here when it picks none, or the head cannot be read soon
+/// enough); a connection that sends nothing within [`HEADER_TIMEOUT`] is
+/// closed, as hyper would close it.
+pub(crate) async fn place_by_first_request<H, F, Fut>(tcp: TcpStream, home_of: H, serve: F)
+where
+    H: FnOnce(&FirstRequest) -> Option<tokio::runtime::Handle>,
+    F: FnOnce(TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let first = match tokio::time::timeout(HEADER_TIMEOUT, first_request(&tcp)).await {
         Ok(first) => first,
         Err(_) => return debug!("no request within {HEADER_TIMEOUT:?}; closed"),
     };
-    let home = first.and_then(|(host, path)| {
-        let route = vhost.server.http_routes.lookup(&host, &path, "")?;
-        Some(route.ctx.home.clone())
-    });
-    match home {
-        Some(home) => {
-            net::workers::move_to(home, tcp, move |tcp| connection(vhost, tcp, peer)).await
-        }
-        None => connection(vhost, tcp, peer).await,
+    match first.as_ref().and_then(home_of) {
+        Some(home) => net::workers::move_to(home, tcp, serve).await,
+        None => serve(tcp).await,
     }
 }
 
-/// Host and path of the request at the head of `tcp`, read without taking
-/// it off the socket; None if it is not a whole head within the first
-/// [`PEEK_HEAD`] bytes and a few milliseconds, or not HTTP (hyper then
-/// answers it as usual).
-async fn first_request(tcp: &TcpStream) -> Option<(String, String)> {
+/// The request at the head of `tcp`, read without taking it off the
+/// socket; None if it is not a whole head within the first [`PEEK_HEAD`]
+/// bytes and a few milliseconds, or not HTTP (hyper then answers it as
+/// usual).
+async fn first_request(tcp: &TcpStream) -> Option<FirstRequest> {
     let mut buf = vec![0u8; PEEK_HEAD];
     let mut delay = Duration::from_millis(1);
     for _ in 0..5 {
@@ -300,10 +320,11 @@ async fn first_request(tcp: &TcpStream) -> Option<(String, String)> {
                 let host = req
                     .headers
                     .iter()
-                    .find(|h| h.name.eq_ignore_ascii_case("host"));
-                let host = std::str::from_utf8(host?.value).ok()?.to_owned();
-                let path = req.path.filter(|p| p.starts_with('/')).unwrap_or("/");
-                return Some((host, path.to_owned()));
+                    .find(|h| h.name.eq_ignore_ascii_case("host"))
+                    .and_then(|h| std::str::from_utf8(h.value).ok())
+                    .map(str::to_owned);
+                let target = req.path?.to_owned();
+                return Some(FirstRequest { target, host });
             }
             Ok(httparse::Status::Partial) if n > 0 && n < buf.len() => {}
             _ => return None,
@@ -660,8 +681,9 @@ mod tests {
     use super::*;
     use tokio::io::AsyncWriteExt;
 
-    /// What `first_request` makes of `sent` (the connection stays open).
-    async fn first_of(sent: &[u8]) -> Option<(String, String)> {
+    /// What `first_request` makes of `sent` (the connection stays open):
+    /// its target and Host.
+    async fn first_of(sent: &[u8]) -> Option<(String, Option<String>)> {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -675,17 +697,22 @@ mod tests {
         let mut all = vec![0u8; sent.len()];
         let n = tcp.peek(&mut all).await.expect("peek");
         assert_eq!(&all[..n], sent);
-        first
+        first.map(|f| (f.target, f.host))
     }
 
     #[tokio::test]
     async fn the_first_request_is_read_without_taking_it() {
         let got = first_of(b"GET /a/b?c HTTP/1.1\r\nhOsT: Shop.Example:8080\r\n\r\n").await;
-        assert_eq!(got, Some(("Shop.Example:8080".into(), "/a/b?c".into())));
-        // Not whole yet (a few ms of backoff, then given up), not HTTP,
-        // no Host: all served where they arrived.
+        assert_eq!(
+            got,
+            Some(("/a/b?c".into(), Some("Shop.Example:8080".into())))
+        );
+        // A CONNECT (the tcpmux port) is placed by its target.
+        let got = first_of(b"CONNECT db.example:5432 HTTP/1.1\r\n\r\n").await;
+        assert_eq!(got, Some(("db.example:5432".into(), None)));
+        // Not whole yet (a few ms of backoff, then given up), not HTTP:
+        // served where they arrived.
         assert_eq!(first_of(b"GET / HTTP/1.1\r\nHost: a.exa").await, None);
         assert_eq!(first_of(b"\x16\x03\x01garbage\r\n\r\n").await, None);
-        assert_eq!(first_of(b"GET / HTTP/1.1\r\n\r\n").await, None);
     }
 }

@@ -39,9 +39,22 @@ pub(crate) type Routes = super::http::Routes<TcpmuxRoute>;
 
 pub(crate) async fn serve(server: Arc<Server>, listener: TcpListener, stop: CancellationToken) {
     super::accept_loop(listener, stop, "tcpmux", move |tcp, peer| {
-        connection(server.clone(), tcp, peer)
+        place(server.clone(), tcp, peer)
     })
     .await
+}
+
+/// Serves a user connection on the worker thread of the client its
+/// CONNECT is for, as the http port does (`http::place`): the relay after
+/// `200` runs there for the connection's whole life.
+async fn place(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr) {
+    let routes = server.tcpmux_routes.clone();
+    let home = move |first: &super::http::FirstRequest| {
+        let route = routes.lookup(&first.target, "/", "")?;
+        Some(route.ctx.home.clone())
+    };
+    let serve = move |tcp| connection(server, tcp, peer);
+    super::http::place_by_first_request(tcp, home, serve).await
 }
 
 async fn connection(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr) {

@@ -111,14 +111,6 @@ impl Drop for Workers {
 }
 
 impl Pool {
-    pub fn len(&self) -> usize {
-        self.slots.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
-    }
-
     /// The worker with the fewest placements, which this one joins.
     pub fn place(&self) -> Placement {
         let slot = self
@@ -166,26 +158,21 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+    fn loads(pool: &Pool) -> Vec<usize> {
+        let load = |s: &Slot| s.load.load(Ordering::Relaxed);
+        pool.slots.iter().map(load).collect()
+    }
+
     #[test]
     fn placements_go_to_the_least_loaded_worker() {
         let owner = Workers::start("t", 2).expect("workers");
         let w = owner.pool();
         let a = w.place();
         let b = w.place();
-        let loads: Vec<usize> = w
-            .slots
-            .iter()
-            .map(|s| s.load.load(Ordering::Relaxed))
-            .collect();
-        assert_eq!(loads, vec![1, 1]);
+        assert_eq!(loads(w), vec![1, 1]);
         drop(a);
         let _c = w.place();
-        let loads: Vec<usize> = w
-            .slots
-            .iter()
-            .map(|s| s.load.load(Ordering::Relaxed))
-            .collect();
-        assert_eq!(loads, vec![1, 1], "the freed worker is chosen again");
+        assert_eq!(loads(w), vec![1, 1], "the freed worker is chosen again");
         drop(b);
     }
 
