@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use config::ClientConfig;
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use mux::{self, MemoryBudget, Mode, MuxStream};
 use net::activity::Activity;
 use net::framed::{self, ControlReader, ControlStream, ControlWriter};
@@ -163,15 +163,15 @@ impl Session {
         let (tx, updates) = tokio::sync::mpsc::unbounded_channel();
         let registrations = proxies.attach(agreed, &self.close, tx);
         let _detach = Detach(client.proxies);
-        for p in registrations {
-            self.ctrl
-                .feed(Control::NewProxy(p))
-                .await
-                .context("registering proxies")?;
-        }
-        self.ctrl.flush().await.context("registering proxies")?;
         let pacer = self.pacer(config, warned);
         let (reader, writer) = framed::split_control(self.ctrl);
+        let initial = registrations.into_iter().map(Control::NewProxy).collect();
+        tokio::spawn(forward(
+            initial,
+            updates,
+            writer.clone(),
+            self.close.clone(),
+        ));
         let pool_requests = start_pool(connector, &self.run_id, &proxies, &self.close);
         let mut running = Running {
             beats: BeatStats::new(&self.activity),
@@ -182,7 +182,6 @@ impl Session {
             pool_requests,
             events: client.events.clone(),
             liveness: client.liveness.clone(),
-            updates,
         };
         let result = running.serve(reader, &mut self.mux, shutdown).await;
         if result.is_ok() {
@@ -248,8 +247,32 @@ struct Running {
     pool_requests: Option<Arc<Requests>>,
     events: Events,
     liveness: Arc<Liveness>,
-    /// Registrations and closes from reloads, for the control stream.
-    updates: UnboundedReceiver<Control>,
+}
+
+/// Sends the registrations, then those of reloads, in order, from a task
+/// of its own: the session loop must keep reading frps's answers while
+/// hundreds of registrations wait for room, or both sides would wait on
+/// each other.
+async fn forward(
+    initial: Vec<Control>,
+    mut updates: UnboundedReceiver<Control>,
+    writer: ControlWriter,
+    close: CancellationToken,
+) {
+    let send_all = async {
+        for msg in initial {
+            writer.send(msg).await?;
+        }
+        while let Some(msg) = updates.recv().await {
+            writer.send(msg).await?;
+        }
+        Ok::<_, wire::codec::CodecError>(())
+    };
+    tokio::select! {
+        _ = close.cancelled() => {}
+        // A stopped writer ends the session through its reader.
+        _ = send_all => {}
+    }
 }
 
 impl Running {
@@ -278,9 +301,6 @@ impl Running {
                     }
                     None => bail!("connection closed"),
                 },
-                Some(update) = self.updates.recv() => {
-                    self.writer.send(update).await.context("control stream")?;
-                }
             }
         }
     }

@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use futures::StreamExt;
 use mux::{self, MuxStream};
 use net::activity::Activity;
@@ -29,6 +29,10 @@ use crate::Server;
 /// How long a new login waits for the session it replaces to close its
 /// proxies (and free their ports) before going on without it.
 const REPLACE_WAIT: Duration = Duration::from_secs(5);
+
+/// How long an answer waits for a client that reads nothing, when the
+/// heartbeat check is off (frp's default heartbeatTimeout).
+const ANSWER_PATIENCE: Duration = Duration::from_secs(90);
 
 /// A logged-in client: its proxies and what they share, served by
 /// [`ClientSession::run`] until the client goes away.
@@ -219,12 +223,7 @@ impl ClientSession {
         match msg {
             Control::NewProxy(req) => {
                 let resp = self.new_proxy(req).await;
-                // Never wait on the client here (the reaper and the stream
-                // drain must keep running): a client that does not read its
-                // answers is not a working client.
-                if self.writer.try_send(Control::NewProxyResp(resp)).is_err() {
-                    bail!("the client does not read its control stream (answers queue full)");
-                }
+                self.answer(Control::NewProxyResp(resp)).await?;
             }
             Control::CloseProxy { name } => {
                 if let Some(proxy) = self.proxies.remove(&name) {
@@ -258,6 +257,26 @@ impl ClientSession {
             other => bail!("unexpected {} on the control stream", other.kind()),
         }
         Ok(())
+    }
+
+    /// Waits for room to answer: a client registering hundreds of proxies
+    /// at once is busy, not broken, and its next request waits behind the
+    /// answer. A client that stops reading altogether is ended once it has
+    /// taken no answer for heartbeatTimeout, the same silence that ends a
+    /// client sending nothing.
+    async fn answer(&self, msg: Control) -> Result<()> {
+        let patience = self
+            .server
+            .config
+            .heartbeat_timeout()
+            .unwrap_or(ANSWER_PATIENCE);
+        match tokio::time::timeout(patience, self.writer.send(msg)).await {
+            Ok(sent) => sent.context("control stream"),
+            Err(_) => bail!(
+                "the client took no answer on its control stream for {}s: ended",
+                patience.as_secs()
+            ),
+        }
     }
 
     async fn new_proxy(&mut self, req: NewProxy) -> NewProxyResp {

@@ -1,0 +1,66 @@
+//! The scale frp users have: hundreds of proxies per frpc, written as one
+//! range template, through real frps and frpc processes.
+
+use e2e::services::{banner, eventually, greeting};
+use e2e::web::curl;
+use e2e::{free_port, spawn_frps, write_file, Proc};
+use std::process::Command;
+
+const RESPONSE: &str = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n";
+
+fn running(status: &serde_json::Value, kind: &str) -> usize {
+    status[kind]
+        .as_array()
+        .map_or(0, |a| a.iter().filter(|p| p["status"] == "running").count())
+}
+
+/// 500 tcp and 500 http proxies from one range block: frpc logs in with all
+/// of them at once, every one starts, and the first, a middle and the last
+/// of each kind serve.
+#[test]
+fn a_thousand_proxies_from_one_template_all_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vhost = free_port();
+    let (_frps, port) = spawn_frps(
+        dir.path(),
+        &format!("auth.token = \"t\"\nvhostHTTPPort = {vhost}\n"),
+    );
+    let service = banner(RESPONSE);
+    let admin = free_port();
+    let text = format!(
+        "serverAddr = \"127.0.0.1\"\nserverPort = {port}\nauth.token = \"t\"\n\
+         webServer.port = {admin}\n\
+         {{{{- range $_, $n := parseNumberRange \"1-500\" }}}}\n\
+         [[proxies]]\nname = \"tcp-{{{{ $n }}}}\"\ntype = \"tcp\"\nlocalPort = {lp}\n\
+         [[proxies]]\nname = \"web-{{{{ $n }}}}\"\ntype = \"http\"\nlocalPort = {lp}\n\
+         customDomains = [\"web-{{{{ $n }}}}.example.test\"]\n\
+         {{{{- end }}}}\n",
+        lp = service.port()
+    );
+    let cfg = write_file(dir.path(), "frpc.toml", &text);
+    let mut cmd = Command::new(e2e::bin("frpc"));
+    cmd.arg("-c").arg(&cfg);
+    let frpc = Proc::spawn(cmd);
+    let mut status = serde_json::Value::Null;
+    eventually("1,000 proxies running", || {
+        let (code, body) = curl(admin, &[], "/api/status");
+        status = serde_json::from_str(&body).unwrap_or_default();
+        code == 200 && running(&status, "tcp") == 500 && running(&status, "http") == 500
+    });
+    let tcp = status["tcp"].as_array().expect("tcp proxies");
+    for n in [1, 250, 500] {
+        let name = format!("tcp-{n}");
+        let p = tcp.iter().find(|p| p["name"] == name).expect("listed");
+        let remote = p["remote_addr"].as_str().expect("remote_addr");
+        let port: u16 = remote
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port");
+        assert_eq!(greeting(port).as_deref(), Some(RESPONSE), "{name}");
+        let host = format!("Host: web-{n}.example.test");
+        let (code, body) = curl(vhost, &["-H", &host], "/");
+        assert_eq!((code, body.as_str()), (200, "ok\n"), "web-{n}");
+    }
+    drop(frpc);
+}
