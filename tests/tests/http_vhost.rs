@@ -412,6 +412,11 @@ async fn tcpmux_httpconnect_with_curl() {
         .await
         .expect("curl");
     assert!(!ok && err.contains("404"), "{err}");
+    // A CONNECT target that is no host name is refused before routing.
+    let target = format!("{}m.example.test:80", "a.".repeat(20_000));
+    let req = format!("CONNECT {target} HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n");
+    let answer = raw_answer(mux, req.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer:?}");
     client.stop().await;
     server.stop().await;
 }
@@ -432,6 +437,34 @@ async fn bad_heads_and_many_keep_alive_clients() {
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer:?}");
     let answer = raw_answer(v, b"\x16\x03\x01garbage\r\n\r\n").await;
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer:?}");
+    // Names beyond RFC 1123's lengths are refused before routing: 30,000
+    // labels under a wildcard route, a 64-byte label, 254 bytes in all.
+    let label = "a".repeat(63);
+    for host in [
+        format!("{}x.wild.example.test", "a.".repeat(30_000)),
+        format!("{label}a.wild.example.test"),
+        format!(
+            "{label}.{label}.{label}.{}.wild.example.test",
+            "c".repeat(44)
+        ),
+        "a..wild.example.test".to_owned(),
+    ] {
+        let req = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        let answer = raw_answer(v, req.as_bytes()).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 400"),
+            "{}: {answer:?}",
+            host.len()
+        );
+    }
+    // 253 bytes is a name, routed by its wildcard.
+    let name = format!(
+        "{label}.{label}.{label}.{}.wild.example.test",
+        "c".repeat(43)
+    );
+    assert_eq!(name.len(), 253);
+    let (code, _, body) = curl(v, &name, "/long", &[]).await;
+    assert_eq!((code, body.as_str()), (200, "site B /long\n"));
     // A head that never finishes: closed after the header timeout (30 s).
     let mut slow = TcpStream::connect(("127.0.0.1", v)).await.expect("connect");
     slow.write_all(b"GET / HTTP/1.1\r\nHost: a.exa")

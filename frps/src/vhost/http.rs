@@ -7,7 +7,6 @@
 //! or response is held whole), and `Upgrade` (WebSocket…) is carried
 //! through once both sides agree.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -30,7 +29,7 @@ use wire::message::HttpSpec;
 
 use super::backends::{Pooling, Sender};
 use super::timer::{ConnTimer, Deadline};
-use super::{first_match, normalize};
+use super::{host_name, normalize, Names};
 use crate::proxy::{open_work, ProxyCtx};
 use crate::Server;
 
@@ -161,28 +160,24 @@ impl Routed for HttpRoute {
 }
 
 /// Per name: (location prefix, proxy) pairs.
-type ByName<R> = HashMap<String, Vec<(String, Arc<R>)>>;
+type Located<R> = Vec<(String, Arc<R>)>;
 
 /// Host → (location prefix, user → proxy). A (name, location, user)
 /// triple belongs to one proxy at a time. Also the tcpmux port's router
 /// (every route at location "/").
 pub(crate) struct Routes<R> {
-    map: Mutex<ByName<R>>,
+    names: Names<Located<R>>,
 }
 
 impl<R> Default for Routes<R> {
     fn default() -> Self {
         Routes {
-            map: Mutex::new(HashMap::new()),
+            names: Names::new(),
         }
     }
 }
 
 impl<R: Routed> Routes<R> {
-    fn lock(&self) -> std::sync::MutexGuard<'_, ByName<R>> {
-        self.map.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// Claims every (name, location) for `route` (and its
     /// `routeByHTTPUser`), or none; Err names the first pair taken.
     pub fn add(
@@ -191,41 +186,45 @@ impl<R: Routed> Routes<R> {
         locations: &[String],
         route: &Arc<R>,
     ) -> Result<(), String> {
-        let mut map = self.lock();
         let names: Vec<String> = names.iter().map(|n| normalize(n)).collect();
         let user = route.route_user();
-        for n in &names {
-            let taken = map.get(n).into_iter().flatten();
-            let same = |(l, r): &&(String, Arc<R>)| locations.contains(l) && r.route_user() == user;
-            if let Some((l, _)) = taken.into_iter().find(same) {
-                return Err(format!("{n} (location {l})"));
+        self.names.change(|table| {
+            for n in &names {
+                let taken = table.get(n).into_iter().flatten();
+                let same =
+                    |(l, r): &&(String, Arc<R>)| locations.contains(l) && r.route_user() == user;
+                if let Some((l, _)) = taken.into_iter().find(same) {
+                    return Err(format!("{n} (location {l})"));
+                }
             }
-        }
-        for n in names {
-            let entry = map.entry(n).or_default();
-            for l in locations {
-                entry.push((l.clone(), route.clone()));
+            for n in &names {
+                let entry = table.entry(n);
+                for l in locations {
+                    entry.push((l.clone(), route.clone()));
+                }
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     pub fn remove(&self, route: &Arc<R>) {
-        let mut map = self.lock();
-        map.retain(|_, v| {
-            v.retain(|(_, r)| !Arc::ptr_eq(r, route));
-            !v.is_empty()
-        });
+        self.names.change(|table| {
+            table.retain(|v| {
+                v.retain(|(_, r)| !Arc::ptr_eq(r, route));
+                !v.is_empty()
+            })
+        })
     }
 
-    /// The proxy for `host`, `path` and the request's basic-auth `user`:
-    /// the most specific name that has a matching location, there the
-    /// longest location, and among those a proxy routed by this user
+    /// The proxy for `host` (as a user sent it; None when it is not a
+    /// host name), `path` and the request's basic-auth `user`: the most
+    /// specific name that has a matching location, there the longest
+    /// location, and among those a proxy routed by this user
     /// (`routeByHTTPUser`) before one for everybody.
     pub fn lookup(&self, host: &str, path: &str, user: &str) -> Option<Arc<R>> {
-        let map = self.lock();
-        first_match(host, |c| {
-            map.get(c)?
+        let host = host_name(host)?;
+        self.names.first_match(&host, |located| {
+            located
                 .iter()
                 .filter(|(l, r)| {
                     let by = r.route_user();
@@ -420,6 +419,9 @@ async fn handle(
         .map(str::to_owned)
         .or_else(|| req.uri().authority().map(|a| a.to_string()))
         .unwrap_or_default();
+    if host_name(&host).is_none() {
+        return text(StatusCode::BAD_REQUEST, "400 not a host name\n");
+    }
     let user = basic_auth_user(req.headers().get(header::AUTHORIZATION)).unwrap_or_default();
     let Some(route) = vhost
         .server

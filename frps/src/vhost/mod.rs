@@ -8,7 +8,9 @@ pub(crate) mod https;
 pub(crate) mod tcpmux;
 pub(crate) mod timer;
 
-use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+
+use hashbrown::HashTable;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Mutex;
@@ -50,78 +52,30 @@ pub(crate) async fn accept_loop<F, Fut>(
     tasks.close();
 }
 
-/// Names to routes: exact names, and `*.example.com` wildcards where the
-/// most specific one wins (`a.b.example.com` tries `*.b.example.com`
-/// before `*.example.com`).
-pub(crate) struct Router<T> {
-    routes: Mutex<HashMap<String, T>>,
+/// A host name as routing uses it: lower case, without a `:port` or a
+/// trailing dot, and within RFC 1123's lengths (253 in all, 63 per label,
+/// so at most 127 labels); None for anything else, which no route can
+/// match. Every name a user sends goes through here before routing, so
+/// routing a request costs at most this many bytes hashed per label.
+pub(crate) fn host_name(raw: &str) -> Option<String> {
+    let name = raw.trim();
+    let name = match name.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|c| c.is_ascii_digit()) => h,
+        _ => name,
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    let labels_ok = name
+        .split('.')
+        .all(|l| !l.is_empty() && l.len() <= MAX_LABEL);
+    (name.len() <= MAX_NAME && labels_ok).then(|| name.to_ascii_lowercase())
 }
 
-impl<T: Clone> Router<T> {
-    pub fn new() -> Self {
-        Router {
-            routes: Mutex::new(HashMap::new()),
-        }
-    }
+/// RFC 1123: a whole name, one label.
+pub(crate) const MAX_NAME: usize = 253;
+pub(crate) const MAX_LABEL: usize = 63;
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, T>> {
-        // Each update is one insert or remove: a poisoned map is consistent.
-        self.routes.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Claims every one of `names` for `route`, or none: Err names the
-    /// first one that is taken.
-    pub fn add(&self, names: &[String], route: T) -> Result<(), String> {
-        let mut routes = self.lock();
-        let names: Vec<String> = names.iter().map(|n| normalize(n)).collect();
-        if let Some(taken) = names.iter().find(|n| routes.contains_key(*n)) {
-            return Err(taken.clone());
-        }
-        for n in names {
-            routes.insert(n, route.clone());
-        }
-        Ok(())
-    }
-
-    pub fn remove(&self, names: &[String]) {
-        let mut routes = self.lock();
-        for n in names {
-            routes.remove(&normalize(n));
-        }
-    }
-
-    /// The route for `host` (case-insensitive, a port or trailing dot
-    /// ignored).
-    pub fn lookup(&self, host: &str) -> Option<T> {
-        let routes = self.lock();
-        first_match(host, |c| routes.get(c).cloned())
-    }
-}
-
-/// `find`'s first answer for the names that may serve `host`, most
-/// specific first: itself, then the wildcards above it (`a.b.c` → `a.b.c`,
-/// `*.b.c`, `*.c`). Wildcard names are only built when the exact one
-/// misses (this runs for every request on the vhost port).
-pub(crate) fn first_match<T>(host: &str, mut find: impl FnMut(&str) -> Option<T>) -> Option<T> {
-    let host = normalize(host);
-    if let Some(found) = find(&host) {
-        return Some(found);
-    }
-    let mut wild = String::with_capacity(host.len() + 1);
-    let mut rest = host.as_str();
-    while let Some((_, parent)) = rest.split_once('.') {
-        wild.clear();
-        wild.push_str("*.");
-        wild.push_str(parent);
-        if let Some(found) = find(&wild) {
-            return Some(found);
-        }
-        rest = parent;
-    }
-    None
-}
-
-/// Lower case, without a `:port` or a trailing dot.
+/// Lower case, without a `:port` or a trailing dot (names as configured;
+/// those a user sends go through [`host_name`]).
 pub(crate) fn normalize(name: &str) -> String {
     let name = name.trim();
     let name = match name.rsplit_once(':') {
@@ -129,6 +83,167 @@ pub(crate) fn normalize(name: &str) -> String {
         _ => name,
     };
     name.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// Exact names and `*.suffix` wildcards (kept by their suffix, so a lookup
+/// tries the suffixes of the name it has, as slices, without building any).
+/// Lookups hash every candidate before taking the lock: what runs under it
+/// is one probe and compare per label.
+pub(crate) struct Names<V> {
+    hasher: RandomState,
+    tables: Mutex<Tables<V>>,
+}
+
+struct Tables<V> {
+    exact: HashTable<(String, V)>,
+    wild: HashTable<(String, V)>,
+}
+
+/// The tables under the lock, for changes.
+pub(crate) struct Editor<'a, V> {
+    hasher: &'a RandomState,
+    tables: &'a mut Tables<V>,
+}
+
+impl<V> Names<V> {
+    pub fn new() -> Self {
+        Names {
+            hasher: RandomState::new(),
+            tables: Mutex::new(Tables {
+                exact: HashTable::new(),
+                wild: HashTable::new(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tables<V>> {
+        // Each change is one insert or remove: poisoned tables are consistent.
+        self.tables.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn change<T>(&self, f: impl FnOnce(&mut Editor<'_, V>) -> T) -> T {
+        let mut tables = self.lock();
+        f(&mut Editor {
+            hasher: &self.hasher,
+            tables: &mut tables,
+        })
+    }
+
+    /// `find`'s first answer for the names that may serve `host` (from
+    /// [`host_name`], so at most 127 labels), most specific first: itself,
+    /// then the wildcards above it (`a.b.c` → `a.b.c`, `*.b.c`, `*.c`).
+    pub fn first_match<T>(&self, host: &str, mut find: impl FnMut(&V) -> Option<T>) -> Option<T> {
+        let exact = self.hasher.hash_one(host);
+        let mut parents: Vec<(&str, u64)> = Vec::new();
+        let mut rest = host;
+        while let Some((_, parent)) = rest.split_once('.') {
+            parents.push((parent, self.hasher.hash_one(parent)));
+            rest = parent;
+        }
+        let tables = self.lock();
+        fn hit<'t, V>(t: &'t HashTable<(String, V)>, name: &str, hash: u64) -> Option<&'t V> {
+            t.find(hash, |(k, _)| k == name).map(|(_, v)| v)
+        }
+        if let Some(found) = hit(&tables.exact, host, exact).and_then(&mut find) {
+            return Some(found);
+        }
+        parents
+            .into_iter()
+            .find_map(|(name, hash)| hit(&tables.wild, name, hash).and_then(&mut find))
+    }
+}
+
+impl<V> Editor<'_, V> {
+    /// The table and key a configured (normalized) name is kept under.
+    fn place<'n>(&mut self, name: &'n str) -> (&mut HashTable<(String, V)>, &'n str, u64) {
+        let (table, key) = match name.strip_prefix("*.") {
+            Some(suffix) => (&mut self.tables.wild, suffix),
+            None => (&mut self.tables.exact, name),
+        };
+        (table, key, self.hasher.hash_one(key))
+    }
+
+    pub fn get(&mut self, name: &str) -> Option<&V> {
+        let (table, key, hash) = self.place(name);
+        table.find(hash, |(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    pub fn entry(&mut self, name: &str) -> &mut V
+    where
+        V: Default,
+    {
+        let hasher = self.hasher;
+        let (table, key, hash) = self.place(name);
+        let entry = table.entry(hash, |(k, _)| k == key, |(k, _)| hasher.hash_one(k));
+        &mut entry
+            .or_insert_with(|| (key.to_owned(), V::default()))
+            .into_mut()
+            .1
+    }
+
+    pub fn insert(&mut self, name: &str, value: V)
+    where
+        V: Default,
+    {
+        *self.entry(name) = value
+    }
+
+    pub fn remove(&mut self, name: &str) {
+        let (table, key, hash) = self.place(name);
+        if let Ok(found) = table.find_entry(hash, |(k, _)| k == key) {
+            found.remove();
+        }
+    }
+
+    pub fn retain(&mut self, mut keep: impl FnMut(&mut V) -> bool) {
+        self.tables.exact.retain(|(_, v)| keep(v));
+        self.tables.wild.retain(|(_, v)| keep(v));
+    }
+}
+
+/// Names to routes: exact names, and `*.example.com` wildcards where the
+/// most specific one wins (`a.b.example.com` tries `*.b.example.com`
+/// before `*.example.com`).
+pub(crate) struct Router<T> {
+    names: Names<Option<T>>,
+}
+
+impl<T: Clone> Router<T> {
+    pub fn new() -> Self {
+        Router {
+            names: Names::new(),
+        }
+    }
+
+    /// Claims every one of `names` for `route`, or none: Err names the
+    /// first one that is taken.
+    pub fn add(&self, names: &[String], route: T) -> Result<(), String> {
+        let names: Vec<String> = names.iter().map(|n| normalize(n)).collect();
+        self.names.change(|table| {
+            if let Some(taken) = names.iter().find(|n| table.get(n).is_some()) {
+                return Err(taken.clone());
+            }
+            for n in &names {
+                table.insert(n, Some(route.clone()));
+            }
+            Ok(())
+        })
+    }
+
+    pub fn remove(&self, names: &[String]) {
+        self.names.change(|table| {
+            for n in names {
+                table.remove(&normalize(n));
+            }
+        })
+    }
+
+    /// The route for `host` as a user sent it (case-insensitive, a port or
+    /// trailing dot ignored; None for a name that is not one).
+    pub fn lookup(&self, host: &str) -> Option<T> {
+        let host = host_name(host)?;
+        self.names.first_match(&host, |r| r.clone())
+    }
 }
 
 #[cfg(test)]
@@ -154,5 +269,32 @@ mod tests {
         assert_eq!(r.lookup("new.example.com"), Some(2));
         r.remove(&["*.example.com".into()]);
         assert_eq!(r.lookup("x.example.com"), None);
+    }
+
+    #[test]
+    fn names_beyond_rfc_1123_lengths_route_nowhere() {
+        let r = Router::new();
+        r.add(&["*.example.com".into()], 1).expect("add");
+        let label = "a".repeat(63);
+        let long = format!("{label}.{label}.{label}.{}.example.com", "b".repeat(49));
+        assert_eq!(long.len(), 253);
+        assert_eq!(r.lookup(&long), Some(1));
+        assert_eq!(r.lookup(&format!("{long}.:80")), Some(1));
+        assert_eq!(r.lookup(&format!("c{long}")), None, "254 bytes");
+        assert_eq!(
+            r.lookup(&format!("{}a.example.com", label)),
+            None,
+            "64-byte label"
+        );
+        assert_eq!(r.lookup("a..example.com"), None, "empty label");
+        assert_eq!(
+            r.lookup(&format!("{}example.com", "a.".repeat(40_000))),
+            None
+        );
+        assert_eq!(
+            host_name("A.Example.COM.:8080").as_deref(),
+            Some("a.example.com")
+        );
+        assert_eq!(host_name(""), None);
     }
 }

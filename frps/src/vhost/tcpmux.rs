@@ -83,6 +83,9 @@ async fn handle(
         .authority()
         .map(|a| a.host().to_owned())
         .unwrap_or_default();
+    if super::host_name(&host).is_none() {
+        return text(StatusCode::BAD_REQUEST, "400 not a host name\n");
+    }
     let user = super::http::basic_auth_user(req.headers().get(header::PROXY_AUTHORIZATION))
         .unwrap_or_default();
     let Some(route) = server.tcpmux_routes.lookup(&host, "/", &user) else {
