@@ -27,7 +27,11 @@ pub(crate) async fn serve(
     stop: CancellationToken,
 ) {
     let auth = net::web::Credentials::new(&cfg);
-    net::web::serve(listener, auth, tls, stop, move |req| {
+    let guard = net::web::Guard {
+        changing_gets: &["/api/reload"],
+        literal_host_when_open: true,
+    };
+    net::web::serve(listener, auth, guard, tls, stop, move |req| {
         let ctl = ctl.clone();
         async move { route(&ctl, req) }
     })

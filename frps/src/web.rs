@@ -52,10 +52,21 @@ pub(crate) async fn serve(server: Arc<Server>, listener: TcpListener, stop: Canc
             }
         }
     });
-    net::web::serve(listener, server.web_auth.clone(), tls, stop, move |req| {
-        let server = server.clone();
-        async move { route(&server, req) }
-    })
+    let guard = net::web::Guard {
+        changing_gets: &[],
+        literal_host_when_open: false,
+    };
+    net::web::serve(
+        listener,
+        server.web_auth.clone(),
+        guard,
+        tls,
+        stop,
+        move |req| {
+            let server = server.clone();
+            async move { route(&server, req) }
+        },
+    )
     .await
 }
 

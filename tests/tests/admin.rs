@@ -528,3 +528,102 @@ fn frp_proxy_keys_enabled_transport_metadatas_and_annotations() {
         row(&r.status(), "off").is_some_and(|l| l.contains("running"))
     });
 }
+
+/// Serves `html` to every request, from a port of its own (so another
+/// origin than the admin API's).
+fn attacker_site(html: String) -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            let mut head = [0u8; 4096];
+            let _ = std::io::Read::read(&mut s, &mut head);
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{html}",
+                html.len()
+            );
+        }
+    });
+    port
+}
+
+/// What a page of another origin tries against the admin API.
+fn attack_page(admin: u16) -> String {
+    format!(
+        r##"<html><body data-log=""><iframe name="sink"></iframe>
+<form id="f" method="POST" action="http://127.0.0.1:{admin}/api/stop" target="sink"><input name="a" value="b"></form>
+<script>
+const A = "http://127.0.0.1:{admin}";
+const log = (s) => {{ document.body.dataset.log += s + "; "; }};
+async function run() {{
+  if (location.hash === "#nav") {{ document.title = "done"; return; }}
+  await new Promise((ok) => {{ const i = new Image(); i.onload = i.onerror = ok; i.src = A + "/api/reload"; }});
+  log("img sent");
+  try {{ await fetch(A + "/api/reload", {{ mode: "no-cors" }}); log("no-cors reload sent"); }} catch (e) {{ log("no-cors reload: " + e); }}
+  try {{ await fetch(A + "/api/stop", {{ method: "POST", mode: "no-cors", body: "x" }}); log("no-cors stop sent"); }} catch (e) {{ log("no-cors stop: " + e); }}
+  try {{ const r = await fetch(A + "/api/config"); log("config read: " + r.status); }} catch (e) {{ log("config unreadable"); }}
+  await new Promise((ok) => {{ document.querySelector("iframe").onload = ok; document.getElementById("f").submit(); setTimeout(ok, 10000); }});
+  log("form posted");
+  document.title = "done";
+}}
+run();
+</script></body></html>"##
+    )
+}
+
+/// Pages of other origins, in Chromium, cannot drive frpc's admin API
+/// (no credentials, frp's default): a form POST to /api/stop, GET
+/// /api/reload as an image, a no-cors fetch and a navigation, a no-cors
+/// POST; a name re-pointed at 127.0.0.1 cannot read the config with the
+/// token. frpc keeps running, unreloaded; frp's own commands still work.
+#[test]
+fn pages_of_other_origins_cannot_drive_the_admin_api() {
+    let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
+    assert!(
+        browser_dir.join("node_modules/playwright-core").exists()
+            && Path::new("/usr/bin/chromium").exists(),
+        "needs Chromium and playwright-core: `.ci/install-deps` installs both (make test runs it)"
+    );
+    let echo = echo_thread();
+    let r = rig("", &tcp("one", echo, 0), 1);
+    // A second proxy in the file: it starts only if something reloads.
+    r.rewrite(
+        "",
+        &format!("{}{}", tcp("one", echo, 0), tcp("two", echo, 0)),
+    );
+    let site = attacker_site(attack_page(r.admin));
+    let out = Command::new("node")
+        .current_dir(&browser_dir)
+        .arg("cross_origin.mjs")
+        .arg(format!("http://127.0.0.1:{site}/"))
+        .arg(r.admin.to_string())
+        .output()
+        .expect("run node");
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("form posted"), "{said}");
+    assert!(said.contains("navigation to /api/reload: 403"), "{said}");
+    assert!(said.contains("rebinding /api/config: 403"), "{said}");
+    assert!(
+        !said.contains("admin-test"),
+        "the token reached the page: {said}"
+    );
+    let (code, status) = curl(r.admin, &[], "/api/status");
+    assert_eq!(code, 200, "frpc stopped: {said}");
+    assert!(
+        !status.contains("\"two\""),
+        "a page reloaded frpc: {status}"
+    );
+    // The same by curl: a name as Host, a form post.
+    let (code, body) = curl(r.admin, &["-H", "Host: attacker.example"], "/api/config");
+    assert_eq!(code, 403, "{body}");
+    let (code, _) = curl(r.admin, &["-d", "a=b"], "/api/stop");
+    assert_eq!(code, 403);
+    // frp's commands are programs, not pages: they still work.
+    let out = frpc("reload", &r.cfg);
+    assert!(out.status.success(), "frpc reload: {}", text(&out));
+    eventually("the reload started two", || {
+        curl(r.admin, &[], "/api/status").1.contains("\"two\"")
+    });
+}

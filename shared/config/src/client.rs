@@ -265,6 +265,7 @@ impl ClientConfig {
         }
         check_auth(&mut self.auth, p);
         self.web_server.check(p);
+        self.check_admin_exposure(p);
         self.check_dial(p);
         let t = &self.transport;
         if !(t.reconnect_initial_delay > 0.0 && t.reconnect_initial_delay.is_finite()) {
@@ -282,6 +283,28 @@ impl ClientConfig {
             );
         }
         self.check_tls(p);
+    }
+
+    /// frpc's admin API hands out the token and takes a new config: without
+    /// credentials it is only served on a loopback address.
+    fn check_admin_exposure(&self, p: &mut Problems<'_>) {
+        let web = &self.web_server;
+        let addr = web.addr.trim();
+        let loopback = addr.eq_ignore_ascii_case("localhost")
+            || addr
+                .trim_matches(|c| c == '[' || c == ']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if web.enabled() && web.user.is_empty() && !loopback {
+            p.key(
+                "webServer.addr",
+                format!(
+                    "webServer.addr = \"{addr}\" without webServer.user and webServer.password would let \
+                     anyone who reaches it read the token and replace the config: set both, or \
+                     listen on 127.0.0.1"
+                ),
+            );
+        }
     }
 
     /// `dnsServer` as an address (port 53 unless given), as frp reads it.

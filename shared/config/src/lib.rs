@@ -489,6 +489,26 @@ mod tests {
     }
 
     #[test]
+    fn admin_api_without_credentials_listens_on_loopback_only() {
+        let e = client_err("webServer.addr = '0.0.0.0'\nwebServer.port = 7400\n");
+        assert!(
+            e.contains("webServer.addr") && e.contains("webServer.user"),
+            "{e}"
+        );
+        for ok in [
+            "webServer.addr = '127.0.0.1'\nwebServer.port = 7400\n",
+            "webServer.addr = '::1'\nwebServer.port = 7400\n",
+            "webServer.addr = 'localhost'\nwebServer.port = 7400\n",
+            "webServer.addr = '0.0.0.0'\nwebServer.port = 7400\nwebServer.user = 'a'\nwebServer.password = 'b'\n",
+            "webServer.addr = '0.0.0.0'\n",
+        ] {
+            ClientConfig::from_toml(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        // frps's dashboard is meant to be reached from elsewhere.
+        ServerConfig::from_toml("webServer.port = 7500\n").expect("frps");
+    }
+
+    #[test]
     fn unknown_key_is_named() {
         let e = client_err("serverAdr = 'x'\n");
         assert!(e.contains("serverAdr") && e.contains("<inline>"), "{e}");

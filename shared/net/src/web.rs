@@ -110,9 +110,86 @@ impl Credentials {
     fn admits(&self, given: Option<&[u8]>) -> bool {
         match &*self.0.read().unwrap_or_else(|p| p.into_inner()) {
             None => true,
-            Some(want) => given == Some(want.as_bytes()),
+            Some(want) => given.is_some_and(|g| same_bytes(g, want.as_bytes())),
         }
     }
+
+    fn open(&self) -> bool {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).is_none()
+    }
+}
+
+/// Equality whose time does not depend on where the bytes differ.
+pub fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+/// What the server takes from browsers, beyond basic auth.
+#[derive(Clone, Copy)]
+pub struct Guard {
+    /// GET paths that change state (frp's `GET /api/reload`): held to the
+    /// same-origin rule as every other method but GET and HEAD.
+    pub changing_gets: &'static [&'static str],
+    /// Without credentials, answer only to a Host that is an IP address or
+    /// `localhost` (frpc's admin API, which hands out the token).
+    pub literal_host_when_open: bool,
+}
+
+/// Why a browser's request is refused before it is served, if it is:
+/// - without credentials, a Host that is a name other than `localhost` (a
+///   page whose name was re-pointed at 127.0.0.1 — DNS rebinding — would
+///   otherwise read answers as its own origin);
+/// - a request that changes state sent by a page of another origin
+///   (`Sec-Fetch-Site` other than same-origin or none, or an `Origin` that
+///   is not this server), or as a form (a form needs no CORS preflight).
+///
+/// Programs (frp's CLI, curl, Prometheus) send neither header and pass.
+fn foreign(req: &Request<Incoming>, open: bool, guard: Guard) -> Option<&'static str> {
+    let headers = req.headers();
+    let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let host = value("host").unwrap_or_default();
+    if open && guard.literal_host_when_open && !host.is_empty() && !literal_host(host) {
+        return Some(
+            "without webServer.user this server answers only to an IP address or localhost",
+        );
+    }
+    let method = req.method();
+    let reads = (method == Method::GET || method == Method::HEAD)
+        && !guard.changing_gets.contains(&req.uri().path());
+    if reads {
+        return None;
+    }
+    if value("sec-fetch-site").is_some_and(|s| s != "same-origin" && s != "none") {
+        return Some("a page of another site may not change this server's state");
+    }
+    if let Some(origin) = value("origin") {
+        let bare = origin.split_once("://").map_or("", |(_, rest)| rest);
+        if !bare.eq_ignore_ascii_case(host) {
+            return Some("a page of another origin may not change this server's state");
+        }
+    }
+    let form = value("content-type").is_some_and(|t| {
+        let t = t.to_ascii_lowercase();
+        [
+            "application/x-www-form-urlencoded",
+            "multipart/form-data",
+            "text/plain",
+        ]
+        .iter()
+        .any(|f| t.starts_with(f))
+    });
+    form.then_some("state is not changed by form posts: send the request as the API documents it")
+}
+
+/// An IP address or `localhost`, with an optional port.
+fn literal_host(host: &str) -> bool {
+    if let Some(v6) = host.strip_prefix('[') {
+        return v6
+            .split_once(']')
+            .is_some_and(|(ip, _)| ip.parse::<std::net::Ipv6Addr>().is_ok());
+    }
+    let name = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::Ipv4Addr>().is_ok()
 }
 
 /// Serves `listener` until `stop`, each request answered by `handler`
@@ -120,6 +197,7 @@ impl Credentials {
 pub async fn serve<F, Fut>(
     listener: TcpListener,
     auth: Arc<Credentials>,
+    guard: Guard,
     tls: Option<TlsAcceptor>,
     stop: CancellationToken,
     handler: F,
@@ -151,7 +229,7 @@ pub async fn serve<F, Fut>(
             let _permit = permit;
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let (handler, auth) = (handler.clone(), auth.clone());
-                async move { Ok::<_, Infallible>(answer(req, peer, &auth, &*handler).await) }
+                async move { Ok::<_, Infallible>(answer(req, peer, &auth, guard, &*handler).await) }
             });
             let conn = async {
                 let http = hyper::server::conn::http1::Builder::new()
@@ -189,6 +267,7 @@ async fn answer<F, Fut>(
     req: Request<Incoming>,
     peer: SocketAddr,
     auth: &Credentials,
+    guard: Guard,
     handler: &F,
 ) -> WebResponse
 where
@@ -196,6 +275,10 @@ where
     Fut: Future<Output = WebResponse>,
 {
     let path = req.uri().path().to_owned();
+    if let Some(why) = foreign(&req, auth.open(), guard) {
+        debug!(%peer, "web server: refused: {why}");
+        return text(StatusCode::FORBIDDEN, format!("403 {why}\n"));
+    }
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
