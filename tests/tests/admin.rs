@@ -615,11 +615,11 @@ fn pages_of_other_origins_cannot_drive_the_admin_api() {
         !status.contains("\"two\""),
         "a page reloaded frpc: {status}"
     );
-    // The same by curl: a name as Host, a form post.
+    // The same by curl: a name as Host, a post from another origin.
     let (code, body) = curl(r.admin, &["-H", "Host: attacker.example"], "/api/config");
     assert_eq!(code, 403, "{body}");
-    let (code, _) = curl(r.admin, &["-d", "a=b"], "/api/stop");
-    assert_eq!(code, 403);
+    let evil = ["-d", "a=b", "-H", "Origin: http://attacker.example"];
+    assert_eq!(curl(r.admin, &evil, "/api/stop").0, 403);
     // frp's commands are programs, not pages: they still work.
     let out = frpc("reload", &r.cfg);
     assert!(out.status.success(), "frpc reload: {}", text(&out));

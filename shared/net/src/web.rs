@@ -141,7 +141,7 @@ pub struct Guard {
 ///   otherwise read answers as its own origin);
 /// - a request that changes state sent by a page of another origin
 ///   (`Sec-Fetch-Site` other than same-origin or none, or an `Origin` that
-///   is not this server), or as a form (a form needs no CORS preflight).
+///   is not this server; browsers send `Origin` with every form post).
 ///
 /// Programs (frp's CLI, curl, Prometheus) send neither header and pass.
 fn foreign(req: &Request<Incoming>, open: bool, guard: Guard) -> Option<&'static str> {
@@ -168,17 +168,7 @@ fn foreign(req: &Request<Incoming>, open: bool, guard: Guard) -> Option<&'static
             return Some("a page of another origin may not change this server's state");
         }
     }
-    let form = value("content-type").is_some_and(|t| {
-        let t = t.to_ascii_lowercase();
-        [
-            "application/x-www-form-urlencoded",
-            "multipart/form-data",
-            "text/plain",
-        ]
-        .iter()
-        .any(|f| t.starts_with(f))
-    });
-    form.then_some("state is not changed by form posts: send the request as the API documents it")
+    None
 }
 
 /// An IP address or `localhost`, with an optional port.
