@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use config::ClientConfig;
+use config::{ClientConfig, Trust};
 use net::logging::Escaped;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -89,7 +89,7 @@ impl Controller {
     pub fn put_config(&self, text: &str) -> Result<(), ConfigRefused> {
         let path = self.path()?;
         let dir = path.parent().unwrap_or(std::path::Path::new("."));
-        parse(text, path)?;
+        parse(text, path, Trust::Upload)?;
         // Whole or not at all: a crash mid-write must not leave half a file.
         let tmp = dir.join(format!(
             ".{}.new",
@@ -107,7 +107,7 @@ impl Controller {
     pub fn reload(&self) -> Result<Changes, ConfigRefused> {
         let path = self.path()?;
         let text = self.config_text()?;
-        let new = parse(&text, path)?;
+        let new = parse(&text, path, Trust::Reload)?;
         for note in &new.notes {
             warn!("{note}");
         }
@@ -131,8 +131,8 @@ impl Controller {
     }
 }
 
-fn parse(text: &str, path: &std::path::Path) -> Result<ClientConfig, ConfigRefused> {
-    ClientConfig::from_toml_at(text, path).map_err(|e| ConfigRefused::Invalid(e.to_string()))
+fn parse(text: &str, path: &std::path::Path, trust: Trust) -> Result<ClientConfig, ConfigRefused> {
+    ClientConfig::from_text_as(text, path, trust).map_err(|e| ConfigRefused::Invalid(e.to_string()))
 }
 
 /// The settings outside `[[proxies]]` that differ (top-level keys).

@@ -118,7 +118,15 @@ async fn reload_on_sighup(path: PathBuf, server: frps::Stats) {
     };
     while hup.recv().await.is_some() {
         tracing::info!("SIGHUP: reloading {}", path.display());
-        match ServerConfig::load(&path) {
+        // Off the runtime: a token command may take its time (it is killed
+        // after config::TOKEN_EXEC_TIMEOUT) while logins go on.
+        let file = path.clone();
+        let loaded = tokio::task::spawn_blocking(move || ServerConfig::load(&file)).await;
+        let Ok(loaded) = loaded else {
+            tracing::warn!("reload: reading the config failed; the running config stays");
+            continue;
+        };
+        match loaded {
             Ok(new) => {
                 for note in &new.notes {
                     tracing::warn!("{note}");

@@ -627,3 +627,74 @@ fn pages_of_other_origins_cannot_drive_the_admin_api() {
         curl(r.admin, &[], "/api/status").1.contains("\"two\"")
     });
 }
+
+/// A config sent to the admin API is checked without trusting it: a token
+/// command is refused and never run (even by an frpc that may run one), an
+/// include that reaches outside the config's folder is refused without
+/// listing or quoting what is there, an included file's problem is not
+/// quoted back, and legacy INI `[range:]` sections are bounded in total.
+#[test]
+fn uploaded_configs_run_nothing_and_quote_no_other_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_frps, frps_port) = spawn_frps(dir.path(), TOKEN);
+    let admin = free_port();
+    let web = "webServer.user = \"admin\"\nwebServer.password = \"s3cret\"\n";
+    let base = client_config(frps_port, admin, web, "");
+    let cfg = write_file(dir.path(), "frpc.toml", &base);
+    let mut cmd = Command::new(bin("frpc"));
+    cmd.args(["--allow-unsafe", "TokenSourceExec", "-c"])
+        .arg(&cfg);
+    let mut frpc = Proc::spawn(cmd);
+    frpc.wait_line("logged in", WAIT);
+    let put = |text: &str| {
+        curl(
+            admin,
+            &["-u", "admin:s3cret", "-X", "PUT", "--data-binary", text],
+            "/api/config",
+        )
+    };
+    let marker = dir.path().join("ran");
+    let exec = format!(
+        "serverAddr = \"127.0.0.1\"\nserverPort = {frps_port}\nwebServer.port = {admin}\n{web}\
+         auth.tokenSource.type = \"exec\"\nauth.tokenSource.exec.command = \"/usr/bin/touch\"\n\
+         auth.tokenSource.exec.args = [\"{}\"]\n",
+        marker.display()
+    );
+    let (code, body) = put(&exec);
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.contains("auth.tokenSource") && body.contains("may not run a command"),
+        "{body}"
+    );
+    assert!(!marker.exists(), "the uploaded token command ran");
+
+    let (code, body) = put(&format!("{base}includes = [\"/etc/*\"]\n"));
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("outside the config's folder"), "{body}");
+    for leak in ["passwd", "hostname", "root:"] {
+        assert!(!body.contains(leak), "{leak} in {body}");
+    }
+
+    std::fs::create_dir(dir.path().join("confd")).expect("mkdir");
+    write_file(
+        &dir.path().join("confd"),
+        "secret.toml",
+        "password = hunter2-secret\n",
+    );
+    let (code, body) = put(&format!("{base}includes = [\"confd/*.toml\"]\n"));
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.contains("secret.toml") && !body.contains("hunter2"),
+        "{body}"
+    );
+
+    let ini = (0..3)
+        .map(|i| format!("[range:r{i}]\ntype = tcp\nlocal_port = 1-5000\nremote_port = 1-5000\n"))
+        .collect::<String>();
+    let (code, body) = put(&format!(
+        "[common]\nserver_addr = 127.0.0.1\nserver_port = {frps_port}\n{ini}"
+    ));
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("at most 10000 proxies"), "{body}");
+    assert_eq!(std::fs::read_to_string(&cfg).expect("cfg"), base);
+}

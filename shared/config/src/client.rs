@@ -241,13 +241,23 @@ impl ClientConfig {
     /// `text` as if it were the file at `path` (its format and directory
     /// taken from it), for checking a file before it is written.
     pub fn from_toml_at(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let mut cfg: Self = load::parse(text, path, None)?;
+        Self::from_text_as(text, path, load::Trust::Operator)
+    }
+
+    /// The file at `path` as far as `trust` goes (see [`load::Trust`]).
+    pub fn load_as(path: &Path, trust: load::Trust) -> Result<Self, ConfigError> {
+        load::load_as(path, trust)
+    }
+
+    /// `text` as if it were the file at `path`, as far as `trust` goes.
+    pub fn from_text_as(text: &str, path: &Path, trust: load::Trust) -> Result<Self, ConfigError> {
+        let mut cfg: Self = load::parse_as(text, path, None, trust)?;
         load::Settings::set_dir(&mut cfg, crate::config_dir(path));
         Ok(cfg)
     }
 
     /// Checks the common keys and fills derived values.
-    fn check(&mut self, p: &mut Problems<'_>) {
+    fn check(&mut self, p: &mut Problems<'_>, trust: load::Trust) {
         if self.server_addr.trim().is_empty() {
             p.key("serverAddr", "serverAddr must not be empty");
         }
@@ -263,7 +273,7 @@ impl ClientConfig {
                 ),
             );
         }
-        check_auth(&mut self.auth, p);
+        check_auth(&mut self.auth, p, trust);
         self.web_server.check(p);
         self.check_admin_exposure(p);
         self.check_dial(p);
@@ -441,7 +451,7 @@ impl load::Settings for ClientConfig {
         check_proxies(&read, &mut problems);
         let cfg = cfg.map(|mut cfg| {
             cfg.proxies = read.iter().filter_map(|e| e.cfg.clone()).collect();
-            cfg.check(&mut problems);
+            cfg.check(&mut problems, loader.trust);
             cfg.apply_start();
             cfg
         });
@@ -482,7 +492,8 @@ fn include(
     found: &mut Vec<Found>,
 ) -> Vec<(Vec<Node>, Vec<Node>)> {
     let mut out = Vec::new();
-    for path in load::expand_includes(patterns, &loader.dir, found) {
+    let confined = loader.trust == load::Trust::Upload;
+    for path in load::expand_includes(patterns, &loader.dir, confined, found) {
         let Some(mut root) = loader.include(&path, found) else {
             continue;
         };

@@ -302,7 +302,15 @@ fn proxies(all: &[Section], root: &mut Node, found: &mut Vec<Found>) {
             }
         };
         match s.name.strip_prefix("range:") {
-            Some(prefix) => target.extend(expand_range(s, prefix.trim(), found)),
+            Some(prefix) => {
+                let room = MAX_PROXIES.saturating_sub(list.len() + visitors.len());
+                let target = if role == "visitor" {
+                    &mut visitors
+                } else {
+                    &mut list
+                };
+                target.extend(expand_range(s, prefix.trim(), room, found))
+            }
             None => target.push(entry(s, &s.name, role == "visitor", None, found)),
         }
     }
@@ -327,7 +335,11 @@ fn proxies(all: &[Section], root: &mut Node, found: &mut Vec<Found>) {
     }
 }
 
-fn expand_range(s: &Section, prefix: &str, found: &mut Vec<Found>) -> Vec<Node> {
+/// Most proxies all `[range:]` sections of a file expand to together (one
+/// range alone may list 65,536 ports; twenty such sections took gigabytes).
+pub(crate) const MAX_PROXIES: usize = 10_000;
+
+fn expand_range(s: &Section, prefix: &str, room: usize, found: &mut Vec<Found>) -> Vec<Node> {
     let get = |k: &str| {
         s.keys
             .iter()
@@ -337,6 +349,16 @@ fn expand_range(s: &Section, prefix: &str, found: &mut Vec<Found>) -> Vec<Node> 
     };
     let ports = |spec: &str| crate::template::number_range(spec);
     match (ports(&get("local_port")), ports(&get("remote_port"))) {
+        (Ok(local), _) if local.len() > room => {
+            found.push(Found::error(
+                Some(s.at),
+                format!(
+                    "[{}]: the [range:] sections of a file make at most {MAX_PROXIES} proxies in all",
+                    s.name
+                ),
+            ));
+            Vec::new()
+        }
         (Ok(local), Ok(remote)) if local.len() == remote.len() && !local.is_empty() => local
             .iter()
             .zip(&remote)

@@ -31,6 +31,7 @@ pub use client::{ClientConfig, ClientTls, ClientTransport};
 use diag::Problems;
 pub use diag::{Diagnostic, Level};
 pub use format::Format;
+pub use load::Trust;
 pub use proxy::{
     join_host_port, HeaderOps, HttpProxy, HttpsProxy, ProxyConfig, ProxyTransport, TcpProxy,
     TcpmuxProxy, UdpProxy,
@@ -339,7 +340,7 @@ pub fn buffer_budget(mb: u64) -> usize {
 
 /// Checks the auth section and reads `auth.tokenSource` (or our
 /// `auth.tokenFile`) into the token.
-fn check_auth(auth: &mut AuthConfig, p: &mut Problems<'_>) {
+fn check_auth(auth: &mut AuthConfig, p: &mut Problems<'_>, trust: load::Trust) {
     match auth.method.as_str() {
         "token" => {}
         // frp's other method: recognised, and refused rather than run on
@@ -374,6 +375,18 @@ fn check_auth(auth: &mut AuthConfig, p: &mut Problems<'_>) {
     if !auth.token.is_empty() {
         return p.key(key, format!("set auth.token or {key}, not both"));
     }
+    let exec = source.kind == "exec";
+    match trust {
+        load::Trust::Upload if exec => {
+            return p.key(
+                key,
+                format!("{key}: a config sent to the admin API may not run a command (type \"exec\"); edit the file on the host"),
+            )
+        }
+        load::Trust::Upload => return,
+        load::Trust::Reload if exec => return,
+        _ => {}
+    }
     match resolve_token(&source) {
         Err(e) => p.key(key, format!("{key}: {e}")),
         Ok(token) if token.is_empty() => p.key(key, format!("{key}: the token read is empty")),
@@ -402,22 +415,62 @@ fn resolve_token(source: &TokenSource) -> Result<String, String> {
                     bad.name
                 ));
             }
-            let out = std::process::Command::new(&x.command)
-                .args(&x.args)
-                .envs(x.env.iter().map(|e| (&e.name, &e.value)))
-                .stderr(std::process::Stdio::inherit())
-                .output()
-                .map_err(|e| format!("cannot run {}: {e}", x.command))?;
-            if !out.status.success() {
-                return Err(format!("{} exited with {}", x.command, out.status));
-            }
-            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+            let mut cmd = std::process::Command::new(&x.command);
+            cmd.args(&x.args)
+                .envs(x.env.iter().map(|e| (&e.name, &e.value)));
+            run_for_token(cmd, &x.command)
         }
         ("exec", _, _) => Err("type \"exec\" needs exec.command".into()),
         (other, _, _) => Err(format!(
             "type {other:?} is not a token source (supported: \"file\", \"exec\")"
         )),
     }
+}
+
+/// How long a token command may run before it is killed.
+pub const TOKEN_EXEC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Runs a token command: its stdout (64 KiB at most), or why not; killed
+/// after [`TOKEN_EXEC_TIMEOUT`].
+fn run_for_token(mut cmd: std::process::Command, name: &str) -> Result<String, String> {
+    use std::io::Read;
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot run {name}: {e}"))?;
+    let stdout = child.stdout.take();
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        if let Some(s) = stdout {
+            let _ = s.take(64 << 10).read_to_end(&mut out);
+        }
+        out
+    });
+    let deadline = std::time::Instant::now() + TOKEN_EXEC_TIMEOUT;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "{name} did not finish within {}s; killed",
+                    TOKEN_EXEC_TIMEOUT.as_secs()
+                ));
+            }
+            Err(e) => return Err(format!("cannot wait for {name}: {e}")),
+        }
+    };
+    let out = reader.join().unwrap_or_default();
+    if !status.success() {
+        return Err(format!("{name} exited with {status}"));
+    }
+    Ok(String::from_utf8_lossy(&out).trim().to_owned())
 }
 
 fn both_or_neither(cert: &str, key: &str, p: &mut Problems<'_>) {

@@ -33,6 +33,24 @@ pub(crate) struct Loader {
     legacy: bool,
     /// The environment, read once, for templates (`.Envs`).
     envs: Option<std::collections::HashMap<String, String>>,
+    pub(crate) trust: Trust,
+}
+
+/// How far a file is trusted: the operator's file at start, the same file
+/// read again by a running process, or one sent to frpc's admin API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trust {
+    /// Read at start (or by `frpc verify --allow-unsafe TokenSourceExec`):
+    /// token sources are resolved, `exec` ones run when allowed.
+    Operator,
+    /// Read again while running (reload, `verify`): the token is not
+    /// needed (it changes only at the next start), so no command runs;
+    /// a `file` source is still read, to catch a mistake.
+    Reload,
+    /// Sent through the admin API: no token source is resolved, an `exec`
+    /// one is refused, includes must stay in the config's folder, and
+    /// problems of included files are not quoted back.
+    Upload,
 }
 
 impl Loader {
@@ -43,6 +61,7 @@ impl Loader {
             side,
             legacy: false,
             envs: None,
+            trust: Trust::Operator,
         }
     }
 
@@ -126,11 +145,24 @@ pub(crate) fn parse<T: Settings>(
     path: &Path,
     format: Option<Format>,
 ) -> Result<T, ConfigError> {
+    parse_as(text, path, format, Trust::Operator)
+}
+
+pub(crate) fn parse_as<T: Settings>(
+    text: &str,
+    path: &Path,
+    format: Option<Format>,
+    trust: Trust,
+) -> Result<T, ConfigError> {
     let mut loader = Loader::new(crate::config_dir(path), T::SIDE);
+    loader.trust = trust;
     let mut found = Vec::new();
     let value = loader
         .document(text, path, format, &mut found)
         .and_then(|root| T::read(root, &mut loader, &mut found));
+    if trust == Trust::Upload {
+        found = found.into_iter().map(unquoted_outside_main).collect();
+    }
     let all = diag::sorted(&loader.files, found);
     let has_error = all.iter().any(|d| d.level == Level::Error);
     match value {
@@ -149,10 +181,27 @@ pub(crate) fn parse<T: Settings>(
 
 /// [`parse`] of the file at `path`, its directory recorded.
 pub(crate) fn load<T: Settings>(path: &Path) -> Result<T, ConfigError> {
+    load_as(path, Trust::Operator)
+}
+
+pub(crate) fn load_as<T: Settings>(path: &Path, trust: Trust) -> Result<T, ConfigError> {
     let text = crate::read_file(path)?;
-    let mut value = parse::<T>(&text, path, None)?;
+    let mut value = parse_as::<T>(&text, path, None, trust)?;
     value.set_dir(crate::config_dir(path));
     Ok(value)
+}
+
+/// A problem found in another file than the one uploaded keeps its place
+/// (file and line, which the operator can look up) but not its words,
+/// which may quote that file.
+fn unquoted_outside_main(mut f: Found) -> Found {
+    if f.at.is_some_and(|a| a.file != 0) {
+        f.message =
+            "a problem in this included file (its text is not quoted back to the admin API; \
+                     `frpc verify` on the host shows it)"
+                .into();
+    }
+    f
 }
 
 /// Only the table `key` of the file at `path` (its keys in `ignored`
@@ -202,9 +251,11 @@ const MAX_INCLUDED: usize = 256;
 pub(crate) fn expand_includes(
     patterns: &[String],
     dir: &Path,
+    confined: bool,
     found: &mut Vec<Found>,
 ) -> Vec<PathBuf> {
     let mut out = Vec::new();
+    let home = confined.then(|| dir.canonicalize().unwrap_or_else(|_| dir.to_owned()));
     for pattern in patterns {
         let full = match Path::new(pattern).is_absolute() {
             true => PathBuf::from(pattern),
@@ -220,11 +271,25 @@ pub(crate) fn expand_includes(
         match glob::glob(text) {
             Err(e) => found.push(Found::error(None, format!("includes: {pattern:?}: {e}"))),
             Ok(paths) => {
-                let mut files: Vec<PathBuf> = paths
+                let inside = |p: &PathBuf| match &home {
+                    None => true,
+                    Some(home) => p.canonicalize().is_ok_and(|c| c.starts_with(home)),
+                };
+                let all: Vec<PathBuf> = paths
                     .filter_map(Result::ok)
                     .filter(|p| p.is_file())
                     .take(MAX_INCLUDED + 1)
                     .collect();
+                let mut files: Vec<PathBuf> = all.iter().filter(|p| inside(p)).cloned().collect();
+                if files.len() < all.len() {
+                    found.push(Found::error(
+                        None,
+                        format!(
+                            "includes: {pattern:?} reaches outside the config's folder; a config sent \
+                             to the admin API may only include files in that folder"
+                        ),
+                    ));
+                }
                 files.sort();
                 out.extend(files);
             }

@@ -265,7 +265,7 @@ impl ServerConfig {
                 "subDomainHost is a domain such as example.com (no leading dot or wildcard)",
             );
         }
-        check_auth(&mut self.auth, p);
+        check_auth(&mut self.auth, p, crate::load::Trust::Operator);
         for (i, r) in self.allow_ports.iter().enumerate() {
             if let Err(e) = r.bounds() {
                 p.key("allowPorts", format!("allowPorts[{i}]: {e}"));
