@@ -811,3 +811,103 @@ async fn a_kept_alive_local_connection_that_goes_silent_gets_504() {
     client.stop().await;
     server.stop().await;
 }
+
+/// WebSockets count like any connection: with `maxStreamsPerClient = 4`
+/// (the control stream is one), 3 of 8 upgrades are taken and the rest get
+/// 503; their bytes and open
+/// connections show in frps's API while they run; and when the client
+/// closes the proxy (a reload without it), the upgraded connections end.
+#[test]
+fn websockets_hold_their_stream_permit_and_are_metered() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ws_port = free_port();
+    let server_py = write_file(
+        dir.path(),
+        "ws_server.py",
+        &format!(
+            "import asyncio, websockets\n\
+             async def echo(ws):\n    async for m in ws:\n        await ws.send(m)\n\
+             async def main():\n    async with websockets.serve(echo, '127.0.0.1', {ws_port}, max_size=None):\n        print('ready', flush=True)\n        await asyncio.Future()\n\
+             asyncio.run(main())\n"
+        ),
+    );
+    let mut c = Command::new("/usr/bin/python3");
+    c.arg(&server_py);
+    let mut ws = Proc::spawn(c);
+    ws.wait_line("ready", WAIT);
+    let vhost = free_port();
+    let web = free_port();
+    let (_frps, port) = spawn_frps(
+        dir.path(),
+        &format!(
+            "{TOKEN}vhostHTTPPort = {vhost}\ntransport.maxStreamsPerClient = 4\n\
+             webServer.port = {web}\nwebServer.addr = \"127.0.0.1\"\n"
+        ),
+    );
+    let admin = free_port();
+    let proxy = http_proxy("ws", ws_port, "customDomains = [\"ws.example.test\"]\n");
+    let frpc_text = |proxies: &str| format!("{TOKEN}webServer.port = {admin}\n{proxies}");
+    let mut frpc = spawn_frpc(dir.path(), port, &frpc_text(&proxy));
+    frpc.wait_line("proxy started", WAIT);
+    let go = dir.path().join("go");
+    let client_py = write_file(
+        dir.path(),
+        "ws_client.py",
+        &format!(
+            "import asyncio, json, os, sys, urllib.request, websockets\n\
+             async def main():\n    socks = []\n    refused = 0\n\
+             \x20   for i in range(8):\n        try:\n            socks.append(await websockets.connect('ws://ws.example.test:{vhost}/', host='127.0.0.1', port={vhost}, max_size=None))\n\
+             \x20       except websockets.exceptions.InvalidStatusCode as e:\n            refused += 1\n            print('refused', e.status_code, flush=True)\n\
+             \x20   for s in socks:\n        await s.send(os.urandom(100000))\n        assert len(await s.recv()) == 100000\n\
+             \x20   print('open', len(socks), 'refused', refused, flush=True)\n\
+             \x20   api = json.load(urllib.request.urlopen('http://127.0.0.1:{web}/api/proxy/http'))\n\
+             \x20   p = [p for p in api['proxies'] if p['name'] == 'ws'][0]\n\
+             \x20   print('conns', p['curConns'], 'in', p['todayTrafficIn'], 'out', p['todayTrafficOut'], flush=True)\n\
+             \x20   for _ in range(600):\n        if os.path.exists('{go}'):\n            break\n        await asyncio.sleep(0.05)\n\
+             \x20   alive = 0\n\
+             \x20   for s in socks:\n        try:\n            await asyncio.wait_for(s.send(b'y'), 5)\n            await asyncio.wait_for(s.recv(), 5)\n            alive += 1\n        except Exception:\n            pass\n\
+             \x20   print('alive', alive, flush=True)\n\
+             asyncio.run(main())\n",
+            go = go.display()
+        ),
+    );
+    let mut c = Command::new("/usr/bin/python3");
+    c.arg(&client_py);
+    let mut user = Proc::spawn(c);
+    let opened = user.wait_line("open ", WAIT);
+    assert_eq!(opened, "open 3 refused 5", "{}", user.output());
+    assert!(user.output().contains("refused 503"), "{}", user.output());
+    let meters = user.wait_line("conns ", WAIT);
+    let figures: Vec<u64> = meters
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert_eq!(figures[0], 3, "{meters}");
+    assert!(figures[1] >= 300_000 && figures[2] >= 300_000, "{meters}");
+    // The proxy goes away: its upgraded connections with it.
+    write_file(
+        dir.path(),
+        "frpc.toml",
+        &format!(
+            "serverAddr = \"127.0.0.1\"\nserverPort = {port}\n{}",
+            frpc_text("")
+        ),
+    );
+    let (code, body) = e2e::web::curl(admin, &[], "/api/reload");
+    assert_eq!(code, 200, "{body}");
+    eventually_closed(web);
+    std::fs::write(&go, "").expect("go on");
+    assert_eq!(user.wait_line("alive ", WAIT), "alive 0");
+}
+
+/// Waits until frps's API lists no open connection for proxy "ws".
+fn eventually_closed(web: u16) {
+    e2e::services::eventually("the proxy's connections closed", || {
+        let (_, body) = e2e::web::curl(web, &[], "/api/proxy/http");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        v["proxies"]
+            .as_array()
+            .and_then(|a| a.iter().find(|p| p["name"] == "ws"))
+            .is_none_or(|p| p["curConns"] == 0)
+    });
+}

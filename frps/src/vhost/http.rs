@@ -20,6 +20,7 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use net::stats::Metered;
 use net::tunnel::Tunnel;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::OwnedSemaphorePermit;
@@ -517,17 +518,53 @@ async fn forward(
         return text(StatusCode::SERVICE_UNAVAILABLE, "503 Service Unavailable\n");
     };
     let tunnel = match open_work(&route.ctx, peer, local).await {
-        Ok(t) => t,
+        Ok(t) => Metered::new(t, route.ctx.meters.clone()),
         Err(e) => {
             warn!("{e:#}");
             return text(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n");
         }
     };
-    let stop = route.ctx.stop.clone();
     let keep = plain.then(|| route.clone());
     let deadline = timer.after(vhost.timeout);
-    let resp = relay_request(tunnel, req, permit, stop, Some(deadline), keep).await;
+    let hold = Hold::new(&route.ctx, permit);
+    let resp = relay_request(tunnel, req, hold, Some(deadline), keep).await;
     finish(route, resp)
+}
+
+/// What a request's tunnel keeps for as long as it is in use, an upgraded
+/// connection's whole life included: its stream permit (maxStreamsPerClient),
+/// the proxy's stop, its task tracker (so a closing proxy waits for it) and
+/// its meters (on the tunnel itself).
+pub(crate) struct Hold {
+    permit: Arc<OwnedSemaphorePermit>,
+    stop: CancellationToken,
+    tasks: tokio_util::task::TaskTracker,
+}
+
+impl Hold {
+    pub fn new(ctx: &ProxyCtx, permit: OwnedSemaphorePermit) -> Hold {
+        Hold {
+            permit: Arc::new(permit),
+            stop: ctx.stop.clone(),
+            tasks: ctx.tasks.clone(),
+        }
+    }
+
+    /// Runs `work` on the proxy's tracker, holding the permit, until it
+    /// ends or the proxy stops.
+    pub fn spawn<F>(&self, work: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let (permit, stop) = (self.permit.clone(), self.stop.clone());
+        self.tasks.spawn(async move {
+            let _permit = permit;
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                () = work => {}
+            }
+        });
+    }
 }
 
 /// The proxy's response headers.
@@ -549,10 +586,9 @@ where
 /// With `keep`, the connection goes to that proxy's pool once the response
 /// has been read through.
 pub(crate) async fn relay_request(
-    tunnel: Tunnel,
+    tunnel: Metered<Tunnel>,
     mut req: Request<Incoming>,
-    permit: OwnedSemaphorePermit,
-    stop: CancellationToken,
+    hold: Hold,
     timeout: Option<Deadline>,
     keep: Option<Arc<HttpRoute>>,
 ) -> Response<Body> {
@@ -564,11 +600,9 @@ pub(crate) async fn relay_request(
             return text(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n");
         }
     };
-    tokio::spawn(async move {
-        let _permit = permit;
-        tokio::select! {
-            _ = stop.cancelled() => {}
-            r = conn.with_upgrades() => if let Err(e) = r { debug!("local service connection: {e}") },
+    hold.spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            debug!("local service connection: {e}")
         }
     });
     let connect = req.method() == hyper::Method::CONNECT;
@@ -590,7 +624,7 @@ pub(crate) async fn relay_request(
         resp.status() == StatusCode::SWITCHING_PROTOCOLS || (connect && resp.status().is_success());
     if let (true, Some(user)) = (upgraded, user_upgrade) {
         let backend = hyper::upgrade::on(&mut resp);
-        tokio::spawn(splice_upgrade(user, backend));
+        hold.spawn(splice_upgrade(user, backend));
     } else if let Some(route) = keep {
         return resp.map(|b| Pooling::new(b, sender, route).boxed());
     }

@@ -106,27 +106,24 @@ async fn handle(
         return text(StatusCode::SERVICE_UNAVAILABLE, "503 Service Unavailable\n");
     };
     let tunnel = match open_work(&route.ctx, peer, local).await {
-        Ok(t) => t,
+        Ok(t) => net::stats::Metered::new(t, route.ctx.meters.clone()),
         Err(e) => {
             debug!("{e:#}");
             return text(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n");
         }
     };
+    let hold = super::http::Hold::new(&route.ctx, permit);
     if server.config.tcpmux_passthrough {
-        let stop = route.ctx.stop.clone();
-        return super::http::relay_request(tunnel, req, permit, stop, None, None).await;
+        return super::http::relay_request(tunnel, req, hold, None, None).await;
     }
     let user = hyper::upgrade::on(&mut req);
-    let stop = route.ctx.stop.clone();
-    tokio::spawn(async move {
-        let _permit = permit;
+    hold.spawn(async move {
         let Ok(user) = user.await else {
             return debug!("CONNECT was not followed through");
         };
         let (mut u, mut t) = (TokioIo::new(user), tunnel);
-        tokio::select! {
-            _ = stop.cancelled() => {}
-            r = tokio::io::copy_bidirectional(&mut u, &mut t) => if let Err(e) = r { debug!("tcpmux connection ended: {e}") },
+        if let Err(e) = tokio::io::copy_bidirectional(&mut u, &mut t).await {
+            debug!("tcpmux connection ended: {e}")
         }
     });
     Response::new(Empty::new().map_err(|never| match never {}).boxed())
