@@ -37,6 +37,10 @@ pub use registry::{ClientStats, ProxyStats};
 /// How long shutdown waits for sessions to wind down before giving up on them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// Descriptors kept for sessions, listeners and files beyond pending
+/// logins, out of the public ports' reach.
+const FD_RESERVE: usize = 256;
+
 pub(crate) struct Server {
     pub config: ServerConfig,
     /// Receive memory all client sessions share (`transport.maxBufferMB`).
@@ -60,6 +64,9 @@ pub(crate) struct Server {
     pub workers: Arc<net::workers::Pool>,
     /// The HTTP virtual host, when it shares `bindPort` (set at start).
     pub shared_http: std::sync::OnceLock<Arc<vhost::http::Vhost>>,
+    /// Connections the virtual host ports may hold together (a share of
+    /// the descriptor limit: `net::gate::fd_share`).
+    pub public: Arc<Semaphore>,
     /// Names claimed by `type = "tcpmux"` proxies on `tcpmuxHTTPConnectPort`.
     pub tcpmux_routes: Arc<vhost::tcpmux::Routes>,
 }
@@ -169,6 +176,9 @@ pub async fn run_with_stats(
     // Connections still in TLS/login: a flood of silent or junk connections
     // is turned away here instead of piling up.
     let pending = Arc::new(Semaphore::new(config.transport.max_pending_logins));
+    // What the public ports may hold, so that they can never take the
+    // descriptors logins and tunnels need.
+    let public = net::gate::fd_share(config.transport.max_pending_logins + FD_RESERVE);
     let budget = MemoryBudget::new(config::buffer_budget(config.transport.max_buffer_mb));
     info!(
         "receive buffers of all sessions capped at {} MiB (transport.maxBufferMB)",
@@ -200,6 +210,7 @@ pub async fn run_with_stats(
         tcpmux_routes: Arc::new(vhost::tcpmux::Routes::default()),
         workers: workers.pool().clone(),
         shared_http: std::sync::OnceLock::new(),
+        public: Arc::new(Semaphore::new(public)),
     });
     let _ = stats.1.set(Arc::downgrade(&server));
     start_vhosts(&server, &shutdown).await?;

@@ -911,3 +911,67 @@ fn eventually_closed(web: u16) {
             .is_none_or(|p| p["curConns"] == 0)
     });
 }
+
+/// Idle connections on the public ports cannot take what logins need:
+/// frps limited to 600 descriptors, 700 idle connections from one address
+/// to vhostHTTPPort and 100 to the web server. frps holds at most its
+/// per-address caps (256 and 32), and a frpc still logs in and serves.
+#[test]
+fn idle_public_connections_cannot_starve_logins() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (port, vhost, web) = (free_port(), free_port(), free_port());
+    let cfg = write_file(
+        dir.path(),
+        "frps.toml",
+        &format!(
+            "bindAddr = \"127.0.0.1\"\nbindPort = {port}\n{TOKEN}vhostHTTPPort = {vhost}\n\
+             webServer.port = {web}\nwebServer.addr = \"127.0.0.1\"\n"
+        ),
+    );
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c").arg(format!(
+        "ulimit -n 600 && exec {} -c {}",
+        bin("frps").display(),
+        cfg.display()
+    ));
+    let mut frps = Proc::spawn(cmd);
+    frps.wait_line("frps listening", WAIT);
+    let pid = frps.child.id();
+    let idle = raw::fd_count(pid);
+    let mut held = Vec::new();
+    for (to, n) in [(vhost, 700), (web, 100)] {
+        for _ in 0..n {
+            held.push(std::net::TcpStream::connect(("127.0.0.1", to)).expect("connect"));
+        }
+    }
+    // Those beyond the caps are closed at once; the rest are kept (for the
+    // head timeout, 30 s: all of this test). Every connection has been
+    // accepted or closed once a later one is answered.
+    let (code, _) = e2e::web::curl(web, &[], "/healthz");
+    assert_eq!(code, 0, "the web server's address is full");
+    let now = raw::fd_count(pid);
+    assert!(
+        now <= idle + vhost::PER_ADDRESS + WEB_PER_ADDRESS + 8,
+        "frps holds {now} descriptors ({idle} idle)"
+    );
+    let echo = e2e::services::echo_thread();
+    let mut frpc = spawn_frpc(
+        dir.path(),
+        port,
+        &format!("{TOKEN}{}", tcp_proxy("after", echo, 0)),
+    );
+    let public = port_from_line(&frpc.wait_line("proxy started", WAIT));
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", public)).expect("connect");
+    std::io::Write::write_all(&mut s, b"still serving").expect("write");
+    let mut back = [0u8; 13];
+    std::io::Read::read_exact(&mut s, &mut back).expect("echo");
+    assert_eq!(&back, b"still serving");
+    drop(held);
+}
+
+mod vhost {
+    /// frps's per-address cap on each virtual host port.
+    pub const PER_ADDRESS: usize = 256;
+}
+/// The web servers' per-address cap.
+const WEB_PER_ADDRESS: usize = 32;

@@ -256,7 +256,8 @@ impl Vhost {
 }
 
 pub(crate) async fn serve(vhost: Arc<Vhost>, listener: TcpListener, stop: CancellationToken) {
-    super::accept_loop(listener, stop, "http", move |tcp, peer| {
+    let gate = net::gate::Gate::new(vhost.server.public.clone(), super::PER_ADDRESS);
+    super::accept_loop(listener, stop, "http", gate, move |tcp, peer| {
         place(vhost.clone(), tcp, peer)
     })
     .await
@@ -274,7 +275,10 @@ pub(crate) async fn place(vhost: Arc<Vhost>, tcp: TcpStream, peer: SocketAddr) {
         let route = routes.lookup(first.host.as_deref()?, path.unwrap_or("/"), "")?;
         Some(route.ctx.home.clone())
     };
-    place_by_first_request(tcp, home, move |tcp| connection(vhost, tcp, peer)).await
+    place_by_first_request(tcp, home, move |tcp, left| {
+        connection(vhost, tcp, peer, left)
+    })
+    .await
 }
 
 /// The request at the head of a connection, as far as placing it needs.
@@ -291,13 +295,20 @@ pub(crate) struct FirstRequest {
 pub(crate) async fn place_by_first_request<H, F, Fut>(tcp: TcpStream, home_of: H, serve: F)
 where
     H: FnOnce(&FirstRequest) -> Option<tokio::runtime::Handle>,
-    F: FnOnce(TcpStream) -> Fut + Send + 'static,
+    F: FnOnce(TcpStream, Duration) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
+    let began = tokio::time::Instant::now();
     let first = match tokio::time::timeout(HEADER_TIMEOUT, first_request(&tcp)).await {
         Ok(first) => first,
         Err(_) => return debug!("no request within {HEADER_TIMEOUT:?}; closed"),
     };
+    // One deadline for the first head, the wait for it included (hyper's
+    // own clock starts afresh).
+    let left = HEADER_TIMEOUT
+        .saturating_sub(began.elapsed())
+        .max(Duration::from_secs(1));
+    let serve = move |tcp| serve(tcp, left);
     match first.as_ref().and_then(home_of) {
         Some(home) => net::workers::move_to(home, tcp, serve).await,
         None => serve(tcp).await,
@@ -337,10 +348,15 @@ async fn first_request(tcp: &TcpStream) -> Option<FirstRequest> {
 }
 
 /// Serves the requests of one user connection.
-pub(crate) async fn connection(vhost: Arc<Vhost>, tcp: TcpStream, peer: SocketAddr) {
+pub(crate) async fn connection(
+    vhost: Arc<Vhost>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    head_time: Duration,
+) {
     let timer = ConnTimer::new();
     let own = timer.clone();
-    serve_users(tcp, peer, timer, move |peer, local, req| {
+    serve_users(tcp, peer, timer, head_time, move |peer, local, req| {
         let (vhost, timer) = (vhost.clone(), own.clone());
         async move { handle(&vhost, &timer, peer, local, req).await }
     })
@@ -367,6 +383,7 @@ pub(crate) async fn serve_users<F, Fut>(
     tcp: TcpStream,
     peer: SocketAddr,
     timer: ConnTimer,
+    head_time: Duration,
     handle: F,
 ) where
     F: Fn(SocketAddr, SocketAddr, Request<Incoming>) -> Fut + Send + 'static,
@@ -396,7 +413,7 @@ pub(crate) async fn serve_users<F, Fut>(
     });
     let served = hyper::server::conn::http1::Builder::new()
         .timer(timer)
-        .header_read_timeout(HEADER_TIMEOUT)
+        .header_read_timeout(head_time)
         .max_buf_size(MAX_HEAD)
         .serve_connection(TokioIo::new(tcp), svc)
         .with_upgrades()

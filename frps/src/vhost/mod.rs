@@ -16,17 +16,24 @@ use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use net::gate::Gate;
+use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info_span, warn, Instrument};
+use tracing::{debug, info_span, warn, Instrument};
+
+/// Connections one source address may hold on one virtual host port.
+pub(crate) const PER_ADDRESS: usize = 256;
 
 /// Accepts users on a virtual host port until `stop`, each connection in a
-/// task of its own (`kind` names the port in logs).
+/// task of its own (`kind` names the port in logs), as far as `gate`
+/// admits them: beyond it a connection is closed at once.
 pub(crate) async fn accept_loop<F, Fut>(
     listener: TcpListener,
     stop: CancellationToken,
     kind: &'static str,
+    gate: Arc<Gate>,
     on_conn: F,
 ) where
     F: Fn(TcpStream, SocketAddr) -> Fut,
@@ -38,8 +45,19 @@ pub(crate) async fn accept_loop<F, Fut>(
             _ = stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
+                    let pass = match gate.admit(peer.ip()) {
+                        Ok(pass) => pass,
+                        Err(why) => {
+                            debug!(%peer, "{kind} virtual host port: closed at once: {why}");
+                            continue;
+                        }
+                    };
                     let span = info_span!("vhost", kind, %peer);
-                    tasks.spawn(on_conn(tcp, peer).instrument(span));
+                    let conn = on_conn(tcp, peer);
+                    tasks.spawn(async move {
+                        let _pass = pass;
+                        conn.await
+                    }.instrument(span));
                 }
                 Err(e) => {
                     // Typically EMFILE: back off instead of spinning.

@@ -38,7 +38,8 @@ impl super::http::Routed for TcpmuxRoute {
 pub(crate) type Routes = super::http::Routes<TcpmuxRoute>;
 
 pub(crate) async fn serve(server: Arc<Server>, listener: TcpListener, stop: CancellationToken) {
-    super::accept_loop(listener, stop, "tcpmux", move |tcp, peer| {
+    let gate = net::gate::Gate::new(server.public.clone(), super::PER_ADDRESS);
+    super::accept_loop(listener, stop, "tcpmux", gate, move |tcp, peer| {
         place(server.clone(), tcp, peer)
     })
     .await
@@ -53,13 +54,18 @@ async fn place(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr) {
         let route = routes.lookup(&first.target, "/", "")?;
         Some(route.ctx.home.clone())
     };
-    let serve = move |tcp| connection(server, tcp, peer);
+    let serve = move |tcp, left| connection(server, tcp, peer, left);
     super::http::place_by_first_request(tcp, home, serve).await
 }
 
-async fn connection(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr) {
+async fn connection(
+    server: Arc<Server>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    left: std::time::Duration,
+) {
     let timer = super::timer::ConnTimer::new();
-    super::http::serve_users(tcp, peer, timer, move |peer, local, req| {
+    super::http::serve_users(tcp, peer, timer, left, move |peer, local, req| {
         let server = server.clone();
         async move { handle(&server, peer, local, req).await }
     })

@@ -5,6 +5,7 @@
 
 pub mod activity;
 pub mod framed;
+pub mod gate;
 pub mod logfile;
 pub mod logging;
 pub mod relay;

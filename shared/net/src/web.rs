@@ -31,6 +31,9 @@ pub const MAX_BODY: usize = 1 << 20;
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections served at once; further ones wait in the listen queue.
 const MAX_CONNECTIONS: usize = 256;
+/// Connections one source address may hold; more are closed at once, so
+/// one address cannot keep the others waiting.
+pub const PER_ADDRESS: usize = 32;
 
 /// A request as handlers see it: the body already read.
 #[derive(Debug)]
@@ -198,6 +201,10 @@ pub async fn serve<F, Fut>(
     let handler = Arc::new(handler);
     let tasks = TaskTracker::new();
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let per_address = crate::gate::Gate::new(
+        Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
+        PER_ADDRESS,
+    );
     loop {
         let permit = tokio::select! {
             _ = stop.cancelled() => break,
@@ -214,9 +221,16 @@ pub async fn serve<F, Fut>(
                 }
             },
         };
+        let pass = match per_address.admit(peer.ip()) {
+            Ok(pass) => pass,
+            Err(why) => {
+                debug!(%peer, "web server: closed at once: {why}");
+                continue;
+            }
+        };
         let (handler, auth, tls, stop) = (handler.clone(), auth.clone(), tls.clone(), stop.clone());
         tasks.spawn(async move {
-            let _permit = permit;
+            let _permit = (permit, pass);
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let (handler, auth) = (handler.clone(), auth.clone());
                 async move { Ok::<_, Infallible>(answer(req, peer, &auth, guard, &*handler).await) }

@@ -1,0 +1,125 @@
+//! Admission for public ports that anyone may reach (virtual hosts, the
+//! web servers): at most so many connections at once in all, and at most
+//! so many from one source address, so no one address can take them all
+//! and no amount of traffic can take the descriptors a login needs.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Connections admitted through any gate sharing `total`, and per source
+/// address through this one.
+pub struct Gate {
+    total: Arc<Semaphore>,
+    per_ip: usize,
+    by_ip: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One admitted connection: its place is given back when dropped.
+pub struct Pass {
+    _total: OwnedSemaphorePermit,
+    gate: Arc<Gate>,
+    ip: IpAddr,
+}
+
+/// Why a connection was turned away.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refused {
+    Full(usize),
+    PerAddress(usize),
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::Full(n) => write!(f, "{n} connections open on the public ports"),
+            Refused::PerAddress(n) => write!(f, "{n} connections open from this address"),
+        }
+    }
+}
+
+impl Gate {
+    /// A gate taking from `total` (shared between gates) and letting in at
+    /// most `per_ip` connections per source address.
+    pub fn new(total: Arc<Semaphore>, per_ip: usize) -> Arc<Gate> {
+        Arc::new(Gate {
+            total,
+            per_ip,
+            by_ip: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn by_ip(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+        self.by_ip.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Pass, Refused> {
+        let Ok(total) = self.total.clone().try_acquire_owned() else {
+            return Err(Refused::Full(self.open_total()));
+        };
+        let mut by_ip = self.by_ip();
+        let n = by_ip.entry(ip).or_insert(0);
+        if *n >= self.per_ip {
+            return Err(Refused::PerAddress(*n));
+        }
+        *n += 1;
+        Ok(Pass {
+            _total: total,
+            gate: self.clone(),
+            ip,
+        })
+    }
+
+    fn open_total(&self) -> usize {
+        self.by_ip().values().sum()
+    }
+}
+
+impl Drop for Pass {
+    fn drop(&mut self) {
+        let mut by_ip = self.gate.by_ip();
+        if let Some(n) = by_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                by_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// How many descriptors the public ports may hold together: half the
+/// process's limit, less what logins (`reserve`) need, and never below 16.
+pub fn fd_share(reserve: usize) -> usize {
+    let limit = rlimit::getrlimit(rlimit::Resource::NOFILE)
+        .map(|(soft, _)| soft)
+        .unwrap_or(1024);
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    (limit / 2).min(limit.saturating_sub(reserve)).max(16)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_in_all_and_per_address_and_gives_back() {
+        let total = Arc::new(Semaphore::new(3));
+        let (a, b) = (Gate::new(total.clone(), 2), Gate::new(total, 2));
+        let one: IpAddr = "127.0.0.1".parse().expect("ip");
+        let two: IpAddr = "127.0.0.2".parse().expect("ip");
+        let p1 = a.admit(one).expect("first");
+        let p2 = a.admit(one).expect("second");
+        assert_eq!(a.admit(one).err(), Some(Refused::PerAddress(2)));
+        let _p3 = b.admit(one).expect("another gate counts its own addresses");
+        assert!(
+            matches!(a.admit(two), Err(Refused::Full(_))),
+            "the shared total"
+        );
+        drop(p1);
+        let _p4 = a.admit(two).expect("room again");
+        drop(p2);
+        let _p5 = a.admit(one).expect("its address has room again");
+    }
+}
