@@ -170,6 +170,20 @@ async fn routing_headers_auth_and_errors() {
         curl(v, "shop.example.test", "/api/items", &[]).await.2,
         "site B /api/items\n"
     );
+    // The location is chosen on the path the site will see: encoded,
+    // doubled-slash and dot-segment spellings of /api reach the /api proxy.
+    for path in [
+        "/%61pi/items",
+        "//api/items",
+        "/./api/items",
+        "/x/../api/items",
+        "/%2e/api/items",
+    ] {
+        let body = curl(v, "shop.example.test", path, &["--path-as-is"])
+            .await
+            .2;
+        assert!(body.starts_with("site B "), "{path}: {body}");
+    }
     // Forwarding headers, host rewrite, header sets both ways.
     let (status, head, body) = curl(v, "a.example.test", "/echo", &[]).await;
     assert_eq!(status, 200);

@@ -441,10 +441,11 @@ async fn handle(
         return text(StatusCode::BAD_REQUEST, "400 not a host name\n");
     }
     let user = basic_auth_user(req.headers().get(header::AUTHORIZATION)).unwrap_or_default();
-    let Some(route) = vhost
-        .server
-        .http_routes
-        .lookup(&host, req.uri().path(), &user)
+    let Some(route) =
+        vhost
+            .server
+            .http_routes
+            .lookup(&host, &routing_path(req.uri().path()), &user)
     else {
         return page(StatusCode::NOT_FOUND, vhost.not_found.clone(), "text/html");
     };
@@ -482,6 +483,57 @@ pub(crate) fn basic_auth_user(given: Option<&HeaderValue>) -> Option<String> {
     )
 }
 
+/// The path as a web service will understand it, for choosing a
+/// `locations` entry: percent-decoded, repeated slashes merged, `.` and
+/// `..` segments resolved (RFC 3986's remove_dot_segments). Otherwise
+/// `/%61dmin`, `//admin` or `/x/../admin` would miss the `/admin`
+/// location — and its credentials — and reach the proxy for `/`. The
+/// request itself is forwarded as sent. Case is kept, as frp keeps it.
+pub(crate) fn routing_path(raw: &str) -> String {
+    let decoded = percent_decode(raw.as_bytes());
+    let text = String::from_utf8_lossy(&decoded);
+    let mut out: Vec<&str> = Vec::new();
+    let segments: Vec<&str> = text.split('/').collect();
+    let last = segments.len().saturating_sub(1);
+    for (i, seg) in segments.iter().enumerate() {
+        match *seg {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            s => out.push(s),
+        }
+        // A path ending in a segment that names a folder keeps its slash.
+        if i == last && matches!(*seg, "" | "." | "..") && !out.is_empty() {
+            out.push("");
+        }
+    }
+    format!("/{}", out.join("/"))
+}
+
+fn percent_decode(raw: &[u8]) -> Vec<u8> {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        match (
+            raw[i],
+            raw.get(i + 1).copied().and_then(hex),
+            raw.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push(h << 4 | l);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
 /// Whether `given` (an `Authorization` or `Proxy-Authorization` value)
 /// carries `user`:`password`; true when no user is asked for.
 pub(crate) fn basic_auth_ok(user: &str, password: &str, given: Option<&HeaderValue>) -> bool {
@@ -493,7 +545,7 @@ pub(crate) fn basic_auth_ok(user: &str, password: &str, given: Option<&HeaderVal
     given
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Basic "))
-        .is_some_and(|got| got.trim() == want)
+        .is_some_and(|got| net::web::same_bytes(got.trim().as_bytes(), want.as_bytes()))
 }
 
 async fn forward(
@@ -732,6 +784,28 @@ pub(crate) const NOT_FOUND_PAGE: &str =
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn locations_see_the_path_a_service_would() {
+        for raw in [
+            "/admin",
+            "/%61dmin",
+            "//admin",
+            "/./admin",
+            "/x/../admin",
+            "/%2e/admin",
+            "/a/%2e%2e/admin",
+            "/../admin",
+        ] {
+            assert_eq!(routing_path(raw), "/admin", "{raw}");
+        }
+        assert_eq!(routing_path("/admin/"), "/admin/");
+        assert_eq!(routing_path("/admin/x/.."), "/admin/");
+        assert_eq!(routing_path("/"), "/");
+        assert_eq!(routing_path(""), "/");
+        assert_eq!(routing_path("/ADMIN"), "/ADMIN");
+        assert_eq!(routing_path("/%zz/%4"), "/%zz/%4");
+    }
     use tokio::io::AsyncWriteExt;
 
     /// What `first_request` makes of `sent` (the connection stays open):
