@@ -74,11 +74,12 @@ async fn shared_port(server: &Server, tcp: &TcpStream) -> Shared {
     match (classify(&first[..n]), http) {
         (FirstBytes::Http, Some(vhost)) => Shared::Http(vhost.clone()),
         (FirstBytes::Tls, _) if https => {
-            let hello = crate::vhost::https::server_name(tcp);
+            let hello = crate::vhost::https::hello(tcp);
             match tokio::time::timeout(crate::vhost::https::HELLO_TIMEOUT, hello).await {
-                Ok(Ok(Some(name))) => server
-                    .https_routes
-                    .lookup(&name)
+                // frpc's hello is a login whatever name it carries.
+                Ok(Ok(hello)) if !hello.frpc => hello
+                    .name
+                    .and_then(|name| server.https_routes.lookup(&name))
                     .map_or(Shared::No, Shared::Https),
                 _ => Shared::No,
             }

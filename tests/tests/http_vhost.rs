@@ -88,7 +88,7 @@ async fn setup() -> Sites {
     let page = write_file(dir.path(), "404.html", "<h1>nothing here (custom)</h1>\n");
     let vhost = free_port();
     let server = TestServer::start(&format!(
-        "{TOKEN}vhostHTTPPort = {vhost}\nsubDomainHost = \"example.test\"\nvhostHTTPTimeout = 2\n\
+        "{TOKEN}vhostHTTPPort = {vhost}\nsubDomainHost = \"frps.test\"\nvhostHTTPTimeout = 2\n\
          custom404Page = \"{}\"\n",
         page.display()
     ))
@@ -159,7 +159,7 @@ async fn routing_headers_auth_and_errors() {
         curl(v, "A.Example.Test:80", "/x", &[]).await.2,
         "site A /x\n"
     );
-    assert_eq!(curl(v, "b.example.test", "/y", &[]).await.2, "site B /y\n");
+    assert_eq!(curl(v, "b.frps.test", "/y", &[]).await.2, "site B /y\n");
     assert_eq!(
         curl(v, "deep.wild.example.test", "/z", &[]).await.2,
         "site B /z\n"
@@ -230,7 +230,7 @@ async fn routing_headers_auth_and_errors() {
     let mut conn = BufReader::new(TcpStream::connect(("127.0.0.1", v)).await.expect("connect"));
     for (host, want) in [
         ("a.example.test", "site A /k\n"),
-        ("b.example.test", "site B /k\n"),
+        ("b.frps.test", "site B /k\n"),
     ] {
         let req = format!("GET /k HTTP/1.1\r\nHost: {host}\r\n\r\n");
         conn.get_mut()
@@ -503,7 +503,7 @@ async fn bad_heads_and_many_keep_alive_clients() {
                 let (host, site) = if (u + i) % 2 == 0 {
                     ("a.example.test", "A")
                 } else {
-                    ("b.example.test", "B")
+                    ("b.frps.test", "B")
                 };
                 let req = format!("GET /u{u}/r{i} HTTP/1.1\r\nHost: {host}\r\n\r\n");
                 conn.get_mut()

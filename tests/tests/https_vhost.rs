@@ -69,10 +69,10 @@ async fn failed(client: &mut TestClient, name: &str) -> String {
 async fn sites_are_routed_by_sni_with_their_own_certificates() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (_a, a_port, a_cert) = tls_site(dir.path(), "a.example.test", "site A\n");
-    let (_b, b_port, b_cert) = tls_site(dir.path(), "b.example.test", "site B\n");
+    let (_b, b_port, b_cert) = tls_site(dir.path(), "b.frps.test", "site B\n");
     let vhost = free_port();
     let server = TestServer::start(&format!(
-        "{TOKEN}vhostHTTPSPort = {vhost}\nsubDomainHost = \"example.test\"\n"
+        "{TOKEN}vhostHTTPSPort = {vhost}\nsubDomainHost = \"frps.test\"\n"
     ))
     .await;
     // Two clients: one by full name, one by subdomain and a wildcard.
@@ -95,7 +95,7 @@ async fn sites_are_routed_by_sni_with_their_own_certificates() {
 
     for (host, body, cert) in [
         ("a.example.test", "site A\n", &a_cert),
-        ("b.example.test", "site B\n", &b_cert),
+        ("b.frps.test", "site B\n", &b_cert),
         ("deep.wild.example.test", "site B\n", &b_cert),
     ] {
         let (got, certs) = curl(host, vhost).await.unwrap_or_else(|| panic!("{host}"));
@@ -251,5 +251,77 @@ async fn https_shares_bind_port_with_frpc() {
         "not the site's certificate"
     );
     client.stop().await;
+    server.stop().await;
+}
+
+/// On a bindPort shared with https virtual hosts, a proxy claiming the name
+/// frpc sends (`transport.tls.serverName`, else serverAddr) does not
+/// capture other clients' logins: their hellos offer frpc's ALPN
+/// and go to login whatever their name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_cannot_capture_logins_on_a_shared_port() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_trap, trap_port, _) = tls_site(dir.path(), "frps.example.test", "captured\n");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let certs = std::sync::Arc::new(tempfile::tempdir().expect("tempdir"));
+    let server = TestServer::start_on(
+        listener,
+        certs,
+        &format!("{TOKEN}vhostHTTPSPort = {port}\n"),
+    );
+    let mut mallory = TestClient::start(
+        server.addr,
+        &format!(
+            "{TOKEN}user = \"mallory\"\n{}",
+            https_proxy("trap", trap_port, &["frps.example.test"], "")
+        ),
+    );
+    mallory.proxy_addr("trap").await;
+    let echo = spawn_echo().await;
+    let mut victim = TestClient::start(
+        server.addr,
+        &format!(
+            "{TOKEN}user = \"victim\"\ntransport.tls.serverName = \"frps.example.test\"\n{}",
+            tcp_proxy("mine", echo, 0)
+        ),
+    );
+    let at = victim.proxy_addr("mine").await;
+    let s = TcpStream::connect(at).await.expect("connect");
+    assert_eq!(exchange(s, b"mine").await.expect("echo"), b"mine");
+    victim.stop().await;
+    mallory.stop().await;
+    server.stop().await;
+}
+
+/// frp's domain rules: names under subDomainHost are handed out by
+/// `subdomain` only (a custom domain there, or a wildcard over it, is
+/// refused); frpc itself refuses a subdomain of more than one label.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn domains_under_sub_domain_host_are_subdomains_only() {
+    let vhost = free_port();
+    let server = TestServer::start(&format!(
+        "{TOKEN}vhostHTTPSPort = {vhost}\nsubDomainHost = \"frps.test\"\n"
+    ))
+    .await;
+    let mut c = TestClient::start(
+        server.addr,
+        &format!(
+            "{TOKEN}{}{}{}{}",
+            https_proxy("under", 1, &["bob.frps.test"], ""),
+            https_proxy("wild", 1, &["*.frps.test"], ""),
+            https_proxy("itself", 1, &["FRPS.test"], ""),
+            https_proxy("fine", 1, &["bob.example.test"], "bob"),
+        ),
+    );
+    for name in ["under", "wild", "itself"] {
+        let e = failed(&mut c, name).await;
+        assert!(
+            e.contains("should not belong to subdomain host"),
+            "{name}: {e}"
+        );
+    }
+    c.proxy_addr("fine").await;
+    c.stop().await;
     server.stop().await;
 }

@@ -15,14 +15,41 @@ pub(super) fn names(
     subdomain: &str,
     sub_domain_host: &str,
 ) -> Result<Vec<String>, ProxyError> {
+    let refuse = |why: String| Err(ProxyError::Refused(why));
+    let host = crate::vhost::normalize(sub_domain_host);
+    for domain in custom_domains {
+        let d = crate::vhost::normalize(domain);
+        let bare = d.strip_prefix("*.").unwrap_or(&d);
+        if crate::vhost::host_name(bare).is_none() {
+            return refuse(format!(
+                "custom domain \"{}\" is not a host name",
+                Escaped(domain)
+            ));
+        }
+        // subDomainHost's names are handed out by `subdomain` (as frp).
+        if !host.is_empty() && (d == host || d.ends_with(&format!(".{host}"))) {
+            return refuse(format!(
+                "custom domain {} should not belong to subdomain host {host}: use subdomain",
+                Escaped(domain)
+            ));
+        }
+    }
     let mut names = custom_domains.to_vec();
     if !subdomain.is_empty() {
         if sub_domain_host.is_empty() {
-            return Err(ProxyError::Refused(
-                "subdomain needs subDomainHost on the server, which is not set".into(),
+            return refuse("subdomain needs subDomainHost on the server, which is not set".into());
+        }
+        if subdomain.contains(['.', '*']) {
+            return refuse("'.' and '*' are not supported in subdomain".into());
+        }
+        let name = format!("{subdomain}.{sub_domain_host}");
+        if crate::vhost::host_name(&name).is_none() {
+            return refuse(format!(
+                "subdomain \"{}\" makes no host name",
+                Escaped(subdomain)
             ));
         }
-        names.push(format!("{subdomain}.{sub_domain_host}"));
+        names.push(name);
     }
     if names.is_empty() {
         return Err(ProxyError::Refused("set customDomains or subdomain".into()));

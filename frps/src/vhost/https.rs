@@ -76,6 +76,19 @@ pub(crate) async fn carry(ctx: ProxyCtx, tcp: TcpStream, peer: SocketAddr) {
 /// it off the socket. Waits (with a short backoff) while the hello arrives
 /// in pieces; fails on anything that is not a ClientHello.
 pub(crate) async fn server_name(tcp: &TcpStream) -> io::Result<Option<String>> {
+    Ok(hello(tcp).await?.name)
+}
+
+/// What routing needs of a ClientHello.
+pub(crate) struct Hello {
+    /// Its server name (SNI).
+    pub name: Option<String>,
+    /// It offers frpc's ALPN protocol: a login, not a user.
+    pub frpc: bool,
+}
+
+/// The ClientHello at the head of `tcp`, as [`server_name`] reads it.
+pub(crate) async fn hello(tcp: &TcpStream) -> io::Result<Hello> {
     let mut buf = vec![0u8; MAX_HELLO];
     let mut seen = 0;
     let mut delay = Duration::from_millis(1);
@@ -85,8 +98,8 @@ pub(crate) async fn server_name(tcp: &TcpStream) -> io::Result<Option<String>> {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
         if n > seen {
-            if let Some(name) = parse(&buf[..n])? {
-                return Ok(name);
+            if let Some(hello) = parse(&buf[..n])? {
+                return Ok(hello);
             }
             seen = n;
         }
@@ -102,9 +115,8 @@ pub(crate) async fn server_name(tcp: &TcpStream) -> io::Result<Option<String>> {
     }
 }
 
-/// Some(name) once `bytes` hold a whole ClientHello (name None without SNI);
-/// None while more is needed.
-fn parse(bytes: &[u8]) -> io::Result<Option<Option<String>>> {
+/// Some once `bytes` hold a whole ClientHello; None while more is needed.
+fn parse(bytes: &[u8]) -> io::Result<Option<Hello>> {
     let mut acceptor = rustls::server::Acceptor::default();
     let mut rest = bytes;
     while !rest.is_empty() {
@@ -113,9 +125,16 @@ fn parse(bytes: &[u8]) -> io::Result<Option<Option<String>>> {
         }
     }
     match acceptor.accept() {
-        Ok(Some(accepted)) => Ok(Some(
-            accepted.client_hello().server_name().map(str::to_owned),
-        )),
+        Ok(Some(accepted)) => {
+            let hello = accepted.client_hello();
+            let frpc = hello
+                .alpn()
+                .is_some_and(|mut offered| offered.any(|p| p == net::tls::CLIENT_ALPN));
+            Ok(Some(Hello {
+                name: hello.server_name().map(str::to_owned),
+                frpc,
+            }))
+        }
         Ok(None) => Ok(None),
         Err((e, _)) => Err(io::Error::new(io::ErrorKind::InvalidData, e)),
     }

@@ -192,12 +192,19 @@ pub fn client_config(
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(SignatureOnly { provider })),
     };
-    let cfg = match client_cert {
+    let mut cfg = match client_cert {
         Some((certs, key)) => builder.with_client_auth_cert(certs, key)?,
         None => builder.with_no_client_auth(),
     };
+    // frps's server ignores it (it offers no ALPN); on a bindPort shared
+    // with https virtual hosts it tells a login from a user whatever name
+    // the hello carries, so no proxy can claim frpc's server name.
+    cfg.alpn_protocols = vec![CLIENT_ALPN.to_vec()];
     Ok(Arc::new(cfg))
 }
+
+/// The ALPN protocol frpc offers when it connects to frps.
+pub const CLIENT_ALPN: &[u8] = b"frp-rs";
 
 /// Accepts any certificate but checks the handshake signatures, so the peer
 /// must own the key of the certificate whose fingerprint is checked later.
