@@ -62,7 +62,7 @@ fn frp_example_files_load_and_name_what_is_not_there() {
             ("transport.bandwidthLimitMode is not supported yet", 1),
             ("loadBalancer is not supported yet", 1),
             ("healthCheck is not supported yet", 2),
-            ("transport.proxyProtocolVersion is not supported yet", 1),
+            ("transport.proxyProtocolVersion asks for the PROXY protocol, which is not supported yet; the proxy is not started", 1),
             ("\" is not supported yet; the proxy is not started", plugins),
             (
                 "type \"stcp\" is not supported yet",
@@ -137,8 +137,9 @@ fn legacy_ini_converts_to_toml_that_loads_the_same() {
     let from_ini = ClientConfig::load(&ini).expect("ini loads");
     let from_toml = ClientConfig::load(&toml).expect("converted loads");
     // ssh, ssh_random, [range:tcp_port] (17), dns, [range:udp_port] (11),
-    // web01, web02, tcpmuxhttpconnect; plugins, stcp and xtcp are not started.
-    assert_eq!(from_ini.proxies.len(), 34);
+    // web01, web02, tcpmuxhttpconnect; plugins, stcp, xtcp and the proxy
+    // asking for the PROXY protocol are not started.
+    assert_eq!(from_ini.proxies.len(), 33);
     assert_eq!(client_settings(from_toml), client_settings(from_ini));
     let text = std::fs::read_to_string(&toml).expect("read");
     for kept in [

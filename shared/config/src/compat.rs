@@ -70,10 +70,6 @@ const PROXY: &[(&str, Treat)] = &[
         "transport.bandwidthLimitMode",
         Treat::Later("the proxy runs unlimited"),
     ),
-    (
-        "transport.proxyProtocolVersion",
-        Treat::Later("the local service sees frpc's address, not the user's"),
-    ),
     ("natTraversal", Treat::Later("")),
 ];
 
@@ -106,6 +102,19 @@ pub(crate) fn proxy(entry: &mut Node, who: &str, found: &mut Vec<Found>) -> bool
             format!(
                 "{who}: plugin \"{}\" is not supported yet; the proxy is not started",
                 kind.escape_debug()
+            ),
+        ));
+        return false;
+    }
+    // Not started rather than started without it: a service set up for
+    // the PROXY protocol would misread the connection, or take frpc's
+    // address for the user's.
+    if let Some(at) = present(entry, "transport.proxyProtocolVersion") {
+        found.push(Found::unsupported(
+            Some(at),
+            format!(
+                "{who}: transport.proxyProtocolVersion asks for the PROXY protocol, which is not \
+                 supported yet; the proxy is not started (its service would see frpc's address as the user's)"
             ),
         ));
         return false;

@@ -562,6 +562,24 @@ mod tests {
     }
 
     #[test]
+    fn a_proxy_asking_for_the_proxy_protocol_is_not_started() {
+        let c = ClientConfig::from_toml(
+            "[[proxies]]\nname='pp'\ntype='tcp'\nlocalPort=22\ntransport.proxyProtocolVersion='v2'\n\
+             [[proxies]]\nname='plain'\ntype='tcp'\nlocalPort=22\n",
+        )
+        .expect("loads, without that proxy");
+        let names: Vec<&str> = c.proxies.iter().map(|p| p.name()).collect();
+        assert_eq!(names, ["plain"]);
+        let notes: Vec<String> = c.notes.iter().map(|n| n.to_string()).collect();
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.contains("\"pp\"") && n.contains("PROXY protocol")),
+            "{notes:?}"
+        );
+    }
+
+    #[test]
     fn unknown_key_is_named() {
         let e = client_err("serverAdr = 'x'\n");
         assert!(e.contains("serverAdr") && e.contains("<inline>"), "{e}");
