@@ -285,8 +285,13 @@ impl ClientSession {
         let limit = self.server.live().max_ports_per_client;
         let traffic = Arc::new(Traffic::default());
         let user = self.client.user.clone();
+        let most = self.server.config.max_proxies_per_client as usize;
         let result = if limit > 0 && self.proxies.len() >= limit as usize {
             Err(ProxyError::TooManyPorts(limit))
+        } else if most > 0 && self.proxies.len() >= most {
+            Err(ProxyError::Refused(format!(
+                "the client already has {most} proxies (maxProxiesPerClient on the server)"
+            )))
         } else if self.proxies.contains_key(&name)
             || !self
                 .server

@@ -312,6 +312,36 @@ async fn max_ports_per_client() {
     server.stop().await;
 }
 
+/// `maxProxiesPerClient` bounds proxies of every kind (10,000 by default).
+#[tokio::test]
+async fn max_proxies_per_client() {
+    let server = TestServer::start(&format!(
+        "{TOKEN}maxProxiesPerClient = 2\nvhostHTTPPort = {}\n",
+        free_port()
+    ))
+    .await;
+    let echo = spawn_echo().await;
+    let proxies = format!(
+        "{}[[proxies]]\nname = \"w\"\ntype = \"http\"\nlocalPort = {}\ncustomDomains = [\"w.test\"]\n{}",
+        tcp_proxy("a", echo, 0),
+        echo.port(),
+        tcp_proxy("c", echo, 0)
+    );
+    let mut client = TestClient::start(server.addr, &format!("{TOKEN}{proxies}"));
+    let (mut started, mut failed) = (0, Vec::new());
+    while started + failed.len() < 3 {
+        match client.next_event().await {
+            Event::ProxyStarted { .. } => started += 1,
+            Event::ProxyFailed { name, error } => failed.push((name, error)),
+            _ => {}
+        }
+    }
+    assert_eq!(started, 2);
+    assert!(failed[0].1.contains("maxProxiesPerClient"), "{failed:?}");
+    client.stop().await;
+    server.stop().await;
+}
+
 // ---------------------------------------------------------------------------
 // Bad input against the real frps binary: one concise log line per bad
 // connection, and everyone else keeps being served.

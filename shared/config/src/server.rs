@@ -28,6 +28,10 @@ pub struct ServerConfig {
     pub log: LogConfig,
     /// Most ports one client may hold at once; 0 = no limit.
     pub max_ports_per_client: u32,
+    /// Most proxies of any kind one client may hold at once (ours; frp has
+    /// no such bound): what one token holder can make frps keep. 0 = no
+    /// limit.
+    pub max_proxies_per_client: u32,
     pub transport: ServerTransport,
     /// Largest UDP datagram carried (frp's `udpPacketSize`); larger ones
     /// are dropped and counted, never truncated.
@@ -165,6 +169,7 @@ impl Default for ServerConfig {
             allow_ports: Vec::new(),
             log: LogConfig::default(),
             max_ports_per_client: 0,
+            max_proxies_per_client: 10_000,
             transport: ServerTransport::default(),
             udp_packet_size: DEFAULT_UDP_PACKET_SIZE,
             vhost_http_port: 0,
