@@ -20,10 +20,10 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 /// what went wrong.
 pub async fn call(web: &WebServerConfig, method: Method, path: &str) -> Result<String> {
     if !web.enabled() {
+        // (Not named from `path`: `frpc status` asks /api/liveness first.)
         bail!(
-            "webServer.port is not set in the config: frpc {} talks to the running frpc's admin \
-             API, which is off without it",
-            path.rsplit('/').next().unwrap_or(path)
+            "webServer.port is not set in the config: frpc status, reload and stop talk to the \
+             running frpc's admin API, which is off without it"
         );
     }
     if !web.tls.cert_file.is_empty() {

@@ -370,11 +370,14 @@ fn commands_say_plainly_when_the_admin_api_is_off_or_down() {
     for sub in ["status", "reload", "stop"] {
         let out = frpc(sub, &off);
         assert!(!out.status.success());
+        let said = text(&out);
+        assert!(said.contains("webServer.port is not set"), "{sub}: {said}");
+        // Each subcommand by its own name (status used to say "liveness").
         assert!(
-            text(&out).contains("webServer.port is not set"),
-            "{sub}: {}",
-            text(&out)
+            said.contains("frpc status, reload and stop"),
+            "{sub}: {said}"
         );
+        assert!(!said.contains("liveness"), "{sub}: {said}");
     }
     let down = write_file(
         dir.path(),
