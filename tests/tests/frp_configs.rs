@@ -150,6 +150,14 @@ fn legacy_ini_converts_to_toml_that_loads_the_same() {
     ] {
         assert!(text.contains(kept), "convert keeps {kept} for frp: {text}");
     }
+    // Keys not built keep frp's types: strings stay strings.
+    for typed in [
+        "groupKey = \"123456\"",
+        "timeoutSeconds = 3",
+        "maxFailed = 3",
+    ] {
+        assert!(text.contains(typed), "convert writes {typed}: {text}");
+    }
 
     // frps: frp's full INI converts whole (server plugins included, for
     // frp), and the converted file is refused for the same one reason.

@@ -78,6 +78,21 @@ fn proxies(node: &Node) -> Option<toml::Value> {
     Some(toml::Value::Array(entries))
 }
 
+/// frp's string keys among those we do not build, whose values may look
+/// like numbers (`groupKey = 123456` in INI is a string to frp).
+const UNBUILT_STRINGS: &[&str] = &[
+    "group",
+    "groupKey",
+    "path",
+    "bandwidthLimit",
+    "bandwidthLimitMode",
+    "proxyProtocolVersion",
+    "secretKey",
+    "serverName",
+    "serverUser",
+    "bindAddr",
+];
+
 /// `node` as TOML, each plain scalar given the type `like` has there.
 fn typed(node: &Node, like: Option<&toml::Value>, key: &str) -> Option<toml::Value> {
     match &node.value {
@@ -99,6 +114,9 @@ fn typed(node: &Node, like: Option<&toml::Value>, key: &str) -> Option<toml::Val
                 .map(toml::Value::Float)
                 .or_else(|| node.to_toml()),
             _ if STRING_MAPS.contains(&key) => Some(toml::Value::String(s.clone())),
+            // A key we do not build: frp's type, not the text's look
+            // (`groupKey = 123456` is a string to frp).
+            None if UNBUILT_STRINGS.contains(&key) => Some(toml::Value::String(s.clone())),
             _ => node.to_toml(),
         },
         Value::Seq(items) => Some(toml::Value::Array(
