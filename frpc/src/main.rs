@@ -11,8 +11,11 @@ use tracing::{info, warn};
 
 /// frpc: the LAN side of the tunnel.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version, about, disable_version_flag = true)]
 struct Cli {
+    /// Print the version (`-v` as frp, `-V` too).
+    #[arg(short = 'v', short_alias = 'V', long = "version", action = clap::ArgAction::Version)]
+    version: Option<bool>,
     /// Configuration file: TOML, YAML (.yaml/.yml), JSON (.json) or frp's legacy INI.
     #[arg(
         short = 'c',
@@ -23,7 +26,12 @@ struct Cli {
     config: PathBuf,
     /// Allow what frp calls unsafe features: `TokenSourceExec` lets
     /// `auth.tokenSource.type = "exec"` run its command.
-    #[arg(long = "allow-unsafe", global = true, value_name = "FEATURE")]
+    #[arg(
+        long = "allow-unsafe",
+        alias = "allow_unsafe",
+        global = true,
+        value_name = "FEATURE"
+    )]
     allow_unsafe: Vec<String>,
     #[command(subcommand)]
     command: Option<Command>,

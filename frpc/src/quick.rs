@@ -12,32 +12,46 @@ use config::ClientConfig;
 #[derive(Args, Debug, Clone)]
 pub struct Common {
     /// frps's address, or `address:port`.
-    #[arg(short = 's', long = "server_addr", default_value = "127.0.0.1")]
+    #[arg(
+        short = 's',
+        long = "server_addr",
+        alias = "server-addr",
+        default_value = "127.0.0.1"
+    )]
     pub server_addr: String,
     /// frps's port (when -s has none).
-    #[arg(short = 'P', long = "server_port", default_value_t = 7000)]
+    #[arg(
+        short = 'P',
+        long = "server_port",
+        alias = "server-port",
+        default_value_t = 7000
+    )]
     pub server_port: u16,
     /// auth.token.
     #[arg(short = 't', long = "token", default_value = "")]
     pub token: String,
     #[arg(short = 'u', long = "user", default_value = "")]
     pub user: String,
-    #[arg(long = "client-id", default_value = "")]
+    #[arg(long = "client-id", alias = "client_id", default_value = "")]
     pub client_id: String,
     /// Only "tcp" is built.
     #[arg(short = 'p', long = "protocol", default_value = "tcp")]
     pub protocol: String,
-    #[arg(long = "log_level", default_value = "info")]
+    #[arg(long = "log_level", alias = "log-level", default_value = "info")]
     pub log_level: String,
-    #[arg(long = "log_file", default_value = "console")]
+    #[arg(long = "log_file", alias = "log-file", default_value = "console")]
     pub log_file: String,
-    #[arg(long = "log_max_days", default_value_t = 3)]
+    #[arg(long = "log_max_days", alias = "log-max-days", default_value_t = 3)]
     pub log_max_days: u32,
-    #[arg(long = "disable_log_color")]
+    #[arg(long = "disable_log_color", alias = "disable-log-color")]
     pub disable_log_color: bool,
-    #[arg(long = "tls_enable", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long = "tls_enable", alias = "tls-enable", default_value_t = true, action = clap::ArgAction::Set)]
     pub tls_enable: bool,
-    #[arg(long = "tls_server_name", default_value = "")]
+    #[arg(
+        long = "tls_server_name",
+        alias = "tls-server-name",
+        default_value = ""
+    )]
     pub tls_server_name: String,
 }
 
@@ -46,27 +60,51 @@ pub struct Common {
 pub struct Proxy {
     #[command(flatten)]
     pub common: Common,
-    #[arg(short = 'n', long = "proxy_name", default_value = "")]
+    #[arg(
+        short = 'n',
+        long = "proxy_name",
+        alias = "proxy-name",
+        default_value = ""
+    )]
     pub name: String,
-    #[arg(short = 'i', long = "local_ip", default_value = "127.0.0.1")]
+    #[arg(
+        short = 'i',
+        long = "local_ip",
+        alias = "local-ip",
+        default_value = "127.0.0.1"
+    )]
     pub local_ip: String,
-    #[arg(short = 'l', long = "local_port")]
+    #[arg(short = 'l', long = "local_port", alias = "local-port")]
     pub local_port: Option<u16>,
     /// tcp and udp: the public port (0: frps chooses).
-    #[arg(short = 'r', long = "remote_port", default_value_t = 0)]
+    #[arg(
+        short = 'r',
+        long = "remote_port",
+        alias = "remote-port",
+        default_value_t = 0
+    )]
     pub remote_port: u16,
     /// http, https, tcpmux: names (repeat, or comma-separated).
-    #[arg(short = 'd', long = "custom_domain", value_delimiter = ',')]
+    #[arg(
+        short = 'd',
+        long = "custom_domain",
+        alias = "custom-domain",
+        value_delimiter = ','
+    )]
     pub custom_domains: Vec<String>,
     #[arg(long = "sd", default_value = "")]
     pub subdomain: String,
     #[arg(long = "locations", value_delimiter = ',')]
     pub locations: Vec<String>,
-    #[arg(long = "http_user", default_value = "")]
+    #[arg(long = "http_user", alias = "http-user", default_value = "")]
     pub http_user: String,
-    #[arg(long = "http_pwd", default_value = "")]
+    #[arg(long = "http_pwd", alias = "http-pwd", default_value = "")]
     pub http_password: String,
-    #[arg(long = "host_header_rewrite", default_value = "")]
+    #[arg(
+        long = "host_header_rewrite",
+        alias = "host-header-rewrite",
+        default_value = ""
+    )]
     pub host_header_rewrite: String,
     #[arg(long = "mux", default_value = "httpconnect")]
     pub multiplexer: String,

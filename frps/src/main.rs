@@ -6,18 +6,31 @@ use clap::{Parser, Subcommand};
 use config::ServerConfig;
 use tokio_util::sync::CancellationToken;
 
+mod flags;
+
 /// frps: the public side of the tunnel.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version, about, disable_version_flag = true)]
 struct Cli {
+    /// Print the version (`-v` as frp, `-V` too).
+    #[arg(short = 'v', short_alias = 'V', long = "version", action = clap::ArgAction::Version)]
+    version: Option<bool>,
     /// Configuration file: TOML, YAML (.yaml/.yml), JSON (.json) or frp's
     /// legacy INI. Without it, defaults apply.
     #[arg(short = 'c', long = "config", global = true)]
     config: Option<PathBuf>,
     /// Allow what frp calls unsafe features: `TokenSourceExec` lets
     /// `auth.tokenSource.type = "exec"` run its command.
-    #[arg(long = "allow-unsafe", global = true, value_name = "FEATURE")]
+    #[arg(
+        long = "allow-unsafe",
+        alias = "allow_unsafe",
+        global = true,
+        value_name = "FEATURE"
+    )]
     allow_unsafe: Vec<String>,
+    /// frp's flags, for running without a file.
+    #[command(flatten)]
+    flags: flags::ServerFlags,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -33,10 +46,14 @@ enum Command {
     Convert,
 }
 
-fn load(path: Option<&PathBuf>) -> Result<ServerConfig> {
-    match path {
-        Some(p) => Ok(ServerConfig::load(p)?),
-        None => ServerConfig::from_toml("").context("default configuration"),
+fn load(path: Option<&PathBuf>, flags: &flags::ServerFlags) -> Result<ServerConfig> {
+    match (path, flags.to_toml()) {
+        (Some(_), Some(_)) => anyhow::bail!(
+            "settings come from the file (-c) or from flags, not both: put them in the file"
+        ),
+        (Some(p), None) => Ok(ServerConfig::load(p)?),
+        (None, Some(text)) => ServerConfig::from_toml(&text).context("the flags"),
+        (None, None) => ServerConfig::from_toml("").context("default configuration"),
     }
 }
 
@@ -62,7 +79,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    let config = match load(cli.config.as_ref()) {
+    let config = match load(cli.config.as_ref(), &cli.flags) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("frps: {e:#}");

@@ -207,3 +207,57 @@ fn sigterm_and_sigint_exit_zero() {
         "frps port still bound"
     );
 }
+
+/// frp's command lines: `frps -p PORT -t TOKEN` runs without a file (flags
+/// with underscores or dashes), `-v` prints the version, frpc's quick mode
+/// takes the dash spellings frp's help prints; flags with `-c` are refused.
+#[test]
+fn frp_command_lines_work_as_frp_prints_them() {
+    for bin_name in ["frps", "frpc"] {
+        let out = Command::new(bin(bin_name)).arg("-v").output().expect("run");
+        assert!(out.status.success(), "{bin_name} -v");
+        assert!(String::from_utf8_lossy(&out.stdout).starts_with(&format!("{bin_name} ")));
+    }
+    let port = free_port();
+    let mut frps = Command::new(bin("frps"));
+    frps.args([
+        "-p",
+        &port.to_string(),
+        "-t",
+        "flags",
+        "--bind-addr",
+        "127.0.0.1",
+        "--log_level",
+        "info",
+    ]);
+    let mut frps = Proc::spawn(frps);
+    frps.wait_line("frps listening", WAIT);
+    let (_l, echo) = echo_listener();
+    let mut frpc = Command::new(bin("frpc"));
+    frpc.args([
+        "tcp",
+        "--server-addr",
+        "127.0.0.1",
+        "--server-port",
+        &port.to_string(),
+    ])
+    .args([
+        "-t",
+        "flags",
+        "--local-port",
+        &echo.port().to_string(),
+        "--proxy-name",
+        "quick",
+    ]);
+    let mut frpc = Proc::spawn(frpc);
+    frpc.wait_line("proxy started", WAIT);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = write_file(dir.path(), "frps.toml", "bindPort = 7000\n");
+    let out = Command::new(bin("frps"))
+        .args(["-p", "7001", "-c"])
+        .arg(&cfg)
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not both"));
+}
