@@ -243,8 +243,8 @@ fn say_how_it_starts(config: &ServerConfig, transport: &ServerSide) {
         );
     }
     info!(
-        "TLS certificate fingerprint (SHA-256): {} — give it to frpc as transport.tls.serverFingerprint \
-         to pin it",
+        "TLS certificate fingerprint (SHA-256); to pin it, put this line in frpc's config: \
+         transport.tls.serverFingerprint = \"{}\"",
         pretty_fingerprint(&transport.fingerprint)
     );
     if !config.transport.tls.trusted_ca_file.is_empty() && !config.transport.tls.force {

@@ -232,6 +232,26 @@ fn frp_command_lines_work_as_frp_prints_them() {
     ]);
     let mut frps = Proc::spawn(frps);
     frps.wait_line("frps listening", WAIT);
+    // The line to pin frps, as frps prints it, works as written.
+    let pin = frps
+        .output()
+        .lines()
+        .find_map(|l| {
+            l.split_once("put this line in frpc's config: ")
+                .map(|(_, p)| p.to_owned())
+        })
+        .expect("the pinning line");
+    assert!(
+        pin.starts_with("transport.tls.serverFingerprint = \""),
+        "{pin}"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut pinned = spawn_frpc(
+        dir.path(),
+        port,
+        &format!("auth.token = \"flags\"\n{pin}\n"),
+    );
+    pinned.wait_line("logged in", WAIT);
     let (_l, echo) = echo_listener();
     let mut frpc = Command::new(bin("frpc"));
     frpc.args([
@@ -251,7 +271,6 @@ fn frp_command_lines_work_as_frp_prints_them() {
     ]);
     let mut frpc = Proc::spawn(frpc);
     frpc.wait_line("proxy started", WAIT);
-    let dir = tempfile::tempdir().expect("tempdir");
     let cfg = write_file(dir.path(), "frps.toml", "bindPort = 7000\n");
     let out = Command::new(bin("frps"))
         .args(["-p", "7001", "-c"])

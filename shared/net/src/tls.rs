@@ -279,10 +279,12 @@ pub enum TrustError {
     #[error(
         "SERVER CERTIFICATE CHANGED for {host}: known fingerprint {}, now {}. \
          This could be an attack (someone in the middle) or the server got a new certificate. \
-         If the change is expected, delete the line for {host} from {}",
+         If the change is expected, delete the line for {host} from {}, or pin the new one with \
+         transport.tls.serverFingerprint = \"{}\"",
         pretty_fingerprint(known),
         pretty_fingerprint(got),
-        file.display()
+        file.display(),
+        pretty_fingerprint(got)
     )]
     Changed {
         host: String,
