@@ -287,7 +287,7 @@ fn client_json(c: &ClientRecord) -> Value {
         .as_ref()
         .map(|a| a.last_recv().elapsed().as_secs_f64());
     j!({
-        "key": c.run_id,
+        "key": client_key(c),
         "user": c.user,
         "clientID": c.client_id,
         "metas": c.metas,
@@ -312,12 +312,26 @@ pub(crate) fn rtt_ms(c: &ClientRecord) -> Option<f64> {
     (c.online() && us > 0).then(|| us as f64 / 1000.0)
 }
 
+/// A client's key in the API: its run id, under its user when it has one
+/// (a run id alone is not unique: sessions are one per user and run id).
+fn client_key(c: &ClientRecord) -> String {
+    match c.user.as_str() {
+        "" => c.run_id.clone(),
+        user => format!("{user}.{}", c.run_id),
+    }
+}
+
+/// The client `key` names; a bare run id only when one client has it.
 fn find_client(server: &Server, key: &str) -> Option<ClientRecord> {
-    server
-        .records
-        .clients()
-        .into_iter()
-        .find(|c| c.run_id == key)
+    let clients = server.records.clients();
+    if let Some(c) = clients.iter().find(|c| client_key(c) == key) {
+        return Some(c.clone());
+    }
+    let mut by_run_id = clients.into_iter().filter(|c| c.run_id == key);
+    match (by_run_id.next(), by_run_id.next()) {
+        (Some(one), None) => Some(one),
+        _ => None,
+    }
 }
 
 /// Ends a client's session (frp users asked for it: #3991, #4347). The

@@ -135,7 +135,10 @@ fn frp_api_paths_and_fields_with_liveness_and_metrics() {
     eventually("the client's beats report its round trip", || {
         api(web, "/api/clients")[0]["heartbeatRttMs"].as_f64() > Some(0.0)
     });
-    assert_eq!(api(web, &format!("/api/clients/{key}"))["runID"], key);
+    assert_eq!(
+        api(web, &format!("/api/clients/{key}"))["runID"],
+        c["runID"]
+    );
 
     // A login with a wrong token is counted by reason.
     let mut stranger = spawn_frpc(
