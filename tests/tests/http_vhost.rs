@@ -170,20 +170,7 @@ async fn routing_headers_auth_and_errors() {
         curl(v, "shop.example.test", "/api/items", &[]).await.2,
         "site B /api/items\n"
     );
-    // The location is chosen on the path the site will see: encoded,
-    // doubled-slash and dot-segment spellings of /api reach the /api proxy.
-    for path in [
-        "/%61pi/items",
-        "//api/items",
-        "/./api/items",
-        "/x/../api/items",
-        "/%2e/api/items",
-    ] {
-        let body = curl(v, "shop.example.test", path, &["--path-as-is"])
-            .await
-            .2;
-        assert!(body.starts_with("site B "), "{path}: {body}");
-    }
+    spellings_of_a_location_reach_it(v).await;
     // Forwarding headers, host rewrite, header sets both ways.
     let (status, head, body) = curl(v, "a.example.test", "/echo", &[]).await;
     assert_eq!(status, 200);
@@ -451,34 +438,7 @@ async fn bad_heads_and_many_keep_alive_clients() {
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer:?}");
     let answer = raw_answer(v, b"\x16\x03\x01garbage\r\n\r\n").await;
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer:?}");
-    // Names beyond RFC 1123's lengths are refused before routing: 30,000
-    // labels under a wildcard route, a 64-byte label, 254 bytes in all.
-    let label = "a".repeat(63);
-    for host in [
-        format!("{}x.wild.example.test", "a.".repeat(30_000)),
-        format!("{label}a.wild.example.test"),
-        format!(
-            "{label}.{label}.{label}.{}.wild.example.test",
-            "c".repeat(44)
-        ),
-        "a..wild.example.test".to_owned(),
-    ] {
-        let req = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-        let answer = raw_answer(v, req.as_bytes()).await;
-        assert!(
-            answer.starts_with("HTTP/1.1 400"),
-            "{}: {answer:?}",
-            host.len()
-        );
-    }
-    // 253 bytes is a name, routed by its wildcard.
-    let name = format!(
-        "{label}.{label}.{label}.{}.wild.example.test",
-        "c".repeat(43)
-    );
-    assert_eq!(name.len(), 253);
-    let (code, _, body) = curl(v, &name, "/long", &[]).await;
-    assert_eq!((code, body.as_str()), (200, "site B /long\n"));
+    names_beyond_rfc_1123_are_refused(v).await;
     // A head that never finishes: closed after the header timeout (30 s).
     let mut slow = TcpStream::connect(("127.0.0.1", v)).await.expect("connect");
     slow.write_all(b"GET / HTTP/1.1\r\nHost: a.exa")
@@ -535,6 +495,55 @@ async fn bad_heads_and_many_keep_alive_clients() {
 
 /// Sends `bytes` on a fresh connection to the vhost port and returns what
 /// comes back until the server closes.
+/// The location is chosen on the path the site will see: encoded,
+/// doubled-slash and dot-segment spellings of /api reach the /api proxy.
+async fn spellings_of_a_location_reach_it(v: u16) {
+    for path in [
+        "/%61pi/items",
+        "//api/items",
+        "/./api/items",
+        "/x/../api/items",
+        "/%2e/api/items",
+    ] {
+        let body = curl(v, "shop.example.test", path, &["--path-as-is"])
+            .await
+            .2;
+        assert!(body.starts_with("site B "), "{path}: {body}");
+    }
+}
+
+/// Names beyond RFC 1123's lengths get 400 before routing (30,000 labels
+/// under a wildcard route, a 64-byte label, 254 bytes); 253 bytes is a
+/// name, routed by its wildcard.
+async fn names_beyond_rfc_1123_are_refused(v: u16) {
+    let label = "a".repeat(63);
+    for host in [
+        format!("{}x.wild.example.test", "a.".repeat(30_000)),
+        format!("{label}a.wild.example.test"),
+        format!(
+            "{label}.{label}.{label}.{}.wild.example.test",
+            "c".repeat(44)
+        ),
+        "a..wild.example.test".to_owned(),
+    ] {
+        let req = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        let answer = raw_answer(v, req.as_bytes()).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 400"),
+            "{}: {answer:?}",
+            host.len()
+        );
+    }
+    // 253 bytes is a name, routed by its wildcard.
+    let name = format!(
+        "{label}.{label}.{label}.{}.wild.example.test",
+        "c".repeat(43)
+    );
+    assert_eq!(name.len(), 253);
+    let (code, _, body) = curl(v, &name, "/long", &[]).await;
+    assert_eq!((code, body.as_str()), (200, "site B /long\n"));
+}
+
 async fn raw_answer(vhost: u16, bytes: &[u8]) -> String {
     let mut c = TcpStream::connect(("127.0.0.1", vhost))
         .await
@@ -864,27 +873,7 @@ fn websockets_hold_their_stream_permit_and_are_metered() {
     let mut frpc = spawn_frpc(dir.path(), port, &frpc_text(&proxy));
     frpc.wait_line("proxy started", WAIT);
     let go = dir.path().join("go");
-    let client_py = write_file(
-        dir.path(),
-        "ws_client.py",
-        &format!(
-            "import asyncio, json, os, sys, urllib.request, websockets\n\
-             async def main():\n    socks = []\n    refused = 0\n\
-             \x20   for i in range(8):\n        try:\n            socks.append(await websockets.connect('ws://ws.example.test:{vhost}/', host='127.0.0.1', port={vhost}, max_size=None))\n\
-             \x20       except websockets.exceptions.InvalidStatusCode as e:\n            refused += 1\n            print('refused', e.status_code, flush=True)\n\
-             \x20   for s in socks:\n        await s.send(os.urandom(100000))\n        assert len(await s.recv()) == 100000\n\
-             \x20   print('open', len(socks), 'refused', refused, flush=True)\n\
-             \x20   api = json.load(urllib.request.urlopen('http://127.0.0.1:{web}/api/proxy/http'))\n\
-             \x20   p = [p for p in api['proxies'] if p['name'] == 'ws'][0]\n\
-             \x20   print('conns', p['curConns'], 'in', p['todayTrafficIn'], 'out', p['todayTrafficOut'], flush=True)\n\
-             \x20   for _ in range(600):\n        if os.path.exists('{go}'):\n            break\n        await asyncio.sleep(0.05)\n\
-             \x20   alive = 0\n\
-             \x20   for s in socks:\n        try:\n            await asyncio.wait_for(s.send(b'y'), 5)\n            await asyncio.wait_for(s.recv(), 5)\n            alive += 1\n        except Exception:\n            pass\n\
-             \x20   print('alive', alive, flush=True)\n\
-             asyncio.run(main())\n",
-            go = go.display()
-        ),
-    );
+    let client_py = write_file(dir.path(), "ws_client.py", &ws_client(vhost, web, &go));
     let mut c = Command::new("/usr/bin/python3");
     c.arg(&client_py);
     let mut user = Proc::spawn(c);
@@ -912,6 +901,29 @@ fn websockets_hold_their_stream_permit_and_are_metered() {
     eventually_closed(web);
     std::fs::write(&go, "").expect("go on");
     assert_eq!(user.wait_line("alive ", WAIT), "alive 0");
+}
+
+/// A Python websockets client: 8 connections to ws.example.test, 100 KB
+/// each way on those taken, the API's figures for proxy "ws", then (once
+/// `go` exists) whether each still carries a message.
+fn ws_client(vhost: u16, web: u16, go: &std::path::Path) -> String {
+    format!(
+            "import asyncio, json, os, sys, urllib.request, websockets\n\
+             async def main():\n    socks = []\n    refused = 0\n\
+             \x20   for i in range(8):\n        try:\n            socks.append(await websockets.connect('ws://ws.example.test:{vhost}/', host='127.0.0.1', port={vhost}, max_size=None))\n\
+             \x20       except websockets.exceptions.InvalidStatusCode as e:\n            refused += 1\n            print('refused', e.status_code, flush=True)\n\
+             \x20   for s in socks:\n        await s.send(os.urandom(100000))\n        assert len(await s.recv()) == 100000\n\
+             \x20   print('open', len(socks), 'refused', refused, flush=True)\n\
+             \x20   api = json.load(urllib.request.urlopen('http://127.0.0.1:{web}/api/proxy/http'))\n\
+             \x20   p = [p for p in api['proxies'] if p['name'] == 'ws'][0]\n\
+             \x20   print('conns', p['curConns'], 'in', p['todayTrafficIn'], 'out', p['todayTrafficOut'], flush=True)\n\
+             \x20   for _ in range(600):\n        if os.path.exists('{go}'):\n            break\n        await asyncio.sleep(0.05)\n\
+             \x20   alive = 0\n\
+             \x20   for s in socks:\n        try:\n            await asyncio.wait_for(s.send(b'y'), 5)\n            await asyncio.wait_for(s.recv(), 5)\n            alive += 1\n        except Exception:\n            pass\n\
+             \x20   print('alive', alive, flush=True)\n\
+             asyncio.run(main())\n",
+            go = go.display()
+        )
 }
 
 /// Waits until frps's API lists no open connection for proxy "ws".
