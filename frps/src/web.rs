@@ -71,7 +71,18 @@ pub(crate) async fn serve(server: Arc<Server>, listener: TcpListener, stop: Canc
 }
 
 fn route(server: &Server, req: WebRequest) -> WebResponse {
-    let parts: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
+    // Each segment percent-decoded after the split: a name may hold a `/`
+    // (`my%20proxy%2F%C3%BC` is the proxy "my proxy/ü").
+    let decoded: Vec<String> = req
+        .path
+        .trim_start_matches('/')
+        .split('/')
+        .map(|seg| {
+            String::from_utf8_lossy(&crate::vhost::http::percent_decode(seg.as_bytes()))
+                .into_owned()
+        })
+        .collect();
+    let parts: Vec<&str> = decoded.iter().map(String::as_str).collect();
     let get = req.method == Method::GET;
     match (req.method.clone(), parts.as_slice()) {
         (_, ["healthz"]) => text(StatusCode::OK, ""),

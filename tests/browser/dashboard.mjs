@@ -3,6 +3,7 @@
 // and saves a screenshot. Run by tests/tests/dashboard_browser.rs:
 //   node dashboard.mjs URL USER PASSWORD PROXY HOSTNAME SCREENSHOT
 // Exits non-zero, saying why, when the page does not show the tunnel.
+// With EXTRA_PROXY set, that proxy's row must be there too.
 import { chromium } from "playwright-core";
 
 const [url, username, password, proxy, hostname, screenshot] = process.argv.slice(2);
@@ -23,7 +24,8 @@ try {
   const text = (sel) => page.locator(sel).innerText();
 
   if (await text("#card-clients") !== "1") fail("clients card shows " + await text("#card-clients"));
-  if (await text("#card-proxies") !== "1") fail("proxies card shows " + await text("#card-proxies"));
+  const wantProxies = process.env.EXTRA_PROXY ? "2" : "1";
+  if (await text("#card-proxies") !== wantProxies) fail("proxies card shows " + await text("#card-proxies"));
   const traffic = await text("#card-traffic");
   if (!/KiB|MiB/.test(traffic)) fail("traffic today shows " + traffic);
   const client = page.locator("#clients-body tr").first();
@@ -40,6 +42,15 @@ try {
   const bars = await row.locator("svg.chart rect").count();
   if (bars !== 14) fail("chart has " + bars + " bars, not 14");
   if (!(await text("#config")).includes("Bind port")) fail("no server configuration");
+  // A name that needs percent-encoding (EXTRA_PROXY) has its row and chart.
+  const extra = process.env.EXTRA_PROXY;
+  if (extra) {
+    const rows = page.locator("tr[data-proxy]");
+    const names = await rows.evaluateAll((rs) => rs.map((r) => r.dataset.proxy));
+    const i = names.indexOf(extra);
+    if (i < 0) fail("no row for " + JSON.stringify(extra) + " among " + JSON.stringify(names));
+    else if (await rows.nth(i).locator("svg.chart rect").count() !== 14) fail("no chart for " + extra);
+  }
   if (errors.length) fail("script errors: " + errors.join("; "));
   await page.screenshot({ path: screenshot, fullPage: true });
   console.log("dashboard: ok, screenshot " + screenshot);

@@ -12,6 +12,8 @@ use e2e::services::*;
 use e2e::*;
 
 const TOKEN: &str = "auth.token = \"browser\"\n";
+/// A proxy name that needs percent-encoding in every URL.
+const EXTRA: &str = "my proxy/ü";
 
 #[test]
 fn dashboard_shows_a_running_tunnel_in_chromium() {
@@ -33,11 +35,15 @@ fn dashboard_shows_a_running_tunnel_in_chromium() {
         dir.path(),
         frps_port,
         &format!(
-            "{TOKEN}transport.heartbeatInterval = 1\n{}",
-            tcp_proxy("ssh-box", echo, 0)
+            "{TOKEN}transport.heartbeatInterval = 1\n{}{}",
+            tcp_proxy("ssh-box", echo, 0),
+            tcp_proxy(EXTRA, echo, 0)
         ),
     );
-    let port = port_from_line(&frpc.wait_line("proxy started", WAIT));
+    let port = port_from_line(&frpc.wait_line("proxy=ssh-box", WAIT));
+    // A name that needs percent-encoding is found by the API.
+    let (code, body) = e2e::web::curl(web, &["-u", "ops:pw"], "/api/traffic/my%20proxy%2F%C3%BC");
+    assert_eq!(code, 200, "{body}");
     // 256 KiB each way through the tunnel.
     let mut user = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     let data = pattern(256 << 10, 3);
@@ -62,6 +68,7 @@ fn dashboard_shows_a_running_tunnel_in_chromium() {
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
     let shot = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/dashboard.png");
     let out = Command::new("node")
+        .env("EXTRA_PROXY", EXTRA)
         .current_dir(&browser_dir)
         .arg("dashboard.mjs")
         .arg(format!("http://127.0.0.1:{web}/"))

@@ -511,7 +511,7 @@ pub(crate) fn routing_path(raw: &str) -> String {
     format!("/{}", out.join("/"))
 }
 
-fn percent_decode(raw: &[u8]) -> Vec<u8> {
+pub(crate) fn percent_decode(raw: &[u8]) -> Vec<u8> {
     let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
     let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;
