@@ -527,7 +527,7 @@ mod props {
     }
 
     /// What the writer task has taken but not written still counts as
-    /// queued (the reader's pause and the audit's F11 rely on it).
+    /// queued (the reader's pause and the bound on replies a peer provokes rely on it).
     #[tokio::test]
     async fn the_batch_being_written_counts_as_queued() {
         let outbox = Arc::new(Outbox::new(Box::new(Stuck)));
