@@ -710,6 +710,44 @@ async fn within<F: std::future::Future>(deadline: Deadline, work: F) -> Result<F
 }
 
 /// The forwarding headers and the proxy's own changes.
+/// The headers a `Connection` header names are for this hop only (RFC
+/// 9110 7.6.1): dropped, and `Connection` keeps only what the next hop
+/// needs (`upgrade` for WebSockets, `close`, `keep-alive`). Otherwise a
+/// user could list `X-Real-IP` and have the next proxy drop ours.
+fn drop_hop_by_hop(h: &mut hyper::HeaderMap) {
+    let listed: Vec<String> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect();
+    if listed.is_empty() {
+        return;
+    }
+    let kept = ["upgrade", "close", "keep-alive"];
+    for name in listed.iter().filter(|t| !kept.contains(&t.as_str())) {
+        // Never what routing and forwarding stand on.
+        if name != "host" {
+            h.remove(name.as_str());
+        }
+    }
+    let left: Vec<&str> = listed
+        .iter()
+        .map(String::as_str)
+        .filter(|t| kept.contains(t))
+        .collect();
+    match HeaderValue::try_from(left.join(", ")) {
+        Ok(v) if !left.is_empty() => {
+            h.insert(header::CONNECTION, v);
+        }
+        _ => {
+            h.remove(header::CONNECTION);
+        }
+    }
+}
+
 fn prepare_request(
     changes: &HeaderChanges,
     peer: SocketAddr,
@@ -720,6 +758,11 @@ fn prepare_request(
     static XRI: HeaderName = HeaderName::from_static("x-real-ip");
     static XFH: HeaderName = HeaderName::from_static("x-forwarded-host");
     static XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
+    drop_hop_by_hop(h);
+    // One Host: the one the request was routed by (hyper keeps repeats).
+    if let Some(first) = h.get(header::HOST).cloned() {
+        h.insert(header::HOST, first);
+    }
     let ip = peer.ip().to_string();
     let xff = match h.get(&XFF).and_then(|v| v.to_str().ok()) {
         Some(prev) => HeaderValue::try_from(format!("{prev}, {ip}")),
@@ -784,6 +827,47 @@ pub(crate) const NOT_FOUND_PAGE: &str =
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_and_repeated_hosts_stop_here() {
+        let mut h = hyper::HeaderMap::new();
+        h.append(header::HOST, HeaderValue::from_static("web.test"));
+        h.append(header::HOST, HeaderValue::from_static("evil.test"));
+        h.append(
+            header::CONNECTION,
+            HeaderValue::from_static("Upgrade, X-Real-IP, x-secret"),
+        );
+        h.append(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.append("x-secret", HeaderValue::from_static("s"));
+        let changes = HeaderChanges::new(&HttpSpec {
+            custom_domains: vec!["web.test".into()],
+            subdomain: String::new(),
+            locations: Vec::new(),
+            http_user: String::new(),
+            http_password: String::new(),
+            host_header_rewrite: String::new(),
+            request_headers: Vec::new(),
+            response_headers: Vec::new(),
+            route_by_http_user: String::new(),
+        });
+        prepare_request(
+            &changes,
+            "10.0.0.9:5000".parse().expect("addr"),
+            "web.test",
+            &mut h,
+        );
+        let all = |n: &str| {
+            h.get_all(n)
+                .iter()
+                .map(|v| v.to_str().expect("text").to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(all("host"), ["web.test"]);
+        assert_eq!(all("connection"), ["upgrade"]);
+        assert_eq!(all("upgrade"), ["websocket"]);
+        assert!(all("x-secret").is_empty());
+        assert_eq!(all("x-real-ip"), ["10.0.0.9"]);
+    }
 
     #[test]
     fn locations_see_the_path_a_service_would() {
