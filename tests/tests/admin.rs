@@ -670,6 +670,12 @@ fn uploaded_configs_run_nothing_and_quote_no_other_file() {
         "{body}"
     );
     assert!(!marker.exists(), "the uploaded token command ran");
+    let file_token = format!(
+        "{base}auth.tokenSource.type = \"file\"\nauth.tokenSource.file.path = \"/etc/passwd\"\n"
+    );
+    let (code, body) = put(&file_token.replace("auth.token = \"admin-test\"\n", ""));
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("may not name a token file"), "{body}");
 
     let (code, body) = put(&format!("{base}includes = [\"/etc/*\"]\n"));
     assert_eq!(code, 400, "{body}");

@@ -491,7 +491,8 @@ pub(crate) fn basic_auth_user(given: Option<&HeaderValue>) -> Option<String> {
 /// request itself is forwarded as sent. Case is kept, as frp keeps it.
 pub(crate) fn routing_path(raw: &str) -> String {
     let decoded = percent_decode(raw.as_bytes());
-    let text = String::from_utf8_lossy(&decoded);
+    // Some services (IIS, anything on Windows paths) read `\` as `/`.
+    let text = String::from_utf8_lossy(&decoded).replace('\\', "/");
     let mut out: Vec<&str> = Vec::new();
     let segments: Vec<&str> = text.split('/').collect();
     let last = segments.len().saturating_sub(1);
@@ -880,6 +881,8 @@ mod tests {
             "/%2e/admin",
             "/a/%2e%2e/admin",
             "/../admin",
+            "/\\admin",
+            "/%5cadmin",
         ] {
             assert_eq!(routing_path(raw), "/admin", "{raw}");
         }

@@ -383,6 +383,14 @@ fn check_auth(auth: &mut AuthConfig, p: &mut Problems<'_>, trust: load::Trust) {
                 format!("{key}: a config sent to the admin API may not run a command (type \"exec\"); edit the file on the host"),
             )
         }
+        // Its file would become the token frpc proves to whatever server
+        // the upload names: not chosen through the API either.
+        load::Trust::Upload if !source.kind.is_empty() => {
+            return p.key(
+                key,
+                format!("{key}: a config sent to the admin API may not name a token file; edit the file on the host"),
+            )
+        }
         load::Trust::Upload => return,
         load::Trust::Reload if exec => return,
         _ => {}
@@ -397,9 +405,7 @@ fn check_auth(auth: &mut AuthConfig, p: &mut Problems<'_>, trust: load::Trust) {
 /// The token a source gives, trimmed (as frp).
 fn resolve_token(source: &TokenSource) -> Result<String, String> {
     match (source.kind.as_str(), &source.file, &source.exec) {
-        ("file", Some(f), _) if !f.path.is_empty() => std::fs::read_to_string(&f.path)
-            .map(|t| t.trim().to_owned())
-            .map_err(|e| format!("cannot read {}: {e}", f.path)),
+        ("file", Some(f), _) if !f.path.is_empty() => read_token_file(&f.path),
         ("file", _, _) => Err("type \"file\" needs file.path".into()),
         ("exec", _, Some(x)) if !x.command.is_empty() => {
             if !ALLOW_TOKEN_EXEC.load(std::sync::atomic::Ordering::Relaxed) {
@@ -425,6 +431,18 @@ fn resolve_token(source: &TokenSource) -> Result<String, String> {
             "type {other:?} is not a token source (supported: \"file\", \"exec\")"
         )),
     }
+}
+
+/// A token file's text, trimmed; at most 64 KiB is read (a token is a
+/// line, and `/dev/zero` must not take the memory).
+fn read_token_file(path: &str) -> Result<String, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let mut text = String::new();
+    file.take(64 << 10)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read {path}: {e}"))?;
+    Ok(text.trim().to_owned())
 }
 
 /// How long a token command may run before it is killed.

@@ -176,13 +176,52 @@ fn foreign(req: &Request<Incoming>, open: bool, guard: Guard) -> Option<&'static
 
 /// An IP address or `localhost`, with an optional port.
 fn literal_host(host: &str) -> bool {
+    let port_ok = |p: &str| {
+        p.is_empty()
+            || p.strip_prefix(':')
+                .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+    };
     if let Some(v6) = host.strip_prefix('[') {
         return v6
             .split_once(']')
-            .is_some_and(|(ip, _)| ip.parse::<std::net::Ipv6Addr>().is_ok());
+            .is_some_and(|(ip, rest)| ip.parse::<std::net::Ipv6Addr>().is_ok() && port_ok(rest));
     }
-    let name = host.rsplit_once(':').map_or(host, |(h, _)| h);
-    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::Ipv4Addr>().is_ok()
+    let (name, rest) = match host.find(':') {
+        Some(i) => host.split_at(i),
+        None => (host, ""),
+    };
+    port_ok(rest)
+        && (name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::Ipv4Addr>().is_ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::literal_host;
+
+    #[test]
+    fn only_addresses_and_localhost_with_a_numeric_port() {
+        for ok in [
+            "127.0.0.1",
+            "127.0.0.1:7400",
+            "[::1]",
+            "[::1]:7400",
+            "LOCALHOST",
+            "localhost:1",
+        ] {
+            assert!(literal_host(ok), "{ok}");
+        }
+        for bad in [
+            "127.0.0.1:7400@evil",
+            "localhost:7400, evil.com",
+            "localhost.evil.com",
+            "127.0.0.1.nip.io",
+            "[::1]evil",
+            "localhost:",
+            "evil.com",
+        ] {
+            assert!(!literal_host(bad), "{bad}");
+        }
+    }
 }
 
 /// Serves `listener` until `stop`, each request answered by `handler`
