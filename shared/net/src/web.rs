@@ -194,36 +194,6 @@ fn literal_host(host: &str) -> bool {
         && (name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::Ipv4Addr>().is_ok())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::literal_host;
-
-    #[test]
-    fn only_addresses_and_localhost_with_a_numeric_port() {
-        for ok in [
-            "127.0.0.1",
-            "127.0.0.1:7400",
-            "[::1]",
-            "[::1]:7400",
-            "LOCALHOST",
-            "localhost:1",
-        ] {
-            assert!(literal_host(ok), "{ok}");
-        }
-        for bad in [
-            "127.0.0.1:7400@evil",
-            "localhost:7400, evil.com",
-            "localhost.evil.com",
-            "127.0.0.1.nip.io",
-            "[::1]evil",
-            "localhost:",
-            "evil.com",
-        ] {
-            assert!(!literal_host(bad), "{bad}");
-        }
-    }
-}
-
 /// Serves `listener` until `stop`, each request answered by `handler`
 /// once basic auth (`auth`) has passed.
 pub async fn serve<F, Fut>(
@@ -355,4 +325,34 @@ where
         peer,
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::literal_host;
+
+    #[test]
+    fn only_addresses_and_localhost_with_a_numeric_port() {
+        for ok in [
+            "127.0.0.1",
+            "127.0.0.1:7400",
+            "[::1]",
+            "[::1]:7400",
+            "LOCALHOST",
+            "localhost:1",
+        ] {
+            assert!(literal_host(ok), "{ok}");
+        }
+        for bad in [
+            "127.0.0.1:7400@evil",
+            "localhost:7400, evil.com",
+            "localhost.evil.com",
+            "127.0.0.1.nip.io",
+            "[::1]evil",
+            "localhost:",
+            "evil.com",
+        ] {
+            assert!(!literal_host(bad), "{bad}");
+        }
+    }
 }
