@@ -78,7 +78,10 @@ pub(crate) async fn accept_loop<F, Fut>(
 pub(crate) fn host_name(raw: &str) -> Option<String> {
     let name = raw.trim();
     let name = match name.rsplit_once(':') {
-        Some((h, port)) if port.bytes().all(|c| c.is_ascii_digit()) => h,
+        Some((h, port)) if port.bytes().all(|c| c.is_ascii_digit()) => {
+            port.parse::<u16>().ok()?;
+            h
+        }
         _ => name,
     };
     let name = name.strip_suffix('.').unwrap_or(name);
@@ -314,5 +317,10 @@ mod tests {
             Some("a.example.com")
         );
         assert_eq!(host_name(""), None);
+        assert_eq!(host_name("a.example.com:99999"), None, "not a port");
+        assert_eq!(
+            host_name(&format!("a.example.com:{}", "9".repeat(60_000))),
+            None
+        );
     }
 }
