@@ -219,8 +219,11 @@ fn frp_command_lines_work_as_frp_prints_them() {
         assert!(String::from_utf8_lossy(&out.stdout).starts_with(&format!("{bin_name} ")));
     }
     let port = free_port();
+    // Without a file, frps keeps its certificate and frpc its known
+    // servers in the working directory: a scratch one.
+    let dir = tempfile::tempdir().expect("tempdir");
     let mut frps = Command::new(bin("frps"));
-    frps.args([
+    frps.current_dir(dir.path()).args([
         "-p",
         &port.to_string(),
         "-t",
@@ -245,7 +248,6 @@ fn frp_command_lines_work_as_frp_prints_them() {
         pin.starts_with("transport.tls.serverFingerprint = \""),
         "{pin}"
     );
-    let dir = tempfile::tempdir().expect("tempdir");
     let mut pinned = spawn_frpc(
         dir.path(),
         port,
@@ -254,21 +256,22 @@ fn frp_command_lines_work_as_frp_prints_them() {
     pinned.wait_line("logged in", WAIT);
     let (_l, echo) = echo_listener();
     let mut frpc = Command::new(bin("frpc"));
-    frpc.args([
-        "tcp",
-        "--server-addr",
-        "127.0.0.1",
-        "--server-port",
-        &port.to_string(),
-    ])
-    .args([
-        "-t",
-        "flags",
-        "--local-port",
-        &echo.port().to_string(),
-        "--proxy-name",
-        "quick",
-    ]);
+    frpc.current_dir(dir.path())
+        .args([
+            "tcp",
+            "--server-addr",
+            "127.0.0.1",
+            "--server-port",
+            &port.to_string(),
+        ])
+        .args([
+            "-t",
+            "flags",
+            "--local-port",
+            &echo.port().to_string(),
+            "--proxy-name",
+            "quick",
+        ]);
     let mut frpc = Proc::spawn(frpc);
     frpc.wait_line("proxy started", WAIT);
     let cfg = write_file(dir.path(), "frps.toml", "bindPort = 7000\n");
