@@ -223,8 +223,12 @@ impl<R: Routed> Routes<R> {
     /// location, and among those a proxy routed by this user
     /// (`routeByHTTPUser`) before one for everybody.
     pub fn lookup(&self, host: &str, path: &str, user: &str) -> Option<Arc<R>> {
-        let host = host_name(host)?;
-        self.names.first_match(&host, |located| {
+        self.lookup_name(&host_name(host)?, path, user)
+    }
+
+    /// [`Routes::lookup`] for a name [`host_name`] already gave.
+    pub fn lookup_name(&self, name: &str, path: &str, user: &str) -> Option<Arc<R>> {
+        self.names.first_match(name, |located| {
             located
                 .iter()
                 .filter(|(l, r)| {
@@ -437,16 +441,12 @@ async fn handle(
         .map(str::to_owned)
         .or_else(|| req.uri().authority().map(|a| a.to_string()))
         .unwrap_or_default();
-    if host_name(&host).is_none() {
+    let Some(name) = host_name(&host) else {
         return text(StatusCode::BAD_REQUEST, "400 not a host name\n");
-    }
+    };
     let user = basic_auth_user(req.headers().get(header::AUTHORIZATION)).unwrap_or_default();
-    let Some(route) =
-        vhost
-            .server
-            .http_routes
-            .lookup(&host, &routing_path(req.uri().path()), &user)
-    else {
+    let path = routing_path(req.uri().path());
+    let Some(route) = vhost.server.http_routes.lookup_name(&name, &path, &user) else {
         return page(StatusCode::NOT_FOUND, vhost.not_found.clone(), "text/html");
     };
     if !authorized(&route.spec, &req) {

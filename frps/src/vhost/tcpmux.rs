@@ -89,12 +89,12 @@ async fn handle(
         .authority()
         .map(|a| a.host().to_owned())
         .unwrap_or_default();
-    if super::host_name(&host).is_none() {
+    let Some(name) = super::host_name(&host) else {
         return text(StatusCode::BAD_REQUEST, "400 not a host name\n");
-    }
+    };
     let user = super::http::basic_auth_user(req.headers().get(header::PROXY_AUTHORIZATION))
         .unwrap_or_default();
-    let Some(route) = server.tcpmux_routes.lookup(&host, "/", &user) else {
+    let Some(route) = server.tcpmux_routes.lookup_name(&name, "/", &user) else {
         return text(StatusCode::NOT_FOUND, "404 no tcpmux proxy for this host\n");
     };
     if !authorized(&route.spec, &req) {
