@@ -64,8 +64,9 @@ pub(crate) struct Server {
     pub workers: Arc<net::workers::Pool>,
     /// The HTTP virtual host, when it shares `bindPort` (set at start).
     pub shared_http: std::sync::OnceLock<Arc<vhost::http::Vhost>>,
-    /// Connections the virtual host ports may hold together (a share of
-    /// the descriptor limit: `net::gate::fd_share`).
+    /// Descriptors the public side may hold together: virtual host and
+    /// web server connections, tcp/udp proxy ports and their users'
+    /// connections (a share of the descriptor limit: `net::gate::fd_share`).
     pub public: Arc<Semaphore>,
     /// Names claimed by `type = "tcpmux"` proxies on `tcpmuxHTTPConnectPort`.
     pub tcpmux_routes: Arc<vhost::tcpmux::Routes>,

@@ -64,3 +64,92 @@ fn a_thousand_proxies_from_one_template_all_start() {
     }
     drop(frpc);
 }
+
+/// frps at 600 descriptors: one client's 300 tcp proxies and 300
+/// connections of their users get the public side's share and no more (the
+/// ports beyond it are refused with the reason, the connections beyond it
+/// closed), and another client still logs in and is told the same.
+#[test]
+fn a_clients_ports_and_users_leave_descriptors_for_logins() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let cfg = write_file(
+        dir.path(),
+        "frps.toml",
+        &format!("bindAddr = \"127.0.0.1\"\nbindPort = {port}\nauth.token = \"t\"\n"),
+    );
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c").arg(format!(
+        "ulimit -n 600 && exec {} -c {}",
+        e2e::bin("frps").display(),
+        cfg.display()
+    ));
+    let mut frps = Proc::spawn(cmd);
+    frps.wait_line("frps listening", e2e::WAIT);
+    let service = banner(RESPONSE);
+    let admin = free_port();
+    let text = format!(
+        "serverAddr = \"127.0.0.1\"\nserverPort = {port}\nauth.token = \"t\"\n\
+         webServer.port = {admin}\n\
+         {{{{- range $_, $n := parseNumberRange \"1-300\" }}}}\n\
+         [[proxies]]\nname = \"tcp-{{{{ $n }}}}\"\ntype = \"tcp\"\nlocalPort = {lp}\n\
+         {{{{- end }}}}\n",
+        lp = service.port()
+    );
+    let a_dir = tempfile::tempdir().expect("tempdir");
+    let cfg = write_file(a_dir.path(), "frpc.toml", &text);
+    let mut cmd = Command::new(e2e::bin("frpc"));
+    cmd.arg("-c").arg(&cfg);
+    let _a = Proc::spawn(cmd);
+    let mut status = serde_json::Value::Null;
+    eventually("every proxy answered", || {
+        let (code, body) = curl(admin, &[], "/api/status");
+        status = serde_json::from_str(&body).unwrap_or_default();
+        let answered = status["tcp"].as_array().map_or(0, |a| {
+            a.iter().filter(|p| p["status"] != "wait start").count()
+        });
+        code == 200 && answered == 300
+    });
+    let tcp = status["tcp"].as_array().expect("tcp proxies");
+    let started = running(&status, "tcp");
+    assert!(
+        (1..300).contains(&started),
+        "{started} of 300 ports started"
+    );
+    let refused = tcp
+        .iter()
+        .find(|p| p["status"] == "start error")
+        .expect("a refusal");
+    assert!(
+        refused["err"].as_str().unwrap_or("").contains("ulimit -n"),
+        "{refused}"
+    );
+    let first = tcp
+        .iter()
+        .find(|p| p["status"] == "running")
+        .expect("one running");
+    let public: u16 = first["remote_addr"]
+        .as_str()
+        .and_then(|r| r.rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    // The ports took what the share holds: these users find none left.
+    let held: Vec<_> = (0..300)
+        .filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", public)).ok())
+        .collect();
+    let pid = frps.child.id();
+    eventually("frps closed the connections beyond its share", || {
+        e2e::raw::fd_count(pid) < 600 - 256
+    });
+    let mut b = e2e::spawn_frpc(
+        dir.path(),
+        port,
+        &format!(
+            "auth.token = \"t\"\n{}",
+            e2e::tcp_proxy("after", service, 0)
+        ),
+    );
+    let line = b.wait_line("ulimit -n", e2e::WAIT);
+    assert!(line.contains("after"), "{line}");
+    drop(held);
+}

@@ -1,11 +1,15 @@
 //! Public ports: `remotePort`, `allowPorts` and the random pick for
-//! `remotePort = 0`, for TCP and UDP alike.
+//! `remotePort = 0`, for TCP and UDP alike. Each port holds a descriptor
+//! from the public ports' share (`Server::public`), as its users'
+//! connections do, so no number of proxies or users can take the
+//! descriptors logins and tunnels need.
 
 use std::future::Future;
 use std::io;
 
 use rand::seq::SliceRandom;
 use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::OwnedSemaphorePermit;
 use wire::message::ProxyError;
 
 use crate::Server;
@@ -13,7 +17,18 @@ use crate::Server;
 /// How many random ports from `allowPorts` to try for `remotePort = 0`.
 const PICK_ATTEMPTS: usize = 64;
 
-pub(crate) async fn bind_tcp(server: &Server, port: u16) -> Result<TcpListener, ProxyError> {
+/// A bound port and its place in the descriptor share, given back when
+/// the two are dropped together.
+pub(crate) struct Bound<T> {
+    pub port: T,
+    pub _fd: OwnedSemaphorePermit,
+}
+
+/// Why a port or a user's connection found no descriptor.
+pub(crate) const NO_DESCRIPTOR: &str = "frps holds all the public ports and connections its \
+     descriptor limit leaves room for (raise `ulimit -n`, LimitNOFILE= in systemd)";
+
+pub(crate) async fn bind_tcp(server: &Server, port: u16) -> Result<Bound<TcpListener>, ProxyError> {
     bind(
         server,
         port,
@@ -22,7 +37,7 @@ pub(crate) async fn bind_tcp(server: &Server, port: u16) -> Result<TcpListener, 
     .await
 }
 
-pub(crate) async fn bind_udp(server: &Server, port: u16) -> Result<UdpSocket, ProxyError> {
+pub(crate) async fn bind_udp(server: &Server, port: u16) -> Result<Bound<UdpSocket>, ProxyError> {
     bind(
         server,
         port,
@@ -31,7 +46,19 @@ pub(crate) async fn bind_udp(server: &Server, port: u16) -> Result<UdpSocket, Pr
     .await
 }
 
-async fn bind<T, F, Fut>(server: &Server, port: u16, bind_one: F) -> Result<T, ProxyError>
+async fn bind<T, F, Fut>(server: &Server, port: u16, bind_one: F) -> Result<Bound<T>, ProxyError>
+where
+    F: Fn((String, u16)) -> Fut,
+    Fut: Future<Output = io::Result<T>>,
+{
+    let Ok(fd) = server.public.clone().try_acquire_owned() else {
+        return Err(ProxyError::Bind(NO_DESCRIPTOR.into()));
+    };
+    let port = pick(server, port, bind_one).await?;
+    Ok(Bound { port, _fd: fd })
+}
+
+async fn pick<T, F, Fut>(server: &Server, port: u16, bind_one: F) -> Result<T, ProxyError>
 where
     F: Fn((String, u16)) -> Fut,
     Fut: Future<Output = io::Result<T>>,

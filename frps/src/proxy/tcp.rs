@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use net::gate::Gate;
 use net::logging::Escaped;
 use net::tunnel::Local;
 use tokio::net::{TcpListener, TcpStream};
@@ -11,11 +12,13 @@ use tokio::sync::OwnedSemaphorePermit;
 use tracing::{debug, info_span, warn, Instrument};
 use wire::message::{ProxyError, TcpSpec};
 
-use super::{open_work, ports, ProxyCtx};
+use super::ports::{self, Bound};
+use super::{open_work, ProxyCtx};
 
 pub(super) async fn start(spec: &TcpSpec, ctx: ProxyCtx) -> Result<SocketAddr, ProxyError> {
     let listener = ports::bind_tcp(&ctx.server, spec.remote_port).await?;
     let addr = listener
+        .port
         .local_addr()
         .map_err(|e| ProxyError::Bind(e.to_string()))?;
     let span = info_span!("proxy", name = %Escaped(&ctx.name), %addr);
@@ -25,13 +28,23 @@ pub(super) async fn start(spec: &TcpSpec, ctx: ProxyCtx) -> Result<SocketAddr, P
     Ok(addr)
 }
 
-async fn accept_loop(listener: TcpListener, addr: SocketAddr, ctx: ProxyCtx) {
+async fn accept_loop(listener: Bound<TcpListener>, addr: SocketAddr, ctx: ProxyCtx) {
+    // Users' connections take their descriptors from the public ports'
+    // share, as many from one address as on a virtual host port.
+    let gate = Gate::new(ctx.server.public.clone(), crate::vhost::PER_ADDRESS);
     loop {
         tokio::select! {
             _ = ctx.stop.cancelled() => break,
-            accepted = listener.accept() => match accepted {
+            accepted = listener.port.accept() => match accepted {
                 Ok((user, src)) => {
                     let span = info_span!("conn", %src);
+                    let pass = match gate.admit(src.ip()) {
+                        Ok(pass) => pass,
+                        Err(why) => {
+                            debug!(%src, "closed at once: {why}");
+                            continue;
+                        }
+                    };
                     let Ok(permit) = ctx.budget.permits.clone().try_acquire_owned() else {
                         warn!(
                             %src,
@@ -44,7 +57,11 @@ async fn accept_loop(listener: TcpListener, addr: SocketAddr, ctx: ProxyCtx) {
                     // The address the user reached (for PROXY protocol),
                     // not the wildcard the listener is bound to.
                     let dst = user.local_addr().unwrap_or(addr);
-                    ctx.tasks.spawn(serve_user(user, src, dst, ctx.clone(), permit).instrument(span));
+                    let serve = serve_user(user, src, dst, ctx.clone(), permit);
+                    ctx.tasks.spawn(async move {
+                        let _pass = pass;
+                        serve.await
+                    }.instrument(span));
                 }
                 Err(e) => {
                     warn!("accept failed: {e}");

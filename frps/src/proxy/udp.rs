@@ -28,14 +28,19 @@ use super::{open_work, ports, ProxyCtx};
 const BATCH: usize = 64 * 1024;
 
 pub(super) async fn start(spec: &UdpSpec, ctx: ProxyCtx) -> Result<SocketAddr, ProxyError> {
-    let sock = ports::bind_udp(&ctx.server, spec.remote_port).await?;
+    let bound = ports::bind_udp(&ctx.server, spec.remote_port).await?;
+    let (sock, fd) = (bound.port, bound._fd);
     let addr = sock
         .local_addr()
         .map_err(|e| ProxyError::Bind(e.to_string()))?;
     let span = info_span!("proxy", name = %Escaped(&ctx.name), %addr, kind = "udp");
-    ctx.tasks
-        .clone()
-        .spawn(run(Arc::new(sock), addr, ctx).instrument(span));
+    ctx.tasks.clone().spawn(
+        async move {
+            run(Arc::new(sock), addr, ctx).await;
+            drop(fd);
+        }
+        .instrument(span),
+    );
     Ok(addr)
 }
 
