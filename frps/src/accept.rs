@@ -28,8 +28,11 @@ pub(crate) async fn handle(
     permit: OwnedSemaphorePermit,
 ) {
     let span = info_span!("client", %peer);
+    // One deadline from accept: telling a login from a virtual host's user
+    // on a shared port is part of the time a login has.
+    let deadline = tokio::time::Instant::now() + server.config.login_timeout();
     async move {
-        match shared_port(&server, &tcp).await {
+        match shared_port(&server, &tcp, deadline).await {
             Shared::Http(vhost) => {
                 drop(permit);
                 crate::vhost::http::place(vhost, tcp, peer).await
@@ -39,7 +42,7 @@ pub(crate) async fn handle(
                 crate::vhost::https::carry_home(ctx, tcp, peer).await
             }
             Shared::No => {
-                if let Err(e) = serve(server, tcp, close, permit).await {
+                if let Err(e) = serve(server, tcp, close, permit, deadline).await {
                     warn!("{e:#}");
                 }
             }
@@ -60,7 +63,7 @@ enum Shared {
 /// Tells users of virtual hosts that share `bindPort` from clients by their
 /// first bytes: an HTTP request, or a ClientHello naming a routed domain
 /// (frpc's names none, or frps's own). Nothing is consumed.
-async fn shared_port(server: &Server, tcp: &TcpStream) -> Shared {
+async fn shared_port(server: &Server, tcp: &TcpStream, deadline: tokio::time::Instant) -> Shared {
     let cfg = &server.config;
     let http = server.shared_http.get();
     let https = cfg.vhost_https_port != 0 && cfg.vhost_https_port == cfg.bind_port;
@@ -68,14 +71,15 @@ async fn shared_port(server: &Server, tcp: &TcpStream) -> Shared {
         return Shared::No;
     }
     let mut first = [0u8; 4];
-    let Ok(Ok(n)) = tokio::time::timeout(cfg.login_timeout(), tcp.peek(&mut first)).await else {
+    let Ok(Ok(n)) = tokio::time::timeout_at(deadline, tcp.peek(&mut first)).await else {
         return Shared::No;
     };
     match (classify(&first[..n]), http) {
         (FirstBytes::Http, Some(vhost)) => Shared::Http(vhost.clone()),
         (FirstBytes::Tls, _) if https => {
             let hello = crate::vhost::https::hello(tcp);
-            match tokio::time::timeout(crate::vhost::https::HELLO_TIMEOUT, hello).await {
+            let by = deadline.min(tokio::time::Instant::now() + crate::vhost::https::HELLO_TIMEOUT);
+            match tokio::time::timeout_at(by, hello).await {
                 // frpc's hello is a login whatever name it carries.
                 Ok(Ok(hello)) if !hello.frpc => hello
                     .name
@@ -93,6 +97,7 @@ async fn serve(
     tcp: TcpStream,
     close: CancellationToken,
     permit: OwnedSemaphorePermit,
+    deadline: tokio::time::Instant,
 ) -> Result<()> {
     // Control messages and interactive sessions (SSH) are latency bound.
     tcp.set_nodelay(true).ok();
@@ -103,10 +108,9 @@ async fn serve(
     let activity = Activity::new();
     let io = Metered::new(tcp, activity.clone());
 
-    // TLS and login share one deadline: a connection that has not proven
-    // itself by then is closed.
+    // TLS and login share the deadline set at accept: a connection that
+    // has not proven itself by then is closed.
     let login_timeout = cfg.login_timeout();
-    let deadline = tokio::time::Instant::now() + login_timeout;
     let Some((io, binding, first)) = handshake(&server, io, deadline, login_timeout).await? else {
         return Ok(());
     };

@@ -325,3 +325,32 @@ async fn domains_under_sub_domain_host_are_subdomains_only() {
     c.stop().await;
     server.stop().await;
 }
+
+/// On a bindPort shared with https virtual hosts, telling a login from a
+/// user is part of the login's time: a connection that starts a
+/// ClientHello and stalls is closed by loginTimeout (1 s here), not by
+/// the hello's own 10 s and a fresh login deadline after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_hello_on_a_shared_port_has_only_the_login_deadline() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let certs = std::sync::Arc::new(tempfile::tempdir().expect("tempdir"));
+    let server = TestServer::start_on(
+        listener,
+        certs,
+        &format!("{TOKEN}vhostHTTPSPort = {port}\ntransport.loginTimeout = 1\n"),
+    );
+    let mut s = TcpStream::connect(server.addr).await.expect("connect");
+    let started = std::time::Instant::now();
+    // A handshake record of 512 bytes, of which only the header comes.
+    s.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00])
+        .await
+        .expect("write");
+    let mut buf = [0u8; 64];
+    let end = tokio::time::timeout(Duration::from_secs(30), s.read(&mut buf)).await;
+    assert!(matches!(end, Ok(Ok(0)) | Ok(Err(_))), "{end:?}");
+    let took = started.elapsed();
+    // Generous against a slow machine; the old path took 11 s.
+    assert!(took < Duration::from_secs(6), "closed after {took:?}");
+    server.stop().await;
+}
