@@ -114,8 +114,12 @@ async fn serve(
     let Some((io, binding, first)) = handshake(&server, io, deadline, login_timeout).await? else {
         return Ok(());
     };
+    let from = login::Source {
+        ip: peer.ip(),
+        deadline,
+    };
     if first == WORK_CONN_MARKER {
-        return login::work_conn(&server, io, &binding, deadline).await;
+        return login::work_conn(&server, io, &binding, from).await;
     }
     let io = Prefixed::new(first, io);
     let mut session = mux::start(
@@ -129,7 +133,7 @@ async fn serve(
             .untrusted(),
         close.clone(),
     );
-    let login = login::control(&server, &mut session.incoming, &binding);
+    let login = login::control(&server, &mut session.incoming, &binding, from);
     let login = tokio::time::timeout_at(deadline, login).await;
     let (ctrl, client) = match login {
         Ok(Ok(Some(v))) => v,

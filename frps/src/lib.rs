@@ -7,6 +7,7 @@
 mod accept;
 mod history;
 mod login;
+mod penalty;
 mod pool;
 mod proxy;
 mod records;
@@ -48,6 +49,8 @@ pub(crate) struct Server {
     pub registry: Arc<Registry>,
     /// Clients and proxies as the dashboard shows them.
     pub records: records::Records,
+    /// Failed proofs per source address (`penalty`).
+    pub penalties: penalty::Penalties,
     /// Where their daily traffic survives restarts (with the web server).
     pub history: Option<history::HistoryStore>,
     /// The settings a reload may change (the rest of `config` stays as
@@ -202,6 +205,7 @@ pub async fn run_with_stats(
         config,
         registry: stats.0.clone(),
         records,
+        penalties: penalty::Penalties::default(),
         history,
         live,
         web_auth,

@@ -23,6 +23,22 @@ use crate::Server;
 
 type HelloStream = Framed<MuxStream, MessageCodec<Hello>>;
 
+/// Where a connection comes from and by when it must have proven itself.
+#[derive(Clone, Copy)]
+pub(crate) struct Source {
+    pub ip: std::net::IpAddr,
+    pub deadline: tokio::time::Instant,
+}
+
+impl Source {
+    /// Counts a failed proof, and holds its answer as long as the address
+    /// has earned (`penalty`).
+    async fn penalise(self, server: &Server) {
+        let wait = server.penalties.failed(self.ip);
+        crate::penalty::serve_wait(wait, self.deadline).await;
+    }
+}
+
 /// The client as established by a successful login.
 pub(crate) struct Client {
     pub user: String,
@@ -42,6 +58,7 @@ pub(crate) async fn control(
     server: &Server,
     incoming: &mut tokio::sync::mpsc::UnboundedReceiver<MuxStream>,
     binding: &[u8; 32],
+    from: Source,
 ) -> Result<Option<(ControlStream<MuxStream>, Client)>> {
     let Some(stream) = incoming.recv().await else {
         return Ok(None);
@@ -49,7 +66,7 @@ pub(crate) async fn control(
     // Streams beyond the control stream are refused at once, so an
     // unauthenticated peer cannot make us hold buffers for them.
     let hello = Framed::new(stream, MessageCodec::<Hello>::new());
-    let handshake = handshake(server, hello, binding);
+    let handshake = handshake(server, hello, binding, from);
     tokio::pin!(handshake);
     loop {
         tokio::select! {
@@ -66,6 +83,7 @@ async fn handshake(
     server: &Server,
     mut ctrl: HelloStream,
     binding: &[u8; 32],
+    from: Source,
 ) -> Result<Option<(ControlStream<MuxStream>, Client)>> {
     let version = match ctrl.next().await {
         Some(Ok(Hello::Client { version })) => version,
@@ -112,6 +130,7 @@ async fn handshake(
             "login rejected: invalid token"
         );
         server.records.login_failed("invalid_token");
+        from.penalise(server).await;
         reject(&mut ctrl, LoginError::InvalidToken).await;
         return Ok(None);
     }
@@ -205,8 +224,9 @@ pub(crate) async fn work_conn(
     server: &Server,
     mut io: BoxIo,
     binding: &[u8; 32],
-    deadline: tokio::time::Instant,
+    from: Source,
 ) -> Result<()> {
+    let deadline = from.deadline;
     let nonce = wire::auth::new_nonce();
     let hello = Hello::Server {
         version: PROTOCOL_VERSION,
@@ -239,6 +259,8 @@ pub(crate) async fn work_conn(
         .token
         .verify(Purpose::WorkConn, &nonce, binding, &run_id, &user, &proof)
     {
+        server.records.login_failed("invalid_token");
+        from.penalise(server).await;
         bail!("rejected work connection: invalid token");
     }
     let Some(queue) = server.registry.work_queue(&user, &run_id) else {

@@ -485,3 +485,51 @@ async fn protocol_errors_before_login_are_logged() {
     assert!(line.contains("WARN"), "{line}");
     drop(r);
 }
+
+/// Guessing the token from one address: the first three wrong proofs are
+/// answered at once, each after them waits longer (250 ms, 500 ms, …), and
+/// `/metrics` counts those waits; the right token from the same address
+/// still logs in at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_logins_from_one_address_wait_longer_each_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let web = free_port();
+    let (_p, addr) = frps(
+        dir.path(),
+        &format!(
+            "webServer.port = {web}\nwebServer.addr = \"127.0.0.1\"\nenablePrometheus = true\n"
+        ),
+    );
+    let mut answered_in = Vec::new();
+    for _ in 0..6 {
+        let mut r = Raw::new(raw::connect_plain(addr).await);
+        let started = Instant::now();
+        let out = r.login("a-guess", "u", "", true).await;
+        assert!(matches!(out, LoginOutcome::Rejected(_)), "{out:?}");
+        answered_in.push(started.elapsed());
+    }
+    // Lower bounds only: a slow machine makes them longer, never shorter.
+    assert!(
+        answered_in[3] >= Duration::from_millis(250),
+        "{answered_in:?}"
+    );
+    assert!(
+        answered_in[5] >= Duration::from_millis(1000),
+        "{answered_in:?}"
+    );
+    let mut r = Raw::new(raw::connect_plain(addr).await);
+    let out = r.login(TOKEN, "u", "", true).await;
+    assert!(matches!(out, LoginOutcome::Accepted { .. }), "{out:?}");
+    let metrics = tokio::task::spawn_blocking(move || {
+        e2e::web::prometheus_samples(&e2e::web::curl(web, &[], "/metrics").1)
+    })
+    .await
+    .expect("metrics");
+    for want in [
+        "frp_server_login_failures_delayed_total{} 3.0",
+        "frp_server_login_failing_addresses{} 1.0",
+        "frp_server_login_failures_total{reason=invalid_token} 6.0",
+    ] {
+        assert!(metrics.contains(want), "{want} not in\n{metrics}");
+    }
+}

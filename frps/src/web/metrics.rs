@@ -101,6 +101,7 @@ fn proxies(server: &Server, r: &Registry) -> prometheus::Result<()> {
 /// frp's client count, and the liveness no peer exports.
 fn clients(server: &Server, r: &Registry) -> prometheus::Result<()> {
     let records = &server.records;
+    let penalties = &server.penalties;
     let all = records.clients();
     let online = IntGauge::new("frp_server_client_counts", "Clients logged in now")?;
     online.set(all.iter().filter(|c| c.online()).count() as i64);
@@ -156,5 +157,17 @@ fn clients(server: &Server, r: &Registry) -> prometheus::Result<()> {
     for (reason, n) in records.login_failures() {
         failures.with_label_values(&[reason]).inc_by(n);
     }
+    let delayed = prometheus::IntCounter::new(
+        "frp_server_login_failures_delayed_total",
+        "Answers to failed proofs held back because their address had failed before",
+    )?;
+    delayed.inc_by(penalties.delayed());
+    r.register(Box::new(delayed))?;
+    let addresses = prometheus::IntGauge::new(
+        "frp_server_login_failing_addresses",
+        "Source addresses with failed proofs in the last 10 minutes",
+    )?;
+    addresses.set(i64::try_from(penalties.addresses()).unwrap_or(i64::MAX));
+    r.register(Box::new(addresses))?;
     Ok(())
 }
