@@ -67,10 +67,14 @@ pub(crate) struct Server {
     pub workers: Arc<net::workers::Pool>,
     /// The HTTP virtual host, when it shares `bindPort` (set at start).
     pub shared_http: std::sync::OnceLock<Arc<vhost::http::Vhost>>,
-    /// Descriptors the public side may hold together: virtual host and
-    /// web server connections, tcp/udp proxy ports and their users'
-    /// connections (a share of the descriptor limit: `net::gate::fd_share`).
-    pub public: Arc<Semaphore>,
+    /// Descriptors users' connections may hold together: virtual host and
+    /// web server connections and tcp proxies' users (three quarters of a
+    /// share of the descriptor limit: `net::gate::fd_share`).
+    pub public: net::gate::Share,
+    /// Descriptors tcp and udp proxies' ports may hold (the last quarter of
+    /// that share), so users cannot keep proxies from starting, nor
+    /// proxies take the users' part.
+    pub ports: net::gate::Share,
     /// Names claimed by `type = "tcpmux"` proxies on `tcpmuxHTTPConnectPort`.
     pub tcpmux_routes: Arc<vhost::tcpmux::Routes>,
 }
@@ -182,7 +186,8 @@ pub async fn run_with_stats(
     let pending = Arc::new(Semaphore::new(config.transport.max_pending_logins));
     // What the public ports may hold, so that they can never take the
     // descriptors logins and tunnels need.
-    let public = net::gate::fd_share(config.transport.max_pending_logins + FD_RESERVE);
+    let share = net::gate::fd_share(config.transport.max_pending_logins + FD_RESERVE);
+    let ports = share / 4;
     let budget = MemoryBudget::new(config::buffer_budget(config.transport.max_buffer_mb));
     info!(
         "receive buffers of all sessions capped at {} MiB (transport.maxBufferMB)",
@@ -215,7 +220,8 @@ pub async fn run_with_stats(
         tcpmux_routes: Arc::new(vhost::tcpmux::Routes::default()),
         workers: workers.pool().clone(),
         shared_http: std::sync::OnceLock::new(),
-        public: Arc::new(Semaphore::new(public)),
+        public: net::gate::Share::new(share - ports),
+        ports: net::gate::Share::new(ports),
     });
     let _ = stats.1.set(Arc::downgrade(&server));
     start_vhosts(&server, &shutdown).await?;

@@ -669,3 +669,46 @@ async fn trusted_ca_refuses_plain_tcp_without_force() {
     assert_eq!(n, 0, "a plain work connection got an answer");
     server.stop().await;
 }
+
+/// One client's users cannot take the whole receive budget: with
+/// maxBufferMB = 16 (64 stream windows), 70 open connections to one
+/// client's proxy get at most three quarters of it, and another client's
+/// users are still served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_clients_users_leave_buffer_budget_for_the_others() {
+    let server = TestServer::start(&format!("{TOKEN}transport.maxBufferMB = 16\n")).await;
+    let echo = spawn_echo().await;
+    let mut greedy = TestClient::start(server.addr, &format!("{TOKEN}{}", tcp_proxy("g", echo, 0)));
+    let mut other = TestClient::start(
+        server.addr,
+        &format!("{TOKEN}user = \"other\"\n{}", tcp_proxy("o", echo, 0)),
+    );
+    let g = greedy.proxy_addr("g").await;
+    let o = other.proxy_addr("o").await;
+    let mut held = Vec::new();
+    for i in 0..70u8 {
+        let mut s = TcpStream::connect(g).await.expect("connect");
+        let _ = s.write_all(&[i]).await;
+        let mut b = [0u8; 1];
+        match tokio::time::timeout(WAIT, s.read(&mut b)).await {
+            Ok(Ok(1)) => held.push(s),
+            Ok(_) => {}
+            Err(_) => panic!("connection {i} neither served nor closed"),
+        }
+    }
+    assert!(
+        (16..=48).contains(&held.len()),
+        "{} of 70 connections of one client took a window",
+        held.len()
+    );
+    for _ in 0..8 {
+        let mut s = TcpStream::connect(o).await.expect("connect");
+        s.write_all(b"fine").await.expect("write");
+        s.shutdown().await.expect("shutdown");
+        assert_eq!(read_all(&mut s).await, b"fine");
+    }
+    drop(held);
+    greedy.stop().await;
+    other.stop().await;
+    server.stop().await;
+}

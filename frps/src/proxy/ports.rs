@@ -1,8 +1,8 @@
 //! Public ports: `remotePort`, `allowPorts` and the random pick for
 //! `remotePort = 0`, for TCP and UDP alike. Each port holds a descriptor
-//! from the public ports' share (`Server::public`), as its users'
-//! connections do, so no number of proxies or users can take the
-//! descriptors logins and tunnels need.
+//! from the ports' share (`Server::ports`), as its users' connections do
+//! from theirs (`Server::public`), so no number of proxies or users can
+//! take the descriptors logins and tunnels need, or each other's.
 
 use std::future::Future;
 use std::io;
@@ -51,7 +51,7 @@ where
     F: Fn((String, u16)) -> Fut,
     Fut: Future<Output = io::Result<T>>,
 {
-    let Ok(fd) = server.public.clone().try_acquire_owned() else {
+    let Some(fd) = server.ports.try_take() else {
         return Err(ProxyError::Bind(NO_DESCRIPTOR.into()));
     };
     let port = pick(server, port, bind_one).await?;

@@ -31,7 +31,7 @@ pub(super) async fn start(spec: &TcpSpec, ctx: ProxyCtx) -> Result<SocketAddr, P
 async fn accept_loop(listener: Bound<TcpListener>, addr: SocketAddr, ctx: ProxyCtx) {
     // Users' connections take their descriptors from the public ports'
     // share, as many from one address as on a virtual host port.
-    let gate = Gate::new(ctx.server.public.clone(), crate::vhost::PER_ADDRESS);
+    let gate = Gate::new(&ctx.server.public, crate::vhost::PER_ADDRESS);
     loop {
         tokio::select! {
             _ = ctx.stop.cancelled() => break,

@@ -260,7 +260,7 @@ impl Vhost {
 }
 
 pub(crate) async fn serve(vhost: Arc<Vhost>, listener: TcpListener, stop: CancellationToken) {
-    let gate = net::gate::Gate::new(vhost.server.public.clone(), super::PER_ADDRESS);
+    let gate = net::gate::Gate::new(&vhost.server.public, super::PER_ADDRESS);
     super::accept_loop(listener, stop, "http", gate, move |tcp, peer| {
         place(vhost.clone(), tcp, peer)
     })

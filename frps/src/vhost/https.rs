@@ -33,7 +33,7 @@ const MAX_HELLO: usize = 16 * 1024 + 5;
 pub(crate) const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(crate) async fn serve(server: Arc<Server>, listener: TcpListener, stop: CancellationToken) {
-    let gate = net::gate::Gate::new(server.public.clone(), super::PER_ADDRESS);
+    let gate = net::gate::Gate::new(&server.public, super::PER_ADDRESS);
     super::accept_loop(listener, stop, "https", gate, move |tcp, peer| {
         route(server.clone(), tcp, peer)
     })

@@ -38,7 +38,7 @@ impl super::http::Routed for TcpmuxRoute {
 pub(crate) type Routes = super::http::Routes<TcpmuxRoute>;
 
 pub(crate) async fn serve(server: Arc<Server>, listener: TcpListener, stop: CancellationToken) {
-    let gate = net::gate::Gate::new(server.public.clone(), super::PER_ADDRESS);
+    let gate = net::gate::Gate::new(&server.public, super::PER_ADDRESS);
     super::accept_loop(listener, stop, "tcpmux", gate, move |tcp, peer| {
         place(server.clone(), tcp, peer)
     })

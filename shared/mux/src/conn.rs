@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::frame::{self, Header, Kind, ACK, DEFAULT_WINDOW, FIN, HEADER_LEN, RST, SYN};
-use super::limits::{MemoryBudget, PingLimiter};
+use super::limits::{PingLimiter, Share};
 use super::stream::{consumed, enqueue, lock, wake, MuxStream, Piece, StreamState};
 use super::writer::{Outbox, WriteIo};
 use super::{Mode, MuxConfig, MuxError, MuxStats, CLOSE_GRACE};
@@ -119,8 +119,9 @@ pub(crate) struct Conn {
     pub out: Outbox,
     /// Left of `WINDOW_BUDGET`.
     window_budget: AtomicUsize,
-    /// Shared with the other sessions of the process.
-    budget: Arc<MemoryBudget>,
+    /// This session's part of the budget shared with the other sessions
+    /// of the process.
+    budget: Share,
     /// See `MuxConfig::out_pause`.
     out_pause: AtomicUsize,
     /// Ends the whole session (when stream ids run out).
@@ -141,7 +142,7 @@ impl Conn {
             mode,
             out: Outbox::new(io),
             window_budget: AtomicUsize::new(WINDOW_BUDGET),
-            budget: cfg.budget.clone(),
+            budget: Share::new(cfg.budget.clone()),
             out_pause: AtomicUsize::new(cfg.out_pause),
             close,
             table: Mutex::new(Table {

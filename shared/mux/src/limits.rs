@@ -54,6 +54,65 @@ impl MemoryBudget {
     pub(crate) fn give(&self, n: usize) {
         self.left.fetch_add(n, Ordering::Relaxed);
     }
+
+    /// What a session may always take while the budget has room: a
+    /// quarter of the total (at least four default windows).
+    pub fn per_session(&self) -> usize {
+        (self.total / SESSION_PART)
+            .max(4 * crate::frame::DEFAULT_WINDOW as usize)
+            .min(self.total)
+    }
+
+    fn left(&self) -> usize {
+        self.left.load(Ordering::Relaxed)
+    }
+}
+
+/// The fraction of the process budget that is a session's own part, and
+/// the fraction kept for sessions within theirs (1 / this each).
+pub const SESSION_PART: usize = 4;
+
+/// One session's part of the process budget. Beyond
+/// [`MemoryBudget::per_session`] a session may take more only while more
+/// than a quarter of the total is left: the last quarter is for sessions
+/// within their part. So the users of one client (one that stalls, or one
+/// that is merely busy) leave the others working, and a client alone on
+/// its server still has three quarters of the budget.
+#[derive(Debug)]
+pub(crate) struct Share {
+    budget: Arc<MemoryBudget>,
+    used: AtomicUsize,
+    part: usize,
+    reserve: usize,
+}
+
+impl Share {
+    pub fn new(budget: Arc<MemoryBudget>) -> Self {
+        Share {
+            part: budget.per_session(),
+            reserve: budget.total / SESSION_PART,
+            budget,
+            used: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn take(&self, n: usize) -> bool {
+        let used = self.used.load(Ordering::Relaxed);
+        let within_part = used.saturating_add(n) <= self.part;
+        if !within_part && self.budget.left().saturating_sub(n) < self.reserve {
+            return false;
+        }
+        if !self.budget.take(n) {
+            return false;
+        }
+        self.used.fetch_add(n, Ordering::Relaxed);
+        true
+    }
+
+    pub fn give(&self, n: usize) {
+        self.used.fetch_sub(n, Ordering::Relaxed);
+        self.budget.give(n);
+    }
 }
 
 /// Pings answered in a burst before the rate limit applies.
@@ -111,6 +170,25 @@ mod tests {
         assert_eq!(b.in_use(), 100);
         b.give(60);
         assert_eq!(b.in_use(), 40);
+    }
+
+    #[test]
+    fn a_session_holds_at_most_its_part() {
+        let window = crate::frame::DEFAULT_WINDOW as usize;
+        let b = MemoryBudget::new(64 * window);
+        let (one, two) = (Share::new(b.clone()), Share::new(b.clone()));
+        let took = (0..64).filter(|_| one.take(window)).count();
+        assert_eq!(took, 48, "all but the reserved quarter");
+        let took = (0..64).filter(|_| two.take(window)).count();
+        assert_eq!(took, 16, "another session gets its part");
+        assert!(!one.take(window));
+        two.give(window);
+        assert!(!one.take(window), "what is left is the reserve");
+        assert!(two.take(window), "which a session within its part gets");
+        assert_eq!(b.in_use(), 64 * window);
+        // A small budget still lets a session have a few streams.
+        let small = MemoryBudget::new(2 * window);
+        assert_eq!(small.per_session(), 2 * window);
     }
 
     #[test]

@@ -9,6 +9,35 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+/// Descriptors several gates take from together.
+#[derive(Clone)]
+pub struct Share {
+    permits: Arc<Semaphore>,
+    size: usize,
+}
+
+impl Share {
+    pub fn new(size: usize) -> Share {
+        Share {
+            permits: Arc::new(Semaphore::new(size)),
+            size,
+        }
+    }
+
+    /// Takes one descriptor's place, if there is room.
+    pub fn try_take(&self) -> Option<OwnedSemaphorePermit> {
+        self.permits.clone().try_acquire_owned().ok()
+    }
+
+    pub fn size(&self) -> usize {
+        self.size
+    }
+}
+
+/// One address may take at most this fraction (1 / this) of a share, so
+/// that at a small descriptor limit one address cannot take it all.
+const ADDRESS_PART: usize = 8;
+
 /// Connections admitted through any gate sharing `total`, and per source
 /// address through this one.
 pub struct Gate {
@@ -42,11 +71,12 @@ impl std::fmt::Display for Refused {
 
 impl Gate {
     /// A gate taking from `total` (shared between gates) and letting in at
-    /// most `per_ip` connections per source address.
-    pub fn new(total: Arc<Semaphore>, per_ip: usize) -> Arc<Gate> {
+    /// most `per_ip` connections per source address, and never more than
+    /// an eighth of `total`.
+    pub fn new(total: &Share, per_ip: usize) -> Arc<Gate> {
         Arc::new(Gate {
-            total,
-            per_ip,
+            total: total.permits.clone(),
+            per_ip: per_ip.min(total.size / ADDRESS_PART).max(1),
             by_ip: Mutex::new(HashMap::new()),
         })
     }
@@ -102,8 +132,11 @@ mod tests {
 
     #[test]
     fn caps_in_all_and_per_address_and_gives_back() {
-        let total = Arc::new(Semaphore::new(3));
-        let (a, b) = (Gate::new(total.clone(), 2), Gate::new(total, 2));
+        let total = Share::new(3 * ADDRESS_PART);
+        let (a, b) = (Gate::new(&total, 2), Gate::new(&total, 2));
+        let _rest: Vec<_> = (0..3 * ADDRESS_PART - 3)
+            .map(|_| total.try_take().expect("room"))
+            .collect();
         let one: IpAddr = "127.0.0.1".parse().expect("ip");
         let two: IpAddr = "127.0.0.2".parse().expect("ip");
         let p1 = a.admit(one).expect("first");
@@ -118,5 +151,14 @@ mod tests {
         let _p4 = a.admit(two).expect("room again");
         drop(p2);
         let _p5 = a.admit(one).expect("its address has room again");
+    }
+
+    #[test]
+    fn one_address_takes_at_most_an_eighth_of_a_small_share() {
+        let total = Share::new(80);
+        let gate = Gate::new(&total, 256);
+        let one: IpAddr = "127.0.0.1".parse().expect("ip");
+        let held: Vec<_> = (0..100).filter_map(|_| gate.admit(one).ok()).collect();
+        assert_eq!(held.len(), 10);
     }
 }

@@ -210,10 +210,8 @@ pub async fn serve<F, Fut>(
     let handler = Arc::new(handler);
     let tasks = TaskTracker::new();
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    let per_address = crate::gate::Gate::new(
-        Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
-        PER_ADDRESS,
-    );
+    let per_address =
+        crate::gate::Gate::new(&crate::gate::Share::new(MAX_CONNECTIONS), PER_ADDRESS);
     loop {
         let permit = tokio::select! {
             _ = stop.cancelled() => break,
