@@ -112,6 +112,7 @@ impl Controller {
             warn!("{note}");
         }
         let changes = self.proxies.apply(&new.proxies);
+        self.proxies.not_started(&new.not_started);
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         let restart = needs_restart(&running, &new);
         if !restart.is_empty() {

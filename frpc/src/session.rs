@@ -22,7 +22,7 @@ use wire::message::{Control, Frame, NewProxyResp, Ping};
 
 use crate::connector::{Connector, Purpose};
 use crate::pool::{self, Pool, Requests};
-use crate::proxy::{Agreed, ProxyManager};
+use crate::proxy::{Agreed, ProxyManager, RETRY_AFTER};
 use crate::state::Liveness;
 use crate::{login, work, Event, Events};
 
@@ -172,6 +172,7 @@ impl Session {
             writer.clone(),
             self.close.clone(),
         ));
+        tokio::spawn(retry_refused(proxies.clone(), self.close.clone()));
         let pool_requests = start_pool(connector, &self.run_id, &proxies, &self.close);
         let mut running = Running {
             beats: BeatStats::new(&self.activity),
@@ -208,6 +209,22 @@ struct Detach<'a>(&'a ProxyManager);
 impl Drop for Detach<'_> {
     fn drop(&mut self) {
         self.0.detach();
+    }
+}
+
+/// Registers again, every [`RETRY_AFTER`], the proxies frps refused (a port
+/// in use, a name taken by another client), until the session ends.
+async fn retry_refused(proxies: Arc<ProxyManager>, close: CancellationToken) {
+    let check = RETRY_AFTER / 6;
+    loop {
+        tokio::select! {
+            _ = close.cancelled() => return,
+            _ = tokio::time::sleep(check) => {}
+        }
+        let n = proxies.retry_refused(RETRY_AFTER);
+        if n > 0 {
+            debug!("registering {n} refused proxies again");
+        }
     }
 }
 
@@ -412,7 +429,7 @@ impl BeatStats {
 
 fn proxy_registered(resp: NewProxyResp, proxies: &ProxyManager, events: &Events) {
     let result = resp.result.clone().map_err(|e| e.to_string());
-    proxies.registered(&resp.name, result);
+    let news = proxies.registered(&resp.name, result);
     match resp.result {
         Ok(remote_addr) => {
             let port = remote_addr.rsplit(':').next().unwrap_or_default();
@@ -427,11 +444,17 @@ fn proxy_registered(resp: NewProxyResp, proxies: &ProxyManager, events: &Events)
                 remote_addr,
             });
         }
+        Err(e) if !news => debug!(
+            proxy = %Escaped(&resp.name),
+            "proxy still refused: {}",
+            Escaped(&e.to_string())
+        ),
         Err(e) => {
             warn!(
                 proxy = %Escaped(&resp.name),
-                "proxy failed to start: {}",
-                Escaped(&e.to_string())
+                "proxy failed to start: {}; trying again every {} s",
+                Escaped(&e.to_string()),
+                RETRY_AFTER.as_secs()
             );
             events.emit(Event::ProxyFailed {
                 name: resp.name,

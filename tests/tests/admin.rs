@@ -9,6 +9,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use e2e::services::*;
 use e2e::sshd::{current_user, keygen, require_openssh, spawn_sshd, ssh_command};
@@ -706,4 +707,72 @@ fn uploaded_configs_run_nothing_and_quote_no_other_file() {
     assert_eq!(code, 400, "{body}");
     assert!(body.contains("at most 10000 proxies"), "{body}");
     assert_eq!(std::fs::read_to_string(&cfg).expect("cfg"), base);
+}
+
+/// A proxy frps refused (its port held by another client) is registered
+/// again every 30 s, as frp does, and starts once the port is free;
+/// meanwhile `frpc status` shows it with frps's error, and lists the
+/// proxies and visitors the config names that are not supported yet.
+#[test]
+fn refused_proxies_are_retried_and_status_lists_every_configured_proxy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_frps, port) = spawn_frps(dir.path(), TOKEN);
+    let wanted = free_port();
+    let a_dir = tempfile::tempdir().expect("tempdir");
+    let mut holder = spawn_frpc(
+        a_dir.path(),
+        port,
+        &format!("{TOKEN}{}", tcp("first", banner("first\n"), wanted)),
+    );
+    holder.wait_line("proxy started", WAIT);
+    let admin = free_port();
+    let proxies = format!(
+        "{}[[proxies]]\nname = \"private\"\ntype = \"stcp\"\nsecretKey = \"s\"\nlocalPort = 22\n\
+         [[visitors]]\nname = \"to-private\"\ntype = \"stcp\"\nserverName = \"private\"\n\
+         secretKey = \"s\"\nbindPort = 9000\n",
+        tcp("second", banner("second\n"), wanted)
+    );
+    let cfg = write_file(
+        dir.path(),
+        "frpc.toml",
+        &client_config(port, admin, "", &proxies),
+    );
+    let mut cmd = Command::new(bin("frpc"));
+    cmd.arg("-c").arg(&cfg);
+    let mut second = Proc::spawn(cmd);
+    let line = second.wait_line("proxy failed to start", WAIT);
+    assert!(line.contains("trying again every 30 s"), "{line}");
+    let said = text(&frpc("status", &cfg));
+    let row = |name: &str| {
+        said.lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} not listed:\n{said}"))
+            .to_owned()
+    };
+    assert!(
+        row("second").contains("start error") && row("second").contains("in use"),
+        "{said}"
+    );
+    assert!(row("private").contains("not supported"), "{said}");
+    assert!(row("to-private").contains("visitors"), "{said}");
+    drop(holder);
+    // The retry comes within 30 s of the refusal and a check's period.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, body) = curl(admin, &[], "/api/status");
+        let status: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let running = status["tcp"].as_array().is_some_and(|a| {
+            a.iter()
+                .any(|p| p["name"] == "second" && p["status"] == "running")
+        });
+        if running {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never retried: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(e2e::services::greeting(wanted).as_deref(), Some("second\n"));
 }

@@ -8,6 +8,7 @@ mod udp;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use config::{ClientConfig, HttpProxy, ProxyConfig};
 use futures::future::BoxFuture;
@@ -15,6 +16,7 @@ use net::logging::Escaped;
 use net::stats::{Meters, Traffic};
 use net::tunnel::Tunnel;
 use tokio::sync::mpsc::UnboundedSender;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 use wire::message::{
@@ -109,6 +111,8 @@ pub enum Phase {
     WaitStart,
     Running,
     StartError,
+    /// Configured, but it needs what is not built yet.
+    NotSupported,
 }
 
 impl Phase {
@@ -117,6 +121,7 @@ impl Phase {
             Phase::WaitStart => "wait start",
             Phase::Running => "running",
             Phase::StartError => "start error",
+            Phase::NotSupported => "not supported",
         }
     }
 }
@@ -143,7 +148,13 @@ struct Entry {
     phase: Phase,
     err: String,
     remote_addr: String,
+    /// When frps last refused it (a retry is due [`RETRY_AFTER`] later).
+    failed_at: Option<Instant>,
 }
+
+/// How long after frps refused a proxy (its port in use, its name taken)
+/// it is registered again, as frp does.
+pub const RETRY_AFTER: Duration = Duration::from_secs(30);
 
 /// The session the proxy set is registered with: what a change must be
 /// told to, and what new proxies' connections end with.
@@ -167,6 +178,8 @@ struct Inner {
     /// Names in file order.
     order: Vec<String>,
     session: Option<Attached>,
+    /// Configured but not started (a kind or key not built yet).
+    not_started: Vec<config::NotStarted>,
 }
 
 /// The client's proxy set, kept across sessions and reloads: registrations
@@ -186,7 +199,13 @@ impl ProxyManager {
             traffic: Arc::new(Traffic::default()),
         };
         m.apply(&config.proxies);
+        m.not_started(&config.not_started);
         m
+    }
+
+    /// What the config names but cannot start, for the statuses.
+    pub fn not_started(&self, list: &[config::NotStarted]) {
+        self.lock().not_started = list.to_vec();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -212,6 +231,7 @@ impl ProxyManager {
             e.proxy = build(&e.cfg, agreed);
             e.stop = close.child_token();
             (e.phase, e.err, e.remote_addr) = (Phase::WaitStart, String::new(), String::new());
+            e.failed_at = None;
         }
         inner.session = Some(Attached {
             agreed,
@@ -282,23 +302,55 @@ impl ProxyManager {
         changes
     }
 
-    /// frps's answer to a registration.
-    pub fn registered(&self, name: &str, result: Result<String, String>) {
+    /// frps's answer to a registration. False when it is the refusal the
+    /// proxy had before (a retry that failed again, not news).
+    pub fn registered(&self, name: &str, result: Result<String, String>) -> bool {
         let mut inner = self.lock();
-        if let Some(e) = inner.entries.get_mut(name) {
-            match result {
-                Ok(addr) => (e.phase, e.err, e.remote_addr) = (Phase::Running, String::new(), addr),
-                Err(err) => {
-                    (e.phase, e.err, e.remote_addr) = (Phase::StartError, err, String::new())
-                }
+        let Some(e) = inner.entries.get_mut(name) else {
+            return true;
+        };
+        match result {
+            Ok(addr) => {
+                (e.phase, e.err, e.remote_addr) = (Phase::Running, String::new(), addr);
+                e.failed_at = None;
+                true
+            }
+            Err(err) => {
+                let news = err != e.err;
+                (e.phase, e.err, e.remote_addr) = (Phase::StartError, err, String::new());
+                e.failed_at = Some(Instant::now());
+                news
             }
         }
     }
 
-    /// Every proxy's status, in file order.
+    /// Registers again, with the attached session, every proxy frps
+    /// refused at least `after` ago; returns how many.
+    pub fn retry_refused(&self, after: Duration) -> usize {
+        let mut inner = self.lock();
+        let Some(control) = inner.session.as_ref().map(|s| s.control.clone()) else {
+            return 0;
+        };
+        let now = Instant::now();
+        let mut n = 0;
+        for e in inner.entries.values_mut() {
+            let due = e
+                .failed_at
+                .is_some_and(|at| now.duration_since(at) >= after);
+            if e.phase == Phase::StartError && due {
+                // The last error stays shown until the answer comes.
+                (e.phase, e.failed_at) = (Phase::WaitStart, None);
+                let _ = control.send(Control::NewProxy(registration(e)));
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Every proxy's status, in file order, then those not started.
     pub fn statuses(&self) -> Vec<ProxyStatus> {
         let inner = self.lock();
-        inner
+        let started = inner
             .order
             .iter()
             .filter_map(|n| inner.entries.get(n))
@@ -309,8 +361,16 @@ impl ProxyManager {
                 err: e.err.clone(),
                 local_addr: e.cfg.local_addr(),
                 remote_addr: e.remote_addr.clone(),
-            })
-            .collect()
+            });
+        let not_started = inner.not_started.iter().map(|n| ProxyStatus {
+            name: n.name.clone(),
+            kind: n.kind,
+            phase: Phase::NotSupported,
+            err: n.reason.clone(),
+            local_addr: String::new(),
+            remote_addr: String::new(),
+        });
+        started.chain(not_started).collect()
     }
 
     /// Hands a work stream to its proxy; None for a proxy we do not have.
@@ -352,6 +412,7 @@ impl Inner {
             phase: Phase::WaitStart,
             err: String::new(),
             remote_addr: String::new(),
+            failed_at: None,
         };
         if let Some(s) = &self.session {
             let _ = s.control.send(Control::NewProxy(registration(&entry)));

@@ -60,6 +60,34 @@ pub struct ClientConfig {
     /// binary logs them at start).
     #[serde(skip)]
     pub notes: Vec<Diagnostic>,
+    /// Proxies and visitors the file names that are not started because
+    /// they need what is not built yet (`frpc status` lists them).
+    #[serde(skip)]
+    pub not_started: Vec<NotStarted>,
+}
+
+/// A proxy or visitor that is configured but not started, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NotStarted {
+    pub name: String,
+    /// frp's type name ("stcp"…), or "unknown".
+    pub kind: &'static str,
+    pub visitor: bool,
+    pub reason: String,
+}
+
+/// frp's proxy and visitor types, as the names status groups them by.
+const KINDS: [&str; 8] = [
+    "tcp", "udp", "http", "https", "tcpmux", "stcp", "sudp", "xtcp",
+];
+
+fn kind_of(node: &Node) -> &'static str {
+    let kind = node.get("type").and_then(Node::as_str).unwrap_or("");
+    KINDS
+        .iter()
+        .find(|k| **k == kind)
+        .copied()
+        .unwrap_or("unknown")
 }
 
 /// `transport.*` of frpc.
@@ -182,6 +210,7 @@ impl Default for ClientConfig {
             proxies: Vec::new(),
             config_dir: PathBuf::from("."),
             notes: Vec::new(),
+            not_started: Vec::new(),
         }
     }
 }
@@ -443,14 +472,15 @@ impl load::Settings for ClientConfig {
                 skipped.extend(visitors);
             }
         }
-        for v in &skipped {
-            visitor_note(v, found);
-        }
+        let mut not_started: Vec<NotStarted> =
+            skipped.iter().map(|v| visitor_note(v, found)).collect();
         let read = read_proxies(&entries, found);
+        not_started.extend(read.iter().filter_map(|e| e.not_started.clone()));
         let mut problems = Problems::new(&root);
         check_proxies(&read, &mut problems);
         let cfg = cfg.map(|mut cfg| {
             cfg.proxies = read.iter().filter_map(|e| e.cfg.clone()).collect();
+            cfg.not_started = not_started;
             cfg.check(&mut problems, loader.trust);
             cfg.apply_start();
             cfg
@@ -518,17 +548,26 @@ fn include(
 }
 
 /// Visitors (stcp, sudp, xtcp) are not built: each is named once.
-fn visitor_note(v: &Node, found: &mut Vec<Found>) {
+fn visitor_note(v: &Node, found: &mut Vec<Found>) -> NotStarted {
     let name = v.get("name").and_then(Node::as_str).unwrap_or("?");
     let kind = v.get("type").and_then(Node::as_str).unwrap_or("?");
+    let reason = format!(
+        "visitors (type \"{}\") are not supported yet",
+        kind.escape_debug()
+    );
     found.push(Found::unsupported(
         Some(v.at),
         format!(
-            "visitor \"{}\": visitors (type \"{}\") are not supported yet; it is not started",
-            name.escape_debug(),
-            kind.escape_debug()
+            "visitor \"{}\": {reason}; it is not started",
+            name.escape_debug()
         ),
     ));
+    NotStarted {
+        name: name.to_owned(),
+        kind: kind_of(v),
+        visitor: true,
+        reason,
+    }
 }
 
 /// The `[[proxies]]` entries, each parsed as its kind.
@@ -540,17 +579,30 @@ fn read_proxies(nodes: &[Node], found: &mut Vec<Found>) -> Vec<Entry> {
             .and_then(Node::as_str)
             .unwrap_or("")
             .to_owned();
+        let before = found.len();
         let (cfg, skipped) = match proxy::parse_entry(node, i, found) {
             proxy::Parsed::Ok(c) => (Some(*c), false),
             proxy::Parsed::Bad => (None, false),
             proxy::Parsed::Skipped => (None, true),
         };
+        // What was said of a skipped entry is why it does not start.
+        let not_started = skipped.then(|| NotStarted {
+            name: name.clone(),
+            kind: kind_of(node),
+            visitor: false,
+            reason: found[before..]
+                .iter()
+                .find(|f| f.level == crate::diag::Level::Unsupported)
+                .map(|f| reason(&f.message))
+                .unwrap_or_else(|| "not supported yet".into()),
+        });
         out.push(Entry {
             index: i,
             name,
             cfg,
             node: node.clone(),
             skipped,
+            not_started,
         });
     }
     out
@@ -565,6 +617,19 @@ struct Entry {
     node: Node,
     /// A kind or plugin not built yet (already said): not checked further.
     skipped: bool,
+    not_started: Option<NotStarted>,
+}
+
+/// A note's message without the `proxy "x": ` it starts with and the
+/// `; it is not started` it ends with.
+fn reason(message: &str) -> String {
+    let rest = match message.strip_prefix("proxy \"") {
+        Some(r) => r.split_once("\": ").map_or(message, |(_, m)| m),
+        None => message,
+    };
+    rest.trim_end_matches("; it is not started")
+        .trim_end_matches("; the proxy is not started")
+        .to_owned()
 }
 
 fn check_proxies(proxies: &[Entry], p: &mut Problems<'_>) {

@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use client::{ClientConfig, ClientTls, ClientTransport};
+pub use client::{ClientConfig, ClientTls, ClientTransport, NotStarted};
 use diag::Problems;
 pub use diag::{Diagnostic, Level};
 pub use format::Format;
@@ -633,6 +633,33 @@ mod tests {
             note,
             "<inline>:3:1: proxy \"w\": type \"stcp\" is not supported yet; it is not started"
         );
+        let c = ClientConfig::from_toml(
+            "[[proxies]]\nname='w'\ntype='stcp'\nlocalPort=80\n\
+             [[proxies]]\nname='p'\ntype='tcp'\nlocalPort=80\ntransport.proxyProtocolVersion='v2'\n\
+             [[visitors]]\nname='v'\ntype='xtcp'\nserverName='w'\n",
+        )
+        .expect("said, not an error");
+        let listed: Vec<_> = c
+            .not_started
+            .iter()
+            .map(|n| (n.name.as_str(), n.kind, n.visitor, n.reason.as_str()))
+            .collect();
+        assert_eq!(listed.len(), 3, "{listed:?}");
+        assert_eq!(
+            listed[0],
+            (
+                "v",
+                "xtcp",
+                true,
+                "visitors (type \"xtcp\") are not supported yet"
+            )
+        );
+        assert_eq!(
+            listed[1],
+            ("w", "stcp", false, "type \"stcp\" is not supported yet")
+        );
+        assert_eq!((listed[2].0, listed[2].1), ("p", "tcp"));
+        assert!(listed[2].3.contains("proxyProtocolVersion"), "{listed:?}");
         let e = client_err("[[proxies]]\nname='w'\ntype='htp'\nlocalPort=80\n");
         assert!(
             e.contains("\"htp\"") && e.contains("not a proxy type"),
