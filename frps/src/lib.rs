@@ -120,7 +120,8 @@ fn open_history(config: &ServerConfig) -> Option<history::HistoryStore> {
         Ok(h) => Some(h),
         Err(e) => {
             warn!(
-                "traffic history file {}: {e}; traffic history is kept in memory only",
+                "traffic history file {}: {e}; traffic history is kept in memory only \
+                 (set trafficHistoryFile to a writable path to keep it)",
                 path.display()
             );
             None

@@ -220,19 +220,21 @@ fn frp_command_lines_work_as_frp_prints_them() {
     }
     let port = free_port();
     // Without a file, frps keeps its certificate and frpc its known
-    // servers in the working directory: a scratch one.
+    // servers in the state directory (systemd's, here a scratch one).
     let dir = tempfile::tempdir().expect("tempdir");
     let mut frps = Command::new(bin("frps"));
-    frps.current_dir(dir.path()).args([
-        "-p",
-        &port.to_string(),
-        "-t",
-        "flags",
-        "--bind-addr",
-        "127.0.0.1",
-        "--log_level",
-        "info",
-    ]);
+    frps.current_dir(dir.path())
+        .env("STATE_DIRECTORY", dir.path())
+        .args([
+            "-p",
+            &port.to_string(),
+            "-t",
+            "flags",
+            "--bind-addr",
+            "127.0.0.1",
+            "--log_level",
+            "info",
+        ]);
     let mut frps = Proc::spawn(frps);
     frps.wait_line("frps listening", WAIT);
     // The line to pin frps, as frps prints it, works as written.
@@ -255,8 +257,10 @@ fn frp_command_lines_work_as_frp_prints_them() {
     );
     pinned.wait_line("logged in", WAIT);
     let (_l, echo) = echo_listener();
+    assert!(dir.path().join("frps_selfsigned.crt").exists());
     let mut frpc = Command::new(bin("frpc"));
     frpc.current_dir(dir.path())
+        .env("STATE_DIRECTORY", dir.path())
         .args([
             "tcp",
             "--server-addr",
@@ -282,4 +286,69 @@ fn frp_command_lines_work_as_frp_prints_them() {
         .expect("run");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not both"));
+}
+
+/// `sh -c` that runs `cmd` in a mount namespace of its own where `ro` is a
+/// read-only bind mount (as Docker's `:ro` or a ConfigMap) and `/var/lib`
+/// is `varlib`, so the default state directory lands in a scratch folder.
+fn in_read_only_namespace(ro: &std::path::Path, varlib: &std::path::Path, cmd: &str) -> Command {
+    let mut c = Command::new("unshare");
+    c.args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg(format!(
+            "mount --bind {ro} {ro} && mount -o remount,ro,bind {ro} && \
+         mount --bind {lib} /var/lib && exec {cmd}",
+            ro = ro.display(),
+            lib = varlib.display()
+        ));
+    c
+}
+
+/// Config folders mounted read-only (a real read-only bind mount): frps
+/// and frpc start and work, keeping the self-signed certificate and the
+/// known servers in the default state directory (`/var/lib/frp-rs` as
+/// root), and say so.
+#[test]
+fn read_only_config_folders_keep_state_in_the_state_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (s_conf, c_conf) = (dir.path().join("s"), dir.path().join("c"));
+    let (s_lib, c_lib) = (dir.path().join("s-lib"), dir.path().join("c-lib"));
+    for d in [&s_conf, &c_conf, &s_lib, &c_lib] {
+        std::fs::create_dir_all(d).expect("mkdir");
+    }
+    let port = free_port();
+    let s_cfg = write_file(
+        &s_conf,
+        "frps.toml",
+        &format!("bindAddr = \"127.0.0.1\"\nbindPort = {port}\n{TOKEN}"),
+    );
+    let frps_cmd = format!("{} -c {}", bin("frps").display(), s_cfg.display());
+    let mut frps = Proc::spawn(in_read_only_namespace(&s_conf, &s_lib, &frps_cmd));
+    let line = frps.wait_line("self-signed", WAIT);
+    assert!(
+        line.contains("/var/lib/frp-rs/frps_selfsigned.crt"),
+        "{line}"
+    );
+    frps.wait_line("frps listening", WAIT);
+    assert!(s_lib.join("frp-rs/frps_selfsigned.crt").exists());
+    assert!(!s_conf.join("frps_selfsigned.crt").exists());
+
+    let (_l, echo) = echo_listener();
+    let c_cfg = write_file(
+        &c_conf,
+        "frpc.toml",
+        &format!(
+            "serverAddr = \"127.0.0.1\"\nserverPort = {port}\n{TOKEN}{}",
+            tcp_proxy("ro", echo, 0)
+        ),
+    );
+    let frpc_cmd = format!("{} -c {}", bin("frpc").display(), c_cfg.display());
+    let mut frpc = Proc::spawn(in_read_only_namespace(&c_conf, &c_lib, &frpc_cmd));
+    let line = frpc.wait_line("trusting server", WAIT);
+    assert!(
+        line.contains("/var/lib/frp-rs/frpc_known_servers"),
+        "{line}"
+    );
+    frpc.wait_line("proxy started", WAIT);
+    let known = std::fs::read_to_string(c_lib.join("frp-rs/frpc_known_servers")).expect("known");
+    assert!(known.contains(&format!("127.0.0.1:{port}")), "{known}");
 }

@@ -53,7 +53,8 @@ pub struct ClientConfig {
     /// Read separately, one entry at a time (see `proxy`).
     #[serde(skip_deserializing)]
     pub proxies: Vec<ProxyConfig>,
-    /// Directory of the config file (for paths that default next to it).
+    /// Directory of the config file (for paths that default next to it;
+    /// empty without a file: see `state`).
     #[serde(skip)]
     pub config_dir: PathBuf,
     /// What the file asks for that is not built yet, one line each (the
@@ -208,7 +209,7 @@ impl Default for ClientConfig {
             includes: Vec::new(),
             dns_server: String::new(),
             proxies: Vec::new(),
-            config_dir: PathBuf::from("."),
+            config_dir: PathBuf::new(),
             notes: Vec::new(),
             not_started: Vec::new(),
         }
@@ -219,7 +220,8 @@ impl ClientConfig {
     /// Where trust-on-first-use fingerprints are kept.
     pub fn known_hosts_path(&self) -> PathBuf {
         match self.transport.tls.known_hosts_file.as_str() {
-            "" => self.config_dir.join("frpc_known_servers"),
+            "" => crate::state::state_dir(&self.config_dir, "frpc_known_servers")
+                .join("frpc_known_servers"),
             f => PathBuf::from(f),
         }
     }

@@ -20,6 +20,7 @@ pub mod legacy;
 mod load;
 mod proxy;
 mod server;
+pub mod state;
 pub mod template;
 
 use std::path::{Path, PathBuf};

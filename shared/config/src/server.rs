@@ -71,7 +71,8 @@ pub struct ServerConfig {
     /// Seconds a user connection waits for a work connection from frpc
     /// (`tcpMux = false`) before it is closed.
     pub user_conn_timeout: u64,
-    /// Directory of the config file (for paths that default next to it).
+    /// Directory of the config file (for paths that default next to it;
+    /// empty without a file: see `state`).
     #[serde(skip)]
     pub config_dir: PathBuf,
     /// What the file asks for that is not built yet, one line each.
@@ -149,7 +150,7 @@ impl ServerConfig {
     /// Paths of the self-signed certificate and key.
     pub fn self_signed_paths(&self) -> (PathBuf, PathBuf) {
         let dir = match self.transport.tls.self_signed_dir.as_str() {
-            "" => self.config_dir.clone(),
+            "" => crate::state::state_dir(&self.config_dir, "frps_selfsigned.crt"),
             d => PathBuf::from(d),
         };
         (
@@ -184,7 +185,7 @@ impl Default for ServerConfig {
             traffic_history_file: String::new(),
             detailed_errors_to_client: true,
             user_conn_timeout: 10,
-            config_dir: PathBuf::from("."),
+            config_dir: PathBuf::new(),
             notes: Vec::new(),
         }
     }
@@ -194,7 +195,8 @@ impl ServerConfig {
     /// The traffic history file (`trafficHistoryFile`).
     pub fn traffic_history_path(&self) -> PathBuf {
         match self.traffic_history_file.as_str() {
-            "" => self.config_dir.join("frps_traffic.redb"),
+            "" => crate::state::state_dir(&self.config_dir, "frps_traffic.redb")
+                .join("frps_traffic.redb"),
             f => PathBuf::from(f),
         }
     }

@@ -34,6 +34,15 @@ pub enum TlsError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "cannot keep the self-signed certificate in {}: {source}; set \
+         transport.tls.selfSignedDir to a writable folder (or certFile and keyFile)",
+        dir.display()
+    )]
+    SelfSignedDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot generate a self-signed certificate: {0}")]
     Generate(#[from] rcgen::Error),
     #[error("TLS setup: {0}")]
@@ -292,7 +301,11 @@ pub enum TrustError {
         got: String,
         file: PathBuf,
     },
-    #[error("known servers file {}: {source}", file.display())]
+    #[error(
+        "known servers file {}: {source}; set transport.tls.knownHostsFile to a writable path \
+         (or serverFingerprint)",
+        file.display()
+    )]
     KnownHosts {
         file: PathBuf,
         source: std::io::Error,

@@ -88,7 +88,13 @@ impl ServerSide {
         let t = &cfg.transport.tls;
         let (certs, key, generated) = if t.cert_file.is_empty() {
             let (cert, key) = cfg.self_signed_paths();
-            let (certs, k, made) = tls::self_signed(&cert, &key)?;
+            let (certs, k, made) = tls::self_signed(&cert, &key).map_err(|e| match e {
+                TlsError::Write { path, source } => TlsError::SelfSignedDir {
+                    dir: path.parent().map(Path::to_path_buf).unwrap_or(path),
+                    source,
+                },
+                other => other,
+            })?;
             (certs, k, made.then_some(cert))
         } else {
             (
