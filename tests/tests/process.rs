@@ -352,3 +352,26 @@ fn read_only_config_folders_keep_state_in_the_state_directory() {
     let known = std::fs::read_to_string(c_lib.join("frp-rs/frpc_known_servers")).expect("known");
     assert!(known.contains(&format!("127.0.0.1:{port}")), "{known}");
 }
+
+/// A server whose certificate changed since frpc met it: frpc exits with
+/// one message that says so once, with the fix (the line to remove, or
+/// the key to pin the new one).
+#[test]
+fn a_changed_certificate_is_said_once_with_the_fix() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_frps, port) = spawn_frps(dir.path(), TOKEN);
+    let known = write_file(
+        dir.path(),
+        "frpc_known_servers",
+        &format!("127.0.0.1:{port} {}\n", "ab".repeat(32)),
+    );
+    let mut frpc = spawn_frpc(dir.path(), port, TOKEN);
+    assert_eq!(frpc.wait_exit(WAIT), Some(1), "{}", frpc.output());
+    let out = frpc.output();
+    assert_eq!(out.matches("CERTIFICATE CHANGED").count(), 1, "{out}");
+    assert!(out.contains(&known.display().to_string()), "{out}");
+    assert!(
+        out.contains("transport.tls.serverFingerprint = \""),
+        "{out}"
+    );
+}

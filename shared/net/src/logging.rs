@@ -92,7 +92,12 @@ pub fn run_main<E: std::fmt::Display>(
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
-            eprintln!("{program}: {e:#}");
+            // A log on the console has just said it; a log file is not
+            // where whoever started the program looks first.
+            let on_console = log.to == "console" || log.to.is_empty();
+            if !on_console {
+                eprintln!("{program}: {e:#}");
+            }
             std::process::ExitCode::FAILURE
         }
     }

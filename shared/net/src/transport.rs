@@ -67,7 +67,7 @@ pub enum HandshakeError {
     PlainRefused,
     #[error("TLS handshake failed: {0}")]
     Tls(std::io::Error),
-    #[error("{0}")]
+    #[error(transparent)]
     Untrusted(#[from] TrustError),
     #[error(transparent)]
     Io(#[from] std::io::Error),
