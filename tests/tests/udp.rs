@@ -106,6 +106,15 @@ async fn dig_asks_dnsmasq_through_the_tunnel() {
             "mode {mode:?}: dig said {answer:?}"
         );
         dns.wait_line("a.tunnel.test", WAIT);
+        // frp's curConns for udp: one while the proxy's work stream is open.
+        let open: Vec<u64> = server
+            .stats
+            .proxies()
+            .iter()
+            .filter(|p| p.name == "u")
+            .map(|p| p.traffic.open)
+            .collect();
+        assert_eq!(open, [1], "mode {mode:?}");
         client.stop().await;
         server.stop().await;
     }

@@ -83,6 +83,8 @@ async fn relay(sock: &UdpSocket, addr: SocketAddr, ctx: &ProxyCtx) {
         let _ = udp::encode(peer, &buf[..n], &mut first);
         ctx.meters.add(true, n);
         let (rd, wr) = tokio::io::split(tunnel);
+        // As frp counts it: one connection while the work stream is open.
+        let _open = ctx.meters.open();
         tokio::select! {
             _ = ctx.stop.cancelled() => return,
             r = to_client(sock, wr, first, &mut buf, ctx) => debug!("udp stream to the client ended: {r:?}"),
