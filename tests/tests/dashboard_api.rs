@@ -223,3 +223,42 @@ fn frp_api_paths_and_fields_with_liveness_and_metrics() {
     assert_eq!(curl(web, &AUTH, "/api/proxies/echo").0, 404);
     drop(frps);
 }
+
+/// Two users whose clients share a clientID (their run id) are two
+/// clients: each is found under `user.runID`, a bare run id names neither,
+/// and disconnecting one leaves the other online.
+#[test]
+fn clients_of_two_users_with_one_run_id_are_told_apart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let web = free_port();
+    let extra = format!(
+        "{TOKEN}webServer.port = {web}\nwebServer.user = \"ops\"\nwebServer.password = \"pw\"\n"
+    );
+    let (_frps, port) = spawn_frps(dir.path(), &extra);
+    let mut frpcs = Vec::new();
+    for user in ["alice", "bob"] {
+        let d = tempfile::tempdir().expect("tempdir");
+        let mut p = spawn_frpc(
+            d.path(),
+            port,
+            &format!("{TOKEN}user = \"{user}\"\nclientID = \"same\"\nloginFailExit = false\n"),
+        );
+        p.wait_line("logged in", WAIT);
+        frpcs.push((p, d));
+    }
+    for user in ["alice", "bob"] {
+        let c = api(web, &format!("/api/clients/{user}.same"));
+        assert_eq!(c["user"], user, "{c}");
+    }
+    assert_eq!(curl(web, &AUTH, "/api/clients/same").0, 404);
+    let (code, body) = curl(
+        web,
+        &[&AUTH[..], &["-X", "DELETE"]].concat(),
+        "/api/clients/bob.same",
+    );
+    assert_eq!(code, 200, "{body}");
+    frpcs[1].0.wait_line("reconnect", WAIT);
+    let alice = api(web, "/api/clients/alice.same");
+    assert_eq!(alice["online"], true, "{alice}");
+    assert_eq!(frpcs[0].0.output().matches("logged in").count(), 1);
+}
