@@ -29,9 +29,10 @@ pub(super) async fn start(spec: &TcpSpec, ctx: ProxyCtx) -> Result<SocketAddr, P
 }
 
 async fn accept_loop(listener: Bound<TcpListener>, addr: SocketAddr, ctx: ProxyCtx) {
-    // Users' connections take their descriptors from the public ports'
-    // share, as many from one address as on a virtual host port.
-    let gate = Gate::new(&ctx.server.public, crate::vhost::PER_ADDRESS);
+    // Users' connections take their descriptors from the users' share;
+    // one address may take a quarter of it (no fixed cap: a whole office
+    // behind one NAT address may use one tcp proxy).
+    let gate = Gate::new(&ctx.server.public, usize::MAX);
     loop {
         tokio::select! {
             _ = ctx.stop.cancelled() => break,

@@ -36,7 +36,7 @@ impl Share {
 
 /// One address may take at most this fraction (1 / this) of a share, so
 /// that at a small descriptor limit one address cannot take it all.
-const ADDRESS_PART: usize = 8;
+const ADDRESS_PART: usize = 4;
 
 /// Connections admitted through any gate sharing `total`, and per source
 /// address through this one.
@@ -72,7 +72,7 @@ impl std::fmt::Display for Refused {
 impl Gate {
     /// A gate taking from `total` (shared between gates) and letting in at
     /// most `per_ip` connections per source address, and never more than
-    /// an eighth of `total`.
+    /// a quarter of `total`.
     pub fn new(total: &Share, per_ip: usize) -> Arc<Gate> {
         Arc::new(Gate {
             total: total.permits.clone(),
@@ -154,11 +154,11 @@ mod tests {
     }
 
     #[test]
-    fn one_address_takes_at_most_an_eighth_of_a_small_share() {
+    fn one_address_takes_at_most_a_quarter_of_a_small_share() {
         let total = Share::new(80);
         let gate = Gate::new(&total, 256);
         let one: IpAddr = "127.0.0.1".parse().expect("ip");
         let held: Vec<_> = (0..100).filter_map(|_| gate.admit(one).ok()).collect();
-        assert_eq!(held.len(), 10);
+        assert_eq!(held.len(), 20);
     }
 }
