@@ -29,6 +29,13 @@ use super::MuxError;
 /// Streams wait for the writer once this much is queued.
 pub(crate) const OUT_HIGH: usize = 1024 * 1024;
 
+/// What one stream may have queued and not yet taken by a writer: one
+/// largest frame. Beyond it the stream waits for the next batch, so a
+/// small frame of another stream never waits behind more than the batch
+/// being written and one frame of each busy stream (not a megabyte of one
+/// bulk transfer): round robin between streams, a frame at a time.
+pub(crate) const STREAM_AHEAD: usize = super::stream::MAX_FRAME;
+
 /// Data frames smaller than this, sent while nobody is writing less than
 /// `BUSY_GAP` after the previous small one, go through the writer task
 /// after it lets other ready tasks run, instead of straight to the socket:
@@ -88,8 +95,12 @@ struct State {
     /// When the last small data frame (of any stream) was sent or queued.
     last_small: Option<Instant>,
     closed: bool,
-    /// Streams waiting for `buf` to drain below `OUT_HIGH`.
+    /// Streams waiting for `buf` to drain below `OUT_HIGH`, or for their
+    /// frames in it to be taken.
     waiters: Vec<Waker>,
+    /// Bytes each stream has in `buf` (few entries: the streams of one
+    /// batch), cleared when a writer takes it.
+    by_stream: Vec<(u32, usize)>,
 }
 
 impl State {
@@ -105,7 +116,28 @@ impl State {
     /// Takes the queued frames into `batch` (which must be empty).
     fn take(&mut self, batch: &mut BytesMut) -> Vec<Waker> {
         std::mem::swap(&mut self.buf, batch);
+        self.by_stream.clear();
         std::mem::take(&mut self.waiters)
+    }
+
+    /// Whether stream `id` may queue `n` more bytes (see [`STREAM_AHEAD`]).
+    fn stream_has_room(&self, id: u32, n: usize) -> bool {
+        match self.by_stream.iter().find(|(s, _)| *s == id) {
+            Some((_, queued)) => queued + n <= STREAM_AHEAD,
+            None => true,
+        }
+    }
+
+    /// Queues a data frame of stream `id`.
+    fn queue_data(&mut self, id: u32, header: &[u8], data: &[u8]) {
+        self.buf.reserve(header.len() + data.len());
+        self.buf.extend_from_slice(header);
+        self.buf.extend_from_slice(data);
+        let n = header.len() + data.len();
+        match self.by_stream.iter_mut().find(|(s, _)| *s == id) {
+            Some((_, queued)) => *queued += n,
+            None => self.by_stream.push((id, n)),
+        }
     }
 
     /// The writer task takes `batch` to write it.
@@ -144,6 +176,7 @@ impl Outbox {
                 last_small: None,
                 closed: false,
                 waiters: Vec::new(),
+                by_stream: Vec::new(),
             }),
             io: Mutex::new(io),
             wake: Notify::new(),
@@ -181,23 +214,20 @@ impl Outbox {
         if st.closed {
             return Poll::Ready(Err(MuxError::Closed));
         }
-        if st.buf.len() >= OUT_HIGH {
+        if st.buf.len() >= OUT_HIGH || !st.stream_has_room(id, HEADER_LEN + data.len()) {
             st.waiters.push(cx.waker().clone());
             return Poll::Pending;
         }
         let header = Header::new(Kind::Data, 0, id, data.len() as u32).to_bytes();
         let busy = data.len() < DEFER_BELOW && st.small_frames_busy();
         if st.writing {
-            st.buf.reserve(HEADER_LEN + data.len());
-            st.buf.extend_from_slice(&header);
-            st.buf.extend_from_slice(data);
+            st.queue_data(id, &header, data);
         } else if busy {
             // Small frames come thick and fast: more may follow from other
             // streams woken together, so the writer task sends them in one go.
             st.writing = true;
             st.deferred = true;
-            st.buf.extend_from_slice(&header);
-            st.buf.extend_from_slice(data);
+            st.queue_data(id, &header, data);
             drop(st);
             self.wake.notify_one();
         } else {
@@ -595,5 +625,69 @@ mod props {
                 prop_assert_eq!(*sent, sizes.len(), "stream {} lost frames", id);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod fairness {
+    use super::*;
+    use std::sync::Arc;
+    use tokio::io::AsyncReadExt;
+
+    /// One stream sends bulk as fast as the queue takes it, into a socket
+    /// slower than it; another sends a small frame now and then. What is
+    /// queued ahead of each small frame is at most the batch being written
+    /// and one frame of the bulk stream.
+    #[tokio::test]
+    async fn a_small_frame_waits_behind_at_most_a_frame_of_a_bulk_stream() {
+        let (ours, mut theirs) = tokio::io::duplex(16 * 1024);
+        let out = Arc::new(Outbox::new(Box::new(ours)));
+        let writer = tokio::spawn({
+            let out = out.clone();
+            async move { out.run().await }
+        });
+        let reader = tokio::spawn(async move {
+            let mut b = vec![0u8; 16 * 1024];
+            let mut total = 0usize;
+            while let Ok(n) = theirs.read(&mut b).await {
+                if n == 0 {
+                    break;
+                }
+                total += n;
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
+            total
+        });
+        let bulk = tokio::spawn({
+            let out = out.clone();
+            async move {
+                let data = vec![7u8; crate::stream::MAX_FRAME];
+                for _ in 0..48 {
+                    poll_fn(|cx| out.poll_push_data(cx, 1, &data))
+                        .await
+                        .expect("push");
+                }
+            }
+        });
+        let mut worst = 0;
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_millis(3)).await;
+            // No await between the two: nothing is queued in between.
+            let ahead = out.queued();
+            poll_fn(|cx| out.poll_push_data(cx, 3, b"ping"))
+                .await
+                .expect("push");
+            worst = worst.max(ahead);
+        }
+        bulk.await.expect("bulk");
+        out.close();
+        writer.await.expect("writer").expect("writes");
+        assert!(reader.await.expect("reader") > 48 * crate::stream::MAX_FRAME);
+        let frame = HEADER_LEN + crate::stream::MAX_FRAME;
+        assert!(worst > 0, "the bulk stream kept the queue busy");
+        assert!(
+            worst <= 2 * frame + 1024,
+            "{worst} bytes ahead of a small frame"
+        );
     }
 }
