@@ -5,7 +5,8 @@
 //!
 //! Workloads (all on 127.0.0.1): iperf3 throughput (1 and 8 streams, both
 //! ways), 64-byte request/response through an echo service (latency on one
-//! connection, request rate on 64), connection rate, 10,000 idle connections
+//! connection, alone and beside a bulk stream of the same tunnel, request
+//! rate on 64), connection rate, 10,000 idle connections
 //! (open time, survivors, memory) and a SHA-256-checked bulk transfer.
 //!
 //! Missed targets are reported, not fatal: the exit status is non-zero only
@@ -13,8 +14,8 @@
 //!
 //! Subsets, for profiling or a quick look: `BENCH_SETUPS=ours,rathole`
 //! (keys: direct, socat, rathole, ours, nomux, notls),
-//! `BENCH_WORKLOADS=iperf,rate` (integrity, iperf, latency, rate, conns,
-//! udp, scale), `BENCH_RESULTS=path` to write the table elsewhere.
+//! `BENCH_WORKLOADS=iperf,rate` (integrity, iperf, latency, fairness, rate,
+//! conns, udp, scale), `BENCH_RESULTS=path` to write the table elsewhere.
 //!
 //! Layout: `bench/setups.rs` (starting and stopping each setup),
 //! `bench/workloads.rs` (the echo service and one function per workload),
@@ -201,7 +202,8 @@ fn record<T>(result: &mut SetupResult, workload: &str, outcome: Result<T>) -> Re
 }
 
 /// Whether `workload` is to run: `BENCH_WORKLOADS=iperf,rate` (integrity,
-/// iperf, latency, rate, conns, scale) runs only those, e.g. to profile one.
+/// iperf, latency, fairness, rate, conns, udp, scale) runs only those, e.g.
+/// to profile one.
 fn wanted(workload: &str) -> bool {
     let only = std::env::var("BENCH_WORKLOADS").unwrap_or_default();
     only.is_empty() || only.split(',').any(|w| w.trim() == workload)
@@ -221,6 +223,13 @@ async fn run_workloads(running: &Running, result: &mut SetupResult) {
             eprintln!("   latency: p50 {:?}, p99 {:?}", l.p50, l.p99);
         }
         result.latency = Some(record(result, "latency", latency));
+    }
+    if wanted("fairness") {
+        let lat = workloads::latency_beside_bulk(running.iperf, running.echo).await;
+        if let Ok(l) = &lat {
+            eprintln!("   latency beside bulk: p50 {:?}, p99 {:?}", l.p50, l.p99);
+        }
+        result.latency_bulk = Some(record(result, "latency beside bulk", lat));
     }
     if wanted("rate") {
         request_rate(running, result).await;

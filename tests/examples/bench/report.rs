@@ -37,6 +37,8 @@ pub struct SetupResult {
     pub status: Status,
     pub iperf: Vec<(IperfCase, Result<f64, String>)>,
     pub latency: Outcome<Latency>,
+    /// The same, beside a bulk stream of the same client.
+    pub latency_bulk: Outcome<Latency>,
     pub rate: Outcome<f64>,
     pub conns: Outcome<ConnRate>,
     pub scale: Outcome<Scale>,
@@ -55,6 +57,7 @@ impl SetupResult {
             status: Status::Ran,
             iperf: Vec::new(),
             latency: None,
+            latency_bulk: None,
             rate: None,
             conns: None,
             scale: None,
@@ -168,6 +171,12 @@ fn request_rows() -> Vec<Row> {
         }),
         row("echo 64 B, 1 conn, p99 (µs)", 1, Some(true), move |r| {
             fig(&r.latency, |l| us(l.p99))
+        }),
+        row("echo 64 B beside a bulk stream ←, p50 (µs)", 1, Some(true), move |r| {
+            fig(&r.latency_bulk, |l| us(l.p50))
+        }),
+        row("echo 64 B beside a bulk stream ←, p99 (µs)", 1, Some(true), move |r| {
+            fig(&r.latency_bulk, |l| us(l.p99))
         }),
         row("echo 64 B, 64 conns (req/s)", 0, Some(false), |r| {
             fig(&r.rate, |v| Some(*v))

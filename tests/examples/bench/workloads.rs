@@ -241,30 +241,57 @@ pub struct Latency {
 
 /// One connection, `ROUND_TRIPS` sequential round trips.
 pub async fn latency(public: SocketAddr) -> Result<Latency> {
-    let run = async {
-        let mut stream = connect(public).await?;
-        let mut msg = [0u8; 64];
-        let mut back = [0u8; 64];
-        for i in 0..WARMUP_TRIPS {
-            msg[..8].copy_from_slice(&(i as u64).to_le_bytes());
-            round_trip(&mut stream, &msg, &mut back).await?;
-        }
-        let mut samples = Vec::with_capacity(ROUND_TRIPS);
-        for i in 0..ROUND_TRIPS {
-            msg[..8].copy_from_slice(&(i as u64).to_le_bytes());
-            let t = Instant::now();
-            round_trip(&mut stream, &msg, &mut back).await?;
-            samples.push(t.elapsed());
-        }
-        samples.sort();
-        Ok(Latency {
-            p50: percentile(&samples, 50),
-            p99: percentile(&samples, 99),
-        })
-    };
-    timeout(Duration::from_secs(120), run)
+    timeout(Duration::from_secs(120), round_trips(public, ROUND_TRIPS))
         .await
         .context("latency test timed out")?
+}
+
+/// Round trips beside a bulk transfer: fewer, so they all fall while the
+/// bulk stream runs.
+const BESIDE_BULK_TRIPS: usize = 5_000;
+
+/// 64 B round trips through `echo` while one iperf3 stream runs from the
+/// service to the user through `bulk` (the same tunnel): what a small
+/// frame waits behind a bulk stream of the same client.
+pub async fn latency_beside_bulk(bulk: SocketAddr, echo: SocketAddr) -> Result<Latency> {
+    let case = IperfCase {
+        streams: 1,
+        reverse: true,
+    };
+    let iperf = tokio::spawn(iperf_once(bulk, case));
+    // Let the transfer reach its pace first.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let trips = timeout(
+        Duration::from_secs(IPERF_SECS - 2),
+        round_trips(echo, BESIDE_BULK_TRIPS),
+    )
+    .await;
+    let bulk_rate = iperf.await.context("iperf3 task")?;
+    let lat = trips.context("the round trips outlasted the bulk transfer")??;
+    bulk_rate.context("the bulk transfer")?;
+    Ok(lat)
+}
+
+async fn round_trips(public: SocketAddr, n: usize) -> Result<Latency> {
+    let mut stream = connect(public).await?;
+    let mut msg = [0u8; 64];
+    let mut back = [0u8; 64];
+    for i in 0..WARMUP_TRIPS.min(n / 4) {
+        msg[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        round_trip(&mut stream, &msg, &mut back).await?;
+    }
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..n {
+        msg[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        let t = Instant::now();
+        round_trip(&mut stream, &msg, &mut back).await?;
+        samples.push(t.elapsed());
+    }
+    samples.sort();
+    Ok(Latency {
+        p50: percentile(&samples, 50),
+        p99: percentile(&samples, 99),
+    })
 }
 
 /// Requests per second over `RATE_CONNS` connections, each with one request
