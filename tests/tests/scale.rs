@@ -65,6 +65,25 @@ fn a_thousand_proxies_from_one_template_all_start() {
     drop(frpc);
 }
 
+/// frps (token "t") in a shell whose descriptor limit is `nofile`.
+fn frps_with_descriptors(dir: &std::path::Path, nofile: u32) -> (Proc, u16) {
+    let port = free_port();
+    let cfg = write_file(
+        dir,
+        "frps.toml",
+        &format!("bindAddr = \"127.0.0.1\"\nbindPort = {port}\nauth.token = \"t\"\n"),
+    );
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c").arg(format!(
+        "ulimit -n {nofile} && exec {} -c {}",
+        e2e::bin("frps").display(),
+        cfg.display()
+    ));
+    let mut frps = Proc::spawn(cmd);
+    frps.wait_line("frps listening", e2e::WAIT);
+    (frps, port)
+}
+
 /// frps at 600 descriptors: one client's 300 tcp proxies and 300
 /// connections of their users get the public side's share and no more (the
 /// ports beyond it are refused with the reason, the connections beyond it
@@ -72,20 +91,7 @@ fn a_thousand_proxies_from_one_template_all_start() {
 #[test]
 fn a_clients_ports_and_users_leave_descriptors_for_logins() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let cfg = write_file(
-        dir.path(),
-        "frps.toml",
-        &format!("bindAddr = \"127.0.0.1\"\nbindPort = {port}\nauth.token = \"t\"\n"),
-    );
-    let mut cmd = Command::new("/bin/sh");
-    cmd.arg("-c").arg(format!(
-        "ulimit -n 600 && exec {} -c {}",
-        e2e::bin("frps").display(),
-        cfg.display()
-    ));
-    let mut frps = Proc::spawn(cmd);
-    frps.wait_line("frps listening", e2e::WAIT);
+    let (frps, port) = frps_with_descriptors(dir.path(), 600);
     let service = banner(RESPONSE);
     let admin = free_port();
     let text = format!(

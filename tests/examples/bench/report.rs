@@ -172,12 +172,18 @@ fn request_rows() -> Vec<Row> {
         row("echo 64 B, 1 conn, p99 (µs)", 1, Some(true), move |r| {
             fig(&r.latency, |l| us(l.p99))
         }),
-        row("echo 64 B beside a bulk stream ←, p50 (µs)", 1, Some(true), move |r| {
-            fig(&r.latency_bulk, |l| us(l.p50))
-        }),
-        row("echo 64 B beside a bulk stream ←, p99 (µs)", 1, Some(true), move |r| {
-            fig(&r.latency_bulk, |l| us(l.p99))
-        }),
+        row(
+            "echo 64 B beside a bulk stream ←, p50 (µs)",
+            1,
+            Some(true),
+            move |r| fig(&r.latency_bulk, |l| us(l.p50)),
+        ),
+        row(
+            "echo 64 B beside a bulk stream ←, p99 (µs)",
+            1,
+            Some(true),
+            move |r| fig(&r.latency_bulk, |l| us(l.p99)),
+        ),
         row("echo 64 B, 64 conns (req/s)", 0, Some(false), |r| {
             fig(&r.rate, |v| Some(*v))
         }),
