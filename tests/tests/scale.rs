@@ -66,12 +66,12 @@ fn a_thousand_proxies_from_one_template_all_start() {
 }
 
 /// frps (token "t") in a shell whose descriptor limit is `nofile`.
-fn frps_with_descriptors(dir: &std::path::Path, nofile: u32) -> (Proc, u16) {
+fn frps_with_descriptors(dir: &std::path::Path, nofile: u32, extra: &str) -> (Proc, u16) {
     let port = free_port();
     let cfg = write_file(
         dir,
         "frps.toml",
-        &format!("bindAddr = \"127.0.0.1\"\nbindPort = {port}\nauth.token = \"t\"\n"),
+        &format!("bindAddr = \"127.0.0.1\"\nbindPort = {port}\nauth.token = \"t\"\n{extra}"),
     );
     let mut cmd = Command::new("/bin/sh");
     cmd.arg("-c").arg(format!(
@@ -91,7 +91,12 @@ fn frps_with_descriptors(dir: &std::path::Path, nofile: u32) -> (Proc, u16) {
 #[test]
 fn a_clients_ports_and_users_leave_descriptors_for_logins() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (frps, port) = frps_with_descriptors(dir.path(), 600);
+    let web = free_port();
+    let (frps, port) = frps_with_descriptors(
+        dir.path(),
+        600,
+        &format!("webServer.port = {web}\nenablePrometheus = true\n"),
+    );
     let service = banner(RESPONSE);
     let admin = free_port();
     let text = format!(
@@ -157,5 +162,13 @@ fn a_clients_ports_and_users_leave_descriptors_for_logins() {
     );
     let line = b.wait_line("ulimit -n", e2e::WAIT);
     assert!(line.contains("after"), "{line}");
+    let metrics = e2e::web::prometheus_samples(&curl(web, &[], "/metrics").1);
+    for share in ["connections", "ports"] {
+        let refused = metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("frp_server_refused_total{{share={share}}}")))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+        assert!(refused.is_some_and(|n| n > 0.0), "{share}:\n{metrics}");
+    }
     drop(held);
 }

@@ -42,12 +42,31 @@ fn gather(server: &Server) -> prometheus::Result<Vec<u8>> {
     let r = Registry::new();
     proxies(server, &r)?;
     clients(server, &r)?;
+    refusals(server, &r)?;
     r.register(Box::new(
         prometheus::process_collector::ProcessCollector::for_self(),
     ))?;
     let mut out = Vec::new();
     prometheus::TextEncoder::new().encode(&r.gather(), &mut out)?;
     Ok(out)
+}
+
+/// What the descriptor shares turned away: users' connections (virtual
+/// hosts, tcp proxies' users) and proxies' ports.
+fn refusals(server: &Server, r: &Registry) -> prometheus::Result<()> {
+    let refused = counter_vec(
+        r,
+        "frp_server_refused_total",
+        "Connections and ports turned away for want of descriptors, or beyond one address's part",
+        &["share"],
+    )?;
+    refused
+        .with_label_values(&["connections"])
+        .inc_by(server.public.refused());
+    refused
+        .with_label_values(&["ports"])
+        .inc_by(server.ports.refused());
+    Ok(())
 }
 
 /// frp's proxy metrics.

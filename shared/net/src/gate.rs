@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -14,6 +15,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub struct Share {
     permits: Arc<Semaphore>,
     size: usize,
+    /// Connections and ports turned away, since start.
+    refused: Arc<AtomicU64>,
 }
 
 impl Share {
@@ -21,12 +24,22 @@ impl Share {
         Share {
             permits: Arc::new(Semaphore::new(size)),
             size,
+            refused: Arc::new(AtomicU64::new(0)),
         }
     }
 
     /// Takes one descriptor's place, if there is room.
     pub fn try_take(&self) -> Option<OwnedSemaphorePermit> {
-        self.permits.clone().try_acquire_owned().ok()
+        let taken = self.permits.clone().try_acquire_owned().ok();
+        if taken.is_none() {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+        }
+        taken
+    }
+
+    /// What was turned away for want of room (in all, or per address).
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
     }
 
     pub fn size(&self) -> usize {
@@ -41,7 +54,7 @@ const ADDRESS_PART: usize = 4;
 /// Connections admitted through any gate sharing `total`, and per source
 /// address through this one.
 pub struct Gate {
-    total: Arc<Semaphore>,
+    total: Share,
     per_ip: usize,
     by_ip: Mutex<HashMap<IpAddr, usize>>,
 }
@@ -75,7 +88,7 @@ impl Gate {
     /// a quarter of `total`.
     pub fn new(total: &Share, per_ip: usize) -> Arc<Gate> {
         Arc::new(Gate {
-            total: total.permits.clone(),
+            total: total.clone(),
             per_ip: per_ip.min(total.size / ADDRESS_PART).max(1),
             by_ip: Mutex::new(HashMap::new()),
         })
@@ -87,12 +100,13 @@ impl Gate {
 
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Pass, Refused> {
         // Refusals are what a flood costs: no count walked for the message.
-        let Ok(total) = self.total.clone().try_acquire_owned() else {
+        let Some(total) = self.total.try_take() else {
             return Err(Refused::Full);
         };
         let mut by_ip = self.by_ip();
         let n = by_ip.entry(ip).or_insert(0);
         if *n >= self.per_ip {
+            self.total.refused.fetch_add(1, Ordering::Relaxed);
             return Err(Refused::PerAddress(*n));
         }
         *n += 1;
@@ -151,6 +165,7 @@ mod tests {
         let _p4 = a.admit(two).expect("room again");
         drop(p2);
         let _p5 = a.admit(one).expect("its address has room again");
+        assert_eq!(total.refused(), 2, "one per address, one in all");
     }
 
     #[test]
