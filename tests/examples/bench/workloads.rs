@@ -246,13 +246,14 @@ pub async fn latency(public: SocketAddr) -> Result<Latency> {
         .context("latency test timed out")?
 }
 
-/// Round trips beside a bulk transfer: fewer, so they all fall while the
-/// bulk stream runs.
-const BESIDE_BULK_TRIPS: usize = 5_000;
+/// How long round trips are timed beside a bulk transfer (which runs a
+/// second longer on each side).
+const BESIDE_BULK: Duration = Duration::from_secs(3);
 
-/// 64 B round trips through `echo` while one iperf3 stream runs from the
-/// service to the user through `bulk` (the same tunnel): what a small
-/// frame waits behind a bulk stream of the same client.
+/// 64 B round trips through `echo` for [`BESIDE_BULK`] while one iperf3
+/// stream runs from the service to the user through `bulk` (the same
+/// tunnel): what a small frame waits behind a bulk stream of the same
+/// client.
 pub async fn latency_beside_bulk(bulk: SocketAddr, echo: SocketAddr) -> Result<Latency> {
     let case = IperfCase {
         streams: 1,
@@ -261,15 +262,33 @@ pub async fn latency_beside_bulk(bulk: SocketAddr, echo: SocketAddr) -> Result<L
     let iperf = tokio::spawn(iperf_once(bulk, case));
     // Let the transfer reach its pace first.
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    let trips = timeout(
-        Duration::from_secs(IPERF_SECS - 2),
-        round_trips(echo, BESIDE_BULK_TRIPS),
-    )
-    .await;
-    let bulk_rate = iperf.await.context("iperf3 task")?;
-    let lat = trips.context("the round trips outlasted the bulk transfer")??;
-    bulk_rate.context("the bulk transfer")?;
-    Ok(lat)
+    let mut stream = connect(echo).await?;
+    let (mut msg, mut back) = ([0u8; 64], [0u8; 64]);
+    let mut samples = Vec::new();
+    let until = Instant::now() + BESIDE_BULK;
+    while Instant::now() < until {
+        msg[..8].copy_from_slice(&(samples.len() as u64).to_le_bytes());
+        let t = Instant::now();
+        let trip = timeout(
+            Duration::from_secs(IPERF_SECS),
+            round_trip(&mut stream, &msg, &mut back),
+        );
+        trip.await
+            .context("a round trip outlasted the bulk transfer")??;
+        samples.push(t.elapsed());
+    }
+    iperf
+        .await
+        .context("iperf3 task")?
+        .context("the bulk transfer")?;
+    if samples.len() < 20 {
+        bail!("only {} round trips in {BESIDE_BULK:?}", samples.len());
+    }
+    samples.sort();
+    Ok(Latency {
+        p50: percentile(&samples, 50),
+        p99: percentile(&samples, 99),
+    })
 }
 
 async fn round_trips(public: SocketAddr, n: usize) -> Result<Latency> {
