@@ -255,7 +255,11 @@ fn parse_until(
 }
 
 fn parse_statement(action: &str, line: u32) -> Result<Item, TemplateError> {
-    if let Some((var, expr)) = action.split_once(":=") {
+    // A `:=` after a quote is inside a string (`{{ "a:=b" }}` prints it).
+    let assign = action
+        .split_once(":=")
+        .filter(|(var, _)| !var.contains(['"', '`']));
+    if let Some((var, expr)) = assign {
         let var = var.trim();
         if !var.starts_with('$') || var.contains(char::is_whitespace) {
             return err(line, format!("cannot assign to {var:?}"));
@@ -897,6 +901,18 @@ mod tests {
             assert_eq!(e.line, line, "{t:?}: {e:?}");
             assert!(e.message.contains(want), "{t:?}: {e:?}");
         }
+    }
+
+    #[test]
+    fn strings_may_hold_an_assignment_sign() {
+        let r = render(
+            "{{ \"a:=b\" }} {{ `c:=d` }} {{ $x := \"e:=f\" }}{{ $x }}",
+            &envs(),
+        )
+        .expect("renders");
+        assert_eq!(r.text, "a:=b c:=d e:=f");
+        let e = render("{{ x := 1 }}", &envs()).expect_err("not a variable");
+        assert!(e.message.contains("cannot assign"), "{e:?}");
     }
 
     #[test]
