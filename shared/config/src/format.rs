@@ -144,6 +144,10 @@ fn strip_position(message: &str) -> String {
 fn parse_yaml(text: &str, file: u16) -> Result<Node, SyntaxError> {
     let mut builder = YamlBuilder {
         file,
+        end: (
+            text.split('\n').count(),
+            text.rsplit('\n').next().map_or(0, |l| l.chars().count()),
+        ),
         stack: Vec::new(),
         anchors: Vec::new(),
         values: 0,
@@ -155,11 +159,7 @@ fn parse_yaml(text: &str, file: u16) -> Result<Node, SyntaxError> {
         let m = e.marker();
         let info = e.info().to_owned();
         return Err(SyntaxError {
-            at: At {
-                file,
-                line: m.line() as u32,
-                col: m.col() as u32 + 1,
-            },
+            at: builder.at(*m),
             message: info,
         });
     }
@@ -187,6 +187,10 @@ fn parse_yaml(text: &str, file: u16) -> Result<Node, SyntaxError> {
 /// Builds the tree from the YAML parser's events.
 struct YamlBuilder {
     file: u16,
+    /// The last line of the text and its length in characters: the
+    /// scanner gives the end of the stream a line of its own, past the
+    /// last, and what it places there is placed at the end of the last line.
+    end: (usize, usize),
     /// Open collections; a map's pending key waits in the `Option`.
     stack: Vec<(Node, Option<Key>, usize)>,
     /// Anchored values by anchor id (and how many values each holds), for
@@ -200,10 +204,14 @@ struct YamlBuilder {
 
 impl YamlBuilder {
     fn at(&self, m: Marker) -> At {
+        let (line, col) = match m.line() {
+            l if l > self.end.0 => self.end,
+            l => (l, m.col()),
+        };
         At {
             file: self.file,
-            line: m.line() as u32,
-            col: m.col() as u32 + 1,
+            line: line as u32,
+            col: col as u32 + 1,
         }
     }
 
@@ -334,6 +342,18 @@ mod tests {
 
     fn line_of(node: &Node, key: &str) -> u32 {
         node.find_key(key).map(|a| a.line).unwrap_or(0)
+    }
+
+    #[test]
+    fn a_yaml_problem_at_the_end_is_on_the_last_line() {
+        let e = parse("a: 1\nbc", Some(Format::Yaml), 0).expect_err("no value");
+        assert_eq!((e.at.line, e.at.col), (2, 3), "{e:?}");
+        let e = parse("a: 1\nb\n", Some(Format::Yaml), 0).expect_err("no value");
+        assert_eq!(e.at.line, 3, "after the last newline: {e:?}");
+        // A value the end of the stream ends is placed there too.
+        let n = parse("a: 1\nbc:", Some(Format::Yaml), 0).expect("parses");
+        let at = n.get("bc").map(|v| (v.at.line, v.at.col));
+        assert_eq!(at, Some((2, 4)));
     }
 
     #[test]
