@@ -142,6 +142,20 @@ fn strip_position(message: &str) -> String {
 }
 
 fn parse_yaml(text: &str, file: u16) -> Result<Node, SyntaxError> {
+    // yaml-rust2 takes a NUL for the end of the text and silently reads no
+    // further; YAML allows none (it is not printable).
+    if let Some(i) = text.find('\0') {
+        let before = &text[..i];
+        let line_start = before.rfind('\n').map_or(0, |n| n + 1);
+        return Err(SyntaxError {
+            at: At {
+                file,
+                line: before.matches('\n').count() as u32 + 1,
+                col: before[line_start..].chars().count() as u32 + 1,
+            },
+            message: "a NUL character, which YAML does not allow".into(),
+        });
+    }
     let mut builder = YamlBuilder {
         file,
         end: (
@@ -342,6 +356,13 @@ mod tests {
 
     fn line_of(node: &Node, key: &str) -> u32 {
         node.find_key(key).map(|a| a.line).unwrap_or(0)
+    }
+
+    #[test]
+    fn a_nul_in_yaml_is_refused_not_the_end_of_the_file() {
+        // yaml-rust2 alone would read `a` and `b` and stop there.
+        let e = parse("a: 1\nb: 2\0\nc: 3\n", Some(Format::Yaml), 0).expect_err("a NUL");
+        assert_eq!((e.at.line, e.at.col), (2, 5), "{e:?}");
     }
 
     #[test]
