@@ -304,7 +304,10 @@ fn parse_range(
     spec: &str,
     line: u32,
 ) -> Result<Item, TemplateError> {
-    let (vars, over) = match spec.split_once(":=") {
+    let assign = spec
+        .split_once(":=")
+        .filter(|(vars, _)| !vars.contains(['"', '`']));
+    let (vars, over) = match assign {
         Some((vars, over)) => {
             let vars: Vec<String> = vars.split(',').map(|v| v.trim().to_owned()).collect();
             if vars.len() > 2 || vars.iter().any(|v| !v.starts_with('$')) {
@@ -339,7 +342,8 @@ fn parse_expr(text: &str, line: u32) -> Result<Expr, TemplateError> {
     let Some((first, args)) = words.split_first() else {
         return err(line, "an empty action");
     };
-    if first.contains('|') || args.iter().any(|a| a == "|") {
+    let quoted = first.starts_with(['"', '`']);
+    if (!quoted && first.contains('|')) || args.iter().any(|a| a == "|") {
         return err(line, "pipelines (`|`) are not supported in config templates; call the function with its arguments");
     }
     if args.is_empty() {
@@ -904,7 +908,7 @@ mod tests {
     }
 
     #[test]
-    fn strings_may_hold_an_assignment_sign() {
+    fn strings_may_hold_template_syntax() {
         let r = render(
             "{{ \"a:=b\" }} {{ `c:=d` }} {{ $x := \"e:=f\" }}{{ $x }}",
             &envs(),
@@ -913,6 +917,10 @@ mod tests {
         assert_eq!(r.text, "a:=b c:=d e:=f");
         let e = render("{{ x := 1 }}", &envs()).expect_err("not a variable");
         assert!(e.message.contains("cannot assign"), "{e:?}");
+        let r = render("{{ \"a|b\" }} {{ `|` }} {{ print \"c|d\" }}", &envs()).expect("renders");
+        assert_eq!(r.text, "a|b | c|d");
+        let e = render("{{ range index .Envs \"X:=Y\" }}{{ end }}", &envs()).expect_err("a string");
+        assert!(e.message.contains("X:=Y is not set"), "{e:?}");
     }
 
     #[test]
