@@ -37,16 +37,33 @@ clean:
 	$(CARGO) clean
 	rm -rf demo-run
 
-# Runs every fuzz target (fuzz/fuzz_targets/: decode = frame decoder and
-# message parser, mux = a server-mode multiplexed session fed arbitrary
-# bytes) for FUZZ_SECONDS each, or only FUZZ_TARGET; not part of `make test`. The corpus grows in fuzz/corpus/
-# and crashing inputs land in fuzz/artifacts/. cargo-fuzz needs nightly-only
+# Runs every fuzz target (fuzz/fuzz_targets/), one after another, for
+# FUZZ_SECONDS each, or only those FUZZ_TARGET names; not part of `make test`.
+#   decode     the frame decoder and message parser of every channel, and
+#              UDP datagram framing
+#   mux        a server-mode multiplexed session fed arbitrary bytes
+#   http_head  a user's first bytes on the HTTP virtual host port (or a
+#              shared bindPort): the head peek, Host validation, location
+#              path normalisation, basic-auth user and route lookup (against
+#              a model), and the first-bytes classifier
+#   sni        the TLS ClientHello peek (server name, frpc's ALPN) and the
+#              https route lookup
+#   tcpmux     a user connection to the tcpmux port: hyper's server as frps
+#              sets it up, over an in-memory pipe, and frps's CONNECT routing
+#   template   the config template engine and number ranges
+#   legacy     the legacy INI reader, `convert`'s TOML of it, and frpc's
+#              loader on both
+#   config     the whole config loader on text: frpc's as sent to its admin
+#              API, frps's; TOML, YAML, JSON, guessed, legacy INI
+# The corpus grows in fuzz/corpus/TARGET/ (not committed); hand-written
+# seeds are read from fuzz/seeds/TARGET/ where there are some; crashing
+# inputs land in fuzz/artifacts/. cargo-fuzz needs nightly-only
 # rustc flags (-Zsanitizer=address, sanitizer coverage); only the stable
 # toolchain is installed here, so RUSTC_BOOTSTRAP=1 lets stable rustc accept
 # them. Stable ships the AddressSanitizer runtime for x86_64 Linux; where it
 # does not, run `make fuzz FUZZ_FLAGS=--sanitizer=none`.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGET ?= decode mux
+FUZZ_TARGET ?= decode mux http_head sni tcpmux template legacy config
 FUZZ_FLAGS ?=
 # Room for two frames of the largest size (libFuzzer stops at 4096 by default).
 FUZZ_MAX_LEN ?= 32772
@@ -54,9 +71,11 @@ FUZZ_MAX_LEN ?= 32772
 fuzz:
 	@$(CARGO) fuzz --version >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
 	@for t in $(FUZZ_TARGET); do \
+		mkdir -p fuzz/corpus/$$t; \
+		seeds=; [ -d fuzz/seeds/$$t ] && seeds=$(CURDIR)/fuzz/seeds/$$t; \
 		RUSTC_BOOTSTRAP=1 $(CARGO) fuzz build $(FUZZ_FLAGS) $$t && \
-		RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $(FUZZ_FLAGS) $$t -- \
-			-max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAX_LEN) || exit 1; \
+		RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $(FUZZ_FLAGS) $$t $(CURDIR)/fuzz/corpus/$$t $$seeds -- \
+			-max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAX_LEN) -print_final_stats=1 || exit 1; \
 	done
 
 # Benchmarks the tunnel against a direct connection, two socat relays in a row

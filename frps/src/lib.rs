@@ -35,6 +35,20 @@ use tracing::{info, warn};
 use registry::Registry;
 pub use registry::{ClientStats, ProxyStats};
 
+/// What reads a user's first bytes on the virtual host ports, for the fuzz
+/// targets in `fuzz/`; not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::vhost::http::{
+        basic_auth_user, read_head, routing_path, serve_io, text, Body, FirstRequest, Head, Routed,
+        Routes, PEEK_HEAD,
+    };
+    pub use crate::vhost::https::{parse as client_hello, Hello};
+    pub use crate::vhost::tcpmux::connect_route;
+    pub use crate::vhost::timer::ConnTimer;
+    pub use crate::vhost::{host_name, Router, MAX_LABEL, MAX_NAME};
+}
+
 /// How long shutdown waits for sessions to wind down before giving up on them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 

@@ -72,7 +72,9 @@ fuzz_target!(|data: &[u8]| {
             tokio::join!(feed, drain)
         })
         .await;
-        if let Ok(res) = tokio::time::timeout(std::time::Duration::from_secs(5), &mut session.driver).await {
+        if let Ok(res) =
+            tokio::time::timeout(std::time::Duration::from_secs(5), &mut session.driver).await
+        {
             assert!(res.is_ok(), "driver panicked");
         }
         consumer.abort();

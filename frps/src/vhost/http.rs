@@ -34,13 +34,13 @@ use super::{host_name, normalize, Names};
 use crate::proxy::{open_work, ProxyCtx};
 use crate::Server;
 
-pub(crate) type Body = BoxBody<Bytes, hyper::Error>;
+pub type Body = BoxBody<Bytes, hyper::Error>;
 
 /// Time a user has to send a request's head.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bytes of a first request looked at to place its connection (most
 /// heads are far smaller; a larger one is served where it arrived).
-const PEEK_HEAD: usize = 4096;
+pub const PEEK_HEAD: usize = 4096;
 /// Most bytes of a request head; more gets 431 (hyper itself stops reading
 /// a head at a few hundred KiB).
 const MAX_HEAD: usize = 64 * 1024;
@@ -149,7 +149,7 @@ impl HttpRoute {
 }
 
 /// What the router needs of a route besides its identity.
-pub(crate) trait Routed {
+pub trait Routed {
     /// `routeByHTTPUser`: the one basic-auth user it serves (empty = all).
     fn route_user(&self) -> &str;
 }
@@ -166,7 +166,7 @@ type Located<R> = Vec<(String, Arc<R>)>;
 /// Host → (location prefix, user → proxy). A (name, location, user)
 /// triple belongs to one proxy at a time. Also the tcpmux port's router
 /// (every route at location "/").
-pub(crate) struct Routes<R> {
+pub struct Routes<R> {
     names: Names<Located<R>>,
 }
 
@@ -286,7 +286,7 @@ pub(crate) async fn place(vhost: Arc<Vhost>, tcp: TcpStream, peer: SocketAddr) {
 }
 
 /// The request at the head of a connection, as far as placing it needs.
-pub(crate) struct FirstRequest {
+pub struct FirstRequest {
     /// As sent: a path, or `host:port` for a CONNECT.
     pub target: String,
     pub host: Option<String>,
@@ -328,20 +328,9 @@ async fn first_request(tcp: &TcpStream) -> Option<FirstRequest> {
     let mut delay = Duration::from_millis(1);
     for _ in 0..5 {
         let n = tcp.peek(&mut buf).await.ok()?;
-        let mut headers = [httparse::EMPTY_HEADER; 64];
-        let mut req = httparse::Request::new(&mut headers);
-        match req.parse(&buf[..n]) {
-            Ok(httparse::Status::Complete(_)) => {
-                let host = req
-                    .headers
-                    .iter()
-                    .find(|h| h.name.eq_ignore_ascii_case("host"))
-                    .and_then(|h| std::str::from_utf8(h.value).ok())
-                    .map(str::to_owned);
-                let target = req.path?.to_owned();
-                return Some(FirstRequest { target, host });
-            }
-            Ok(httparse::Status::Partial) if n > 0 && n < buf.len() => {}
+        match read_head(&buf[..n]) {
+            Head::Whole(first) => return Some(first),
+            Head::Partial if n > 0 && n < buf.len() => {}
             _ => return None,
         }
         // peek returns at once while anything is buffered: back off.
@@ -349,6 +338,42 @@ async fn first_request(tcp: &TcpStream) -> Option<FirstRequest> {
         delay *= 2;
     }
     None
+}
+
+/// What the bytes at the head of a connection are.
+pub enum Head {
+    /// A whole request head: its request.
+    Whole(FirstRequest),
+    /// The start of one (or nothing yet).
+    Partial,
+    /// Not HTTP.
+    NotHttp,
+}
+
+/// The first request head in `bytes`, as [`first_request`] reads what it
+/// peeked.
+pub fn read_head(bytes: &[u8]) -> Head {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(bytes) {
+        Ok(httparse::Status::Complete(_)) => {
+            let host = req
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("host"))
+                .and_then(|h| std::str::from_utf8(h.value).ok())
+                .map(str::to_owned);
+            match req.path {
+                Some(target) => Head::Whole(FirstRequest {
+                    target: target.to_owned(),
+                    host,
+                }),
+                None => Head::NotHttp,
+            }
+        }
+        Ok(httparse::Status::Partial) => Head::Partial,
+        Err(_) => Head::NotHttp,
+    }
 }
 
 /// Serves the requests of one user connection.
@@ -395,6 +420,22 @@ pub(crate) async fn serve_users<F, Fut>(
 {
     tcp.set_nodelay(true).ok();
     let local = tcp.local_addr().unwrap_or(peer);
+    serve_io(tcp, peer, local, timer, head_time, handle).await
+}
+
+/// [`serve_users`] on any byte stream, which came in on `local`.
+pub async fn serve_io<I, F, Fut>(
+    io: I,
+    peer: SocketAddr,
+    local: SocketAddr,
+    timer: ConnTimer,
+    head_time: Duration,
+    handle: F,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    F: Fn(SocketAddr, SocketAddr, Request<Incoming>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Response<Body>> + Send + 'static,
+{
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
         // hyper's read buffer bounds what a head can cost; this is the
         // stated limit users see.
@@ -419,7 +460,7 @@ pub(crate) async fn serve_users<F, Fut>(
         .timer(timer)
         .header_read_timeout(head_time)
         .max_buf_size(MAX_HEAD)
-        .serve_connection(TokioIo::new(tcp), svc)
+        .serve_connection(TokioIo::new(io), svc)
         .with_upgrades()
         .await;
     if let Err(e) = served {
@@ -470,7 +511,7 @@ fn authorized(spec: &HttpSpec, req: &Request<Incoming>) -> bool {
 }
 
 /// The user name of a basic-auth header value.
-pub(crate) fn basic_auth_user(given: Option<&HeaderValue>) -> Option<String> {
+pub fn basic_auth_user(given: Option<&HeaderValue>) -> Option<String> {
     let encoded = given?.to_str().ok()?.strip_prefix("Basic ")?;
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(encoded.trim())
@@ -489,7 +530,7 @@ pub(crate) fn basic_auth_user(given: Option<&HeaderValue>) -> Option<String> {
 /// `/%61dmin`, `//admin` or `/x/../admin` would miss the `/admin`
 /// location — and its credentials — and reach the proxy for `/`. The
 /// request itself is forwarded as sent. Case is kept, as frp keeps it.
-pub(crate) fn routing_path(raw: &str) -> String {
+pub fn routing_path(raw: &str) -> String {
     let decoded = percent_decode(raw.as_bytes());
     // Some services (IIS, anything on Windows paths) read `\` as `/`.
     let text = String::from_utf8_lossy(&decoded).replace('\\', "/");
@@ -812,7 +853,7 @@ fn page(status: StatusCode, body: Bytes, kind: &'static str) -> Response<Body> {
     r
 }
 
-pub(crate) fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+pub fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     page(
         status,
         Bytes::from_static(body.as_bytes()),

@@ -80,7 +80,7 @@ pub(crate) async fn server_name(tcp: &TcpStream) -> io::Result<Option<String>> {
 }
 
 /// What routing needs of a ClientHello.
-pub(crate) struct Hello {
+pub struct Hello {
     /// Its server name (SNI).
     pub name: Option<String>,
     /// It offers frpc's ALPN protocol: a login, not a user.
@@ -116,7 +116,7 @@ pub(crate) async fn hello(tcp: &TcpStream) -> io::Result<Hello> {
 }
 
 /// Some once `bytes` hold a whole ClientHello; None while more is needed.
-fn parse(bytes: &[u8]) -> io::Result<Option<Hello>> {
+pub fn parse(bytes: &[u8]) -> io::Result<Option<Hello>> {
     let mut acceptor = rustls::server::Acceptor::default();
     let mut rest = bytes;
     while !rest.is_empty() {

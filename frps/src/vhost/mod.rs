@@ -75,7 +75,7 @@ pub(crate) async fn accept_loop<F, Fut>(
 /// so at most 127 labels); None for anything else, which no route can
 /// match. Every name a user sends goes through here before routing, so
 /// routing a request costs at most this many bytes hashed per label.
-pub(crate) fn host_name(raw: &str) -> Option<String> {
+pub fn host_name(raw: &str) -> Option<String> {
     let name = raw.trim();
     let name = match name.rsplit_once(':') {
         Some((h, port)) if port.bytes().all(|c| c.is_ascii_digit()) => {
@@ -92,8 +92,8 @@ pub(crate) fn host_name(raw: &str) -> Option<String> {
 }
 
 /// RFC 1123: a whole name, one label.
-pub(crate) const MAX_NAME: usize = 253;
-pub(crate) const MAX_LABEL: usize = 63;
+pub const MAX_NAME: usize = 253;
+pub const MAX_LABEL: usize = 63;
 
 /// Lower case, without a `:port` or a trailing dot (names as configured;
 /// those a user sends go through [`host_name`]).
@@ -225,8 +225,14 @@ impl<V> Editor<'_, V> {
 /// Names to routes: exact names, and `*.example.com` wildcards where the
 /// most specific one wins (`a.b.example.com` tries `*.b.example.com`
 /// before `*.example.com`).
-pub(crate) struct Router<T> {
+pub struct Router<T> {
     names: Names<Option<T>>,
+}
+
+impl<T: Clone> Default for Router<T> {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl<T: Clone> Router<T> {

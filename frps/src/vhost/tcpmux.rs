@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 use wire::message::TcpmuxSpec;
 
-use super::http::{text, Body};
+use super::http::{text, Body, Routed};
 use crate::proxy::{open_work, ProxyCtx};
 use crate::Server;
 
@@ -28,7 +28,7 @@ pub(crate) struct TcpmuxRoute {
     pub spec: TcpmuxSpec,
 }
 
-impl super::http::Routed for TcpmuxRoute {
+impl Routed for TcpmuxRoute {
     fn route_user(&self) -> &str {
         &self.spec.route_by_http_user
     }
@@ -78,24 +78,9 @@ async fn handle(
     local: SocketAddr,
     mut req: Request<Incoming>,
 ) -> Response<Body> {
-    if req.method() != Method::CONNECT {
-        return text(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "405 only CONNECT is served here\n",
-        );
-    }
-    let host = req
-        .uri()
-        .authority()
-        .map(|a| a.host().to_owned())
-        .unwrap_or_default();
-    let Some(name) = super::host_name(&host) else {
-        return text(StatusCode::BAD_REQUEST, "400 not a host name\n");
-    };
-    let user = super::http::basic_auth_user(req.headers().get(header::PROXY_AUTHORIZATION))
-        .unwrap_or_default();
-    let Some(route) = server.tcpmux_routes.lookup_name(&name, "/", &user) else {
-        return text(StatusCode::NOT_FOUND, "404 no tcpmux proxy for this host\n");
+    let route = match connect_route(&server.tcpmux_routes, &req) {
+        Ok(route) => route,
+        Err((status, why)) => return text(status, why),
     };
     if !authorized(&route.spec, &req) {
         let mut r = text(
@@ -133,6 +118,35 @@ async fn handle(
         }
     });
     Response::new(Empty::new().map_err(|never| match never {}).boxed())
+}
+
+/// The route in `routes` that a user's CONNECT asks for (by its target's
+/// host and its `Proxy-Authorization` user), or the status and text that
+/// refuse it: 405 to another method, 400 to a target that is not a host
+/// name, 404 to one no proxy serves.
+pub fn connect_route<R: Routed, B>(
+    routes: &super::http::Routes<R>,
+    req: &Request<B>,
+) -> Result<Arc<R>, (StatusCode, &'static str)> {
+    if req.method() != Method::CONNECT {
+        return Err((
+            StatusCode::METHOD_NOT_ALLOWED,
+            "405 only CONNECT is served here\n",
+        ));
+    }
+    let host = req
+        .uri()
+        .authority()
+        .map(|a| a.host().to_owned())
+        .unwrap_or_default();
+    let Some(name) = super::host_name(&host) else {
+        return Err((StatusCode::BAD_REQUEST, "400 not a host name\n"));
+    };
+    let user = super::http::basic_auth_user(req.headers().get(header::PROXY_AUTHORIZATION))
+        .unwrap_or_default();
+    routes
+        .lookup_name(&name, "/", &user)
+        .ok_or((StatusCode::NOT_FOUND, "404 no tcpmux proxy for this host\n"))
 }
 
 fn authorized(spec: &TcpmuxSpec, req: &Request<Incoming>) -> bool {

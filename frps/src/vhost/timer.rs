@@ -24,12 +24,18 @@ use tokio::time::Sleep;
 
 /// The timer source of one connection (cheap to clone).
 #[derive(Clone)]
-pub(crate) struct ConnTimer(Arc<Mutex<Shared>>);
+pub struct ConnTimer(Arc<Mutex<Shared>>);
 
 struct Shared {
     sleep: Pin<Box<Sleep>>,
     /// When `sleep` fires, if it has been armed.
     armed: Option<Instant>,
+}
+
+impl Default for ConnTimer {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl ConnTimer {
@@ -46,7 +52,7 @@ impl ConnTimer {
     }
 
     /// A future that completes at `at`.
-    pub fn at(&self, at: Instant) -> Deadline {
+    pub(crate) fn at(&self, at: Instant) -> Deadline {
         Deadline {
             timer: self.clone(),
             at,
@@ -54,7 +60,7 @@ impl ConnTimer {
     }
 
     /// A future that completes `after` from now.
-    pub fn after(&self, after: Duration) -> Deadline {
+    pub(crate) fn after(&self, after: Duration) -> Deadline {
         self.at(now() + after)
     }
 }

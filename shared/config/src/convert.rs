@@ -24,6 +24,19 @@ const STRING_MAPS: &[&str] = &[
 /// The file at `path` as TOML text.
 pub fn to_toml(path: &Path, side: Side) -> Result<String, ConfigError> {
     let tree = crate::load::tree(path, side)?;
+    Ok(format!(
+        "# Converted from {} by {} convert.\n\n{}",
+        path.display(),
+        match side {
+            Side::Client => "frpc",
+            Side::Server => "frps",
+        },
+        tree_to_toml(&tree, side)
+    ))
+}
+
+/// A file's tree as TOML text.
+pub(crate) fn tree_to_toml(tree: &Node, side: Side) -> String {
     let common = match side {
         Side::Client => toml::Value::try_from(ClientConfig::default()),
         Side::Server => toml::Value::try_from(ServerConfig::default()),
@@ -43,15 +56,7 @@ pub fn to_toml(path: &Path, side: Side) -> Result<String, ConfigError> {
             out.insert(key.name.clone(), v);
         }
     }
-    let body = toml::to_string_pretty(&out).unwrap_or_default();
-    Ok(format!(
-        "# Converted from {} by {} convert.\n\n{body}",
-        path.display(),
-        match side {
-            Side::Client => "frpc",
-            Side::Server => "frps",
-        }
-    ))
+    toml::to_string_pretty(&out).unwrap_or_default()
 }
 
 /// Each proxy with the types of its kind.

@@ -142,8 +142,26 @@ fn strip_position(message: &str) -> String {
 }
 
 fn parse_yaml(text: &str, file: u16) -> Result<Node, SyntaxError> {
+    // yaml-rust2 takes a NUL for the end of the text and silently reads no
+    // further; YAML allows none (it is not printable).
+    if let Some(i) = text.find('\0') {
+        let before = &text[..i];
+        let line_start = before.rfind('\n').map_or(0, |n| n + 1);
+        return Err(SyntaxError {
+            at: At {
+                file,
+                line: before.matches('\n').count() as u32 + 1,
+                col: before[line_start..].chars().count() as u32 + 1,
+            },
+            message: "a NUL character, which YAML does not allow".into(),
+        });
+    }
     let mut builder = YamlBuilder {
         file,
+        end: (
+            text.split('\n').count(),
+            text.rsplit('\n').next().map_or(0, |l| l.chars().count()),
+        ),
         stack: Vec::new(),
         anchors: Vec::new(),
         values: 0,
@@ -155,11 +173,7 @@ fn parse_yaml(text: &str, file: u16) -> Result<Node, SyntaxError> {
         let m = e.marker();
         let info = e.info().to_owned();
         return Err(SyntaxError {
-            at: At {
-                file,
-                line: m.line() as u32,
-                col: m.col() as u32 + 1,
-            },
+            at: builder.at(*m),
             message: info,
         });
     }
@@ -187,6 +201,10 @@ fn parse_yaml(text: &str, file: u16) -> Result<Node, SyntaxError> {
 /// Builds the tree from the YAML parser's events.
 struct YamlBuilder {
     file: u16,
+    /// The last line of the text and its length in characters: the
+    /// scanner gives the end of the stream a line of its own, past the
+    /// last, and what it places there is placed at the end of the last line.
+    end: (usize, usize),
     /// Open collections; a map's pending key waits in the `Option`.
     stack: Vec<(Node, Option<Key>, usize)>,
     /// Anchored values by anchor id (and how many values each holds), for
@@ -200,10 +218,14 @@ struct YamlBuilder {
 
 impl YamlBuilder {
     fn at(&self, m: Marker) -> At {
+        let (line, col) = match m.line() {
+            l if l > self.end.0 => self.end,
+            l => (l, m.col()),
+        };
         At {
             file: self.file,
-            line: m.line() as u32,
-            col: m.col() as u32 + 1,
+            line: line as u32,
+            col: col as u32 + 1,
         }
     }
 
@@ -334,6 +356,25 @@ mod tests {
 
     fn line_of(node: &Node, key: &str) -> u32 {
         node.find_key(key).map(|a| a.line).unwrap_or(0)
+    }
+
+    #[test]
+    fn a_nul_in_yaml_is_refused_not_the_end_of_the_file() {
+        // yaml-rust2 alone would read `a` and `b` and stop there.
+        let e = parse("a: 1\nb: 2\0\nc: 3\n", Some(Format::Yaml), 0).expect_err("a NUL");
+        assert_eq!((e.at.line, e.at.col), (2, 5), "{e:?}");
+    }
+
+    #[test]
+    fn a_yaml_problem_at_the_end_is_on_the_last_line() {
+        let e = parse("a: 1\nbc", Some(Format::Yaml), 0).expect_err("no value");
+        assert_eq!((e.at.line, e.at.col), (2, 3), "{e:?}");
+        let e = parse("a: 1\nb\n", Some(Format::Yaml), 0).expect_err("no value");
+        assert_eq!(e.at.line, 3, "after the last newline: {e:?}");
+        // A value the end of the stream ends is placed there too.
+        let n = parse("a: 1\nbc:", Some(Format::Yaml), 0).expect("parses");
+        let at = n.get("bc").map(|v| (v.at.line, v.at.col));
+        assert_eq!(at, Some((2, 4)));
     }
 
     #[test]

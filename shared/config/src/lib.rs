@@ -40,6 +40,31 @@ pub use proxy::{
 pub use server::{ServerConfig, ServerTls, ServerTransport};
 pub use wire::auth::Token;
 
+/// The legacy INI reader and `convert` on text, for the fuzz targets in
+/// `fuzz/`; not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use crate::doc::{At, Node};
+    use crate::legacy::Side;
+
+    /// The tree of a legacy INI file (the main one, file 0) and each
+    /// problem found: where, what, and whether it stops the file.
+    pub fn legacy(text: &str, side: Side) -> (Node, Vec<(Option<At>, String, crate::Level)>) {
+        let mut found = Vec::new();
+        let tree = crate::legacy::parse(text, side, 0, &mut found);
+        let found = found
+            .into_iter()
+            .map(|f| (f.at, f.message, f.level))
+            .collect();
+        (tree, found)
+    }
+
+    /// The TOML `convert` writes for `tree`.
+    pub fn to_toml(tree: &Node, side: Side) -> String {
+        crate::convert::tree_to_toml(tree, side)
+    }
+}
+
 /// Default of `maxStreamsPerClient`; the multiplexer has the same figure as
 /// its own default, kept here so config does not depend on the mux layer.
 pub const DEFAULT_MAX_STREAMS: usize = 16 * 1024;

@@ -255,7 +255,11 @@ fn parse_until(
 }
 
 fn parse_statement(action: &str, line: u32) -> Result<Item, TemplateError> {
-    if let Some((var, expr)) = action.split_once(":=") {
+    // A `:=` after a quote is inside a string (`{{ "a:=b" }}` prints it).
+    let assign = action
+        .split_once(":=")
+        .filter(|(var, _)| !var.contains(['"', '`']));
+    if let Some((var, expr)) = assign {
         let var = var.trim();
         if !var.starts_with('$') || var.contains(char::is_whitespace) {
             return err(line, format!("cannot assign to {var:?}"));
@@ -300,7 +304,10 @@ fn parse_range(
     spec: &str,
     line: u32,
 ) -> Result<Item, TemplateError> {
-    let (vars, over) = match spec.split_once(":=") {
+    let assign = spec
+        .split_once(":=")
+        .filter(|(vars, _)| !vars.contains(['"', '`']));
+    let (vars, over) = match assign {
         Some((vars, over)) => {
             let vars: Vec<String> = vars.split(',').map(|v| v.trim().to_owned()).collect();
             if vars.len() > 2 || vars.iter().any(|v| !v.starts_with('$')) {
@@ -335,7 +342,8 @@ fn parse_expr(text: &str, line: u32) -> Result<Expr, TemplateError> {
     let Some((first, args)) = words.split_first() else {
         return err(line, "an empty action");
     };
-    if first.contains('|') || args.iter().any(|a| a == "|") {
+    let quoted = first.starts_with(['"', '`']);
+    if (!quoted && first.contains('|')) || args.iter().any(|a| a == "|") {
         return err(line, "pipelines (`|`) are not supported in config templates; call the function with its arguments");
     }
     if args.is_empty() {
@@ -897,6 +905,22 @@ mod tests {
             assert_eq!(e.line, line, "{t:?}: {e:?}");
             assert!(e.message.contains(want), "{t:?}: {e:?}");
         }
+    }
+
+    #[test]
+    fn strings_may_hold_template_syntax() {
+        let r = render(
+            "{{ \"a:=b\" }} {{ `c:=d` }} {{ $x := \"e:=f\" }}{{ $x }}",
+            &envs(),
+        )
+        .expect("renders");
+        assert_eq!(r.text, "a:=b c:=d e:=f");
+        let e = render("{{ x := 1 }}", &envs()).expect_err("not a variable");
+        assert!(e.message.contains("cannot assign"), "{e:?}");
+        let r = render("{{ \"a|b\" }} {{ `|` }} {{ print \"c|d\" }}", &envs()).expect("renders");
+        assert_eq!(r.text, "a|b | c|d");
+        let e = render("{{ range index .Envs \"X:=Y\" }}{{ end }}", &envs()).expect_err("a string");
+        assert!(e.message.contains("X:=Y is not set"), "{e:?}");
     }
 
     #[test]
