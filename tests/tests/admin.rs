@@ -684,6 +684,13 @@ fn uploaded_configs_run_nothing_and_quote_no_other_file() {
     for leak in ["passwd", "hostname", "root:"] {
         assert!(!body.contains(leak), "{leak} in {body}");
     }
+    // Refused before any walk: over /usr (a symlink loop in it) the glob
+    // would outlast curl's 10 s.
+    for walk in ["/usr/**/nomatch.toml", "../../**/nomatch.toml"] {
+        let (code, body) = put(&format!("{base}includes = [\"{walk}\"]\n"));
+        assert_eq!(code, 400, "{walk}: {body}");
+        assert!(body.contains("outside the config's folder"), "{body}");
+    }
 
     std::fs::create_dir(dir.path().join("confd")).expect("mkdir");
     write_file(

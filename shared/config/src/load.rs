@@ -257,6 +257,23 @@ pub(crate) fn expand_includes(
     let mut out = Vec::new();
     let home = confined.then(|| dir.canonicalize().unwrap_or_else(|_| dir.to_owned()));
     for pattern in patterns {
+        // Refused before any walk: a glob over / (whose symlink loops it
+        // follows) would run for minutes before its matches could be.
+        let leaves = Path::new(pattern).is_absolute()
+            || Path::new(pattern)
+                .components()
+                .any(|c| c == std::path::Component::ParentDir);
+        if confined && leaves {
+            found.push(Found::error(
+                None,
+                format!(
+                    "includes: {pattern:?} names a place outside the config's folder; a config \
+                     sent to the admin API may only include files in that folder (a relative \
+                     pattern without \"..\")"
+                ),
+            ));
+            continue;
+        }
         let full = match Path::new(pattern).is_absolute() {
             true => PathBuf::from(pattern),
             false => dir.join(pattern),
