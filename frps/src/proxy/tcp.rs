@@ -29,10 +29,10 @@ pub(super) async fn start(spec: &TcpSpec, ctx: ProxyCtx) -> Result<SocketAddr, P
 }
 
 async fn accept_loop(listener: Bound<TcpListener>, addr: SocketAddr, ctx: ProxyCtx) {
-    // Users' connections take their descriptors from the users' share;
-    // one address may take a quarter of it (no fixed cap: a whole office
-    // behind one NAT address may use one tcp proxy).
-    let gate = Gate::new(&ctx.server.public, usize::MAX);
+    // Users' connections take their descriptors from the users' share,
+    // with no cap per address (as frp: a whole office behind one NAT
+    // address, or a load test, may use one tcp proxy).
+    let gate = Gate::any_address(&ctx.server.public);
     loop {
         tokio::select! {
             _ = ctx.stop.cancelled() => break,

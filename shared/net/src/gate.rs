@@ -83,6 +83,16 @@ impl std::fmt::Display for Refused {
 }
 
 impl Gate {
+    /// A gate taking from `total` (shared between gates) with no limit per
+    /// source address but the share itself.
+    pub fn any_address(total: &Share) -> Arc<Gate> {
+        Arc::new(Gate {
+            total: total.clone(),
+            per_ip: usize::MAX,
+            by_ip: Mutex::new(HashMap::new()),
+        })
+    }
+
     /// A gate taking from `total` (shared between gates) and letting in at
     /// most `per_ip` connections per source address, and never more than
     /// a quarter of `total`.
@@ -130,14 +140,15 @@ impl Drop for Pass {
     }
 }
 
-/// How many descriptors the public ports may hold together: half the
-/// process's limit, less what logins (`reserve`) need, and never below 16.
+/// How many descriptors the public side may hold together: the process's
+/// limit less what logins need (`reserve`) and an eighth of it for client
+/// sessions and their work connections; never below 16.
 pub fn fd_share(reserve: usize) -> usize {
     let limit = rlimit::getrlimit(rlimit::Resource::NOFILE)
         .map(|(soft, _)| soft)
         .unwrap_or(1024);
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    (limit / 2).min(limit.saturating_sub(reserve)).max(16)
+    limit.saturating_sub(reserve + limit / 8).max(16)
 }
 
 #[cfg(test)]
