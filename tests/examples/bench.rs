@@ -1,7 +1,7 @@
 //! `make bench`: the same workloads, in one run, through a direct loopback
 //! connection, a bare two-hop socat relay, rathole 0.5.0 and our tunnel (with
 //! defaults, and with `transport.tcpMux = false` when frpc accepts it).
-//! Writes `bench/results.md` and prints it with the targets.
+//! Writes `bench/results.md` and prints it with the targets we set.
 //!
 //! Workloads (all on 127.0.0.1): iperf3 throughput (1 and 8 streams, both
 //! ways), 64-byte request/response through an echo service (latency on one

@@ -452,7 +452,7 @@ fn render(results: &[(&str, Result<Figures>)], took: Duration) -> String {
         let rate = o.rate / r.rate;
         let cpu = o.cpu_us.zip(r.cpu_us).map(|(a, b)| a / b);
         md += &format!(
-            "\nTarget (issue 12): ours, vhost ≥ 1.2× the request rate of nginx + rathole at ≤ 0.8× its \
+            "\nTarget: ours, vhost ≥ 1.2× the request rate of nginx + rathole at ≤ 0.8× its \
              CPU per request — rate {rate:.2}× ({}), CPU {} ({}).\n",
             target(rate >= 1.2),
             cpu.map_or("n/a".into(), |c| format!("{c:.2}×")),

@@ -1,4 +1,4 @@
-//! Results per setup, the markdown report and the targets.
+//! Results per setup, the markdown report and the targets we set.
 
 use std::fmt::Write as _;
 use std::process::Command;
