@@ -86,6 +86,9 @@ pub async fn status(web: &WebServerConfig) -> Result<String> {
         .into_values()
         .flatten()
         .map(|p| [p.name, p.kind, p.status, p.local_addr, p.remote_addr, p.err])
+        // Names come from config files, errors from frps: no control
+        // character reaches the terminal, and no cell is wider than 128.
+        .map(|row| row.map(|cell| net::logging::Escaped(&cell).to_string()))
         .collect();
     out.push_str(&table(
         [

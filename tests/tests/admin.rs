@@ -685,11 +685,19 @@ fn uploaded_configs_run_nothing_and_quote_no_other_file() {
         assert!(!body.contains(leak), "{leak} in {body}");
     }
     // Refused before any walk: over /usr (a symlink loop in it) the glob
-    // would outlast curl's 10 s.
-    for walk in ["/usr/**/nomatch.toml", "../../**/nomatch.toml"] {
+    // would outlast curl's 10 s; so would following a link out of the
+    // folder.
+    std::os::unix::fs::symlink("/usr", dir.path().join("rootlink")).expect("symlink");
+    for walk in [
+        "/usr/**/nomatch.toml",
+        "../../**/nomatch.toml",
+        "**/*.toml",
+        "*/*/*.toml",
+    ] {
         let (code, body) = put(&format!("{base}includes = [\"{walk}\"]\n"));
         assert_eq!(code, 400, "{walk}: {body}");
-        assert!(body.contains("outside the config's folder"), "{body}");
+        let why = ["outside the config's folder", "`**` is not allowed"];
+        assert!(why.iter().any(|w| body.contains(w)), "{body}");
     }
 
     std::fs::create_dir(dir.path().join("confd")).expect("mkdir");
@@ -735,6 +743,7 @@ fn refused_proxies_are_retried_and_status_lists_every_configured_proxy() {
     let admin = free_port();
     let proxies = format!(
         "{}[[proxies]]\nname = \"private\"\ntype = \"stcp\"\nsecretKey = \"s\"\nlocalPort = 22\n\
+         [[proxies]]\nname = \"red\\u001b[31mname\"\ntype = \"xtcp\"\nlocalPort = 22\n\
          [[visitors]]\nname = \"to-private\"\ntype = \"stcp\"\nserverName = \"private\"\n\
          secretKey = \"s\"\nbindPort = 9000\n",
         tcp("second", banner("second\n"), wanted)
@@ -762,6 +771,9 @@ fn refused_proxies_are_retried_and_status_lists_every_configured_proxy() {
     );
     assert!(row("private").contains("not supported"), "{said}");
     assert!(row("to-private").contains("visitors"), "{said}");
+    // A name's control characters are shown escaped, never sent raw.
+    assert!(!said.contains('\u{1b}'), "{said:?}");
+    assert!(said.contains("red\\u{1b}[31mname"), "{said}");
     drop(holder);
     // The retry comes within 30 s of the refusal and a check's period.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);

@@ -245,6 +245,64 @@ pub(crate) fn section<T: serde::de::DeserializeOwned + Default>(
 /// otherwise read a whole disk).
 const MAX_INCLUDED: usize = 256;
 
+/// Directory entries one uploaded pattern may make us read.
+const MAX_VISITED: usize = 10_000;
+
+/// A relative pattern of an uploaded config, matched one component at a
+/// time inside `home` (canonical): no `**`, a directory is entered only if
+/// it resolves inside `home` (a symlink out of it is not followed), and at
+/// most [`MAX_VISITED`] entries are read. The glob crate would follow a
+/// link to `/` and walk the whole disk before any match could be refused.
+fn confined_glob(home: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
+    if pattern.contains("**") {
+        return Err("`**` is not allowed in a config sent to the admin API".into());
+    }
+    let parts: Vec<&str> = pattern
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
+    if parts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut dirs = vec![home.to_owned()];
+    let mut visited = 0usize;
+    for (i, part) in parts.iter().enumerate() {
+        let last = i + 1 == parts.len();
+        let pat = glob::Pattern::new(part).map_err(|e| e.to_string())?;
+        let mut next = Vec::new();
+        for dir in &dirs {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                visited += 1;
+                if visited > MAX_VISITED {
+                    return Err(format!("reads more than {MAX_VISITED} directory entries"));
+                }
+                let name = entry.file_name();
+                if !name.to_str().is_some_and(|n| pat.matches(n)) {
+                    continue;
+                }
+                let path = entry.path();
+                let Ok(real) = path.canonicalize() else {
+                    continue;
+                };
+                if !real.starts_with(home) {
+                    return Err("reaches outside the config's folder; a config sent to the \
+                                admin API may only include files in that folder"
+                        .into());
+                }
+                if (last && real.is_file()) || (!last && real.is_dir()) {
+                    next.push(path);
+                }
+            }
+        }
+        dirs = next;
+    }
+    dirs.sort();
+    Ok(dirs)
+}
+
 /// The files `includes` names: each pattern is a glob, relative to the
 /// main file's directory, matched against file names (sorted, so the
 /// proxies come in a stable order).
@@ -272,6 +330,21 @@ pub(crate) fn expand_includes(
                      pattern without \"..\")"
                 ),
             ));
+            continue;
+        }
+        if let Some(home) = &home {
+            match confined_glob(home, pattern) {
+                Ok(files) => out.extend(files),
+                Err(why) => found.push(Found::error(None, format!("includes: {pattern:?}: {why}"))),
+            }
+            if out.len() > MAX_INCLUDED {
+                found.push(Found::error(
+                    None,
+                    format!("includes: more than {MAX_INCLUDED} files match; name fewer"),
+                ));
+                out.truncate(MAX_INCLUDED);
+                break;
+            }
             continue;
         }
         let full = match Path::new(pattern).is_absolute() {
