@@ -36,6 +36,10 @@ const ANSWER_PATIENCE: Duration = Duration::from_secs(90);
 
 /// A logged-in client: its proxies and what they share, served by
 /// [`ClientSession::run`] until the client goes away.
+/// Refusals a session remembers to log repeats quietly; beyond, it
+/// forgets them all (and logs the next of each again).
+const MAX_REMEMBERED_REFUSALS: usize = 10_000;
+
 struct ClientSession {
     server: Arc<Server>,
     client: Client,
@@ -56,6 +60,9 @@ struct ClientSession {
     rtt_us: Arc<AtomicU64>,
     /// This login replaced an earlier session of the same client.
     replaced: bool,
+    /// The last refusal of each proxy name, so frpc's retries of the same
+    /// refusal (every 30 s) are logged once ([`MAX_REMEMBERED_REFUSALS`]).
+    refused: HashMap<String, String>,
     /// Fires `SessionHandle::ended` when the session is dropped, which
     /// `end` does last (and an aborted session too).
     _ended: DropGuard,
@@ -161,6 +168,7 @@ impl ClientSession {
             beats: Arc::default(),
             rtt_us: Arc::default(),
             replaced,
+            refused: HashMap::new(),
             _ended: ended.drop_guard(),
         }
     }
@@ -327,12 +335,26 @@ impl ClientSession {
                 }
             }
         };
-        let result = result.map_err(|e| {
-            warn!(proxy = %Escaped(&name), %kind, "proxy rejected: {e}");
-            match self.server.config.detailed_errors_to_client {
-                true => e,
-                false => ProxyError::Refused("refused by the server (its log says why)".into()),
+        match &result {
+            Ok(_) => {
+                self.refused.remove(&name);
             }
+            Err(e) => {
+                let said = e.to_string();
+                if self.refused.get(&name) == Some(&said) {
+                    debug!(proxy = %Escaped(&name), %kind, "proxy rejected again: {said}");
+                } else {
+                    warn!(proxy = %Escaped(&name), %kind, "proxy rejected: {said}");
+                    if self.refused.len() >= MAX_REMEMBERED_REFUSALS {
+                        self.refused.clear();
+                    }
+                    self.refused.insert(name.clone(), said);
+                }
+            }
+        }
+        let result = result.map_err(|e| match self.server.config.detailed_errors_to_client {
+            true => e,
+            false => ProxyError::Refused("refused by the server (its log says why)".into()),
         });
         NewProxyResp { name, result }
     }

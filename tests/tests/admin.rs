@@ -313,9 +313,20 @@ fn admin_api_answers_as_frp_does_with_liveness_and_metrics() {
     let huge = r._dir.path().join("huge");
     std::fs::write(&huge, vec![b'#'; 2 << 20]).expect("huge");
     let upload = format!("@{}", huge.display());
+    // Without `Expect: 100-continue`, whose 1 s wait a loaded machine can
+    // outlast (curl then reports the 100 as the status).
     let (code, _) = curl(
         r.admin,
-        &["-u", "admin:s3cret", "-X", "PUT", "--data-binary", &upload],
+        &[
+            "-u",
+            "admin:s3cret",
+            "-X",
+            "PUT",
+            "-H",
+            "Expect:",
+            "--data-binary",
+            &upload,
+        ],
         "/api/config",
     );
     assert_eq!(code, 413);
