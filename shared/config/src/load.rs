@@ -305,7 +305,8 @@ fn confined_glob(home: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
 
 /// The files `includes` names: each pattern is a glob, relative to the
 /// main file's directory, matched against file names (sorted, so the
-/// proxies come in a stable order).
+/// proxies come in a stable order). `confined` (an upload): only files
+/// inside that directory, found without leaving it.
 pub(crate) fn expand_includes(
     patterns: &[String],
     dir: &Path,
@@ -315,74 +316,13 @@ pub(crate) fn expand_includes(
     let mut out = Vec::new();
     let home = confined.then(|| dir.canonicalize().unwrap_or_else(|_| dir.to_owned()));
     for pattern in patterns {
-        // Refused before any walk: a glob over / (whose symlink loops it
-        // follows) would run for minutes before its matches could be.
-        let leaves = Path::new(pattern).is_absolute()
-            || Path::new(pattern)
-                .components()
-                .any(|c| c == std::path::Component::ParentDir);
-        if confined && leaves {
-            found.push(Found::error(
-                None,
-                format!(
-                    "includes: {pattern:?} names a place outside the config's folder; a config \
-                     sent to the admin API may only include files in that folder (a relative \
-                     pattern without \"..\")"
-                ),
-            ));
-            continue;
-        }
-        if let Some(home) = &home {
-            match confined_glob(home, pattern) {
-                Ok(files) => out.extend(files),
-                Err(why) => found.push(Found::error(None, format!("includes: {pattern:?}: {why}"))),
-            }
-            if out.len() > MAX_INCLUDED {
-                found.push(Found::error(
-                    None,
-                    format!("includes: more than {MAX_INCLUDED} files match; name fewer"),
-                ));
-                out.truncate(MAX_INCLUDED);
-                break;
-            }
-            continue;
-        }
-        let full = match Path::new(pattern).is_absolute() {
-            true => PathBuf::from(pattern),
-            false => dir.join(pattern),
+        let matched = match &home {
+            Some(home) => confined_pattern(home, pattern),
+            None => glob_pattern(dir, pattern),
         };
-        let Some(text) = full.to_str() else {
-            found.push(Found::error(
-                None,
-                format!("includes: {pattern:?} is not valid UTF-8"),
-            ));
-            continue;
-        };
-        match glob::glob(text) {
-            Err(e) => found.push(Found::error(None, format!("includes: {pattern:?}: {e}"))),
-            Ok(paths) => {
-                let inside = |p: &PathBuf| match &home {
-                    None => true,
-                    Some(home) => p.canonicalize().is_ok_and(|c| c.starts_with(home)),
-                };
-                let all: Vec<PathBuf> = paths
-                    .filter_map(Result::ok)
-                    .filter(|p| p.is_file())
-                    .take(MAX_INCLUDED + 1)
-                    .collect();
-                let mut files: Vec<PathBuf> = all.iter().filter(|p| inside(p)).cloned().collect();
-                if files.len() < all.len() {
-                    found.push(Found::error(
-                        None,
-                        format!(
-                            "includes: {pattern:?} reaches outside the config's folder; a config sent \
-                             to the admin API may only include files in that folder"
-                        ),
-                    ));
-                }
-                files.sort();
-                out.extend(files);
-            }
+        match matched {
+            Ok(files) => out.extend(files),
+            Err(why) => found.push(Found::error(None, format!("includes: {pattern:?}{why}"))),
         }
         if out.len() > MAX_INCLUDED {
             found.push(Found::error(
@@ -394,4 +334,39 @@ pub(crate) fn expand_includes(
         }
     }
     out
+}
+
+/// One pattern of an uploaded config. Absolute and `..` patterns are
+/// refused before any walk: a glob over / (whose symlink loops it follows)
+/// would run for minutes before its matches could be.
+fn confined_pattern(home: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
+    let leaves = Path::new(pattern).is_absolute()
+        || Path::new(pattern)
+            .components()
+            .any(|c| c == std::path::Component::ParentDir);
+    if leaves {
+        return Err(
+            " names a place outside the config's folder; a config sent to the admin \
+                    API may only include files in that folder (a relative pattern without \"..\")"
+                .into(),
+        );
+    }
+    confined_glob(home, pattern).map_err(|why| format!(": {why}"))
+}
+
+/// One pattern of the operator's own config, by the glob crate.
+fn glob_pattern(dir: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
+    let full = match Path::new(pattern).is_absolute() {
+        true => PathBuf::from(pattern),
+        false => dir.join(pattern),
+    };
+    let text = full.to_str().ok_or(" is not valid UTF-8")?;
+    let paths = glob::glob(text).map_err(|e| format!(": {e}"))?;
+    let mut files: Vec<PathBuf> = paths
+        .filter_map(Result::ok)
+        .filter(|p| p.is_file())
+        .take(MAX_INCLUDED + 1)
+        .collect();
+    files.sort();
+    Ok(files)
 }
