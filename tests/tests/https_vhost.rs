@@ -14,6 +14,16 @@ use tokio::net::{TcpListener, TcpStream};
 
 const TOKEN: &str = "auth.token = \"vhost\"\n";
 
+/// frps whose vhostHTTPSPort is its bindPort, with `extra` TOML; and
+/// that port.
+async fn sharing_bind_port(extra: &str) -> (TestServer, u16) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let certs = std::sync::Arc::new(tempfile::tempdir().expect("tempdir"));
+    let text = format!("{TOKEN}vhostHTTPSPort = {port}\n{extra}");
+    (TestServer::start_on(listener, certs, &text), port)
+}
+
 /// TOML for one https proxy.
 fn https_proxy(name: &str, local_port: u16, domains: &[&str], subdomain: &str) -> String {
     let domains: Vec<String> = domains.iter().map(|d| format!("{d:?}")).collect();
@@ -226,14 +236,7 @@ async fn conflicts_are_clear_errors_at_registration() {
 async fn https_shares_bind_port_with_frpc() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (_a, a_port, a_cert) = tls_site(dir.path(), "a.example.test", "site A\n");
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let certs = std::sync::Arc::new(tempfile::tempdir().expect("tempdir"));
-    let server = TestServer::start_on(
-        listener,
-        certs,
-        &format!("{TOKEN}vhostHTTPSPort = {port}\n"),
-    );
+    let (server, port) = sharing_bind_port("").await;
     let mut client = TestClient::start(
         server.addr,
         &format!(
@@ -262,14 +265,7 @@ async fn https_shares_bind_port_with_frpc() {
 async fn a_route_cannot_capture_logins_on_a_shared_port() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (_trap, trap_port, _) = tls_site(dir.path(), "frps.example.test", "captured\n");
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let certs = std::sync::Arc::new(tempfile::tempdir().expect("tempdir"));
-    let server = TestServer::start_on(
-        listener,
-        certs,
-        &format!("{TOKEN}vhostHTTPSPort = {port}\n"),
-    );
+    let (server, _) = sharing_bind_port("").await;
     let mut mallory = TestClient::start(
         server.addr,
         &format!(
@@ -332,14 +328,7 @@ async fn domains_under_sub_domain_host_are_subdomains_only() {
 /// the hello's own 10 s and a fresh login deadline after it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_hello_on_a_shared_port_has_only_the_login_deadline() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let certs = std::sync::Arc::new(tempfile::tempdir().expect("tempdir"));
-    let server = TestServer::start_on(
-        listener,
-        certs,
-        &format!("{TOKEN}vhostHTTPSPort = {port}\ntransport.loginTimeout = 1\n"),
-    );
+    let (server, _) = sharing_bind_port("transport.loginTimeout = 1\n").await;
     let mut s = TcpStream::connect(server.addr).await.expect("connect");
     let started = std::time::Instant::now();
     // A handshake record of 512 bytes, of which only the header comes.

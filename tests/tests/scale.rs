@@ -14,6 +14,20 @@ fn running(status: &serde_json::Value, kind: &str) -> usize {
         .map_or(0, |a| a.iter().filter(|p| p["status"] == "running").count())
 }
 
+/// frpc (token "t", admin API on `admin`) whose proxies are `entry`, a
+/// template over `$n`, once for each number of `range`.
+fn frpc_from_range(dir: &std::path::Path, port: u16, admin: u16, range: &str, entry: &str) -> Proc {
+    let text = format!(
+        "serverAddr = \"127.0.0.1\"\nserverPort = {port}\nauth.token = \"t\"\n\
+         webServer.port = {admin}\n\
+         {{{{- range $_, $n := parseNumberRange \"{range}\" }}}}\n{entry}{{{{- end }}}}\n"
+    );
+    let cfg = write_file(dir, "frpc.toml", &text);
+    let mut cmd = Command::new(e2e::bin("frpc"));
+    cmd.arg("-c").arg(&cfg);
+    Proc::spawn(cmd)
+}
+
 /// 500 tcp and 500 http proxies from one range block: frpc logs in with all
 /// of them at once, every one starts, and the first, a middle and the last
 /// of each kind serve.
@@ -27,20 +41,18 @@ fn a_thousand_proxies_from_one_template_all_start() {
     );
     let service = banner(RESPONSE);
     let admin = free_port();
-    let text = format!(
-        "serverAddr = \"127.0.0.1\"\nserverPort = {port}\nauth.token = \"t\"\n\
-         webServer.port = {admin}\n\
-         {{{{- range $_, $n := parseNumberRange \"1-500\" }}}}\n\
-         [[proxies]]\nname = \"tcp-{{{{ $n }}}}\"\ntype = \"tcp\"\nlocalPort = {lp}\n\
-         [[proxies]]\nname = \"web-{{{{ $n }}}}\"\ntype = \"http\"\nlocalPort = {lp}\n\
-         customDomains = [\"web-{{{{ $n }}}}.example.test\"]\n\
-         {{{{- end }}}}\n",
-        lp = service.port()
+    let lp = service.port();
+    let frpc = frpc_from_range(
+        dir.path(),
+        port,
+        admin,
+        "1-500",
+        &format!(
+            "[[proxies]]\nname = \"tcp-{{{{ $n }}}}\"\ntype = \"tcp\"\nlocalPort = {lp}\n\
+             [[proxies]]\nname = \"web-{{{{ $n }}}}\"\ntype = \"http\"\nlocalPort = {lp}\n\
+             customDomains = [\"web-{{{{ $n }}}}.example.test\"]\n"
+        ),
     );
-    let cfg = write_file(dir.path(), "frpc.toml", &text);
-    let mut cmd = Command::new(e2e::bin("frpc"));
-    cmd.arg("-c").arg(&cfg);
-    let frpc = Proc::spawn(cmd);
     let mut status = serde_json::Value::Null;
     eventually("1,000 proxies running", || {
         let (code, body) = curl(admin, &[], "/api/status");
@@ -99,19 +111,17 @@ fn a_clients_ports_and_users_leave_descriptors_for_logins() {
     );
     let service = banner(RESPONSE);
     let admin = free_port();
-    let text = format!(
-        "serverAddr = \"127.0.0.1\"\nserverPort = {port}\nauth.token = \"t\"\n\
-         webServer.port = {admin}\n\
-         {{{{- range $_, $n := parseNumberRange \"1-300\" }}}}\n\
-         [[proxies]]\nname = \"tcp-{{{{ $n }}}}\"\ntype = \"tcp\"\nlocalPort = {lp}\n\
-         {{{{- end }}}}\n",
-        lp = service.port()
-    );
     let a_dir = tempfile::tempdir().expect("tempdir");
-    let cfg = write_file(a_dir.path(), "frpc.toml", &text);
-    let mut cmd = Command::new(e2e::bin("frpc"));
-    cmd.arg("-c").arg(&cfg);
-    let _a = Proc::spawn(cmd);
+    let _a = frpc_from_range(
+        a_dir.path(),
+        port,
+        admin,
+        "1-300",
+        &format!(
+            "[[proxies]]\nname = \"tcp-{{{{ $n }}}}\"\ntype = \"tcp\"\nlocalPort = {}\n",
+            service.port()
+        ),
+    );
     let mut status = serde_json::Value::Null;
     eventually("every proxy answered", || {
         let (code, body) = curl(admin, &[], "/api/status");
