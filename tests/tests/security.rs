@@ -287,6 +287,20 @@ async fn wait_until_bindable(port: u16) {
     }
 }
 
+/// frps's answers to the first `n` registrations: how many started, and
+/// the (name, error) of the others.
+async fn answers(client: &mut TestClient, n: usize) -> (usize, Vec<(String, String)>) {
+    let (mut started, mut failed) = (0, Vec::new());
+    while started + failed.len() < n {
+        match client.next_event().await {
+            Event::ProxyStarted { .. } => started += 1,
+            Event::ProxyFailed { name, error } => failed.push((name, error)),
+            _ => {}
+        }
+    }
+    (started, failed)
+}
+
 #[tokio::test]
 async fn max_ports_per_client() {
     let server = TestServer::start(&format!("{TOKEN}maxPortsPerClient = 2\n")).await;
@@ -298,14 +312,7 @@ async fn max_ports_per_client() {
         tcp_proxy("c", echo, 0)
     );
     let mut client = TestClient::start(server.addr, &format!("{TOKEN}{proxies}"));
-    let (mut started, mut failed) = (0, Vec::new());
-    while started + failed.len() < 3 {
-        match client.next_event().await {
-            Event::ProxyStarted { .. } => started += 1,
-            Event::ProxyFailed { name, error } => failed.push((name, error)),
-            _ => {}
-        }
-    }
+    let (started, failed) = answers(&mut client, 3).await;
     assert_eq!(started, 2);
     assert!(failed[0].1.contains("maxPortsPerClient"), "{failed:?}");
     client.stop().await;
@@ -328,14 +335,7 @@ async fn max_proxies_per_client() {
         tcp_proxy("c", echo, 0)
     );
     let mut client = TestClient::start(server.addr, &format!("{TOKEN}{proxies}"));
-    let (mut started, mut failed) = (0, Vec::new());
-    while started + failed.len() < 3 {
-        match client.next_event().await {
-            Event::ProxyStarted { .. } => started += 1,
-            Event::ProxyFailed { name, error } => failed.push((name, error)),
-            _ => {}
-        }
-    }
+    let (started, failed) = answers(&mut client, 3).await;
     assert_eq!(started, 2);
     assert!(failed[0].1.contains("maxProxiesPerClient"), "{failed:?}");
     client.stop().await;
