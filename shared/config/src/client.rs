@@ -581,29 +581,24 @@ fn read_proxies(nodes: &[Node], found: &mut Vec<Found>) -> Vec<Entry> {
             .and_then(Node::as_str)
             .unwrap_or("")
             .to_owned();
-        let before = found.len();
-        let (cfg, skipped) = match proxy::parse_entry(node, i, found) {
-            proxy::Parsed::Ok(c) => (Some(*c), false),
-            proxy::Parsed::Bad => (None, false),
-            proxy::Parsed::Skipped => (None, true),
+        let (cfg, not_started) = match proxy::parse_entry(node, i, found) {
+            proxy::Parsed::Ok(c) => (Some(*c), None),
+            proxy::Parsed::Bad => (None, None),
+            proxy::Parsed::Skipped(reason) => (
+                None,
+                Some(NotStarted {
+                    name: name.clone(),
+                    kind: kind_of(node),
+                    visitor: false,
+                    reason,
+                }),
+            ),
         };
-        // What was said of a skipped entry is why it does not start.
-        let not_started = skipped.then(|| NotStarted {
-            name: name.clone(),
-            kind: kind_of(node),
-            visitor: false,
-            reason: found[before..]
-                .iter()
-                .find(|f| f.level == crate::diag::Level::Unsupported)
-                .map(|f| reason(&f.message))
-                .unwrap_or_else(|| "not supported yet".into()),
-        });
         out.push(Entry {
             index: i,
             name,
             cfg,
             node: node.clone(),
-            skipped,
             not_started,
         });
     }
@@ -617,28 +612,16 @@ struct Entry {
     /// None when the entry had errors (already reported) or is skipped.
     cfg: Option<ProxyConfig>,
     node: Node,
-    /// A kind or plugin not built yet (already said): not checked further.
-    skipped: bool,
+    /// A kind or plugin not built yet (already said), and why: not
+    /// checked further.
     not_started: Option<NotStarted>,
-}
-
-/// A note's message without the `proxy "x": ` it starts with and the
-/// `; it is not started` it ends with.
-fn reason(message: &str) -> String {
-    let rest = match message.strip_prefix("proxy \"") {
-        Some(r) => r.split_once("\": ").map_or(message, |(_, m)| m),
-        None => message,
-    };
-    rest.trim_end_matches("; it is not started")
-        .trim_end_matches("; the proxy is not started")
-        .to_owned()
 }
 
 fn check_proxies(proxies: &[Entry], p: &mut Problems<'_>) {
     let mut names = HashSet::new();
     for e in proxies {
         let mut at = p.within(&e.node, proxy::who(e.index, &e.name));
-        if !e.name.trim().is_empty() && !names.insert(e.name.as_str()) && !e.skipped {
+        if !e.name.trim().is_empty() && !names.insert(e.name.as_str()) && e.not_started.is_none() {
             at.key("name", format!("duplicate proxy name {:?}", e.name));
         }
         if let Some(cfg) = &e.cfg {

@@ -90,37 +90,33 @@ pub(crate) fn server(root: &mut Node, found: &mut Vec<Found>) {
 /// Takes frp's not-built keys out of one proxy entry; `who` names it.
 /// false when the whole entry is for something not built (a plugin), so
 /// it is not started.
-pub(crate) fn proxy(entry: &mut Node, who: &str, found: &mut Vec<Found>) -> bool {
+pub(crate) fn proxy(entry: &mut Node, who: &str, found: &mut Vec<Found>) -> Result<(), String> {
     if let Some((key, plugin)) = entry.take("plugin") {
-        let kind = plugin
-            .get("type")
-            .and_then(Node::as_str)
-            .unwrap_or("?")
-            .to_owned();
+        let kind = plugin.get("type").and_then(Node::as_str).unwrap_or("?");
+        let reason = format!("plugin \"{}\" is not supported yet", kind.escape_debug());
         found.push(Found::unsupported(
             Some(key.at),
-            format!(
-                "{who}: plugin \"{}\" is not supported yet; the proxy is not started",
-                kind.escape_debug()
-            ),
+            format!("{who}: {reason}; the proxy is not started"),
         ));
-        return false;
+        return Err(reason);
     }
     // Not started rather than started without it: a service set up for
     // the PROXY protocol would misread the connection, or take frpc's
     // address for the user's.
     if let Some(at) = present(entry, "transport.proxyProtocolVersion") {
+        let reason = "transport.proxyProtocolVersion asks for the PROXY protocol, which is not \
+                      supported yet";
         found.push(Found::unsupported(
             Some(at),
             format!(
-                "{who}: transport.proxyProtocolVersion asks for the PROXY protocol, which is not \
-                 supported yet; the proxy is not started (its service would see frpc's address as the user's)"
+                "{who}: {reason}; the proxy is not started (its service would see frpc's address \
+                 as the user's)"
             ),
         ));
-        return false;
+        return Err(reason.into());
     }
     sweep(entry, PROXY, &format!("{who}: "), found);
-    true
+    Ok(())
 }
 
 /// `transport.protocol`: only tcp is built (websocket, kcp, quic later).

@@ -423,8 +423,9 @@ pub(crate) enum Parsed {
     Ok(Box<ProxyConfig>),
     /// It has errors (reported).
     Bad,
-    /// A kind or plugin not built yet (said): not started, not checked.
-    Skipped,
+    /// A kind or plugin not built yet (said): not started, not checked;
+    /// why, for the status.
+    Skipped(String),
 }
 
 /// How messages name entry `i`: `proxy "ssh"`, or `proxies[3]` without a
@@ -465,14 +466,15 @@ pub(crate) fn parse_entry(node: &Node, i: usize, found: &mut Vec<Found>) -> Pars
     };
     let type_at = node.find_key("type");
     if LATER_TYPES.contains(&kind.as_str()) {
+        let reason = format!("type \"{kind}\" is not supported yet");
         found.push(Found::unsupported(
             type_at,
-            format!("{who}: type \"{kind}\" is not supported yet; it is not started"),
+            format!("{who}: {reason}; it is not started"),
         ));
-        return Parsed::Skipped;
+        return Parsed::Skipped(reason);
     }
-    if !crate::compat::proxy(&mut entry, &who, found) {
-        return Parsed::Skipped;
+    if let Err(reason) = crate::compat::proxy(&mut entry, &who, found) {
+        return Parsed::Skipped(reason);
     }
     let read = match kind.as_str() {
         "tcp" => read::<TcpProxy>(&entry, ProxyConfig::Tcp),
