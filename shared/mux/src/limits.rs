@@ -96,6 +96,8 @@ impl Share {
         }
     }
 
+    /// Two takes racing may both pass the part check and exceed the part
+    /// by a window; the process total itself is taken atomically.
     pub fn take(&self, n: usize) -> bool {
         let used = self.used.load(Ordering::Relaxed);
         let within_part = used.saturating_add(n) <= self.part;
