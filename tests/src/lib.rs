@@ -259,6 +259,31 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// frps and frpc keep what they write (known servers, a self-signed
+/// certificate) in `$STATE_DIRECTORY` when no config folder holds it; without
+/// this a test run as root would share `/var/lib/frp-rs` with every other
+/// test, and a port reused by another test's server would look like a changed
+/// certificate. The command's own folder, else its config file's.
+fn keep_state_in_the_test(cmd: &mut Command) {
+    let ours = Path::new(cmd.get_program())
+        .file_name()
+        .is_some_and(|n| n == "frps" || n == "frpc");
+    if !ours || cmd.get_envs().any(|(k, _)| k == "STATE_DIRECTORY") {
+        return;
+    }
+    let config = cmd
+        .get_args()
+        .skip_while(|a| *a != "-c" && *a != "--config")
+        .nth(1)
+        .and_then(|c| Path::new(c).parent().map(Path::to_path_buf));
+    let dir = cmd
+        .get_current_dir()
+        .map(Path::to_path_buf)
+        .or(config)
+        .expect("give frps/frpc a folder for its state: current_dir, -c or STATE_DIRECTORY");
+    cmd.env("STATE_DIRECTORY", dir);
+}
+
 /// A child process whose stderr lines are collected; killed on drop.
 pub struct Proc {
     pub child: Child,
@@ -268,6 +293,7 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(mut cmd: Command) -> Proc {
+        keep_state_in_the_test(&mut cmd);
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
