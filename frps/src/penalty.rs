@@ -23,6 +23,9 @@ const FORGET: Duration = Duration::from_secs(600);
 /// Addresses remembered at once; beyond, those forgotten by time are
 /// dropped first, and a new address is not remembered while all are recent.
 pub(crate) const MAX_ADDRESSES: usize = 65_536;
+/// A full table is swept for forgotten addresses at most this often, so
+/// failures from ever new addresses cost a scan of it once, not each time.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Copy)]
 struct Record {
@@ -32,8 +35,15 @@ struct Record {
 
 #[derive(Default)]
 pub(crate) struct Penalties {
-    by_address: Mutex<HashMap<IpAddr, Record>>,
+    by_address: Mutex<Table>,
     delayed: AtomicU64,
+}
+
+#[derive(Default)]
+struct Table {
+    map: HashMap<IpAddr, Record>,
+    swept: Option<Instant>,
+    sweeps: u64,
 }
 
 impl Penalties {
@@ -41,9 +51,14 @@ impl Penalties {
     pub fn failed(&self, ip: IpAddr) -> Duration {
         let key = source(ip);
         let now = Instant::now();
-        let mut map = self.by_address.lock().unwrap_or_else(|p| p.into_inner());
+        let mut table = self.by_address.lock().unwrap_or_else(|p| p.into_inner());
+        let Table { map, swept, sweeps } = &mut *table;
         if map.len() >= MAX_ADDRESSES && !map.contains_key(&key) {
-            map.retain(|_, r| now.duration_since(r.last) < FORGET);
+            if swept.is_none_or(|at| now.duration_since(at) >= SWEEP_EVERY) {
+                map.retain(|_, r| now.duration_since(r.last) < FORGET);
+                *swept = Some(now);
+                *sweeps += 1;
+            }
             if map.len() >= MAX_ADDRESSES {
                 return Duration::ZERO;
             }
@@ -72,8 +87,10 @@ impl Penalties {
     /// Addresses with failures within the last [`FORGET`].
     pub fn addresses(&self) -> usize {
         let now = Instant::now();
-        let map = self.by_address.lock().unwrap_or_else(|p| p.into_inner());
-        map.values()
+        let table = self.by_address.lock().unwrap_or_else(|p| p.into_inner());
+        table
+            .map
+            .values()
             .filter(|r| now.duration_since(r.last) < FORGET)
             .count()
     }
@@ -101,7 +118,7 @@ fn wait_for(failures: u32) -> Duration {
 
 /// The unit an address is counted by: an IPv4 address, or an IPv6 /64
 /// (one host usually has a whole /64 to pick from).
-fn source(ip: IpAddr) -> IpAddr {
+pub(crate) fn source(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
@@ -147,5 +164,25 @@ mod tests {
         assert_eq!(p.failed(y), FIRST, "one /64");
         assert_eq!(p.delayed(), 2);
         assert_eq!(p.addresses(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_table_is_swept_once_in_a_while_not_at_each_failure() {
+        let p = Penalties::default();
+        let v4 = |n: usize| IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + n as u32));
+        for n in 0..MAX_ADDRESSES {
+            p.failed(v4(n));
+        }
+        let sweeps = || p.by_address.lock().expect("lock").sweeps;
+        for n in 0..100 {
+            assert_eq!(p.failed(v4(MAX_ADDRESSES + n)), Duration::ZERO);
+        }
+        assert_eq!(sweeps(), 1, "full of recent addresses: one sweep");
+        tokio::time::advance(SWEEP_EVERY).await;
+        p.failed(v4(2 * MAX_ADDRESSES));
+        assert_eq!(sweeps(), 2);
+        tokio::time::advance(FORGET).await;
+        p.failed(v4(3 * MAX_ADDRESSES));
+        assert_eq!(p.addresses(), 1, "forgotten addresses are swept away");
     }
 }
