@@ -13,11 +13,11 @@ use net::logging::Escaped;
 use net::transport::{classify, FirstBytes, HandshakeError, Prefixed};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info_span, warn, Instrument};
 use wire::message::WORK_CONN_MARKER;
 
+use crate::pending::Slot;
 use crate::{login, session, Server};
 
 pub(crate) async fn handle(
@@ -25,31 +25,41 @@ pub(crate) async fn handle(
     tcp: TcpStream,
     peer: SocketAddr,
     close: CancellationToken,
-    permit: OwnedSemaphorePermit,
+    slot: Slot,
 ) {
     let span = info_span!("client", %peer);
+    let taken = slot.taken.clone();
     // One deadline from accept: telling a login from a virtual host's user
     // on a shared port is part of the time a login has.
     let deadline = tokio::time::Instant::now() + server.config.login_timeout();
-    async move {
+    let connection = async move {
         match shared_port(&server, &tcp, deadline).await {
             Shared::Http(vhost) => {
-                drop(permit);
+                drop(slot);
                 crate::vhost::http::place(vhost, tcp, peer).await
             }
             Shared::Https(ctx) => {
-                drop(permit);
+                drop(slot);
                 crate::vhost::https::carry_home(ctx, tcp, peer).await
             }
             Shared::No => {
-                if let Err(e) = serve(server, tcp, close, permit, deadline).await {
+                if let Err(e) = serve(server, tcp, close, slot, deadline).await {
                     warn!("{e:#}");
                 }
             }
         }
-    }
-    .instrument(span)
-    .await
+    };
+    // A slot is only ever taken before the login succeeds (the slot is
+    // given back then), so this never ends a session.
+    let or_taken = async move {
+        tokio::select! {
+            () = connection => {}
+            () = taken.cancelled() => {
+                debug!("closed before logging in: a newcomer took its slot (transport.maxPendingLogins)");
+            }
+        }
+    };
+    or_taken.instrument(span).await
 }
 
 /// Who a connection to `bindPort` is for, when virtual hosts share it.
@@ -96,7 +106,7 @@ async fn serve(
     server: Arc<Server>,
     tcp: TcpStream,
     close: CancellationToken,
-    permit: OwnedSemaphorePermit,
+    slot: Slot,
     deadline: tokio::time::Instant,
 ) -> Result<()> {
     // Control messages and interactive sessions (SSH) are latency bound.
@@ -149,7 +159,7 @@ async fn serve(
             bail!("rejected: login did not complete within {login_timeout:?}");
         }
     };
-    drop(permit);
+    drop(slot);
     session.opener.trust();
     // Run ids identify a client's sessions to each other; they are not
     // shown at info, where logs are often shared.

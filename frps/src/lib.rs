@@ -8,6 +8,7 @@ mod accept;
 mod history;
 mod login;
 mod penalty;
+mod pending;
 mod pool;
 mod proxy;
 mod records;
@@ -27,7 +28,6 @@ use mux::MemoryBudget;
 use net::tls::pretty_fingerprint;
 use net::transport::ServerSide;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -65,6 +65,8 @@ pub(crate) struct Server {
     pub records: records::Records,
     /// Failed proofs per source address (`penalty`).
     pub penalties: penalty::Penalties,
+    /// Connections to `bindPort` still logging in (`pending`).
+    pub pending: Arc<pending::Pending>,
     /// Where their daily traffic survives restarts (with the web server).
     pub history: Option<history::HistoryStore>,
     /// The settings a reload may change (the rest of `config` stays as
@@ -198,7 +200,7 @@ pub async fn run_with_stats(
     say_how_it_starts(&config, &transport);
     // Connections still in TLS/login: a flood of silent or junk connections
     // is turned away here instead of piling up.
-    let pending = Arc::new(Semaphore::new(config.transport.max_pending_logins));
+    let pending = pending::Pending::new(config.transport.max_pending_logins);
     // What the public ports may hold, so that they can never take the
     // descriptors logins and tunnels need.
     let share = net::gate::fd_share(config.transport.max_pending_logins + FD_RESERVE);
@@ -226,6 +228,7 @@ pub async fn run_with_stats(
         registry: stats.0.clone(),
         records,
         penalties: penalty::Penalties::default(),
+        pending,
         history,
         live,
         web_auth,
@@ -242,7 +245,7 @@ pub async fn run_with_stats(
     start_vhosts(&server, &shutdown).await?;
     start_web(&server, &shutdown).await?;
     info!(addr = %listener.local_addr()?, "frps listening for clients");
-    let sessions = accept_clients(&server, &listener, pending, &shutdown).await;
+    let sessions = accept_clients(&server, &listener, &shutdown).await;
     drop(listener);
     info!("shutting down");
     sessions.close();
@@ -281,12 +284,11 @@ fn say_how_it_starts(config: &ServerConfig, transport: &ServerSide) {
     }
 }
 
-/// Accepts client connections until `shutdown`; each one holds a permit
-/// of `pending` until it has logged in. Returns the sessions' tasks.
+/// Accepts client connections until `shutdown`; each one holds a slot of
+/// `server.pending` until it has logged in. Returns the sessions' tasks.
 async fn accept_clients(
     server: &Arc<Server>,
     listener: &TcpListener,
-    pending: Arc<Semaphore>,
     shutdown: &CancellationToken,
 ) -> TaskTracker {
     let sessions = TaskTracker::new();
@@ -295,9 +297,12 @@ async fn accept_clients(
             _ = shutdown.cancelled() => return sessions,
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
-                    let Ok(permit) = pending.clone().try_acquire_owned() else {
-                        warn!(%peer, "too many connections still logging in; closing this one");
-                        continue;
+                    let slot = match server.pending.admit(peer.ip()) {
+                        Ok(slot) => slot,
+                        Err(refused) => {
+                            say_refused(&refused, peer);
+                            continue;
+                        }
                     };
                     // The client, and all its session spawns, lives on one
                     // worker thread (net::workers says why).
@@ -307,7 +312,7 @@ async fn accept_clients(
                     let close = shutdown.child_token();
                     sessions.spawn(net::workers::move_to(to, tcp, move |tcp| async move {
                         let _placed = placed;
-                        accept::handle(server, tcp, peer, close, permit).await
+                        accept::handle(server, tcp, peer, close, slot).await
                     }));
                 }
                 Err(e) => {
@@ -317,6 +322,16 @@ async fn accept_clients(
                 }
             }
         }
+    }
+}
+
+fn say_refused(refused: &pending::Refused, peer: std::net::SocketAddr) {
+    let text = "too many connections still logging in (transport.maxPendingLogins); \
+                closing new ones that cannot fairly take a slot (counted in /metrics)";
+    if refused.say {
+        warn!(%peer, "{text}");
+    } else {
+        tracing::debug!(%peer, "{text}");
     }
 }
 

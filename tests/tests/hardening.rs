@@ -533,3 +533,56 @@ async fn failed_logins_from_one_address_wait_longer_each_time() {
         assert!(metrics.contains(want), "{want} not in\n{metrics}");
     }
 }
+
+/// Silent connections holding every pending-login slot (here 16 from one
+/// address, with a 60 s login deadline) lock a client out only for the
+/// first 2 s: after that a newcomer takes the oldest slot, and the client
+/// logs in. A newcomer while all are young is refused; `/metrics` counts
+/// both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_holding_every_login_slot_make_way_for_a_client() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let web = free_port();
+    let (_p, addr) = frps(
+        dir.path(),
+        &format!(
+            "transport.loginTimeout = 60\ntransport.maxPendingLogins = 16\n\
+             webServer.port = {web}\nwebServer.addr = \"127.0.0.1\"\nenablePrometheus = true\n"
+        ),
+    );
+    let mut silent = Vec::new();
+    for _ in 0..16 {
+        silent.push(Raw::new(raw::connect_plain(addr).await));
+        // Accepted one after another, so the first is the oldest.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut young = Raw::new(raw::connect_plain(addr).await);
+    assert!(
+        young.closed_within(WAIT).await,
+        "refused while all are young"
+    );
+
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    let mut r = Raw::new(raw::connect_plain(addr).await);
+    let out = r.login(TOKEN, "u", "", true).await;
+    assert!(matches!(out, LoginOutcome::Accepted { .. }), "{out:?}");
+    assert!(silent[0].closed_within(WAIT).await, "the oldest gave way");
+    for s in &mut silent[1..] {
+        assert!(
+            !s.closed_within(Duration::from_millis(20)).await,
+            "only one gave way"
+        );
+    }
+    let metrics = tokio::task::spawn_blocking(move || {
+        e2e::web::prometheus_samples(&e2e::web::curl(web, &[], "/metrics").1)
+    })
+    .await
+    .expect("metrics");
+    for want in [
+        "frp_server_pending_logins_closed_total{why=taken} 1.0",
+        "frp_server_pending_logins_closed_total{why=refused} 1.0",
+        "frp_server_pending_logins{} 15.0",
+    ] {
+        assert!(metrics.contains(want), "{want} not in\n{metrics}");
+    }
+}

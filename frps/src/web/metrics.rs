@@ -42,6 +42,7 @@ fn gather(server: &Server) -> prometheus::Result<Vec<u8>> {
     let r = Registry::new();
     proxies(server, &r)?;
     clients(server, &r)?;
+    login_guards(server, &r)?;
     refusals(server, &r)?;
     r.register(Box::new(
         prometheus::process_collector::ProcessCollector::for_self(),
@@ -120,7 +121,6 @@ fn proxies(server: &Server, r: &Registry) -> prometheus::Result<()> {
 /// frp's client count, and the liveness no peer exports.
 fn clients(server: &Server, r: &Registry) -> prometheus::Result<()> {
     let records = &server.records;
-    let penalties = &server.penalties;
     let all = records.clients();
     let online = IntGauge::new("frp_server_client_counts", "Clients logged in now")?;
     online.set(all.iter().filter(|c| c.online()).count() as i64);
@@ -176,6 +176,13 @@ fn clients(server: &Server, r: &Registry) -> prometheus::Result<()> {
     for (reason, n) in records.login_failures() {
         failures.with_label_values(&[reason]).inc_by(n);
     }
+    Ok(())
+}
+
+/// What stands between a flood of connections and the logins: delayed
+/// answers to failed proofs, and the pending-login slots.
+fn login_guards(server: &Server, r: &Registry) -> prometheus::Result<()> {
+    let penalties = &server.penalties;
     let delayed = prometheus::IntCounter::new(
         "frp_server_login_failures_delayed_total",
         "Answers to failed proofs held back because their address had failed before",
@@ -188,5 +195,23 @@ fn clients(server: &Server, r: &Registry) -> prometheus::Result<()> {
     )?;
     addresses.set(i64::try_from(penalties.addresses()).unwrap_or(i64::MAX));
     r.register(Box::new(addresses))?;
+    let pending = &server.pending;
+    let held = IntGauge::new(
+        "frp_server_pending_logins",
+        "Connections to bindPort that have not logged in yet (transport.maxPendingLogins)",
+    )?;
+    held.set(i64::try_from(pending.held()).unwrap_or(i64::MAX));
+    r.register(Box::new(held))?;
+    let closed = counter_vec(
+        r,
+        "frp_server_pending_logins_closed_total",
+        "Connections closed before logging in because every slot was held: \
+         taken (a newcomer took the slot) or refused (at accept)",
+        &["why"],
+    )?;
+    closed.with_label_values(&["taken"]).inc_by(pending.taken());
+    closed
+        .with_label_values(&["refused"])
+        .inc_by(pending.refused());
     Ok(())
 }
