@@ -25,7 +25,7 @@ pub fn nginx_site(dir: &Path, name: &str) -> (Proc, u16, PathBuf) {
               server {{\n  listen 127.0.0.1:{port};\n\
                location /echo {{ default_type text/plain; return 200 \"site={name} host=$host uri=$request_uri \
 xff=$http_x_forwarded_for xfh=$http_x_forwarded_host xfp=$http_x_forwarded_proto xri=$http_x_real_ip \
-custom=$http_x_custom\\n\"; }}\n\
+custom=$http_x_custom req=\\\"$request\\\"\\n\"; }}\n\
                location /files/ {{ root {root}; dav_methods PUT; create_full_put_path on; client_max_body_size 0; }}\n\
                location / {{ default_type text/plain; return 200 \"site {name} $request_uri\\n\"; }}\n\
               }}\n}}\n",

@@ -186,6 +186,20 @@ async fn routing_headers_auth_and_errors() {
         assert!(body.contains(want), "{want} missing in {body}");
     }
     assert!(head.contains("x-served-by: frp-rs"), "{head}");
+    // A target in absolute form names the host, whatever Host says; the
+    // site gets it in origin form, with that Host.
+    let answer = raw_answer(
+        v,
+        b"GET http://b.frps.test/echo?q=1 HTTP/1.1\r\nHost: a.example.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    for want in [
+        "site=B",
+        "host=b.frps.test",
+        "req=\"GET /echo?q=1 HTTP/1.1\"",
+    ] {
+        assert!(answer.contains(want), "{want} missing in {answer}");
+    }
     // Basic auth: missing and wrong get 401 with a challenge; right passes.
     let (status, head, _) = curl(v, "secret.example.test", "/", &[]).await;
     assert_eq!(status, 401);

@@ -1,11 +1,11 @@
 //! The HTTP virtual host port (`vhostHTTPPort`): hyper serves the users;
-//! each request is routed by its Host (case-insensitive, port ignored,
-//! wildcards) and the longest matching location prefix, checked for basic
-//! auth, given the forwarding headers and the proxy's header changes, and
-//! sent over a fresh tunnel stream to the local web service with hyper's
-//! client. Bodies stream both ways with hyper's backpressure (no request
-//! or response is held whole), and `Upgrade` (WebSocket…) is carried
-//! through once both sides agree.
+//! each request is routed by its host (the target's in absolute form, else
+//! Host; case-insensitive, port ignored, wildcards) and the longest
+//! matching location prefix, checked for basic auth, given the forwarding
+//! headers and the proxy's header changes, and sent over a fresh tunnel
+//! stream to the local web service with hyper's client. Bodies stream both
+//! ways with hyper's backpressure (no request or response is held whole),
+//! and `Upgrade` (WebSocket…) is carried through once both sides agree.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -473,15 +473,9 @@ async fn handle(
     timer: &ConnTimer,
     peer: SocketAddr,
     local: SocketAddr,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Response<Body> {
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| req.uri().authority().map(|a| a.to_string()))
-        .unwrap_or_default();
+    let host = request_host(&mut req);
     let Some(name) = host_name(&host) else {
         return text(StatusCode::BAD_REQUEST, "400 not a host name\n");
     };
@@ -499,6 +493,34 @@ async fn handle(
         return r;
     }
     forward(vhost, timer, &route, peer, local, host, req).await
+}
+
+/// The host a request is for. A target in absolute form (`GET
+/// http://b.example/ HTTP/1.1`) names it, whatever `Host` says (RFC 9112
+/// §3.2.2; Go's server, and so frp, does the same); the request then goes
+/// on in origin form with that `Host`, so the service sees the name it was
+/// routed by. A CONNECT target names it too.
+fn request_host(req: &mut Request<Incoming>) -> String {
+    let Some(authority) = req.uri().authority().map(|a| a.as_str().to_owned()) else {
+        return req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_owned)
+            .unwrap_or_default();
+    };
+    if req.uri().scheme().is_some() {
+        let origin = req
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .parse::<hyper::Uri>();
+        if let (Ok(origin), Ok(value)) = (origin, HeaderValue::try_from(authority.as_str())) {
+            *req.uri_mut() = origin;
+            req.headers_mut().insert(header::HOST, value);
+        }
+    }
+    authority
 }
 
 /// Basic auth, when the proxy asks for it.
