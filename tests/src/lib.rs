@@ -26,6 +26,7 @@ pub mod services;
 pub mod sites;
 pub mod sshd;
 pub mod web;
+pub mod wire_samples;
 
 pub use sites::{nginx_site, tls_site};
 

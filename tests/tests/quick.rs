@@ -43,6 +43,7 @@ fn a_tcp_proxy_from_flags() {
     let out = Command::new(bin("frpc"))
         .args(["tcp", "-s", "127.0.0.1", "-P", &port.to_string(), "-n", "x"])
         .current_dir(dir.path())
+        .env("STATE_DIRECTORY", dir.path())
         .output()
         .expect("frpc");
     assert!(!out.status.success());
