@@ -56,7 +56,8 @@ clean:
 #   config     the whole config loader on text: frpc's as sent to its admin
 #              API, frps's; TOML, YAML, JSON, guessed, legacy INI
 # The corpus grows in fuzz/corpus/TARGET/ (not committed); hand-written
-# seeds are read from fuzz/seeds/TARGET/ where there are some; crashing
+# seeds are read from fuzz/seeds/TARGET/ where there are some (and the
+# recorded messages of every protocol version for decode); crashing
 # inputs land in fuzz/artifacts/. cargo-fuzz needs nightly-only
 # rustc flags (-Zsanitizer=address, sanitizer coverage); only the stable
 # toolchain is installed here, so RUSTC_BOOTSTRAP=1 lets stable rustc accept
@@ -73,6 +74,7 @@ fuzz:
 	@for t in $(FUZZ_TARGET); do \
 		mkdir -p fuzz/corpus/$$t; \
 		seeds=; [ -d fuzz/seeds/$$t ] && seeds=$(CURDIR)/fuzz/seeds/$$t; \
+		[ $$t = decode ] && seeds="$$seeds $(wildcard $(CURDIR)/tests/fixtures/wire/v*)"; \
 		RUSTC_BOOTSTRAP=1 $(CARGO) fuzz build $(FUZZ_FLAGS) $$t && \
 		RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $(FUZZ_FLAGS) $$t $(CURDIR)/fuzz/corpus/$$t $$seeds -- \
 			-max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAX_LEN) -print_final_stats=1 || exit 1; \

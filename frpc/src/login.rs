@@ -13,11 +13,29 @@ use net::transport::{Binding, BoxIo};
 use tokio::io::AsyncWriteExt;
 use tokio_util::codec::Framed;
 use wire::auth::Purpose;
+use wire::caps::Caps;
 use wire::codec::{CodecError, MessageCodec};
 use wire::message::{
-    Control, Frame, Hello, Login, LoginAccepted, NewWorkConn, NONCE_LEN, PROTOCOL_VERSION,
-    WORK_CONN_MARKER,
+    Control, Frame, Hello, Login, LoginAccepted, LoginError, NewWorkConn, NONCE_LEN,
+    OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION, WORK_CONN_MARKER,
 };
+
+/// frps refused our version and speaks this older one, which we speak too:
+/// log in again offering it (an frps before protocol 5 does not agree on a
+/// version; it refuses any other than its own).
+#[derive(Debug, thiserror::Error)]
+#[error("frps speaks protocol {0}")]
+pub(crate) struct SpeaksOlder(pub u16);
+
+/// What a login agreed on.
+pub(crate) struct LoggedIn {
+    pub ctrl: ControlStream<MuxStream>,
+    pub accepted: LoginAccepted,
+    /// The protocol version both sides speak from now on.
+    pub version: u16,
+    /// What frps can do.
+    pub caps: Caps,
+}
 
 fn proof(
     config: &ClientConfig,
@@ -32,25 +50,29 @@ fn proof(
         .prove(purpose, nonce, binding, run_id, &config.user)
 }
 
-/// The login exchange on a fresh control stream; from its end on, the
-/// stream carries control messages.
+/// The login exchange on a fresh control stream, offering protocol
+/// `offer`; from its end on, the stream carries control messages.
 pub(crate) async fn control(
     config: &ClientConfig,
     stream: MuxStream,
     binding: &Binding,
     run_id: &str,
     addr: &str,
-) -> Result<(ControlStream<MuxStream>, LoginAccepted)> {
-    let mut ctrl = Framed::new(stream, MessageCodec::<Hello>::new());
-    ctrl.send(Hello::Client {
-        version: PROTOCOL_VERSION,
-    })
-    .await
-    .context("sending ClientHello")?;
+    offer: u16,
+) -> Result<LoggedIn> {
+    let mut ctrl = Framed::new(stream, MessageCodec::<Hello>::for_version(offer));
+    ctrl.send(Hello::Client { version: offer })
+        .await
+        .context("sending ClientHello")?;
     let gone = || anyhow!("server {addr} closed the connection during login");
-    let nonce = match ctrl.next().await {
-        Some(Ok(Hello::Server { nonce, .. })) => nonce,
+    let (version, nonce) = match ctrl.next().await {
+        Some(Ok(Hello::Server { version, nonce })) => (agreed(version, addr)?, nonce),
         Some(Ok(Hello::LoginResp(resp))) => match resp.result {
+            Err(LoginError::VersionMismatch { server, .. })
+                if (OLDEST_PROTOCOL_VERSION..offer).contains(&server) =>
+            {
+                return Err(SpeaksOlder(server).into())
+            }
             Err(e) => bail!("login rejected: {}", Escaped(&e.to_string())),
             Ok(_) => bail!("server accepted a login that was never sent"),
         },
@@ -61,8 +83,9 @@ pub(crate) async fn control(
         }
         None => return Err(gone()),
     };
+    ctrl.codec_mut().set_version(version);
     ctrl.send(Hello::Login(Login {
-        version: PROTOCOL_VERSION,
+        version,
         hostname: net::util::hostname(),
         os: std::env::consts::OS.into(),
         arch: std::env::consts::ARCH.into(),
@@ -72,6 +95,7 @@ pub(crate) async fn control(
         tcp_mux: config.transport.tcp_mux,
         client_id: config.client_id.clone(),
         metas: config.metadatas.clone(),
+        caps: wire::caps::ours(),
     }))
     .await
     .context("sending Login")?;
@@ -84,8 +108,29 @@ pub(crate) async fn control(
         Some(Err(e)) => return Err(anyhow!(e).context("reading LoginResp")),
         None => return Err(gone()),
     };
+    if version < 4 && !(config.client_id.is_empty() && config.metadatas.is_empty()) {
+        tracing::info!("frps speaks protocol {version}, which carries no clientID or metadatas: they are not sent");
+    }
+    let caps = Caps::of_peer(version, &accepted.caps);
     // Bytes after the LoginResp stay buffered for the control codec.
-    Ok((ctrl.map_codec(|_| MessageCodec::<Control>::new()), accepted))
+    let ctrl = ctrl.map_codec(|_| MessageCodec::<Control>::for_version(version));
+    Ok(LoggedIn {
+        ctrl,
+        accepted,
+        version,
+        caps,
+    })
+}
+
+/// The version frps chose, if we speak it.
+fn agreed(version: u16, addr: &str) -> Result<u16> {
+    if (OLDEST_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version) {
+        return Ok(version);
+    }
+    bail!(
+        "server {addr} answered with protocol {version}; this frpc speaks \
+         {OLDEST_PROTOCOL_VERSION} to {PROTOCOL_VERSION}: upgrade the older of the two"
+    )
 }
 
 /// Joins a fresh work connection to session `run_id`.

@@ -32,6 +32,8 @@ const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// A logged-in session. Dropping it closes the connection.
 pub(crate) struct Session {
     run_id: String,
+    /// The proxy kinds frps serves (by the version and capabilities agreed).
+    kinds: crate::proxy::ServerKinds,
     /// The server's heartbeat timeout, from its LoginResp.
     server_timeout: Option<Duration>,
     /// The server's `udpPacketSize`, from its LoginResp.
@@ -50,7 +52,26 @@ pub(crate) async fn connect(
     run_id: &str,
     budget: &Arc<MemoryBudget>,
 ) -> Result<Session> {
-    tokio::time::timeout(LOGIN_TIMEOUT, connect_inner(connector, run_id, budget))
+    let login = async {
+        match connect_inner(connector, run_id, budget).await {
+            Err(e) => match e.downcast_ref::<login::SpeaksOlder>() {
+                // An frps from before version agreement: ask again in its
+                // version, at once.
+                Some(login::SpeaksOlder(version)) => {
+                    info!(
+                        server = %connector.addr(),
+                        "frps speaks protocol {version} (this frpc {}): speaking {version} to it",
+                        wire::message::PROTOCOL_VERSION
+                    );
+                    connector.speak(*version);
+                    connect_inner(connector, run_id, budget).await
+                }
+                None => Err(e),
+            },
+            ok => ok,
+        }
+    };
+    tokio::time::timeout(LOGIN_TIMEOUT, login)
         .await
         .map_err(|_| anyhow!("no answer from server within {LOGIN_TIMEOUT:?}"))?
 }
@@ -76,9 +97,23 @@ async fn connect_inner(
             .open()
             .await
             .context("opening the control stream")?;
-        login::control(&connector.config, stream, &dialed.binding, run_id, &addr).await
+        let offer = connector.offer();
+        login::control(
+            &connector.config,
+            stream,
+            &dialed.binding,
+            run_id,
+            &addr,
+            offer,
+        )
+        .await
     };
-    let (ctrl, accepted) = match login.await {
+    let login::LoggedIn {
+        ctrl,
+        accepted,
+        version,
+        caps,
+    } = match login.await {
         Ok(v) => v,
         Err(e) => {
             // The connection itself may know better why it ended (a TLS
@@ -92,9 +127,14 @@ async fn connect_inner(
             );
         }
     };
-    info!(server = %addr, "logged in to server");
+    if version < wire::message::PROTOCOL_VERSION {
+        info!(server = %addr, protocol = version, "logged in to server");
+    } else {
+        info!(server = %addr, "logged in to server");
+    }
     debug!(run_id = %Escaped(&accepted.run_id), "session run id");
     Ok(Session {
+        kinds: crate::proxy::ServerKinds::of(version, &caps),
         run_id: accepted.run_id,
         server_udp_packet_size: accepted.udp_packet_size as usize,
         server_timeout: (accepted.heartbeat_timeout > 0)
@@ -157,6 +197,7 @@ impl Session {
         let config = &connector.config;
         let agreed = Agreed {
             udp_packet_size: config.udp_packet_size.min(self.server_udp_packet_size),
+            kinds: self.kinds,
         };
         let proxies = client.proxies.clone();
         // Reloads send their registrations through `updates` from now on.

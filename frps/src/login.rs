@@ -11,12 +11,13 @@ use net::logging::Escaped;
 use net::transport::BoxIo;
 use tokio::io::AsyncWriteExt;
 use tokio_util::codec::Framed;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 use wire::auth::{self, Purpose};
+use wire::caps::Caps;
 use wire::codec::MessageCodec;
 use wire::message::{
     Control, Frame, Hello, Login, LoginAccepted, LoginError, LoginResp, NewWorkConn,
-    PROTOCOL_VERSION,
+    OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
 
 use crate::Server;
@@ -50,6 +51,9 @@ pub(crate) struct Client {
     /// login), for the API.
     pub client_id: String,
     pub metas: std::collections::BTreeMap<String, String>,
+    /// The protocol version agreed at hello, and what the client can do.
+    pub version: u16,
+    pub caps: Caps,
 }
 
 /// Runs the login handshake. `Ok(None)` means the client was turned away
@@ -85,30 +89,31 @@ async fn handshake(
     binding: &[u8; 32],
     from: Source,
 ) -> Result<Option<(ControlStream<MuxStream>, Client)>> {
-    let version = match ctrl.next().await {
+    let offered = match ctrl.next().await {
         Some(Ok(Hello::Client { version })) => version,
         Some(Ok(other)) => bail!("expected ClientHello, got {}", other.kind()),
         Some(Err(e)) => return Err(anyhow!(e).context("reading ClientHello")),
         None => return Ok(None),
     };
-    if version != PROTOCOL_VERSION {
+    // The lower of the two versions, as long as we still speak it: a newer
+    // client speaks ours, an older one its own.
+    if offered < OLDEST_PROTOCOL_VERSION {
         let err = LoginError::VersionMismatch {
-            client: version,
+            client: offered,
             server: PROTOCOL_VERSION,
         };
-        warn!("login rejected: {err}");
+        warn!("login rejected: {err} (this frps speaks {OLDEST_PROTOCOL_VERSION} to {PROTOCOL_VERSION})");
         server.records.login_failed("version");
         reject(&mut ctrl, err).await;
         return Ok(None);
     }
+    let version = offered.min(PROTOCOL_VERSION);
+    ctrl.codec_mut().set_version(version);
 
     let nonce = auth::new_nonce();
-    ctrl.send(Hello::Server {
-        version: PROTOCOL_VERSION,
-        nonce,
-    })
-    .await
-    .context("sending ServerHello")?;
+    ctrl.send(Hello::Server { version, nonce })
+        .await
+        .context("sending ServerHello")?;
 
     let login = match ctrl.next().await {
         Some(Ok(Hello::Login(login))) => login,
@@ -135,6 +140,16 @@ async fn handshake(
         return Ok(None);
     }
 
+    if login.version != version {
+        let why = format!(
+            "Login says protocol {} after the hello agreed on {version}",
+            login.version
+        );
+        warn!(user = %Escaped(&login.user), "login rejected: {why}");
+        server.records.login_failed("version");
+        reject(&mut ctrl, LoginError::Other(why)).await;
+        return Ok(None);
+    }
     if let Some(why) = oversized(&login) {
         warn!(user = %Escaped(&login.user), "login rejected: {why}");
         server.records.login_failed("oversized");
@@ -173,6 +188,7 @@ async fn accept(
             run_id: run_id.clone(),
             heartbeat_timeout: cfg.transport.heartbeat_timeout.clamp(0, u32::MAX as i64) as u32,
             udp_packet_size: cfg.udp_packet_size as u32,
+            caps: wire::caps::ours(),
         }),
     }))
     .await
@@ -181,9 +197,13 @@ async fn accept(
         hostname = %Escaped(&login.hostname),
         os = %Escaped(&login.os),
         arch = %Escaped(&login.arch),
+        protocol = login.version,
         "login accepted"
     );
+    let version = ctrl.codec().version();
     let client = Client {
+        caps: Caps::of_peer(version, &login.caps),
+        version,
         user: login.user,
         run_id,
         tcp_mux: login.tcp_mux,
@@ -191,8 +211,12 @@ async fn accept(
         metas: login.metas,
         hostname: login.hostname,
     };
+    debug!(protocol = version, caps = ?client.caps, "client capabilities");
     // Bytes the client sent after its login stay buffered for the control codec.
-    Ok((ctrl.map_codec(|_| MessageCodec::<Control>::new()), client))
+    Ok((
+        ctrl.map_codec(|_| MessageCodec::<Control>::for_version(version)),
+        client,
+    ))
 }
 
 /// A clientID or metadatas beyond the bounds of `wire::message`.
@@ -205,6 +229,12 @@ fn oversized(login: &Login) -> Option<String> {
     if login.metas.len() > MAX_METAS || login.metas.iter().any(|(k, v)| long(k) || long(v)) {
         return Some(format!(
             "metadatas: at most {MAX_METAS} entries of at most {MAX_META_LEN} bytes each"
+        ));
+    }
+    if !wire::caps::within_bounds(&login.caps) {
+        let (n, len) = (wire::caps::MAX_CAPS, wire::caps::MAX_CAP_LEN);
+        return Some(format!(
+            "capabilities: at most {n} of at most {len} bytes each"
         ));
     }
     None

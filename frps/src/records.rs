@@ -30,6 +30,8 @@ pub(crate) struct ClientRecord {
     /// frp's clientID and client metadatas from the last login.
     pub client_id: String,
     pub metas: std::collections::BTreeMap<String, String>,
+    /// The protocol version of its last session.
+    pub protocol: u16,
     pub addr: SocketAddr,
     pub first_connected: SystemTime,
     pub last_connected: SystemTime,
@@ -162,6 +164,7 @@ pub(crate) struct Online {
     pub hostname: String,
     pub client_id: String,
     pub metas: std::collections::BTreeMap<String, String>,
+    pub protocol: u16,
     pub addr: SocketAddr,
     pub activity: Arc<Activity>,
     pub beats: Arc<AtomicU64>,
@@ -189,6 +192,7 @@ impl Records {
                 hostname: String::new(),
                 client_id: String::new(),
                 metas: Default::default(),
+                protocol: s.protocol,
                 addr: s.addr,
                 first_connected: now,
                 last_connected: now,
@@ -204,6 +208,7 @@ impl Records {
         rec.hostname = s.hostname;
         rec.client_id = s.client_id;
         rec.metas = s.metas;
+        rec.protocol = s.protocol;
         rec.addr = s.addr;
         rec.last_connected = now;
         rec.disconnected = None;

@@ -85,6 +85,7 @@ pub(crate) async fn run(
             hostname: session.client.hostname.clone(),
             client_id: session.client.client_id.clone(),
             metas: session.client.metas.clone(),
+            protocol: session.client.version,
             addr: peer,
             activity: activity.clone(),
             beats: session.beats.clone(),

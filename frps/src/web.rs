@@ -304,6 +304,7 @@ fn client_json(c: &ClientRecord) -> Value {
         "metas": c.metas,
         "runID": c.run_id,
         "hostname": c.hostname,
+        "protocolVersion": c.protocol,
         "clientIP": c.addr.ip().to_string(),
         "clientAddr": c.addr.to_string(),
         "firstConnectedAt": unix(c.first_connected),

@@ -1,6 +1,6 @@
 //! Feeds arbitrary bytes to the frame decoder and message parser of every
-//! channel (handshake, control, work header) and to the UDP datagram
-//! decoder. Any panic, overflow or out-of-bounds access is a bug; errors
+//! channel (handshake, control, work header), in the shape of every
+//! protocol version spoken, and to the UDP datagram decoder. Any panic, overflow or out-of-bounds access is a bug; errors
 //! are fine. Run with `make fuzz` from the repository root.
 
 #![no_main]
@@ -8,19 +8,23 @@
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use wire::codec::{self, MAX_FRAME_LEN};
-use wire::message::{Control, Frame, Hello, WorkHeader};
+use wire::message::{
+    Control, Frame, Hello, WorkHeader, OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION,
+};
 
-/// Whatever a peer can make us decode, we can encode again, within the
-/// frame limit, and it decodes to the same message.
+/// Whatever a peer can make us decode, we can encode again in the same
+/// version, within the frame limit, and it decodes to the same message.
 fn channel<M: Frame + PartialEq>(data: &[u8]) {
-    let mut buf = BytesMut::from(data);
-    while let Ok(Some(msg)) = codec::decode::<M>(&mut buf) {
-        let mut out = BytesMut::new();
-        codec::encode(&msg, &mut out).expect("a decoded message re-encodes");
-        assert!(out.len() <= 2 + MAX_FRAME_LEN);
-        let again = codec::decode::<M>(&mut out).expect("re-encoded frame decodes");
-        assert_eq!(again.as_ref(), Some(&msg));
-        assert!(out.is_empty());
+    for version in OLDEST_PROTOCOL_VERSION..=PROTOCOL_VERSION {
+        let mut buf = BytesMut::from(data);
+        while let Ok(Some(msg)) = codec::decode_for::<M>(&mut buf, version) {
+            let mut out = BytesMut::new();
+            codec::encode_for(&msg, version, &mut out).expect("a decoded message re-encodes");
+            assert!(out.len() <= 2 + MAX_FRAME_LEN);
+            let again = codec::decode_for::<M>(&mut out, version).expect("re-encoded frame decodes");
+            assert_eq!(again.as_ref(), Some(&msg));
+            assert!(out.is_empty());
+        }
     }
     // The bare message parser, without a frame header in front.
     if let Ok(msg) = postcard::from_bytes::<M>(data) {

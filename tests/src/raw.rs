@@ -156,6 +156,18 @@ impl Raw {
         hostname: &str,
         tcp_mux: bool,
     ) -> LoginOutcome {
+        self.login_with(token, |l| {
+            l.user = user.to_owned();
+            l.run_id = run_id.to_owned();
+            l.hostname = hostname.to_owned();
+            l.tcp_mux = tcp_mux;
+        })
+        .await
+    }
+
+    /// Logs in with the Login `edit` makes of a plain one (the proof is
+    /// made after, over the edited user and run id).
+    pub async fn login_with(&mut self, token: &str, edit: impl FnOnce(&mut Login)) -> LoginOutcome {
         let hello = Hello::Client {
             version: PROTOCOL_VERSION,
         };
@@ -166,20 +178,28 @@ impl Raw {
             Ok(Some(Hello::Server { nonce, .. })) => nonce,
             other => panic!("expected ServerHello, got {other:?}"),
         };
-        let proof = Token::new(token).prove(Purpose::Login, &nonce, &[0u8; 32], run_id, user);
-        let login = Hello::Login(Login {
+        let mut login = Login {
             version: PROTOCOL_VERSION,
-            hostname: hostname.to_owned(),
+            hostname: "raw-test".into(),
             os: "linux".into(),
             arch: "x86_64".into(),
-            user: user.to_owned(),
-            run_id: run_id.to_owned(),
-            proof,
-            tcp_mux,
+            user: String::new(),
+            run_id: String::new(),
+            proof: [0; 32],
+            tcp_mux: true,
             client_id: String::new(),
             metas: Default::default(),
-        });
-        if self.send_message(0, &login).await.is_err() {
+            caps: Vec::new(),
+        };
+        edit(&mut login);
+        login.proof = Token::new(token).prove(
+            Purpose::Login,
+            &nonce,
+            &[0u8; 32],
+            &login.run_id,
+            &login.user,
+        );
+        if self.send_message(0, &Hello::Login(login)).await.is_err() {
             return LoginOutcome::Closed;
         }
         match self.next_message().await {

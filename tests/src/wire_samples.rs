@@ -47,6 +47,20 @@ fn login(version: u16) -> Login {
         tcp_mux: true,
         client_id: String::new(),
         metas,
+        caps: caps(version),
+    }
+}
+
+/// Protocol 5 added capability sets.
+fn caps(version: u16) -> Vec<String> {
+    if version >= 5 {
+        vec![
+            "proxy.tcp".into(),
+            "proxy.http".into(),
+            "later.thing".into(),
+        ]
+    } else {
+        Vec::new()
     }
 }
 
@@ -90,6 +104,7 @@ fn hellos(version: u16) -> Vec<(&'static str, Sample)> {
                 run_id: "0123456789abcdef".into(),
                 heartbeat_timeout: 90,
                 udp_packet_size: 1500,
+                caps: caps(version),
             })),
         ),
         (

@@ -123,6 +123,7 @@ async fn frpc_caps_work_connections_a_server_asks_for() {
                     run_id: "fake".into(),
                     heartbeat_timeout: 0,
                     udp_packet_size: 1500,
+                    caps: Vec::new(),
                 }),
             };
             ctrl.send(Hello::LoginResp(ok)).await.expect("login");

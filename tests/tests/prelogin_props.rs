@@ -79,6 +79,7 @@ fn message(k: u8, s: &str) -> bytes::BytesMut {
                 tcp_mux: s.len() % 2 == 0,
                 client_id: s.into(),
                 metas: [(s.to_owned(), s.to_owned())].into(),
+                caps: vec![s.into()],
             }),
             &mut b,
         ),

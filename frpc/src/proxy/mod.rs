@@ -20,7 +20,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 use wire::message::{
-    Control, HttpSpec, HttpsSpec, NewProxy, ProxyOpts, ProxySpec, StartWork, TcpSpec, TcpmuxSpec,
+    Control, HttpSpec, HttpsSpec, NewProxy, ProxyKind, ProxyOpts, ProxySpec, StartWork, TcpSpec,
+    TcpmuxSpec,
 };
 
 /// A configured proxy, ready to register and to serve work streams.
@@ -43,13 +44,49 @@ pub(crate) trait ClientProxy: Send + Sync {
 pub(crate) struct Agreed {
     /// The smaller of ours and the server's `udpPacketSize`.
     pub udp_packet_size: usize,
+    /// The kinds the server serves.
+    pub kinds: ServerKinds,
 }
 
 impl Default for Agreed {
     fn default() -> Self {
         Agreed {
             udp_packet_size: config::DEFAULT_UDP_PACKET_SIZE,
+            kinds: ServerKinds::of(
+                wire::message::PROTOCOL_VERSION,
+                &wire::caps::Caps::of_peer(4, &[]),
+            ),
         }
+    }
+}
+
+/// The proxy kinds a server serves, from the protocol version and the
+/// capabilities it agreed to, so that a proxy it has no kind for is told
+/// so here instead of being sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ServerKinds {
+    version: u16,
+    /// Bit `k as u8` for each kind served.
+    served: u32,
+}
+
+impl ServerKinds {
+    pub fn of(version: u16, caps: &wire::caps::Caps) -> Self {
+        let served = ProxyKind::ALL
+            .iter()
+            .filter(|k| caps.has(&wire::caps::proxy(**k)))
+            .fold(0, |bits, k| bits | 1 << *k as u8);
+        ServerKinds { version, served }
+    }
+
+    /// Why a proxy of `kind` cannot be registered with this server.
+    pub fn refuses(&self, kind: ProxyKind) -> Option<String> {
+        (self.served & 1 << kind as u8 == 0).then(|| {
+            format!(
+                "frps speaks protocol {} and serves no {kind} proxies: upgrade frps",
+                self.version
+            )
+        })
     }
 }
 
@@ -238,11 +275,17 @@ impl ProxyManager {
             close: close.clone(),
             control,
         });
+        for e in inner.entries.values_mut() {
+            if let Some(why) = agreed.kinds.refuses(e.cfg.kind()) {
+                (e.phase, e.err) = (Phase::StartError, why);
+            }
+        }
         let inner = &*inner;
         inner
             .order
             .iter()
             .filter_map(|n| inner.entries.get(n))
+            .filter(|e| e.phase == Phase::WaitStart)
             .map(registration)
             .collect()
     }
@@ -404,7 +447,7 @@ impl Inner {
             // Rebuilt with the session's figures when one attaches.
             None => (Agreed::default(), CancellationToken::new()),
         };
-        let entry = Entry {
+        let mut entry = Entry {
             proxy: build(&cfg, agreed),
             cfg,
             traffic: Arc::new(Traffic::default()),
@@ -415,7 +458,12 @@ impl Inner {
             failed_at: None,
         };
         if let Some(s) = &self.session {
-            let _ = s.control.send(Control::NewProxy(registration(&entry)));
+            match s.agreed.kinds.refuses(entry.cfg.kind()) {
+                Some(why) => (entry.phase, entry.err) = (Phase::StartError, why),
+                None => {
+                    let _ = s.control.send(Control::NewProxy(registration(&entry)));
+                }
+            }
         }
         self.entries.insert(entry.cfg.name().to_owned(), entry);
     }
@@ -426,5 +474,44 @@ fn registration(e: &Entry) -> NewProxy {
         name: e.cfg.name().to_owned(),
         spec: e.proxy.spec(),
         opts: ProxyOpts::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server without a kind is not sent that kind's proxies; their
+    /// status says which frps they need, and the others register.
+    #[test]
+    fn proxies_of_a_kind_the_server_lacks_are_not_sent() {
+        let config = ClientConfig::from_toml(
+            "[[proxies]]\nname = \"ssh\"\ntype = \"tcp\"\nlocalPort = 22\nremotePort = 6000\n\
+             [[proxies]]\nname = \"web\"\ntype = \"http\"\nlocalPort = 80\ncustomDomains = [\"a.test\"]\n",
+        )
+        .expect("config");
+        let m = ProxyManager::new(&config);
+        let caps = wire::caps::Caps::of_peer(5, &[wire::caps::proxy(ProxyKind::Tcp)]);
+        let agreed = Agreed {
+            kinds: ServerKinds::of(5, &caps),
+            ..Agreed::default()
+        };
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let sent = m.attach(agreed, &CancellationToken::new(), tx);
+        let names: Vec<&str> = sent.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["ssh"]);
+        let web = m
+            .statuses()
+            .into_iter()
+            .find(|s| s.name == "web")
+            .expect("web listed");
+        assert_eq!(web.phase, Phase::StartError);
+        assert_eq!(
+            web.err,
+            "frps speaks protocol 5 and serves no http proxies: upgrade frps"
+        );
+        // A server of version 4 has every kind of today.
+        let old = ServerKinds::of(4, &wire::caps::Caps::of_peer(4, &[]));
+        assert!(ProxyKind::ALL.iter().all(|k| old.refuses(*k).is_none()));
     }
 }

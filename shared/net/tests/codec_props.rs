@@ -77,6 +77,8 @@ enum Message {
 }
 
 impl Frame for Message {
+    const VARIANTS: u32 = 3;
+
     fn kind(&self) -> &'static str {
         match self {
             Message::Hello(m) => m.kind(),
@@ -181,8 +183,9 @@ fn message_with(s: fn() -> BoxedStrategy<String>) -> BoxedStrategy<Message> {
                     run_id: run_id.clone(),
                     proof,
                     tcp_mux,
-                    client_id: run_id,
+                    client_id: run_id.clone(),
                     metas: Default::default(),
+                    caps: vec![run_id],
                 }))
             },
         );
@@ -192,6 +195,7 @@ fn message_with(s: fn() -> BoxedStrategy<String>) -> BoxedStrategy<Message> {
                 run_id,
                 heartbeat_timeout,
                 udp_packet_size,
+                caps: Vec::new(),
             }
         )),
         login_error(s()).prop_map(Err),

@@ -11,7 +11,7 @@ use std::marker::PhantomData;
 use bytes::{Buf, BufMut, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
-use crate::message::Frame;
+use crate::message::{Frame, PROTOCOL_VERSION};
 
 /// Largest payload accepted or produced. Control messages are tiny; anything
 /// bigger is a broken or hostile peer.
@@ -31,9 +31,14 @@ pub enum CodecError {
     Io(#[from] std::io::Error),
 }
 
-/// Appends one frame holding `msg` to `dst`.
+/// Appends one frame holding `msg` to `dst`, in the newest version's shape.
 pub fn encode<M: Frame>(msg: &M, dst: &mut BytesMut) -> Result<(), CodecError> {
-    let payload = postcard::to_stdvec(msg)?;
+    encode_for(msg, PROTOCOL_VERSION, dst)
+}
+
+/// Appends one frame holding `msg` in protocol `version`'s shape to `dst`.
+pub fn encode_for<M: Frame>(msg: &M, version: u16, dst: &mut BytesMut) -> Result<(), CodecError> {
+    let payload = msg.encode_for(version)?;
     if payload.len() > MAX_FRAME_LEN {
         return Err(CodecError::FrameTooLarge { len: payload.len() });
     }
@@ -57,37 +62,90 @@ fn frame_len(src: &[u8]) -> Result<Option<usize>, CodecError> {
     Ok(Some(len))
 }
 
-/// Removes and decodes one frame from the front of `src`, or returns
-/// `Ok(None)` when the frame is not complete yet.
+/// Removes and decodes one frame from the front of `src` in the newest
+/// version's shape, or returns `Ok(None)` when the frame is not complete yet.
 pub fn decode<M: Frame>(src: &mut BytesMut) -> Result<Option<M>, CodecError> {
-    let Some(len) = frame_len(src)? else {
-        return Ok(None);
-    };
-    if src.len() < HEADER_LEN + len {
-        src.reserve(HEADER_LEN + len - src.len());
-        return Ok(None);
-    }
-    src.advance(HEADER_LEN);
-    let payload = src.split_to(len);
-    // A frame must hold exactly one message: trailing bytes mean the peer
-    // and we disagree about the format.
-    let (msg, rest) = postcard::take_from_bytes::<M>(&payload)?;
-    if !rest.is_empty() {
-        return Err(CodecError::Malformed(
-            postcard::Error::DeserializeBadEncoding,
-        ));
-    }
-    Ok(Some(msg))
+    decode_for(src, PROTOCOL_VERSION)
 }
 
-/// [`Decoder`]/[`Encoder`] of one channel's messages, for use with
-/// `tokio_util::codec::Framed`.
+/// Removes and decodes one frame in protocol `version`'s shape. A frame of
+/// a variant this code does not know is removed and skipped where the
+/// channel allows it ([`Frame::SKIP_UNKNOWN`]).
+pub fn decode_for<M: Frame>(src: &mut BytesMut, version: u16) -> Result<Option<M>, CodecError> {
+    loop {
+        let Some(len) = frame_len(src)? else {
+            return Ok(None);
+        };
+        if src.len() < HEADER_LEN + len {
+            src.reserve(HEADER_LEN + len - src.len());
+            return Ok(None);
+        }
+        src.advance(HEADER_LEN);
+        let payload = src.split_to(len);
+        if M::SKIP_UNKNOWN {
+            if let Some(tag) = variant(&payload).filter(|t| *t >= M::VARIANTS) {
+                tracing::debug!(
+                    variant = tag,
+                    bytes = len,
+                    "skipped a message this version does not know (from a newer peer)"
+                );
+                continue;
+            }
+        }
+        // A frame must hold exactly one message: trailing bytes mean the
+        // peer and we disagree about the format.
+        let (msg, rest) = M::decode_for(&payload, version)?;
+        if !rest.is_empty() {
+            return Err(CodecError::Malformed(
+                postcard::Error::DeserializeBadEncoding,
+            ));
+        }
+        return Ok(Some(msg));
+    }
+}
+
+/// The variant index postcard puts first in an enum's encoding (a varint
+/// u32); None when it is not a valid one.
+fn variant(payload: &[u8]) -> Option<u32> {
+    let mut value: u32 = 0;
+    for (i, b) in payload.iter().take(5).enumerate() {
+        value |= u32::from(b & 0x7f).checked_shl(7 * i as u32)?;
+        if b & 0x80 == 0 {
+            return Some(value);
+        }
+    }
+    None
+}
+
+/// [`Decoder`]/[`Encoder`] of one channel's messages in the protocol
+/// version the peers agreed on, for use with `tokio_util::codec::Framed`.
 #[derive(Debug)]
-pub struct MessageCodec<M>(PhantomData<fn() -> M>);
+pub struct MessageCodec<M> {
+    version: u16,
+    _messages: PhantomData<fn() -> M>,
+}
 
 impl<M> MessageCodec<M> {
+    /// The newest version: what a hello is read and written in before the
+    /// peers have agreed.
     pub fn new() -> Self {
-        MessageCodec(PhantomData)
+        Self::for_version(PROTOCOL_VERSION)
+    }
+
+    pub fn for_version(version: u16) -> Self {
+        MessageCodec {
+            version,
+            _messages: PhantomData,
+        }
+    }
+
+    pub fn version(&self) -> u16 {
+        self.version
+    }
+
+    /// From now on, frames are read and written in `version`'s shape.
+    pub fn set_version(&mut self, version: u16) {
+        self.version = version;
     }
 }
 
@@ -102,11 +160,11 @@ impl<M: Frame> Decoder for MessageCodec<M> {
     type Error = CodecError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<M>, CodecError> {
-        decode(src)
+        decode_for(src, self.version)
     }
 
     fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<M>, CodecError> {
-        match decode(src)? {
+        match decode_for(src, self.version)? {
             Some(msg) => Ok(Some(msg)),
             None if src.is_empty() => Ok(None),
             None => Err(CodecError::Truncated),
@@ -118,7 +176,7 @@ impl<M: Frame> Encoder<M> for MessageCodec<M> {
     type Error = CodecError;
 
     fn encode(&mut self, msg: M, dst: &mut BytesMut) -> Result<(), CodecError> {
-        encode(&msg, dst)
+        encode_for(&msg, self.version, dst)
     }
 }
 
@@ -165,6 +223,7 @@ mod tests {
             tcp_mux: true,
             client_id: "rack-12".into(),
             metas: [("k".to_owned(), "v".to_owned())].into(),
+            caps: vec!["proxy.tcp".into()],
         }));
         roundtrip(Hello::NewWorkConn(NewWorkConn {
             run_id: "abc".into(),
@@ -255,8 +314,14 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        // An unknown variant index.
+        // An unknown variant index where the channel does not skip.
         let mut buf = BytesMut::from(&[0x00, 0x01, 0x7f][..]);
+        assert!(matches!(
+            decode::<Hello>(&mut buf),
+            Err(CodecError::Malformed(_))
+        ));
+        // A variant index that is no varint.
+        let mut buf = BytesMut::from(&[0x00, 0x05, 0xff, 0xff, 0xff, 0xff, 0xff][..]);
         assert!(matches!(
             decode::<Control>(&mut buf),
             Err(CodecError::Malformed(_))
@@ -270,6 +335,36 @@ mod tests {
             decode::<Control>(&mut buf),
             Err(CodecError::Malformed(_))
         ));
+    }
+
+    /// A newer peer's control message this version does not know is
+    /// skipped, and the next one is read.
+    #[test]
+    fn unknown_control_messages_are_skipped() {
+        let mut buf = BytesMut::from(&[0x00, 0x04, Control::VARIANTS as u8, 1, 2, 3][..]);
+        buf.extend_from_slice(&[0x00, 0x03, 0x86, 0x01, 9]);
+        encode(&Control::Pong(Pong { seq: 5 }), &mut buf).expect("encode");
+        assert_eq!(
+            decode::<Control>(&mut buf).expect("skipped"),
+            Some(Control::Pong(Pong { seq: 5 }))
+        );
+        assert!(buf.is_empty());
+        // Each channel's count is its last variant's index + 1.
+        let last = |bytes: Vec<u8>| variant(&bytes).expect("tag") + 1;
+        let msg = Control::ReqWorkConn { count: 1 };
+        assert_eq!(
+            last(msg.encode_for(PROTOCOL_VERSION).expect("enc")),
+            Control::VARIANTS
+        );
+        let msg = Hello::NewWorkConn(NewWorkConn {
+            run_id: String::new(),
+            user: String::new(),
+            proof: [0; 32],
+        });
+        assert_eq!(
+            last(msg.encode_for(PROTOCOL_VERSION).expect("enc")),
+            Hello::VARIANTS
+        );
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! Nothing here touches a socket, so all of it is tested and fuzzed on bytes.
 
 pub mod auth;
+pub mod caps;
 pub mod codec;
+pub mod compat;
 pub mod heartbeat;
 pub mod message;
 pub mod udp;

@@ -7,13 +7,16 @@
 //! - [`WorkHeader`]: the one frame at the head of every work stream.
 //!
 //! Messages are serialized with postcard (compact, varint integers) and
-//! framed by [`crate::codec`]. postcard encodes an enum variant by its index,
-//! so the variant order is the wire format: append new variants at the end
-//! and never reorder. New *fields* of an existing struct are not compatible;
-//! they need a [`PROTOCOL_VERSION`] bump. `Hello::Client` and
-//! `Hello::Server` stay variants 0 and 1 with their fields forever, and
-//! `LoginResp`'s error keeps its shape, so any two releases can tell each
-//! other that their versions differ.
+//! framed by [`crate::codec`]. postcard encodes an enum variant by its index
+//! and a struct as its fields in order, so the order is the wire format:
+//! new variants go at the end and nothing is reordered. A new *field* makes
+//! a new [`PROTOCOL_VERSION`]: the peers agree on a version at hello (the
+//! lower of the two), and each message is written and read in that
+//! version's shape ([`Frame::encode_for`]; the older shapes live in
+//! [`crate::compat`]). A control message whose variant this side does not
+//! know is skipped, not fatal. `Hello::Client` and `Hello::Server` stay
+//! variants 0 and 1 with their fields forever, and `LoginResp`'s error keeps
+//! its shape, so any two releases can tell each other their versions.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -21,11 +24,17 @@ use std::net::SocketAddr;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-/// Bumped whenever the wire format changes incompatibly. 2: messages per
-/// channel, per-kind proxy specs, work headers with both addresses. 3: the
-/// Ping carries the last round trip. 4: `Login` carries frp's `clientID`
-/// and client `metadatas`.
-pub const PROTOCOL_VERSION: u16 = 4;
+/// The newest protocol this code speaks. 2: messages per channel, per-kind
+/// proxy specs, work headers with both addresses. 3: the Ping carries the
+/// last round trip. 4: `Login` carries frp's `clientID` and client
+/// `metadatas`. 5: versions are agreed at hello, and `Login` and
+/// `LoginAccepted` carry capability sets ([`crate::caps`]).
+pub const PROTOCOL_VERSION: u16 = 5;
+
+/// The oldest protocol this code still speaks: peers of any version from
+/// here to [`PROTOCOL_VERSION`] work together (tests/fixtures/wire holds the
+/// bytes of each).
+pub const OLDEST_PROTOCOL_VERSION: u16 = 3;
 
 /// Most `metadatas` entries a login may carry, and the longest key or
 /// value; the longest `clientID`. frps refuses logins beyond them, so what a
@@ -43,8 +52,25 @@ pub const WORK_CONN_MARKER: u8 = 0xf5;
 
 /// A message type that travels in frames: one per channel.
 pub trait Frame: Serialize + DeserializeOwned + fmt::Debug + Send + 'static {
+    /// The variants this code knows: a frame whose variant index is beyond
+    /// comes from a newer peer.
+    const VARIANTS: u32;
+    /// Whether such a frame is skipped (control messages: a newer peer's
+    /// new message must not end the session) rather than an error.
+    const SKIP_UNKNOWN: bool = false;
+
     /// Short name for log lines ("unexpected NewProxy before login").
     fn kind(&self) -> &'static str;
+
+    /// The payload of this message in protocol `version`'s shape.
+    fn encode_for(&self, _version: u16) -> Result<Vec<u8>, postcard::Error> {
+        postcard::to_stdvec(self)
+    }
+
+    /// A message read in protocol `version`'s shape, and the bytes after it.
+    fn decode_for(bytes: &[u8], _version: u16) -> Result<(Self, &[u8]), postcard::Error> {
+        postcard::take_from_bytes(bytes)
+    }
 }
 
 /// The handshake channel: the first frames of every connection.
@@ -67,6 +93,8 @@ pub enum Hello {
 }
 
 impl Frame for Hello {
+    const VARIANTS: u32 = 5;
+
     fn kind(&self) -> &'static str {
         match self {
             Hello::Client { .. } => "ClientHello",
@@ -75,6 +103,14 @@ impl Frame for Hello {
             Hello::LoginResp(_) => "LoginResp",
             Hello::NewWorkConn(_) => "NewWorkConn",
         }
+    }
+
+    fn encode_for(&self, version: u16) -> Result<Vec<u8>, postcard::Error> {
+        crate::compat::encode_hello(self, version)
+    }
+
+    fn decode_for(bytes: &[u8], version: u16) -> Result<(Self, &[u8]), postcard::Error> {
+        crate::compat::decode_hello(bytes, version)
     }
 }
 
@@ -100,6 +136,9 @@ pub enum Control {
 }
 
 impl Frame for Control {
+    const VARIANTS: u32 = 6;
+    const SKIP_UNKNOWN: bool = true;
+
     fn kind(&self) -> &'static str {
         match self {
             Control::NewProxy(_) => "NewProxy",
@@ -119,6 +158,8 @@ pub enum WorkHeader {
 }
 
 impl Frame for WorkHeader {
+    const VARIANTS: u32 = 1;
+
     fn kind(&self) -> &'static str {
         match self {
             WorkHeader::Start(_) => "StartWork",
@@ -145,6 +186,9 @@ pub struct Login {
     pub client_id: String,
     /// frp's client `metadatas`, shown by frps's API.
     pub metas: std::collections::BTreeMap<String, String>,
+    /// What this client can do beyond its version's basics ([`crate::caps`];
+    /// version 5).
+    pub caps: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -169,6 +213,8 @@ pub struct LoginAccepted {
     /// The server's `udpPacketSize`: frpc drops larger datagrams before
     /// they cross the tunnel, as frps would drop them after.
     pub udp_packet_size: u32,
+    /// What this server can do ([`crate::caps`]; version 5).
+    pub caps: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
@@ -177,7 +223,7 @@ pub enum LoginError {
     InvalidToken,
     #[error(
         "protocol version mismatch: client speaks {client}, server speaks {server}; \
-         run the same release of frps and frpc"
+         upgrade the older of the two"
     )]
     VersionMismatch { client: u16, server: u16 },
     #[error("{0}")]
@@ -195,6 +241,15 @@ pub enum ProxyKind {
 }
 
 impl ProxyKind {
+    /// Every kind, in variant order.
+    pub const ALL: [ProxyKind; 5] = [
+        ProxyKind::Tcp,
+        ProxyKind::Udp,
+        ProxyKind::Https,
+        ProxyKind::Http,
+        ProxyKind::Tcpmux,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ProxyKind::Tcp => "tcp",
