@@ -586,3 +586,37 @@ async fn silent_connections_holding_every_login_slot_make_way_for_a_client() {
         assert!(metrics.contains(want), "{want} not in\n{metrics}");
     }
 }
+
+/// A login may carry at most 64 capabilities of at most 32 bytes: more is
+/// refused and said, and what frps keeps of a client stays bounded. A
+/// client offering a version newer than frps's is answered in frps's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capabilities_are_bounded_and_a_newer_client_is_answered_in_our_version() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_p, addr) = frps(dir.path(), "");
+    for caps in [
+        vec!["x".to_owned(); wire::caps::MAX_CAPS + 1],
+        vec!["x".repeat(wire::caps::MAX_CAP_LEN + 1)],
+    ] {
+        let mut r = Raw::new(raw::connect_plain(addr).await);
+        let out = r.login_with(TOKEN, |l| l.caps = caps).await;
+        let LoginOutcome::Rejected(why) = out else {
+            panic!("{out:?}");
+        };
+        assert!(why.contains("capabilities: at most 64"), "{why}");
+    }
+    let mut r = Raw::new(raw::connect_plain(addr).await);
+    let out = r
+        .login_with(TOKEN, |l| l.caps = vec!["y".repeat(32); 64])
+        .await;
+    assert!(matches!(out, LoginOutcome::Accepted { .. }), "{out:?}");
+
+    let mut r = Raw::new(raw::connect_plain(addr).await);
+    let newer = Hello::Client { version: 900 };
+    r.send_message(SYN, &newer).await.expect("send");
+    let answer: Option<Hello> = r.next_message().await.expect("answer");
+    assert!(
+        matches!(answer, Some(Hello::Server { version, .. }) if version == wire::message::PROTOCOL_VERSION),
+        "{answer:?}"
+    );
+}
