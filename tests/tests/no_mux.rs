@@ -75,7 +75,7 @@ async fn half_close_survives_work_connections() {
     server.stop().await;
 }
 
-/// F15: a server (or an impostor) that asks for work connections without
+/// A server (or an impostor) that asks for work connections without
 /// ever using them gets at most poolCount + 64 of them pending from frpc.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frpc_caps_work_connections_a_server_asks_for() {

@@ -623,7 +623,7 @@ async fn max_streams_per_client_caps_one_client_only() {
     server.stop().await;
 }
 
-/// F3: a trusted CA implies TLS-only. A client without a certificate over
+/// A trusted CA implies TLS-only. A client without a certificate over
 /// plain TCP (the real frpc, `transport.tls.enable = false`) cannot log in
 /// or expose anything, and a plain work connection is refused too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
