@@ -101,6 +101,9 @@ pub(crate) struct ProxyRecord {
     pub user: String,
     pub name: String,
     pub spec: ProxySpec,
+    /// The proxy's `metadatas` and `annotations` (bounded at registration).
+    pub metadatas: std::collections::BTreeMap<String, String>,
+    pub annotations: std::collections::BTreeMap<String, String>,
     pub traffic: Arc<Traffic>,
     pub started: SystemTime,
     pub closed: Option<SystemTime>,
@@ -239,11 +242,11 @@ impl Records {
         &self,
         key: &SessionKey,
         name: &str,
-        spec: &ProxySpec,
+        req: &wire::message::NewProxy,
         endpoint: &str,
         traffic: Arc<Traffic>,
     ) {
-        let mut spec = spec.clone();
+        let mut spec = req.spec.clone();
         let chosen = endpoint.rsplit(':').next().and_then(|p| p.parse().ok());
         match (&mut spec, chosen) {
             (ProxySpec::Tcp(s), Some(p)) if s.remote_port == 0 => s.remote_port = p,
@@ -266,6 +269,8 @@ impl Records {
                 user: key.0.clone(),
                 name: name.to_owned(),
                 spec,
+                metadatas: req.opts.metas.iter().cloned().collect(),
+                annotations: req.opts.annotations.iter().cloned().collect(),
                 traffic,
                 started: SystemTime::now(),
                 closed: None,

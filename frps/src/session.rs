@@ -301,6 +301,12 @@ impl ClientSession {
             Err(ProxyError::Refused(format!(
                 "the client already has {most} proxies (maxProxiesPerClient on the server)"
             )))
+        } else if !labels_fit(&req.opts) {
+            Err(ProxyError::Refused(format!(
+                "metadatas and annotations: at most {} entries of at most {} bytes each",
+                wire::message::MAX_METAS,
+                wire::message::MAX_META_LEN
+            )))
         } else if self.proxies.contains_key(&name)
             || !self
                 .server
@@ -326,7 +332,7 @@ impl ClientSession {
                     let addr = proxy.endpoint.clone();
                     info!(proxy = %Escaped(&name), %kind, remote = %addr, "proxy started");
                     let records = &self.server.records;
-                    records.proxy_started(&self.key, &name, &req.spec, &addr, traffic);
+                    records.proxy_started(&self.key, &name, &req, &addr, traffic);
                     self.proxies.insert(name.clone(), proxy);
                     Ok(addr)
                 }
@@ -359,4 +365,12 @@ impl ClientSession {
         });
         NewProxyResp { name, result }
     }
+}
+
+/// A proxy's metadatas and annotations are within what frps keeps (the
+/// bounds of a login's metadatas).
+fn labels_fit(o: &wire::message::ProxyOpts) -> bool {
+    [&o.metas, &o.annotations]
+        .iter()
+        .all(|l| config::labels_within_bounds(l.iter().map(|(k, v)| (k, v))))
 }

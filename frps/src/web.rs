@@ -240,6 +240,13 @@ fn conf(p: &ProxyRecord) -> Value {
     };
     v["name"] = j!(shown_name(p));
     v["type"] = j!(p.spec.kind().as_str());
+    // As frp: left out when empty.
+    if !p.annotations.is_empty() {
+        v["annotations"] = j!(p.annotations);
+    }
+    if !p.metadatas.is_empty() {
+        v["metadatas"] = j!(p.metadatas);
+    }
     v
 }
 

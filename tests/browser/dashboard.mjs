@@ -3,7 +3,8 @@
 // and saves a screenshot. Run by tests/tests/dashboard_browser.rs:
 //   node dashboard.mjs URL USER PASSWORD PROXY HOSTNAME SCREENSHOT
 // Exits non-zero, saying why, when the page does not show the tunnel.
-// With EXTRA_PROXY set, that proxy's row must be there too.
+// With EXTRA_PROXY set, that proxy's row must be there too; with
+// ANNOTATION, PROXY's row shows that annotation as a tag.
 import { chromium } from "playwright-core";
 
 const [url, username, password, proxy, hostname, screenshot] = process.argv.slice(2);
@@ -42,6 +43,13 @@ try {
   const bars = await row.locator("svg.chart rect").count();
   if (bars !== 14) fail("chart has " + bars + " bars, not 14");
   if (!(await text("#config")).includes("Bind port")) fail("no server configuration");
+  // The proxy's annotation, as text (ANNOTATION holds markup characters).
+  const want = process.env.ANNOTATION;
+  if (want) {
+    const tag = row.locator("span.tag[data-annotation]");
+    const shown = (await tag.count()) === 1 ? await tag.innerText() : "(none)";
+    if (shown !== want) fail("annotation shows " + JSON.stringify(shown) + ", not " + JSON.stringify(want));
+  }
   // A name that needs percent-encoding (EXTRA_PROXY) has its row and chart.
   const extra = process.env.EXTRA_PROXY;
   if (extra) {

@@ -51,6 +51,15 @@ fn login(version: u16) -> Login {
     }
 }
 
+/// Protocol 5 added a proxy's annotations.
+fn annotations(version: u16) -> Vec<(String, String)> {
+    if version >= 5 {
+        vec![("frp.io/owner".into(), "fixture team".into())]
+    } else {
+        Vec::new()
+    }
+}
+
 /// Protocol 5 added capability sets.
 fn caps(version: u16) -> Vec<String> {
     if version >= 5 {
@@ -133,7 +142,7 @@ fn hellos(version: u16) -> Vec<(&'static str, Sample)> {
     ]
 }
 
-fn controls() -> Vec<(&'static str, Sample)> {
+fn controls(version: u16) -> Vec<(&'static str, Sample)> {
     let c = Sample::Control;
     let answer = |result| {
         c(Control::NewProxyResp(NewProxyResp {
@@ -187,6 +196,7 @@ fn controls() -> Vec<(&'static str, Sample)> {
                     bandwidth_limit: 1 << 20,
                     limit_on_server: true,
                     metas: vec![("owner".into(), "fixture".into())],
+                    annotations: annotations(version),
                 },
             })),
         ),
@@ -245,7 +255,7 @@ fn controls() -> Vec<(&'static str, Sample)> {
 /// Every sample of protocol `version`, by fixture name.
 pub fn samples(version: u16) -> Vec<(&'static str, Sample)> {
     let mut all = hellos(version);
-    all.extend(controls());
+    all.extend(controls(version));
     all.extend([
         (
             "work-start-v4",

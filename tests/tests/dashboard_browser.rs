@@ -1,7 +1,8 @@
 //! frps's dashboard in a real browser: Debian's Chromium, driven by
 //! playwright-core (tests/browser/dashboard.mjs), against real frps and
 //! frpc with traffic through a proxy; it checks the cards, the client, the
-//! proxy and its 7-day chart, and saves target/dashboard.png.
+//! proxy with its annotations and its 7-day chart, and saves
+//! target/dashboard.png.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -14,6 +15,8 @@ use e2e::*;
 const TOKEN: &str = "auth.token = \"browser\"\n";
 /// A proxy name that needs percent-encoding in every URL.
 const EXTRA: &str = "my proxy/ü";
+/// An annotation of ssh-box that must be shown as text, not markup.
+const OWNER: &str = "<b>ops</b> & team";
 
 #[test]
 fn dashboard_shows_a_running_tunnel_in_chromium() {
@@ -35,7 +38,7 @@ fn dashboard_shows_a_running_tunnel_in_chromium() {
         dir.path(),
         frps_port,
         &format!(
-            "{TOKEN}transport.heartbeatInterval = 1\n{}{}",
+            "{TOKEN}transport.heartbeatInterval = 1\n{}annotations.\"frp.io/owner\" = \"{OWNER}\"\n{}",
             tcp_proxy("ssh-box", echo, 0),
             tcp_proxy(EXTRA, echo, 0)
         ),
@@ -69,6 +72,7 @@ fn dashboard_shows_a_running_tunnel_in_chromium() {
     let shot = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/dashboard.png");
     let out = Command::new("node")
         .env("EXTRA_PROXY", EXTRA)
+        .env("ANNOTATION", format!("frp.io/owner: {OWNER}"))
         .current_dir(&browser_dir)
         .arg("dashboard.mjs")
         .arg(format!("http://127.0.0.1:{web}/"))

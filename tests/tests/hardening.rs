@@ -1,4 +1,4 @@
-//! Attacks from the 2026-12-01 audit, each against the real frps binary
+//! Attacks on a public frps, each against the real frps binary
 //! (so descriptors and memory are its own, read from /proc): connections
 //! that never log in, reply floods, a client that stops reading, stalled
 //! public users, run-id takeover, a non-multiplexed client that sends no
@@ -65,7 +65,7 @@ async fn pre_login(mut r: Raw, what: PreLogin) -> Raw {
     r
 }
 
-/// F1: whatever a connection does short of logging in, it is closed by
+/// Whatever a connection does short of logging in, it is closed by
 /// loginTimeout, over plain TCP and TLS, and frps's descriptors come back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unauthenticated_connections_are_closed_by_the_login_deadline() {
@@ -124,7 +124,7 @@ async fn unauthenticated_connections_are_closed_by_the_login_deadline() {
     .await;
 }
 
-/// F2: floods of replies-provoking frames from connections that never read,
+/// Floods of replies-provoking frames from connections that never read,
 /// before and after login, keep frps's memory within a fixed bound (here
 /// 24 MiB over its idle size, for 10 flooding connections).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -168,7 +168,7 @@ async fn reply_floods_without_reading_keep_memory_bounded() {
     drop(held);
 }
 
-/// F4: a logged-in client that stops granting window on its control stream
+/// A logged-in client that stops granting window on its control stream
 /// and floods registrations cannot freeze its control loop: the session is
 /// ended (and so reaped), and frps keeps serving others.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -242,7 +242,7 @@ async fn spawn_firehose() -> SocketAddr {
     addr
 }
 
-/// F5/F6: public users that never read cost frps at most their streams'
+/// Public users that never read cost frps at most their streams'
 /// windows, and all of them together at most `transport.maxBufferMB`;
 /// users beyond it are refused, and the budget comes back when they go.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -299,7 +299,7 @@ async fn stalled_public_users_stay_within_the_buffer_budget() {
     drop(c.child.kill());
 }
 
-/// F8: a token holder presenting another user's run id gets a session of
+/// A token holder presenting another user's run id gets a session of
 /// its own; the other user's session is untouched.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_id_of_another_user_replaces_nothing() {
@@ -341,7 +341,7 @@ async fn a_run_id_of_another_user_replaces_nothing() {
     );
 }
 
-/// F9: with tcpMux = false, user connections wait for work connections side
+/// With tcpMux = false, user connections wait for work connections side
 /// by side: a second one asks for its work connection while the first is
 /// still waiting, and both are served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -436,7 +436,7 @@ async fn expect_req_work_conn(ctl: &mut Raw) {
     }
 }
 
-/// F10: newlines and escape sequences in peer-supplied strings do not reach
+/// Newlines and escape sequences in peer-supplied strings do not reach
 /// frps's log raw, before login or after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peer_strings_cannot_forge_log_lines() {
@@ -464,7 +464,7 @@ async fn peer_strings_cannot_forge_log_lines() {
     }
 }
 
-/// F11: a protocol error before login is logged, even from a peer that
+/// A protocol error before login is logged, even from a peer that
 /// does not read (its goodbye cannot be delivered).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn protocol_errors_before_login_are_logged() {
@@ -619,4 +619,68 @@ async fn capabilities_are_bounded_and_a_newer_client_is_answered_in_our_version(
         matches!(answer, Some(Hello::Server { version, .. }) if version == wire::message::PROTOCOL_VERSION),
         "{answer:?}"
     );
+}
+
+/// A proxy's metadatas and annotations are bounded as a login's
+/// metadatas are: a registration beyond is refused with that said.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_labels_beyond_their_bounds_are_refused() {
+    use wire::message::{NewProxy, ProxyOpts, ProxySpec, TcpSpec, MAX_METAS, MAX_META_LEN};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_p, addr) = frps(dir.path(), "");
+    let mut r = Raw::new(raw::connect_plain(addr).await);
+    let out = r.login(TOKEN, "u", "", true).await;
+    assert!(matches!(out, LoginOutcome::Accepted { .. }), "{out:?}");
+    let many: Vec<(String, String)> = (0..=MAX_METAS)
+        .map(|i| (i.to_string(), "v".into()))
+        .collect();
+    let long = vec![("k".to_owned(), "v".repeat(MAX_META_LEN + 1))];
+    let cases = [
+        (
+            "many-metas",
+            ProxyOpts {
+                metas: many.clone(),
+                ..ProxyOpts::default()
+            },
+        ),
+        (
+            "long-annotation",
+            ProxyOpts {
+                annotations: long,
+                ..ProxyOpts::default()
+            },
+        ),
+        (
+            "fine",
+            ProxyOpts {
+                annotations: many[..MAX_METAS].to_vec(),
+                ..ProxyOpts::default()
+            },
+        ),
+    ];
+    for (name, opts) in cases {
+        let msg = Control::NewProxy(NewProxy {
+            name: name.into(),
+            spec: ProxySpec::Tcp(TcpSpec { remote_port: 0 }),
+            opts,
+        });
+        r.send_message(0, &msg).await.expect("send");
+        let answer = loop {
+            match r.next_message::<Control>().await.expect("read") {
+                Some(Control::NewProxyResp(a)) => break a,
+                Some(_) => continue,
+                None => panic!("closed"),
+            }
+        };
+        match name {
+            "fine" => assert!(answer.result.is_ok(), "{answer:?}"),
+            _ => {
+                let err = answer.result.expect_err(name).to_string();
+                assert!(
+                    err.contains("at most 32 entries of at most 256 bytes"),
+                    "{err}"
+                );
+            }
+        }
+    }
 }

@@ -470,10 +470,16 @@ impl Inner {
 }
 
 fn registration(e: &Entry) -> NewProxy {
+    let (metadatas, annotations) = e.cfg.labels();
+    let pairs = |l: &config::Labels| l.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     NewProxy {
         name: e.cfg.name().to_owned(),
         spec: e.proxy.spec(),
-        opts: ProxyOpts::default(),
+        opts: ProxyOpts {
+            metas: pairs(metadatas),
+            annotations: pairs(annotations),
+            ..ProxyOpts::default()
+        },
     }
 }
 

@@ -34,8 +34,8 @@ pub use diag::{Diagnostic, Level};
 pub use format::Format;
 pub use load::Trust;
 pub use proxy::{
-    join_host_port, HeaderOps, HttpProxy, HttpsProxy, ProxyConfig, ProxyTransport, TcpProxy,
-    TcpmuxProxy, UdpProxy,
+    join_host_port, labels_within_bounds, HeaderOps, HttpProxy, HttpsProxy, Labels, ProxyConfig,
+    ProxyTransport, TcpProxy, TcpmuxProxy, UdpProxy,
 };
 pub use server::{ServerConfig, ServerTls, ServerTransport};
 pub use wire::auth::Token;
@@ -557,6 +557,22 @@ mod tests {
         ClientConfig::from_toml(text)
             .expect_err("should be rejected")
             .to_string()
+    }
+
+    #[test]
+    fn proxy_labels_are_bounded_as_frps_bounds_them() {
+        let many: String = (0..33)
+            .map(|i| format!("annotations.k{i} = \"v\"\n"))
+            .collect();
+        let proxy = "[[proxies]]\nname = \"p\"\ntype = \"tcp\"\nlocalPort = 22\n";
+        let e = client_err(&format!("{proxy}{many}"));
+        assert!(e.contains("annotations: at most 32 entries"), "{e}");
+        let long = format!("{proxy}metadatas.k = \"{}\"\n", "v".repeat(257));
+        assert!(client_err(&long).contains("metadatas: at most 32 entries"));
+        let fine: String = (0..32)
+            .map(|i| format!("annotations.k{i} = \"v\"\n"))
+            .collect();
+        ClientConfig::from_toml(&format!("{proxy}{fine}")).expect("32 are fine");
     }
 
     #[test]

@@ -28,6 +28,9 @@ pub enum ProxyConfig {
     Tcpmux(TcpmuxProxy),
 }
 
+/// A proxy's `metadatas` or `annotations`.
+pub type Labels = std::collections::BTreeMap<String, String>;
+
 macro_rules! proxy_kind {
     ($(#[$doc:meta])* $name:ident { $($(#[$fdoc:meta])* $field:ident : $ty:ty),* $(,)? }) => {
         $(#[$doc])*
@@ -43,9 +46,9 @@ macro_rules! proxy_kind {
             /// false: the proxy stays in the file but is not started.
             pub enabled: bool,
             /// Free key/value pairs (frp sends them to server plugins).
-            pub metadatas: std::collections::BTreeMap<String, String>,
+            pub metadatas: Labels,
             /// Free key/value pairs (frp shows them on its dashboard).
-            pub annotations: std::collections::BTreeMap<String, String>,
+            pub annotations: Labels,
             /// frp's per-proxy `transport.*` we accept.
             pub transport: ProxyTransport,
             $(
@@ -329,6 +332,17 @@ impl ProxyConfig {
         }
     }
 
+    /// `metadatas` and `annotations`, as frps is told them.
+    pub fn labels(&self) -> (&Labels, &Labels) {
+        match self {
+            ProxyConfig::Tcp(p) => (&p.metadatas, &p.annotations),
+            ProxyConfig::Udp(p) => (&p.metadatas, &p.annotations),
+            ProxyConfig::Https(p) => (&p.metadatas, &p.annotations),
+            ProxyConfig::Http(p) => (&p.metadatas, &p.annotations),
+            ProxyConfig::Tcpmux(p) => (&p.metadatas, &p.annotations),
+        }
+    }
+
     /// The local service's address.
     pub fn local_addr(&self) -> String {
         let (_, ip, port) = self.common();
@@ -348,6 +362,19 @@ impl ProxyConfig {
 
     /// Checks values; the caller checks names across entries.
     pub(crate) fn check(&self, p: &mut Problems<'_>) {
+        let (metadatas, annotations) = self.labels();
+        for (key, labels) in [("metadatas", metadatas), ("annotations", annotations)] {
+            if !labels_within_bounds(labels) {
+                p.key(
+                    key,
+                    format!(
+                        "{key}: at most {} entries of at most {} bytes each",
+                        wire::message::MAX_METAS,
+                        wire::message::MAX_META_LEN
+                    ),
+                );
+            }
+        }
         let (name, local_ip, local_port) = self.common();
         if name.trim().is_empty() {
             p.key("name", "name must not be empty");
@@ -509,4 +536,18 @@ fn read<T: serde::de::DeserializeOwned>(
 ) -> (Option<ProxyConfig>, Vec<crate::de::Error>) {
     let (v, errors) = crate::de::read_all::<T>(entry);
     (v.map(wrap), errors)
+}
+
+/// Whether a proxy's metadatas or annotations are within what frps keeps
+/// (the bounds of a login's metadatas).
+pub fn labels_within_bounds<'a>(
+    labels: impl IntoIterator<Item = (&'a String, &'a String)>,
+) -> bool {
+    let mut n = 0;
+    labels.into_iter().all(|(k, v)| {
+        n += 1;
+        n <= wire::message::MAX_METAS
+            && k.len() <= wire::message::MAX_META_LEN
+            && v.len() <= wire::message::MAX_META_LEN
+    })
 }

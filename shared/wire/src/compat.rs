@@ -1,6 +1,6 @@
 //! The shapes older protocol versions gave the messages that have changed
-//! since, and the conversions to and from today's. Only the hello channel
-//! has changed since version 3; control messages and work headers are the
+//! since, and the conversions to and from today's: since version 3, the
+//! login and its answer, and a proxy's options; everything else is the
 //! same in every version this code speaks.
 //!
 //! Reading an older shape fills what it lacks with defaults; writing one
@@ -11,7 +11,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::message::{Hello, Login, LoginAccepted, LoginError, LoginResp, NewWorkConn, NONCE_LEN};
+use crate::message::{
+    Control, Hello, Login, LoginAccepted, LoginError, LoginResp, NewProxy, NewProxyResp,
+    NewWorkConn, Ping, Pong, ProxyOpts, ProxySpec, NONCE_LEN,
+};
 
 /// `Hello` as versions 3 and 4 had it, generic over their `Login`.
 #[derive(Serialize, Deserialize)]
@@ -196,6 +199,100 @@ pub(crate) fn decode_hello(bytes: &[u8], version: u16) -> Result<(Hello, &[u8]),
             postcard::take_from_bytes::<HelloOld<LoginV3>>(bytes).map(|(h, r)| (from_old(h), r))
         }
         4 => postcard::take_from_bytes::<HelloOld<LoginV4>>(bytes).map(|(h, r)| (from_old(h), r)),
+        _ => postcard::take_from_bytes(bytes),
+    }
+}
+
+/// `Control` as versions 3 and 4 had it: a proxy's options without
+/// annotations.
+// As `Control`: short-lived, so the size of NewProxy costs nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Serialize, Deserialize)]
+enum ControlV4 {
+    NewProxy(NewProxyV4),
+    NewProxyResp(NewProxyResp),
+    CloseProxy { name: String },
+    Ping(Ping),
+    Pong(Pong),
+    ReqWorkConn { count: u32 },
+}
+
+#[derive(Serialize, Deserialize)]
+struct NewProxyV4 {
+    name: String,
+    spec: ProxySpec,
+    opts: ProxyOptsV4,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ProxyOptsV4 {
+    group: String,
+    group_key: String,
+    bandwidth_limit: u64,
+    limit_on_server: bool,
+    metas: Vec<(String, String)>,
+}
+
+impl From<&Control> for ControlV4 {
+    fn from(c: &Control) -> Self {
+        match c.clone() {
+            Control::NewProxy(p) => ControlV4::NewProxy(NewProxyV4 {
+                name: p.name,
+                spec: p.spec,
+                opts: ProxyOptsV4 {
+                    group: p.opts.group,
+                    group_key: p.opts.group_key,
+                    bandwidth_limit: p.opts.bandwidth_limit,
+                    limit_on_server: p.opts.limit_on_server,
+                    metas: p.opts.metas,
+                },
+            }),
+            Control::NewProxyResp(r) => ControlV4::NewProxyResp(r),
+            Control::CloseProxy { name } => ControlV4::CloseProxy { name },
+            Control::Ping(p) => ControlV4::Ping(p),
+            Control::Pong(p) => ControlV4::Pong(p),
+            Control::ReqWorkConn { count } => ControlV4::ReqWorkConn { count },
+        }
+    }
+}
+
+impl From<ControlV4> for Control {
+    fn from(c: ControlV4) -> Self {
+        match c {
+            ControlV4::NewProxy(p) => Control::NewProxy(NewProxy {
+                name: p.name,
+                spec: p.spec,
+                opts: ProxyOpts {
+                    group: p.opts.group,
+                    group_key: p.opts.group_key,
+                    bandwidth_limit: p.opts.bandwidth_limit,
+                    limit_on_server: p.opts.limit_on_server,
+                    metas: p.opts.metas,
+                    annotations: Vec::new(),
+                },
+            }),
+            ControlV4::NewProxyResp(r) => Control::NewProxyResp(r),
+            ControlV4::CloseProxy { name } => Control::CloseProxy { name },
+            ControlV4::Ping(p) => Control::Ping(p),
+            ControlV4::Pong(p) => Control::Pong(p),
+            ControlV4::ReqWorkConn { count } => Control::ReqWorkConn { count },
+        }
+    }
+}
+
+pub(crate) fn encode_control(c: &Control, version: u16) -> Result<Vec<u8>, postcard::Error> {
+    match version {
+        ..=4 => postcard::to_stdvec(&ControlV4::from(c)),
+        _ => postcard::to_stdvec(c),
+    }
+}
+
+pub(crate) fn decode_control(
+    bytes: &[u8],
+    version: u16,
+) -> Result<(Control, &[u8]), postcard::Error> {
+    match version {
+        ..=4 => postcard::take_from_bytes::<ControlV4>(bytes).map(|(c, r)| (c.into(), r)),
         _ => postcard::take_from_bytes(bytes),
     }
 }

@@ -27,8 +27,9 @@ use serde::{Deserialize, Serialize};
 /// The newest protocol this code speaks. 2: messages per channel, per-kind
 /// proxy specs, work headers with both addresses. 3: the Ping carries the
 /// last round trip. 4: `Login` carries frp's `clientID` and client
-/// `metadatas`. 5: versions are agreed at hello, and `Login` and
-/// `LoginAccepted` carry capability sets ([`crate::caps`]).
+/// `metadatas`. 5: versions are agreed at hello, `Login` and
+/// `LoginAccepted` carry capability sets ([`crate::caps`]), and a proxy
+/// its `annotations`.
 pub const PROTOCOL_VERSION: u16 = 5;
 
 /// The oldest protocol this code still speaks: peers of any version from
@@ -138,6 +139,14 @@ pub enum Control {
 impl Frame for Control {
     const VARIANTS: u32 = 6;
     const SKIP_UNKNOWN: bool = true;
+
+    fn encode_for(&self, version: u16) -> Result<Vec<u8>, postcard::Error> {
+        crate::compat::encode_control(self, version)
+    }
+
+    fn decode_for(bytes: &[u8], version: u16) -> Result<(Self, &[u8]), postcard::Error> {
+        crate::compat::decode_control(bytes, version)
+    }
 
     fn kind(&self) -> &'static str {
         match self {
@@ -364,6 +373,9 @@ pub struct ProxyOpts {
     pub limit_on_server: bool,
     /// Free-form `metadatas.*` of the proxy, for plugins and the dashboard.
     pub metas: Vec<(String, String)>,
+    /// frp's `annotations.*`, shown on the dashboard (version 5). Both this
+    /// and `metas` are bounded as a login's metadatas are ([`MAX_METAS`]).
+    pub annotations: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
