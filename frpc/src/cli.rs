@@ -26,9 +26,6 @@ pub async fn call(web: &WebServerConfig, method: Method, path: &str) -> Result<S
              running frpc's admin API, which is off without it"
         );
     }
-    if !web.tls.cert_file.is_empty() {
-        bail!("the admin API is served over TLS (webServer.tls): ask it with curl --cacert");
-    }
     let addr = format!("{}:{}", web.addr, web.port);
     tokio::time::timeout(TIMEOUT, request(web, &addr, method, path))
         .await
@@ -39,8 +36,11 @@ async fn request(web: &WebServerConfig, addr: &str, method: Method, path: &str) 
     let tcp = tokio::net::TcpStream::connect(addr)
         .await
         .with_context(|| format!("cannot reach the admin API at {addr} (is frpc running?)"))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
-    tokio::spawn(conn);
+    let mut sender = if web.tls.cert_file.is_empty() {
+        handshake(TokioIo::new(tcp)).await?
+    } else {
+        handshake(TokioIo::new(tls(web, addr, tcp).await?)).await?
+    };
     let mut req = Request::builder()
         .method(method)
         .uri(path)
@@ -60,6 +60,49 @@ async fn request(web: &WebServerConfig, addr: &str, method: Method, path: &str) 
         StatusCode::UNAUTHORIZED => bail!("the admin API refused webServer.user/password"),
         s => bail!("{}: {}", s, body.trim_end()),
     }
+}
+
+async fn handshake<T>(io: T) -> Result<hyper::client::conn::http1::SendRequest<Empty<Bytes>>>
+where
+    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::handshake(io).await?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
+/// TLS to an admin API served with `webServer.tls`: the server must present
+/// exactly the certificate the config names (the running frpc read the same
+/// file), whatever name or CA it has.
+async fn tls(
+    web: &WebServerConfig,
+    addr: &str,
+    tcp: tokio::net::TcpStream,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    use net::tls::{check_server, client_config, fingerprint, load_certs, ServerTrust};
+    let path = std::path::Path::new(&web.tls.cert_file);
+    let certs =
+        load_certs(path).with_context(|| format!("webServer.tls.certFile {}", path.display()))?;
+    let first = certs
+        .first()
+        .with_context(|| format!("webServer.tls.certFile {}: no certificate", path.display()))?;
+    let trust = ServerTrust::Pinned(fingerprint(first));
+    let mut cfg = (*client_config(&trust, None)?).clone();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let name = rustls_pki_types::ServerName::try_from(web.addr.clone())
+        .unwrap_or_else(|_| rustls_pki_types::ServerName::try_from("localhost").expect("a name"));
+    let io = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+        .connect(name, tcp)
+        .await
+        .with_context(|| format!("TLS to the admin API at {addr}"))?;
+    check_server(&trust, addr, io.get_ref().1.peer_certificates()).map_err(|_| {
+        anyhow::anyhow!(
+            "the admin API at {addr} presents another certificate than webServer.tls.certFile \
+             {}: is this the config of the frpc running there?",
+            path.display()
+        )
+    })?;
+    Ok(io)
 }
 
 #[derive(Deserialize)]

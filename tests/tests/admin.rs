@@ -431,9 +431,21 @@ fn admin_api_over_tls_with_its_own_certificate() {
     assert!(body.contains("\"name\":\"web\""), "{body}");
     // Plain HTTP gets no answer from a TLS port.
     assert_ne!(curl(r.admin, &[], "/healthz").0, 200);
-    // frpc status says how to ask it instead.
-    let said = text(&frpc("status", &r.cfg));
-    assert!(said.contains("served over TLS"), "{said}");
+    // frpc status and reload speak TLS to it, trusting exactly the
+    // certificate the config names.
+    let out = frpc("status", &r.cfg);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("web"), "{}", text(&out));
+    let out = frpc("reload", &r.cfg);
+    assert!(out.status.success(), "{}", text(&out));
+    // A config naming another certificate is not fooled by the server's.
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let (other, _) = e2e::sites::self_signed(elsewhere.path(), "localhost", "IP:127.0.0.1");
+    let cfg = std::fs::read_to_string(&r.cfg).expect("config");
+    let cfg = cfg.replace(&cert.display().to_string(), &other.display().to_string());
+    let wrong = write_file(elsewhere.path(), "other.toml", &cfg);
+    let said = text(&frpc("status", &wrong));
+    assert!(said.contains("presents another certificate"), "{said}");
 }
 
 /// frps as a process on a port chosen here, so it can come back on it.
