@@ -321,7 +321,10 @@ impl ClientSession {
                 name: name.clone(),
                 work: self.work.clone(),
                 budget: self.budget.clone(),
-                meters: Meters::new(vec![traffic.clone(), self.traffic.clone()]),
+                meters: proxy::Metering::new(Meters::new(vec![
+                    traffic.clone(),
+                    self.traffic.clone(),
+                ])),
                 stop: self.close.child_token(),
                 tasks: self.tasks.clone(),
                 home: tokio::runtime::Handle::current(),

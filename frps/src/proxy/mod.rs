@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use net::framed;
-use net::stats::Meters;
+use net::stats::{Metered, Meters};
 use net::tunnel::Tunnel;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, Semaphore};
@@ -100,8 +100,8 @@ pub(crate) struct ProxyCtx {
     pub name: String,
     pub work: WorkSource,
     pub budget: StreamBudget,
-    /// The proxy's and its client's byte counters.
-    pub meters: Meters,
+    /// The proxy's and its client's byte and connection counters.
+    pub meters: Metering,
     pub stop: CancellationToken,
     pub tasks: TaskTracker,
     /// The worker thread its client runs on, where its users' connections
@@ -133,10 +133,26 @@ pub(crate) async fn start(
     })
 }
 
-/// Opens a tunnel to the client and sends its header. User bytes may follow
-/// at once: the header makes the stream visible to frpc, and no round trip
-/// is spent waiting for an answer.
-pub(crate) async fn open_work(ctx: &ProxyCtx, src: SocketAddr, dst: SocketAddr) -> Result<Tunnel> {
+/// A proxy's counters, which only [`open_work`] counts on: every tunnel a
+/// kind gets comes metered, so no kind can carry bytes uncounted.
+#[derive(Clone)]
+pub(crate) struct Metering(pub(in crate::proxy) Meters);
+
+impl Metering {
+    pub fn new(meters: Meters) -> Self {
+        Metering(meters)
+    }
+}
+
+/// Opens a tunnel to the client and sends its header; the tunnel counts on
+/// the proxy's and its client's meters, and as one open connection, for as
+/// long as it lives. User bytes may follow at once: the header makes the
+/// stream visible to frpc, and no round trip is spent waiting for an answer.
+pub(crate) async fn open_work(
+    ctx: &ProxyCtx,
+    src: SocketAddr,
+    dst: SocketAddr,
+) -> Result<Metered<Tunnel>> {
     let mut work = ctx
         .work
         .get()
@@ -151,5 +167,5 @@ pub(crate) async fn open_work(ctx: &ProxyCtx, src: SocketAddr, dst: SocketAddr) 
         .await
         .context("cannot start a work stream")?;
     work.flush().await.context("cannot start a work stream")?;
-    Ok(work)
+    Ok(Metered::new(work, ctx.meters.0.clone()))
 }

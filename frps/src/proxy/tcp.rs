@@ -85,7 +85,6 @@ pub(crate) async fn serve_user(
     _permit: OwnedSemaphorePermit,
 ) {
     user.set_nodelay(true).ok();
-    let _open = ctx.meters.open();
     let work = match open_work(&ctx, src, dst).await {
         Ok(w) => w,
         Err(e) => {
@@ -95,7 +94,7 @@ pub(crate) async fn serve_user(
     };
     tokio::select! {
         _ = ctx.stop.cancelled() => debug!("closed because the proxy stopped"),
-        r = work.carry(Local::Tcp(user), ctx.meters.clone()) => match r {
+        r = work.carry(Local::Tcp(user)) => match r {
             Ok(c) => debug!(up = c.into_tunnel, down = c.out_of_tunnel, "connection closed"),
             Err(e) => debug!("connection ended: {e}"),
         }

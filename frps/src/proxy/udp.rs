@@ -74,17 +74,18 @@ async fn relay(sock: &UdpSocket, addr: SocketAddr, ctx: &ProxyCtx) {
             Ok(t) => t,
             Err(e) => {
                 warn!("{e:#}; datagram dropped");
-                ctx.meters.drop_one();
+                ctx.meters.0.drop_one();
                 continue;
             }
         };
+        // Datagrams count by their payload, as frp counts them, and the
+        // work stream as one connection while it is open.
+        let (tunnel, _meters, _open) = tunnel.into_parts();
         let mut first = BytesMut::new();
         // Cannot fail: n ≤ udpPacketSize ≤ udp::MAX_PAYLOAD (validated).
         let _ = udp::encode(peer, &buf[..n], &mut first);
-        ctx.meters.add(true, n);
+        ctx.meters.0.add(true, n);
         let (rd, wr) = tokio::io::split(tunnel);
-        // As frp counts it: one connection while the work stream is open.
-        let _open = ctx.meters.open();
         tokio::select! {
             _ = ctx.stop.cancelled() => return,
             r = to_client(sock, wr, first, &mut buf, ctx) => debug!("udp stream to the client ended: {r:?}"),
@@ -94,7 +95,7 @@ async fn relay(sock: &UdpSocket, addr: SocketAddr, ctx: &ProxyCtx) {
 }
 
 fn too_large(ctx: &ProxyCtx, peer: SocketAddr, n: usize, max: usize) {
-    ctx.meters.drop_one();
+    ctx.meters.0.drop_one();
     debug!(%peer, "datagram of more than {max} bytes (udpPacketSize) dropped ({n} read)");
 }
 
@@ -114,7 +115,7 @@ async fn to_client(
                 Ok((n, peer)) if n > max => too_large(ctx, peer, n, max),
                 Ok((n, peer)) => {
                     let _ = udp::encode(peer, &buf[..n], &mut out);
-                    ctx.meters.add(true, n);
+                    ctx.meters.0.add(true, n);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) => {
@@ -143,7 +144,7 @@ async fn from_client(
         loop {
             match udp::decode(&mut inbuf) {
                 Ok(Some(d)) => {
-                    ctx.meters.add(false, d.payload.len());
+                    ctx.meters.0.add(false, d.payload.len());
                     if let Err(e) = sock.send_to(&d.payload, d.peer).await {
                         debug!(peer = %d.peer, "udp send failed: {e}");
                     }

@@ -651,7 +651,7 @@ async fn forward(
         return text(StatusCode::SERVICE_UNAVAILABLE, "503 Service Unavailable\n");
     };
     let tunnel = match open_work(&route.ctx, peer, local).await {
-        Ok(t) => Metered::new(t, route.ctx.meters.clone()),
+        Ok(t) => t,
         Err(e) => {
             warn!("{e:#}");
             return text(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n");

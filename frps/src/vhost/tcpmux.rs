@@ -97,7 +97,7 @@ async fn handle(
         return text(StatusCode::SERVICE_UNAVAILABLE, "503 Service Unavailable\n");
     };
     let tunnel = match open_work(&route.ctx, peer, local).await {
-        Ok(t) => net::stats::Metered::new(t, route.ctx.meters.clone()),
+        Ok(t) => t,
         Err(e) => {
             debug!("{e:#}");
             return text(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n");

@@ -119,10 +119,10 @@ impl Counting {
 }
 
 /// A tunnel whose bytes count on `meters` as they pass, and which counts
-/// as one open connection while it lives: for carriers that hand the
-/// tunnel to a library (hyper) instead of copying it themselves, so that
-/// HTTP requests and what an upgrade (WebSocket, CONNECT) carries after
-/// them are counted like any tcp connection.
+/// as one open connection while it lives. frps hands every kind its
+/// tunnels in this form, so each is counted the same way: copied by
+/// `Metered<Tunnel>::carry`, or read and written by a library (hyper), as
+/// HTTP requests and what an upgrade (WebSocket, CONNECT) carries are.
 #[derive(Debug)]
 pub struct Metered<T> {
     inner: T,
@@ -138,6 +138,12 @@ impl<T> Metered<T> {
             meters,
             _open,
         }
+    }
+
+    /// The connection, its meters and its open-connection count, for a
+    /// carrier that counts in its own unit (UDP counts datagrams' payload).
+    pub fn into_parts(self) -> (T, Meters, OpenGuard) {
+        (self.inner, self.meters, self._open)
     }
 }
 

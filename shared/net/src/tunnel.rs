@@ -62,6 +62,14 @@ impl Tunnel {
     }
 }
 
+impl crate::stats::Metered<Tunnel> {
+    /// [`Tunnel::carry`] on the tunnel's own meters.
+    pub async fn carry(self, local: Local) -> io::Result<Carried> {
+        let (tunnel, meters, _open) = self.into_parts();
+        tunnel.carry(local, meters).await
+    }
+}
+
 /// A socket split for the direct path: this task reads the read half
 /// (tokio's own `AsyncRead`, which takes a short read as the end of the
 /// socket's readiness and so saves a read that would only say
