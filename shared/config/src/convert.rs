@@ -10,7 +10,7 @@ use std::path::Path;
 
 use crate::doc::{Node, Value};
 use crate::legacy::Side;
-use crate::proxy::{HttpProxy, HttpsProxy, TcpProxy, TcpmuxProxy, UdpProxy};
+use crate::proxy::{default_of, ProxyConfig, TcpProxy};
 use crate::{ClientConfig, ConfigError, ServerConfig};
 
 /// Tables whose values are free strings (header values, metadata).
@@ -68,15 +68,8 @@ fn proxies(node: &Node) -> Option<toml::Value> {
         .iter()
         .filter_map(|entry| {
             let kind = entry.get("type").and_then(Node::as_str).unwrap_or("");
-            let default = match kind {
-                "tcp" => toml::Value::try_from(TcpProxy::default()),
-                "udp" => toml::Value::try_from(UdpProxy::default()),
-                "http" => toml::Value::try_from(HttpProxy::default()),
-                "https" => toml::Value::try_from(HttpsProxy::default()),
-                "tcpmux" => toml::Value::try_from(TcpmuxProxy::default()),
-                _ => toml::Value::try_from(TcpProxy::default()),
-            }
-            .ok();
+            let default = default_of(kind).unwrap_or_else(|| ProxyConfig::Tcp(TcpProxy::default()));
+            let default = toml::Value::try_from(default).ok();
             typed(entry, default.as_ref(), "")
         })
         .collect();

@@ -4,8 +4,8 @@
 //! internally tagged enums do not reject unknown keys, so an entry is read
 //! in two steps: as a plain table to learn its `type`, then as that kind's
 //! struct. The keys every kind has are written once, in `proxy_kind!`.
-//! Adding a kind: a struct through the macro, a variant of [`ProxyConfig`],
-//! and one arm in [`parse_entry`].
+//! Adding a kind: its struct through `proxy_kind!` (each key with its
+//! default), its checks (`OwnChecks`), and one line in `proxy_kinds!`.
 
 use std::time::Duration;
 
@@ -16,23 +16,32 @@ use crate::compat::LATER_TYPES;
 use crate::diag::{Found, Problems};
 use crate::doc::Node;
 
-/// A proxy as configured, per kind. Serialized flat with its `type`, as
-/// frp writes it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum ProxyConfig {
-    Tcp(TcpProxy),
-    Udp(UdpProxy),
-    Https(HttpsProxy),
-    Http(HttpProxy),
-    Tcpmux(TcpmuxProxy),
-}
-
 /// A proxy's `metadatas` or `annotations`.
 pub type Labels = std::collections::BTreeMap<String, String>;
 
+/// The keys every kind has, borrowed from any of them.
+pub struct Common<'a> {
+    pub name: &'a str,
+    pub local_ip: &'a str,
+    pub local_port: Option<u16>,
+    pub enabled: bool,
+    pub metadatas: &'a Labels,
+    pub annotations: &'a Labels,
+    pub transport: &'a ProxyTransport,
+}
+
+/// What [`ProxyConfig`] asks of each kind's struct; `proxy_kind!` writes it.
+pub trait Kind {
+    fn kind(&self) -> ProxyKind;
+    fn common(&self) -> Common<'_>;
+    fn set_enabled(&mut self, enabled: bool);
+}
+
+/// A kind's struct: the common keys, then its own, each with its default.
 macro_rules! proxy_kind {
-    ($(#[$doc:meta])* $name:ident { $($(#[$fdoc:meta])* $field:ident : $ty:ty),* $(,)? }) => {
+    ($(#[$doc:meta])* $name:ident: $kind:ident {
+        $($(#[$fdoc:meta])* $field:ident : $ty:ty = $default:expr),* $(,)?
+    }) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
         #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
@@ -57,67 +66,159 @@ macro_rules! proxy_kind {
             )*
         }
 
+        impl Default for $name {
+            fn default() -> Self {
+                $name {
+                    name: String::new(),
+                    local_ip: DEFAULT_LOCAL_IP.into(),
+                    local_port: None,
+                    enabled: true,
+                    metadatas: Labels::new(),
+                    annotations: Labels::new(),
+                    transport: ProxyTransport::default(),
+                    $($field: $default,)*
+                }
+            }
+        }
+
         impl $name {
             /// The local service's address (validation guarantees the port).
             pub fn local_addr(&self) -> String {
                 join_host_port(&self.local_ip, self.local_port.unwrap_or_default())
             }
         }
+
+        impl Kind for $name {
+            fn kind(&self) -> ProxyKind {
+                ProxyKind::$kind
+            }
+
+            fn common(&self) -> Common<'_> {
+                Common {
+                    name: &self.name,
+                    local_ip: &self.local_ip,
+                    local_port: self.local_port,
+                    enabled: self.enabled,
+                    metadatas: &self.metadatas,
+                    annotations: &self.annotations,
+                    transport: &self.transport,
+                }
+            }
+
+            fn set_enabled(&mut self, enabled: bool) {
+                self.enabled = enabled;
+            }
+        }
     };
+}
+
+/// Every kind: its `ProxyConfig` variant, its struct and its `type`. The
+/// enum, the one dispatch to a kind's struct, reading an entry of a
+/// `type` and the list of types all come from here.
+macro_rules! proxy_kinds {
+    ($($variant:ident($ty:ident) = $type_name:literal),* $(,)?) => {
+        /// A proxy as configured, per kind. Serialized flat with its
+        /// `type`, as frp writes it.
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+        #[serde(tag = "type", rename_all = "lowercase")]
+        pub enum ProxyConfig {
+            $($variant($ty),)*
+        }
+
+        impl ProxyConfig {
+            /// The one match on the kind.
+            pub fn as_kind(&self) -> &dyn Kind {
+                match self {
+                    $(ProxyConfig::$variant(p) => p,)*
+                }
+            }
+
+            fn as_kind_mut(&mut self) -> &mut dyn Kind {
+                match self {
+                    $(ProxyConfig::$variant(p) => p,)*
+                }
+            }
+
+            /// The kind's checks of its own keys.
+            fn check_own(&self, p: &mut Problems<'_>) {
+                match self {
+                    $(ProxyConfig::$variant(k) => OwnChecks::check_own(k, p),)*
+                }
+            }
+        }
+
+        /// Every proxy `type` we build.
+        pub const TYPES: &[&str] = &[$($type_name),*];
+
+        /// Reads `entry` as the struct of `type_name`; None for a type we
+        /// do not build.
+        fn read_kind(
+            type_name: &str,
+            entry: &Node,
+        ) -> Option<(Option<ProxyConfig>, Vec<crate::de::Error>)> {
+            match type_name {
+                $($type_name => Some(read::<$ty>(entry, ProxyConfig::$variant)),)*
+                _ => None,
+            }
+        }
+
+        /// A proxy of `type_name` with every default (None: not built).
+        pub fn default_of(type_name: &str) -> Option<ProxyConfig> {
+            match type_name {
+                $($type_name => Some(ProxyConfig::$variant($ty::default())),)*
+                _ => None,
+            }
+        }
+    };
+}
+
+proxy_kinds! {
+    Tcp(TcpProxy) = "tcp",
+    Udp(UdpProxy) = "udp",
+    Https(HttpsProxy) = "https",
+    Http(HttpProxy) = "http",
+    Tcpmux(TcpmuxProxy) = "tcpmux",
+}
+
+/// A kind's checks of its own keys (the common ones are checked for every
+/// kind); none unless it says.
+trait OwnChecks {
+    fn check_own(&self, _p: &mut Problems<'_>) {}
 }
 
 proxy_kind!(
     /// `type = "tcp"`: a public TCP port on frps.
-    TcpProxy {
+    TcpProxy: Tcp {
         /// 0 lets the server choose.
-        remote_port: u16,
+        remote_port: u16 = 0,
     }
 );
 
-impl Default for TcpProxy {
-    fn default() -> Self {
-        TcpProxy {
-            name: String::new(),
-            local_ip: DEFAULT_LOCAL_IP.into(),
-            local_port: None,
-            enabled: true,
-            metadatas: Default::default(),
-            annotations: Default::default(),
-            transport: ProxyTransport::default(),
-            remote_port: 0,
-        }
-    }
-}
+impl OwnChecks for TcpProxy {}
 
 proxy_kind!(
     /// `type = "udp"`: a public UDP port on frps; each user address gets a
     /// socket of its own towards the local service, so answers find their
     /// way back.
-    UdpProxy {
+    UdpProxy: Udp {
         /// 0 lets the server choose.
-        remote_port: u16,
+        remote_port: u16 = 0,
         /// Seconds without a datagram either way after which a user's
         /// mapping (and its socket) is dropped. frp uses a fixed 30.
-        udp_idle_timeout: u64,
+        udp_idle_timeout: u64 = 30,
         /// Most user addresses mapped at once; datagrams from further
         /// addresses are dropped (and counted) until one expires.
-        udp_max_mappings: usize,
+        udp_max_mappings: usize = 1024,
     }
 );
 
-impl Default for UdpProxy {
-    fn default() -> Self {
-        UdpProxy {
-            name: String::new(),
-            local_ip: DEFAULT_LOCAL_IP.into(),
-            local_port: None,
-            enabled: true,
-            metadatas: Default::default(),
-            annotations: Default::default(),
-            transport: ProxyTransport::default(),
-            remote_port: 0,
-            udp_idle_timeout: 30,
-            udp_max_mappings: 1024,
+impl OwnChecks for UdpProxy {
+    fn check_own(&self, p: &mut Problems<'_>) {
+        if self.udp_idle_timeout == 0 {
+            p.key("udpIdleTimeout", "udpIdleTimeout must be at least 1 second");
+        }
+        if self.udp_max_mappings == 0 {
+            p.key("udpMaxMappings", "udpMaxMappings must be at least 1");
         }
     }
 }
@@ -126,28 +227,18 @@ proxy_kind!(
     /// `type = "https"`: TLS connections to frps's `vhostHTTPSPort` whose
     /// ClientHello names one of these domains are passed through, untouched,
     /// to the local service.
-    HttpsProxy {
+    HttpsProxy: Https {
         /// Full names; `*.example.com` matches every name under it.
-        custom_domains: Vec<String>,
+        custom_domains: Vec<String> = Vec::new(),
         /// A name under the server's `subDomainHost` (`web` →
         /// `web.example.com`).
-        subdomain: String,
+        subdomain: String = String::new(),
     }
 );
 
-impl Default for HttpsProxy {
-    fn default() -> Self {
-        HttpsProxy {
-            name: String::new(),
-            local_ip: DEFAULT_LOCAL_IP.into(),
-            local_port: None,
-            enabled: true,
-            metadatas: Default::default(),
-            annotations: Default::default(),
-            transport: ProxyTransport::default(),
-            custom_domains: Vec::new(),
-            subdomain: String::new(),
-        }
+impl OwnChecks for HttpsProxy {
+    fn check_own(&self, p: &mut Problems<'_>) {
+        check_names(&self.custom_domains, &self.subdomain, p);
     }
 }
 
@@ -173,51 +264,40 @@ proxy_kind!(
     /// `type = "http"`: requests to frps's `vhostHTTPPort` whose Host is one
     /// of these domains (and whose path starts with one of `locations`)
     /// are forwarded to the local web service.
-    HttpProxy {
+    HttpProxy: Http {
         /// Full names; `*.example.com` matches every name under it.
-        custom_domains: Vec<String>,
+        custom_domains: Vec<String> = Vec::new(),
         /// A name under the server's `subDomainHost`.
-        subdomain: String,
+        subdomain: String = String::new(),
         /// Path prefixes served by this proxy; empty = every path ("/").
         /// The longest matching prefix wins across proxies.
-        locations: Vec<String>,
+        locations: Vec<String> = Vec::new(),
         /// Basic auth asked of users (both set, or neither).
         #[serde(rename = "httpUser")]
-        http_user: String,
+        http_user: String = String::new(),
         #[serde(rename = "httpPassword")]
-        http_password: String,
+        http_password: String = String::new(),
         /// Host header sent to the local service instead of the user's.
-        host_header_rewrite: String,
+        host_header_rewrite: String = String::new(),
         /// Headers set on requests (`requestHeaders.set.X-From = "frp"`).
-        request_headers: HeaderOps,
+        request_headers: HeaderOps = HeaderOps::default(),
         /// Headers set on responses.
-        response_headers: HeaderOps,
+        response_headers: HeaderOps = HeaderOps::default(),
         /// Only requests whose basic-auth user is this one reach this
         /// proxy (others may share the name); empty = anyone.
         #[serde(rename = "routeByHTTPUser")]
-        route_by_http_user: String,
+        route_by_http_user: String = String::new(),
     }
 );
 
-impl Default for HttpProxy {
-    fn default() -> Self {
-        HttpProxy {
-            name: String::new(),
-            local_ip: DEFAULT_LOCAL_IP.into(),
-            local_port: None,
-            enabled: true,
-            metadatas: Default::default(),
-            annotations: Default::default(),
-            transport: ProxyTransport::default(),
-            custom_domains: Vec::new(),
-            subdomain: String::new(),
-            locations: Vec::new(),
-            http_user: String::new(),
-            http_password: String::new(),
-            host_header_rewrite: String::new(),
-            request_headers: HeaderOps::default(),
-            response_headers: HeaderOps::default(),
-            route_by_http_user: String::new(),
+impl OwnChecks for HttpProxy {
+    fn check_own(&self, p: &mut Problems<'_>) {
+        check_names(&self.custom_domains, &self.subdomain, p);
+        if self.http_user.is_empty() != self.http_password.is_empty() {
+            p.key("httpUser", "httpUser and httpPassword go together");
+        }
+        if self.locations.iter().any(|l| !l.starts_with('/')) {
+            p.key("locations", "every location is a path starting with /");
         }
     }
 }
@@ -226,39 +306,37 @@ proxy_kind!(
     /// `type = "tcpmux"`: TCP connections to frps's `tcpmuxHTTPConnectPort`
     /// that open with `CONNECT <one of these names>:<port>` are carried to
     /// the local service.
-    TcpmuxProxy {
+    TcpmuxProxy: Tcpmux {
         /// Only "httpconnect" exists (as in frp).
-        multiplexer: String,
-        custom_domains: Vec<String>,
-        subdomain: String,
+        multiplexer: String = "httpconnect".into(),
+        custom_domains: Vec<String> = Vec::new(),
+        subdomain: String = String::new(),
         /// `Proxy-Authorization` asked of users (both set, or neither).
         #[serde(rename = "httpUser")]
-        http_user: String,
+        http_user: String = String::new(),
         #[serde(rename = "httpPassword")]
-        http_password: String,
+        http_password: String = String::new(),
         /// Only connections whose Proxy-Authorization user is this one;
         /// empty = anyone.
         #[serde(rename = "routeByHTTPUser")]
-        route_by_http_user: String,
+        route_by_http_user: String = String::new(),
     }
 );
 
-impl Default for TcpmuxProxy {
-    fn default() -> Self {
-        TcpmuxProxy {
-            name: String::new(),
-            local_ip: DEFAULT_LOCAL_IP.into(),
-            local_port: None,
-            enabled: true,
-            metadatas: Default::default(),
-            annotations: Default::default(),
-            transport: ProxyTransport::default(),
-            multiplexer: "httpconnect".into(),
-            custom_domains: Vec::new(),
-            subdomain: String::new(),
-            http_user: String::new(),
-            http_password: String::new(),
-            route_by_http_user: String::new(),
+impl OwnChecks for TcpmuxProxy {
+    fn check_own(&self, p: &mut Problems<'_>) {
+        check_names(&self.custom_domains, &self.subdomain, p);
+        if self.multiplexer != "httpconnect" {
+            p.key(
+                "multiplexer",
+                format!(
+                    "multiplexer {:?} is not supported (supported: \"httpconnect\")",
+                    self.multiplexer
+                ),
+            );
+        }
+        if self.http_user.is_empty() != self.http_password.is_empty() {
+            p.key("httpUser", "httpUser and httpPassword go together");
         }
     }
 }
@@ -282,88 +360,44 @@ pub fn join_host_port(host: &str, port: u16) -> String {
 
 impl ProxyConfig {
     pub fn name(&self) -> &str {
-        match self {
-            ProxyConfig::Tcp(p) => &p.name,
-            ProxyConfig::Udp(p) => &p.name,
-            ProxyConfig::Https(p) => &p.name,
-            ProxyConfig::Http(p) => &p.name,
-            ProxyConfig::Tcpmux(p) => &p.name,
-        }
+        self.as_kind().common().name
     }
 
     pub fn kind(&self) -> ProxyKind {
-        match self {
-            ProxyConfig::Tcp(_) => ProxyKind::Tcp,
-            ProxyConfig::Udp(_) => ProxyKind::Udp,
-            ProxyConfig::Https(_) => ProxyKind::Https,
-            ProxyConfig::Http(_) => ProxyKind::Http,
-            ProxyConfig::Tcpmux(_) => ProxyKind::Tcpmux,
-        }
+        self.as_kind().kind()
     }
 
     /// `enabled` (false: configured but not started).
     pub fn enabled(&self) -> bool {
-        self.base().0
+        self.as_kind().common().enabled
     }
 
     /// Keeps the proxy configured but not started (`start` leaves it out).
     pub(crate) fn set_enabled(&mut self, enabled: bool) {
-        match self {
-            ProxyConfig::Tcp(p) => p.enabled = enabled,
-            ProxyConfig::Udp(p) => p.enabled = enabled,
-            ProxyConfig::Https(p) => p.enabled = enabled,
-            ProxyConfig::Http(p) => p.enabled = enabled,
-            ProxyConfig::Tcpmux(p) => p.enabled = enabled,
-        }
+        self.as_kind_mut().set_enabled(enabled);
     }
 
     /// `transport.useEncryption` / `useCompression`.
     pub fn transport(&self) -> &ProxyTransport {
-        self.base().1
-    }
-
-    fn base(&self) -> (bool, &ProxyTransport) {
-        match self {
-            ProxyConfig::Tcp(p) => (p.enabled, &p.transport),
-            ProxyConfig::Udp(p) => (p.enabled, &p.transport),
-            ProxyConfig::Https(p) => (p.enabled, &p.transport),
-            ProxyConfig::Http(p) => (p.enabled, &p.transport),
-            ProxyConfig::Tcpmux(p) => (p.enabled, &p.transport),
-        }
+        self.as_kind().common().transport
     }
 
     /// `metadatas` and `annotations`, as frps is told them.
     pub fn labels(&self) -> (&Labels, &Labels) {
-        match self {
-            ProxyConfig::Tcp(p) => (&p.metadatas, &p.annotations),
-            ProxyConfig::Udp(p) => (&p.metadatas, &p.annotations),
-            ProxyConfig::Https(p) => (&p.metadatas, &p.annotations),
-            ProxyConfig::Http(p) => (&p.metadatas, &p.annotations),
-            ProxyConfig::Tcpmux(p) => (&p.metadatas, &p.annotations),
-        }
+        let c = self.as_kind().common();
+        (c.metadatas, c.annotations)
     }
 
     /// The local service's address.
     pub fn local_addr(&self) -> String {
-        let (_, ip, port) = self.common();
-        join_host_port(ip, port.unwrap_or_default())
-    }
-
-    /// The keys every kind has: name, local IP and local port.
-    fn common(&self) -> (&str, &str, Option<u16>) {
-        match self {
-            ProxyConfig::Tcp(p) => (&p.name, &p.local_ip, p.local_port),
-            ProxyConfig::Udp(p) => (&p.name, &p.local_ip, p.local_port),
-            ProxyConfig::Https(p) => (&p.name, &p.local_ip, p.local_port),
-            ProxyConfig::Http(p) => (&p.name, &p.local_ip, p.local_port),
-            ProxyConfig::Tcpmux(p) => (&p.name, &p.local_ip, p.local_port),
-        }
+        let c = self.as_kind().common();
+        join_host_port(c.local_ip, c.local_port.unwrap_or_default())
     }
 
     /// Checks values; the caller checks names across entries.
     pub(crate) fn check(&self, p: &mut Problems<'_>) {
-        let (metadatas, annotations) = self.labels();
-        for (key, labels) in [("metadatas", metadatas), ("annotations", annotations)] {
+        let c = self.as_kind().common();
+        for (key, labels) in [("metadatas", c.metadatas), ("annotations", c.annotations)] {
             if !labels_within_bounds(labels) {
                 p.key(
                     key,
@@ -375,54 +409,18 @@ impl ProxyConfig {
                 );
             }
         }
-        let (name, local_ip, local_port) = self.common();
-        if name.trim().is_empty() {
+        if c.name.trim().is_empty() {
             p.key("name", "name must not be empty");
         }
-        if local_ip.trim().is_empty() {
+        if c.local_ip.trim().is_empty() {
             p.key("localIP", "localIP must not be empty");
         }
-        match local_port {
+        match c.local_port {
             None => p.key("localPort", "localPort is required"),
             Some(0) => p.key("localPort", "localPort must be between 1 and 65535, got 0"),
             Some(_) => {}
         }
-        match self {
-            ProxyConfig::Https(h) => check_names(&h.custom_domains, &h.subdomain, p),
-            ProxyConfig::Http(h) => {
-                check_names(&h.custom_domains, &h.subdomain, p);
-                if h.http_user.is_empty() != h.http_password.is_empty() {
-                    p.key("httpUser", "httpUser and httpPassword go together");
-                }
-                if h.locations.iter().any(|l| !l.starts_with('/')) {
-                    p.key("locations", "every location is a path starting with /");
-                }
-            }
-            ProxyConfig::Tcpmux(t) => {
-                check_names(&t.custom_domains, &t.subdomain, p);
-                if t.multiplexer != "httpconnect" {
-                    p.key(
-                        "multiplexer",
-                        format!(
-                            "multiplexer {:?} is not supported (supported: \"httpconnect\")",
-                            t.multiplexer
-                        ),
-                    );
-                }
-                if t.http_user.is_empty() != t.http_password.is_empty() {
-                    p.key("httpUser", "httpUser and httpPassword go together");
-                }
-            }
-            _ => {}
-        }
-        if let ProxyConfig::Udp(u) = self {
-            if u.udp_idle_timeout == 0 {
-                p.key("udpIdleTimeout", "udpIdleTimeout must be at least 1 second");
-            }
-            if u.udp_max_mappings == 0 {
-                p.key("udpMaxMappings", "udpMaxMappings must be at least 1");
-            }
-        }
+        self.check_own(p);
     }
 }
 
@@ -464,7 +462,11 @@ pub(crate) fn who(i: usize, name: &str) -> String {
     }
 }
 
-const SUPPORTED: &str = "supported: \"tcp\", \"udp\", \"http\", \"https\", \"tcpmux\"";
+/// "supported: "tcp", "udp", …", for messages.
+fn supported() -> String {
+    let quoted: Vec<String> = TYPES.iter().map(|t| format!("{t:?}")).collect();
+    format!("supported: {}", quoted.join(", "))
+}
 
 /// Reads entry `i` as its kind's struct, collecting every key that is
 /// unknown or has a bad value.
@@ -486,7 +488,7 @@ pub(crate) fn parse_entry(node: &Node, i: usize, found: &mut Vec<Found>) -> Pars
         None => {
             found.push(Found::error(
                 Some(node.at),
-                format!("{who}: type is required ({SUPPORTED})"),
+                format!("{who}: type is required ({})", supported()),
             ));
             return Parsed::Bad;
         }
@@ -503,19 +505,16 @@ pub(crate) fn parse_entry(node: &Node, i: usize, found: &mut Vec<Found>) -> Pars
     if let Err(reason) = crate::compat::proxy(&mut entry, &who, found) {
         return Parsed::Skipped(reason);
     }
-    let read = match kind.as_str() {
-        "tcp" => read::<TcpProxy>(&entry, ProxyConfig::Tcp),
-        "udp" => read::<UdpProxy>(&entry, ProxyConfig::Udp),
-        "https" => read::<HttpsProxy>(&entry, ProxyConfig::Https),
-        "http" => read::<HttpProxy>(&entry, ProxyConfig::Http),
-        "tcpmux" => read::<TcpmuxProxy>(&entry, ProxyConfig::Tcpmux),
-        other => {
-            found.push(Found::error(
-                type_at,
-                format!("{who}: type {:?} is not a proxy type ({SUPPORTED})", other),
-            ));
-            return Parsed::Bad;
-        }
+    let Some(read) = read_kind(&kind, &entry) else {
+        found.push(Found::error(
+            type_at,
+            format!(
+                "{who}: type {:?} is not a proxy type ({})",
+                kind,
+                supported()
+            ),
+        ));
+        return Parsed::Bad;
     };
     match read {
         (Some(cfg), errors) if errors.is_empty() => Parsed::Ok(Box::new(cfg)),
