@@ -66,7 +66,7 @@ pub(crate) async fn handle(
 enum Shared {
     Http(Arc<crate::vhost::http::Vhost>),
     /// The proxy its ClientHello named (already looked up).
-    Https(crate::proxy::ProxyCtx),
+    Https(crate::vhost::BackendRef),
     No,
 }
 
@@ -75,7 +75,7 @@ enum Shared {
 /// (frpc's names none, or frps's own). Nothing is consumed.
 async fn shared_port(server: &Server, tcp: &TcpStream, deadline: tokio::time::Instant) -> Shared {
     let cfg = &server.config;
-    let http = server.shared_http.get();
+    let http = server.vhosts.shared_http.get();
     let https = cfg.vhost_https_port != 0 && cfg.vhost_https_port == cfg.bind_port;
     if http.is_none() && !https {
         return Shared::No;
@@ -93,7 +93,7 @@ async fn shared_port(server: &Server, tcp: &TcpStream, deadline: tokio::time::In
                 // frpc's hello is a login whatever name it carries.
                 Ok(Ok(hello)) if !hello.frpc => hello
                     .name
-                    .and_then(|name| server.https_routes.lookup(&name))
+                    .and_then(|name| server.vhosts.https.lookup(&name))
                     .map_or(Shared::No, Shared::Https),
                 _ => Shared::No,
             }

@@ -75,14 +75,10 @@ pub(crate) struct Server {
     /// The web server's credentials (reloadable).
     pub web_auth: Arc<net::web::Credentials>,
     pub transport: ServerSide,
-    /// Names claimed by `type = "https"` proxies on `vhostHTTPSPort`.
-    pub https_routes: Arc<vhost::https::Routes>,
-    /// (name, location) pairs claimed by `type = "http"` proxies on `vhostHTTPPort`.
-    pub http_routes: Arc<vhost::http::Routes<vhost::http::HttpRoute>>,
+    /// The virtual hosts' routers.
+    pub vhosts: vhost::Vhosts,
     /// The threads clients are placed on (`net::workers`), one per core.
     pub workers: Arc<net::workers::Pool>,
-    /// The HTTP virtual host, when it shares `bindPort` (set at start).
-    pub shared_http: std::sync::OnceLock<Arc<vhost::http::Vhost>>,
     /// Descriptors users' connections may hold together: virtual host and
     /// web server connections and tcp proxies' users (three quarters of a
     /// share of the descriptor limit: `net::gate::fd_share`).
@@ -91,8 +87,6 @@ pub(crate) struct Server {
     /// that share), so users cannot keep proxies from starting, nor
     /// proxies take the users' part.
     pub ports: net::gate::Share,
-    /// Names claimed by `type = "tcpmux"` proxies on `tcpmuxHTTPConnectPort`.
-    pub tcpmux_routes: Arc<vhost::tcpmux::Routes>,
 }
 
 /// A handle on a running server from outside: its live figures (tests),
@@ -233,11 +227,8 @@ pub async fn run_with_stats(
         live,
         web_auth,
         transport,
-        https_routes: Arc::new(vhost::Router::new()),
-        http_routes: Arc::new(vhost::http::Routes::default()),
-        tcpmux_routes: Arc::new(vhost::tcpmux::Routes::default()),
+        vhosts: vhost::Vhosts::default(),
         workers: workers.pool().clone(),
-        shared_http: std::sync::OnceLock::new(),
         public: net::gate::Share::new(share - ports),
         ports: net::gate::Share::new(ports),
     });
@@ -350,7 +341,7 @@ async fn start_vhosts(server: &Arc<Server>, shutdown: &CancellationToken) -> Res
         let vhost = vhost::http::Vhost::new(server.clone(), page);
         if cfg.vhost_http_port == cfg.bind_port {
             info!("http virtual hosts share bindPort: HTTP requests there are routed by Host");
-            let _ = server.shared_http.set(vhost);
+            let _ = server.vhosts.shared_http.set(vhost);
         } else {
             let l = TcpListener::bind((cfg.proxy_bind_addr.as_str(), cfg.vhost_http_port))
                 .await

@@ -22,8 +22,8 @@ pub(super) async fn start(spec: &HttpSpec, ctx: ProxyCtx) -> Result<String, Prox
     } else {
         spec.locations.clone()
     };
-    let routes = ctx.server.http_routes.clone();
-    let route = HttpRoute::new(ctx.clone(), spec.clone());
+    let routes = ctx.server.vhosts.http.clone();
+    let route = HttpRoute::new(std::sync::Arc::new(ctx.clone()), spec.clone());
     routes.add(&names, &locations, &route).map_err(|taken| {
         ProxyError::Refused(format!("domain {taken} is already taken by another proxy"))
     })?;

@@ -66,10 +66,12 @@ pub(super) async fn start(spec: &HttpsSpec, ctx: ProxyCtx) -> Result<String, Pro
     }
     let names = names(&spec.custom_domains, &spec.subdomain, &cfg.sub_domain_host)?;
     let first = names[0].clone();
-    let routes = ctx.server.https_routes.clone();
-    routes.add(&names, ctx.clone()).map_err(|taken| {
-        ProxyError::Refused(format!("domain {taken} is already taken by another proxy"))
-    })?;
+    let routes = ctx.server.vhosts.https.clone();
+    routes
+        .add(&names, std::sync::Arc::new(ctx.clone()))
+        .map_err(|taken| {
+            ProxyError::Refused(format!("domain {taken} is already taken by another proxy"))
+        })?;
     info!(
         proxy = %Escaped(&ctx.name),
         names = %Escaped(&names.join(", ")),

@@ -10,8 +10,6 @@ mod tcp;
 mod tcpmux;
 mod udp;
 
-pub(crate) use tcp::serve_user as serve_tcp_user;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -131,6 +129,48 @@ pub(crate) async fn start(
         stop,
         released,
     })
+}
+
+/// A proxy as the virtual hosts see it: its own tunnels, budget, stop and
+/// tasks.
+impl crate::vhost::Backend for ProxyCtx {
+    fn open(
+        &self,
+        src: SocketAddr,
+        dst: SocketAddr,
+    ) -> futures::future::BoxFuture<'_, Result<Metered<Tunnel>>> {
+        Box::pin(open_work(self, src, dst))
+    }
+
+    fn permit(&self) -> std::result::Result<tokio::sync::OwnedSemaphorePermit, usize> {
+        self.budget
+            .permits
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| self.budget.max)
+    }
+
+    fn stop(&self) -> &CancellationToken {
+        &self.stop
+    }
+
+    fn tasks(&self) -> &TaskTracker {
+        &self.tasks
+    }
+
+    fn home(&self) -> &tokio::runtime::Handle {
+        &self.home
+    }
+
+    fn carry_tcp(
+        &self,
+        tcp: tokio::net::TcpStream,
+        src: SocketAddr,
+        dst: SocketAddr,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) -> futures::future::BoxFuture<'static, ()> {
+        Box::pin(tcp::serve_user(tcp, src, dst, self.clone(), permit))
+    }
 }
 
 /// A proxy's counters, which only [`open_work`] counts on: every tunnel a

@@ -19,9 +19,9 @@ pub(super) async fn start(spec: &TcpmuxSpec, ctx: ProxyCtx) -> Result<String, Pr
         ));
     }
     let names = super::https::names(&spec.custom_domains, &spec.subdomain, &cfg.sub_domain_host)?;
-    let routes = ctx.server.tcpmux_routes.clone();
+    let routes = ctx.server.vhosts.tcpmux.clone();
     let route = Arc::new(TcpmuxRoute {
-        ctx: ctx.clone(),
+        backend: Arc::new(ctx.clone()),
         spec: spec.clone(),
     });
     routes

@@ -30,8 +30,8 @@ use wire::message::HttpSpec;
 
 use super::backends::{Pooling, Sender};
 use super::timer::{ConnTimer, Deadline};
+use super::BackendRef;
 use super::{host_name, normalize, Names};
-use crate::proxy::{open_work, ProxyCtx};
 use crate::Server;
 
 pub type Body = BoxBody<Bytes, hyper::Error>;
@@ -47,7 +47,7 @@ const MAX_HEAD: usize = 64 * 1024;
 
 /// One http proxy as the router holds it.
 pub(crate) struct HttpRoute {
-    pub ctx: ProxyCtx,
+    pub backend: BackendRef,
     pub spec: HttpSpec,
     /// The spec's header changes, parsed once.
     headers: HeaderChanges,
@@ -101,9 +101,9 @@ impl HeaderChanges {
 }
 
 impl HttpRoute {
-    pub fn new(ctx: ProxyCtx, spec: HttpSpec) -> Arc<HttpRoute> {
+    pub fn new(backend: BackendRef, spec: HttpSpec) -> Arc<HttpRoute> {
         Arc::new(HttpRoute {
-            ctx,
+            backend,
             headers: HeaderChanges::new(&spec),
             spec,
             idle: Mutex::new(Vec::new()),
@@ -142,7 +142,7 @@ impl HttpRoute {
 
     fn pool(&self, sender: Sender) {
         let mut idle = self.idle();
-        if idle.len() < IDLE_PER_ROUTE && !self.ctx.stop.is_cancelled() {
+        if idle.len() < IDLE_PER_ROUTE && !self.backend.stop().is_cancelled() {
             idle.push(sender);
         }
     }
@@ -273,11 +273,11 @@ pub(crate) async fn serve(vhost: Arc<Vhost>, listener: TcpListener, stop: Cancel
 /// host nobody serves. Later requests on the connection are routed one by
 /// one as always, wherever their clients run.
 pub(crate) async fn place(vhost: Arc<Vhost>, tcp: TcpStream, peer: SocketAddr) {
-    let routes = vhost.server.http_routes.clone();
+    let routes = vhost.server.vhosts.http.clone();
     let home = move |first: &FirstRequest| {
         let path = Some(first.target.as_str()).filter(|p| p.starts_with('/'));
         let route = routes.lookup(first.host.as_deref()?, path.unwrap_or("/"), "")?;
-        Some(route.ctx.home.clone())
+        Some(route.backend.home().clone())
     };
     place_by_first_request(tcp, home, move |tcp, left| {
         connection(vhost, tcp, peer, left)
@@ -481,7 +481,7 @@ async fn handle(
     };
     let user = basic_auth_user(req.headers().get(header::AUTHORIZATION)).unwrap_or_default();
     let path = routing_path(req.uri().path());
-    let Some(route) = vhost.server.http_routes.lookup_name(&name, &path, &user) else {
+    let Some(route) = vhost.server.vhosts.http.lookup_name(&name, &path, &user) else {
         return page(StatusCode::NOT_FOUND, vhost.not_found.clone(), "text/html");
     };
     if !authorized(&route.spec, &req) {
@@ -643,14 +643,14 @@ async fn forward(
             }
         }
     }
-    let Ok(permit) = route.ctx.budget.permits.clone().try_acquire_owned() else {
-        warn!(
-            "client already has {} connections open (transport.maxStreamsPerClient)",
-            route.ctx.budget.max
-        );
-        return text(StatusCode::SERVICE_UNAVAILABLE, "503 Service Unavailable\n");
+    let permit = match route.backend.permit() {
+        Ok(p) => p,
+        Err(max) => {
+            warn!("client already has {max} connections open (transport.maxStreamsPerClient)");
+            return text(StatusCode::SERVICE_UNAVAILABLE, "503 Service Unavailable\n");
+        }
     };
-    let tunnel = match open_work(&route.ctx, peer, local).await {
+    let tunnel = match route.backend.open(peer, local).await {
         Ok(t) => t,
         Err(e) => {
             warn!("{e:#}");
@@ -659,7 +659,7 @@ async fn forward(
     };
     let keep = plain.then(|| route.clone());
     let deadline = timer.after(vhost.timeout);
-    let hold = Hold::new(&route.ctx, permit);
+    let hold = Hold::new(&*route.backend, permit);
     let resp = relay_request(tunnel, req, hold, Some(deadline), keep).await;
     finish(route, resp)
 }
@@ -675,11 +675,11 @@ pub(crate) struct Hold {
 }
 
 impl Hold {
-    pub fn new(ctx: &ProxyCtx, permit: OwnedSemaphorePermit) -> Hold {
+    pub fn new(backend: &dyn super::Backend, permit: OwnedSemaphorePermit) -> Hold {
         Hold {
             permit: Arc::new(permit),
-            stop: ctx.stop.clone(),
-            tasks: ctx.tasks.clone(),
+            stop: backend.stop().clone(),
+            tasks: backend.tasks().clone(),
         }
     }
 

@@ -18,12 +18,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use super::BackendRef;
 use super::Router;
-use crate::proxy::ProxyCtx;
 use crate::Server;
 
 /// Routes of the HTTPS port: server name → proxy.
-pub(crate) type Routes = Router<ProxyCtx>;
+pub(crate) type Routes = Router<BackendRef>;
 
 /// Most of a ClientHello we look at: one TLS record (16 KiB) and its header.
 /// A hello that needs more is refused.
@@ -48,28 +48,30 @@ pub(crate) async fn route(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr)
         Ok(Err(e)) => return debug!("not a TLS ClientHello: {e}; closed"),
         Err(_) => return debug!("no whole ClientHello within {HELLO_TIMEOUT:?}; closed"),
     };
-    let Some(ctx) = server.https_routes.lookup(&name) else {
+    let Some(ctx) = server.vhosts.https.lookup(&name) else {
         return debug!(name = %Escaped(&name), "no https proxy for this name; closed");
     };
     carry_home(ctx, tcp, peer).await
 }
 
 /// [`carry`] on the worker thread of the proxy's client.
-pub(crate) async fn carry_home(ctx: ProxyCtx, tcp: TcpStream, peer: SocketAddr) {
-    let home = ctx.home.clone();
-    net::workers::move_to(home, tcp, move |tcp| carry(ctx, tcp, peer)).await
+pub(crate) async fn carry_home(backend: BackendRef, tcp: TcpStream, peer: SocketAddr) {
+    let home = backend.home().clone();
+    net::workers::move_to(home, tcp, move |tcp| carry(backend, tcp, peer)).await
 }
 
-/// Carries a connection whose ClientHello named `ctx`'s proxy.
-pub(crate) async fn carry(ctx: ProxyCtx, tcp: TcpStream, peer: SocketAddr) {
-    let Ok(permit) = ctx.budget.permits.clone().try_acquire_owned() else {
-        return warn!(
-            "client already has {} connections open (transport.maxStreamsPerClient); closing this one",
-            ctx.budget.max
-        );
+/// Carries a connection whose ClientHello named `backend`'s proxy.
+pub(crate) async fn carry(backend: BackendRef, tcp: TcpStream, peer: SocketAddr) {
+    let permit = match backend.permit() {
+        Ok(p) => p,
+        Err(max) => {
+            return warn!(
+                "client already has {max} connections open (transport.maxStreamsPerClient); closing this one"
+            )
+        }
     };
     let dst = tcp.local_addr().unwrap_or(peer);
-    crate::proxy::serve_tcp_user(tcp, peer, dst, ctx, permit).await;
+    backend.carry_tcp(tcp, peer, dst, permit).await;
 }
 
 /// The server name of the ClientHello at the head of `tcp`, without taking

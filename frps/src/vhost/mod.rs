@@ -23,6 +23,55 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info_span, warn, Instrument};
 
+/// What a virtual host needs of the proxy a name routes to. The proxy
+/// module provides it (`proxy::ProxyCtx`); virtual hosts know nothing else
+/// of proxies.
+pub(crate) trait Backend: Send + Sync {
+    /// A tunnel to the proxy's client with its header sent, counting on the
+    /// proxy's meters.
+    fn open(
+        &self,
+        src: SocketAddr,
+        dst: SocketAddr,
+    ) -> futures::future::BoxFuture<'_, anyhow::Result<net::stats::Metered<net::tunnel::Tunnel>>>;
+    /// One of the client's streams (`maxStreamsPerClient`); Err(that
+    /// maximum) when all are open.
+    fn permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, usize>;
+    /// Cancelled when the proxy closes.
+    fn stop(&self) -> &CancellationToken;
+    /// Work that must end before the proxy counts as closed.
+    fn tasks(&self) -> &TaskTracker;
+    /// The worker thread of the proxy's client (`net::workers`).
+    fn home(&self) -> &tokio::runtime::Handle;
+    /// Carries a whole user connection to the client, as a tcp proxy does
+    /// (https passes TLS through), holding `permit` while it lasts.
+    fn carry_tcp(
+        &self,
+        tcp: TcpStream,
+        src: SocketAddr,
+        dst: SocketAddr,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) -> futures::future::BoxFuture<'static, ()>;
+}
+
+/// A route's proxy.
+pub(crate) type BackendRef = Arc<dyn Backend>;
+
+/// The routers of the virtual host ports, shared by every client's
+/// proxies, and the HTTP virtual host when it shares `bindPort`.
+#[derive(Default)]
+pub(crate) struct Vhosts {
+    /// Names claimed by `type = "https"` proxies on `vhostHTTPSPort`.
+    pub https: Arc<https::Routes>,
+    /// (name, location) pairs claimed by `type = "http"` proxies on
+    /// `vhostHTTPPort`.
+    pub http: Arc<http::Routes<http::HttpRoute>>,
+    /// Names claimed by `type = "tcpmux"` proxies on `tcpmuxHTTPConnectPort`.
+    pub tcpmux: Arc<tcpmux::Routes>,
+    /// The HTTP virtual host, when it shares `bindPort` (set at start).
+    pub shared_http: std::sync::OnceLock<Arc<http::Vhost>>,
+}
+
 /// Connections one source address may hold on one virtual host port.
 pub(crate) const PER_ADDRESS: usize = 256;
 

@@ -19,12 +19,12 @@ use tracing::debug;
 use wire::message::TcpmuxSpec;
 
 use super::http::{text, Body, Routed};
-use crate::proxy::{open_work, ProxyCtx};
+use super::BackendRef;
 use crate::Server;
 
 /// One tcpmux proxy as the router holds it.
 pub(crate) struct TcpmuxRoute {
-    pub ctx: ProxyCtx,
+    pub backend: BackendRef,
     pub spec: TcpmuxSpec,
 }
 
@@ -49,10 +49,10 @@ pub(crate) async fn serve(server: Arc<Server>, listener: TcpListener, stop: Canc
 /// CONNECT is for, as the http port does (`http::place`): the relay after
 /// `200` runs there for the connection's whole life.
 async fn place(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr) {
-    let routes = server.tcpmux_routes.clone();
+    let routes = server.vhosts.tcpmux.clone();
     let home = move |first: &super::http::FirstRequest| {
         let route = routes.lookup(&first.target, "/", "")?;
-        Some(route.ctx.home.clone())
+        Some(route.backend.home().clone())
     };
     let serve = move |tcp, left| connection(server, tcp, peer, left);
     super::http::place_by_first_request(tcp, home, serve).await
@@ -78,7 +78,7 @@ async fn handle(
     local: SocketAddr,
     mut req: Request<Incoming>,
 ) -> Response<Body> {
-    let route = match connect_route(&server.tcpmux_routes, &req) {
+    let route = match connect_route(&server.vhosts.tcpmux, &req) {
         Ok(route) => route,
         Err((status, why)) => return text(status, why),
     };
@@ -93,17 +93,17 @@ async fn handle(
         );
         return r;
     }
-    let Ok(permit) = route.ctx.budget.permits.clone().try_acquire_owned() else {
+    let Ok(permit) = route.backend.permit() else {
         return text(StatusCode::SERVICE_UNAVAILABLE, "503 Service Unavailable\n");
     };
-    let tunnel = match open_work(&route.ctx, peer, local).await {
+    let tunnel = match route.backend.open(peer, local).await {
         Ok(t) => t,
         Err(e) => {
             debug!("{e:#}");
             return text(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n");
         }
     };
-    let hold = super::http::Hold::new(&route.ctx, permit);
+    let hold = super::http::Hold::new(&*route.backend, permit);
     if server.config.tcpmux_passthrough {
         return super::http::relay_request(tunnel, req, hold, None, None).await;
     }
