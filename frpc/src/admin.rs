@@ -1,7 +1,8 @@
 //! frpc's admin API (`webServer.*`), with frp's paths and shapes:
 //! `/healthz`, `GET /api/status`, `GET /api/reload`, `POST /api/stop`,
-//! `GET` and `PUT /api/config`; and ours: `GET /api/liveness` (the
-//! connection as the heartbeat sees it) and `GET /metrics` (Prometheus).
+//! `GET` and `PUT /api/config`, `GET /api/proxy/{name}/config`; and ours:
+//! `GET /api/liveness` (the connection as the heartbeat sees it) and
+//! `GET /metrics` (Prometheus).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -40,6 +41,13 @@ pub(crate) async fn serve(
 
 fn route(ctl: &Arc<Controller>, req: WebRequest) -> WebResponse {
     let get = req.method == Method::GET;
+    if let Some(name) = proxy_config_path(&req.path) {
+        return match name {
+            _ if !get => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
+            Some(name) => proxy_config(ctl, &name),
+            None => text(StatusCode::BAD_REQUEST, "the proxy name is not UTF-8\n"),
+        };
+    }
     match req.path.as_str() {
         "/healthz" => text(StatusCode::OK, ""),
         "/api/status" if get => json(StatusCode::OK, &status(ctl)),
@@ -66,6 +74,51 @@ fn route(ctl: &Arc<Controller>, req: WebRequest) -> WebResponse {
         "/api/status" | "/api/liveness" | "/api/reload" | "/api/stop" | "/api/config"
         | "/metrics" => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
         _ => text(StatusCode::NOT_FOUND, "404 page not found\n"),
+    }
+}
+
+/// The name in `/api/proxy/{name}/config`, percent-decoded (None when it
+/// is not UTF-8); a name may hold a `/` as `%2F`.
+fn proxy_config_path(path: &str) -> Option<Option<String>> {
+    let raw = path.strip_prefix("/api/proxy/")?.strip_suffix("/config")?;
+    if raw.is_empty() || raw.contains('/') {
+        return None;
+    }
+    Some(String::from_utf8(percent_decode(raw.as_bytes())).ok())
+}
+
+fn percent_decode(raw: &[u8]) -> Vec<u8> {
+    let hex = |b: Option<&u8>| b.and_then(|b| (*b as char).to_digit(16));
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        match (raw[i], hex(raw.get(i + 1)), hex(raw.get(i + 2))) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h << 4 | l) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// frp's `ProxyDefinition`: name, type, and the whole proxy config under
+/// its type (`{"name":"ssh","type":"tcp","tcp":{"localPort":22,…}}`), in
+/// frp's field names.
+fn proxy_config(ctl: &Controller, name: &str) -> WebResponse {
+    match ctl.proxy_config(name) {
+        Some(cfg) => {
+            let kind = cfg.kind().as_str();
+            json(
+                StatusCode::OK,
+                &serde_json::json!({ "name": cfg.name(), "type": kind, kind: cfg }),
+            )
+        }
+        None => text(StatusCode::NOT_FOUND, format!("proxy {name:?} not found\n")),
     }
 }
 

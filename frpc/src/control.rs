@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use config::{ClientConfig, Trust};
+use config::{ClientConfig, ProxyConfig, Trust};
 use net::logging::Escaped;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -62,6 +62,17 @@ impl Controller {
 
     pub fn liveness(&self) -> LivenessReport {
         self.liveness.report()
+    }
+
+    /// The config of proxy `name` as it runs (last applied; a disabled
+    /// proxy or one left out by `start` does not run).
+    pub fn proxy_config(&self, name: &str) -> Option<ProxyConfig> {
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        running
+            .proxies
+            .iter()
+            .find(|p| p.enabled() && p.name() == name)
+            .cloned()
     }
 
     /// Stops the client (as SIGTERM does).

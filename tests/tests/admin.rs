@@ -818,3 +818,74 @@ fn refused_proxies_are_retried_and_status_lists_every_configured_proxy() {
     }
     assert_eq!(e2e::services::greeting(wanted).as_deref(), Some("second\n"));
 }
+
+/// `GET /api/proxy/{name}/config` is frp's `ProxyDefinition` of a proxy
+/// as it runs: name, type, and the whole config under its type in frp's
+/// field names. The name is percent-decoded (`%2F` is part of it); a
+/// proxy that does not run (disabled, unknown) is 404; the file's next
+/// version shows only once reloaded.
+#[test]
+fn proxy_config_is_the_running_proxy_in_frp_field_names_by_its_encoded_name() {
+    let (a, b) = (banner("A\n"), banner("B\n"));
+    let site = "[[proxies]]\nname = \"site\"\ntype = \"http\"\nlocalPort = 8080\n\
+                customDomains = [\"www.example.com\"]\nlocations = [\"/api\"]\n\
+                hostHeaderRewrite = \"inner\"\nrouteByHTTPUser = \"alice\"\n\
+                requestHeaders.set.X-From = \"frp\"\n";
+    let proxies = |web: SocketAddr| {
+        format!(
+            "{}{}{site}{}enabled = false\n",
+            tcp("web", web, 0),
+            tcp("my proxy/ü", a, 0),
+            tcp("off", a, 0)
+        )
+    };
+    let r = rig("", &proxies(a), 2);
+    let get = |path: &str| -> (u16, serde_json::Value, String) {
+        let (code, body) = curl(r.admin, &[], path);
+        (code, serde_json::from_str(&body).unwrap_or_default(), body)
+    };
+
+    let (code, web, body) = get("/api/proxy/web/config");
+    assert_eq!(code, 200, "{body}");
+    assert_eq!((&web["name"], &web["type"]), (&"web".into(), &"tcp".into()));
+    let tcp_block = &web["tcp"];
+    assert_eq!(tcp_block["name"], "web", "{body}");
+    assert_eq!(tcp_block["type"], "tcp", "{body}");
+    assert_eq!(tcp_block["localIP"], "127.0.0.1", "{body}");
+    assert_eq!(tcp_block["localPort"], a.port(), "{body}");
+    assert_eq!(tcp_block["remotePort"], 0, "{body}");
+    assert_eq!(tcp_block["transport"]["useEncryption"], false, "{body}");
+    assert!(web.get("http").is_none(), "{body}");
+
+    let (code, odd, body) = get("/api/proxy/my%20proxy%2F%C3%BC/config");
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(odd["name"], "my proxy/ü", "{body}");
+    assert_eq!(odd["tcp"]["name"], "my proxy/ü", "{body}");
+
+    // Configured, not running (frps has no HTTP port): still its config.
+    let (code, http, body) = get("/api/proxy/site/config");
+    assert_eq!(code, 200, "{body}");
+    let h = &http["http"];
+    assert_eq!(h["customDomains"][0], "www.example.com", "{body}");
+    assert_eq!(h["locations"][0], "/api", "{body}");
+    assert_eq!(h["hostHeaderRewrite"], "inner", "{body}");
+    assert_eq!(h["routeByHTTPUser"], "alice", "{body}");
+    assert_eq!(h["requestHeaders"]["set"]["X-From"], "frp", "{body}");
+
+    for gone in ["/api/proxy/off/config", "/api/proxy/nope/config"] {
+        let (code, _, body) = get(gone);
+        assert_eq!(code, 404, "{gone}: {body}");
+        assert!(body.contains("not found"), "{body}");
+    }
+    assert_eq!(get("/api/proxy/%FF/config").0, 400);
+    assert_eq!(
+        curl(r.admin, &["-X", "POST"], "/api/proxy/web/config").0,
+        405
+    );
+
+    // The file changed, not yet reloaded: the running config is shown.
+    r.rewrite("", &proxies(b));
+    assert_eq!(get("/api/proxy/web/config").1["tcp"]["localPort"], a.port());
+    assert_eq!(curl(r.admin, &[], "/api/reload").0, 200);
+    assert_eq!(get("/api/proxy/web/config").1["tcp"]["localPort"], b.port());
+}
