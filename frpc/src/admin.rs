@@ -2,13 +2,15 @@
 //! `/healthz`, `GET /api/status`, `GET /api/reload`, `POST /api/stop`,
 //! `GET` and `PUT /api/config`, `GET /api/proxy/{name}/config`; and ours:
 //! `GET /api/liveness` (the connection as the heartbeat sees it) and
-//! `GET /metrics` (Prometheus).
+//! `GET /metrics` (Prometheus). The admin UI, one page from the binary, is
+//! at `/static/` (`/` sends browsers there, as frp).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use config::WebServerConfig;
+use hyper::header::HeaderValue;
 use hyper::{Method, StatusCode};
 use net::web::TlsAcceptor;
 use net::web::{json, text, WebRequest, WebResponse};
@@ -50,6 +52,8 @@ fn route(ctl: &Arc<Controller>, req: WebRequest) -> WebResponse {
     }
     match req.path.as_str() {
         "/healthz" => text(StatusCode::OK, ""),
+        "/" if get => redirect("/static/"),
+        "/static/" | "/static/index.html" if get => ui(),
         "/api/status" if get => json(StatusCode::OK, &status(ctl)),
         "/api/liveness" if get => json(StatusCode::OK, &ctl.liveness()),
         "/api/reload" if get => match ctl.reload() {
@@ -75,6 +79,51 @@ fn route(ctl: &Arc<Controller>, req: WebRequest) -> WebResponse {
         | "/metrics" => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
         _ => text(StatusCode::NOT_FOUND, "404 page not found\n"),
     }
+}
+
+/// The admin UI (HTML, CSS and script in one file, nothing fetched from
+/// elsewhere).
+const UI: &str = include_str!("admin/ui.html");
+
+/// The page. It runs only its own script and style (a nonce per answer:
+/// even a name that slipped through as HTML could not run), reaches only
+/// this server, and no other site may frame it: a framed page is of this
+/// origin, so a click lured onto its Reload button would pass the
+/// same-origin checks.
+fn ui() -> WebResponse {
+    let nonce = net::util::random_id();
+    let page = UI
+        .replacen("<style>", &format!("<style nonce=\"{nonce}\">"), 1)
+        .replacen("<script>", &format!("<script nonce=\"{nonce}\">"), 1);
+    let csp = format!(
+        "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; \
+         connect-src 'self'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'; \
+         form-action 'none'"
+    );
+    let Ok(csp) = HeaderValue::try_from(csp) else {
+        return text(StatusCode::INTERNAL_SERVER_ERROR, "no page\n");
+    };
+    let mut r = net::web::respond(StatusCode::OK, "text/html; charset=utf-8", page);
+    let h = r.headers_mut();
+    h.insert("content-security-policy", csp);
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    h.insert(
+        hyper::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    r
+}
+
+fn redirect(to: &'static str) -> WebResponse {
+    let mut r = text(StatusCode::MOVED_PERMANENTLY, "");
+    r.headers_mut()
+        .insert(hyper::header::LOCATION, HeaderValue::from_static(to));
+    r
 }
 
 /// The name in `/api/proxy/{name}/config`, percent-decoded (None when it

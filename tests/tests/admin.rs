@@ -889,3 +889,51 @@ fn proxy_config_is_the_running_proxy_in_frp_field_names_by_its_encoded_name() {
     assert_eq!(curl(r.admin, &[], "/api/reload").0, 200);
     assert_eq!(get("/api/proxy/web/config").1["tcp"]["localPort"], b.port());
 }
+
+/// The admin UI is one page from the binary at `/static/` (`/` redirects
+/// there, as frp), runs only its own script and style (a fresh nonce per
+/// answer), fetches nothing from elsewhere, and no other site may frame
+/// it (a framed page would be same-origin to the API).
+#[test]
+fn admin_ui_is_one_page_from_the_binary_that_no_other_site_may_frame() {
+    let r = rig("", &tcp("web", banner("A\n"), 0), 1);
+    let (code, head) = curl(r.admin, &["-i"], "/");
+    assert_eq!(code, 301, "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("location: /static/"),
+        "{head}"
+    );
+    let page = || {
+        let (code, all) = curl(r.admin, &["-i"], "/static/");
+        assert_eq!(code, 200, "{all}");
+        let (head, body) = all.split_once("\r\n\r\n").expect("head and body");
+        let head = head.to_ascii_lowercase();
+        let nonce = head
+            .split("'nonce-")
+            .nth(1)
+            .and_then(|n| n.split('\'').next())
+            .unwrap_or_else(|| panic!("no nonce: {head}"))
+            .to_owned();
+        (head, body.to_owned(), nonce)
+    };
+    let (head, body, nonce) = page();
+    for want in [
+        "content-type: text/html",
+        "x-frame-options: deny",
+        "frame-ancestors 'none'",
+        "default-src 'none'",
+        "connect-src 'self'",
+    ] {
+        assert!(head.contains(want), "{want} missing: {head}");
+    }
+    assert!(
+        body.contains(&format!("<script nonce=\"{nonce}\">")),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!("<style nonce=\"{nonce}\">")),
+        "{body}"
+    );
+    assert!(!body.contains("://"), "the page names another site");
+    assert_ne!(page().2, nonce, "the nonce is the same twice");
+}
