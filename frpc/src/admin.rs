@@ -36,12 +36,12 @@ pub(crate) async fn serve(
     };
     net::web::serve(listener, auth, guard, tls, stop, move |req| {
         let ctl = ctl.clone();
-        async move { route(&ctl, req) }
+        async move { route(&ctl, req).await }
     })
     .await
 }
 
-fn route(ctl: &Arc<Controller>, req: WebRequest) -> WebResponse {
+async fn route(ctl: &Arc<Controller>, req: WebRequest) -> WebResponse {
     let get = req.method == Method::GET;
     if let Some(name) = proxy_config_path(&req.path) {
         return match name {
@@ -56,7 +56,9 @@ fn route(ctl: &Arc<Controller>, req: WebRequest) -> WebResponse {
         "/static/" | "/static/index.html" if get => ui(),
         "/api/status" if get => json(StatusCode::OK, &status(ctl)),
         "/api/liveness" if get => json(StatusCode::OK, &ctl.liveness()),
-        "/api/reload" if get => match ctl.reload() {
+        // Reading files happens off the runtime: a multiplexed frpc's
+        // tunnel runs on its one thread.
+        "/api/reload" if get => match ctl.reload_off_runtime().await {
             Ok(_) => text(StatusCode::OK, ""),
             Err(e) => refused(e),
         },
@@ -73,7 +75,7 @@ fn route(ctl: &Arc<Controller>, req: WebRequest) -> WebResponse {
             Ok(t) => text(StatusCode::OK, t),
             Err(e) => refused(e),
         },
-        "/api/config" if req.method == Method::PUT => put_config(ctl, &req),
+        "/api/config" if req.method == Method::PUT => put_config(ctl, &req).await,
         "/metrics" if get => metrics(ctl),
         "/api/status" | "/api/liveness" | "/api/reload" | "/api/stop" | "/api/config"
         | "/metrics" => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
@@ -179,14 +181,14 @@ fn refused(e: ConfigRefused) -> WebResponse {
     text(status, format!("{e}\n"))
 }
 
-fn put_config(ctl: &Controller, req: &WebRequest) -> WebResponse {
+async fn put_config(ctl: &Arc<Controller>, req: &WebRequest) -> WebResponse {
     if req.body.is_empty() {
         return text(StatusCode::BAD_REQUEST, "body can't be empty\n");
     }
     let Ok(body) = std::str::from_utf8(&req.body) else {
         return text(StatusCode::BAD_REQUEST, "the config is not UTF-8\n");
     };
-    match ctl.put_config(body) {
+    match ctl.put_config_off_runtime(body.to_owned()).await {
         Ok(()) => text(StatusCode::OK, ""),
         Err(e) => refused(e),
     }

@@ -165,3 +165,26 @@ fn needs_restart(old: &ClientConfig, new: &ClientConfig) -> Vec<String> {
     keys.dedup();
     keys
 }
+
+impl Controller {
+    /// [`Controller::reload`] on the blocking pool: reading the file and
+    /// running a token command must not stall the runtime, which for a
+    /// multiplexed frpc is the one thread its tunnel runs on.
+    pub async fn reload_off_runtime(self: &Arc<Self>) -> Result<Changes, ConfigRefused> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || me.reload())
+            .await
+            .unwrap_or_else(|e| Err(ConfigRefused::Invalid(format!("reload failed: {e}"))))
+    }
+
+    /// [`Controller::put_config`] on the blocking pool, as reload.
+    pub async fn put_config_off_runtime(
+        self: &Arc<Self>,
+        text: String,
+    ) -> Result<(), ConfigRefused> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || me.put_config(&text))
+            .await
+            .unwrap_or_else(|e| Err(ConfigRefused::Invalid(format!("saving failed: {e}"))))
+    }
+}

@@ -207,7 +207,7 @@ async fn reload_on_sighup(ctl: std::sync::Arc<frpc::Controller>) {
     };
     while hup.recv().await.is_some() {
         info!("SIGHUP: reloading the config file");
-        if let Err(e) = ctl.reload() {
+        if let Err(e) = ctl.reload_off_runtime().await {
             warn!("reload refused, the running config stays:\n{e}");
         }
     }

@@ -189,3 +189,57 @@ fn dns_server_resolves_the_server_name() {
     assert_eq!(greeting(remote).as_deref(), Some("by name\n"));
     dns.wait_line("frps.lan.test", WAIT);
 }
+
+/// A reload reads the config and its token file off the runtime: a
+/// multiplexed frpc runs its tunnel on one thread, and a token file that
+/// is slow to read (here a named pipe nobody writes to yet) must not stall
+/// it. The test carries a round trip through the tunnel while frpc waits
+/// on the pipe, then writes the token.
+#[test]
+fn a_slow_token_file_at_reload_does_not_stall_the_tunnel() {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_frps, port) = spawn_frps(dir.path(), "auth.token = \"from-a-source\"\n");
+    let echo = e2e::services::echo_thread();
+    let remote = free_port();
+    let pipe = dir.path().join("token-pipe");
+    assert!(Command::new("mkfifo").arg(&pipe).status().expect("mkfifo").success());
+    let extra = format!(
+        "auth.tokenSource.type = \"file\"\nauth.tokenSource.file.path = {:?}\n{}",
+        pipe.display().to_string(),
+        e2e::tcp_proxy("echo", echo, remote)
+    );
+    // At start frpc reads the token once (before any tunnel exists).
+    let feed = pipe.clone();
+    let writer = std::thread::spawn(move || std::fs::write(feed, "from-a-source\n"));
+    let mut frpc = spawn_frpc(dir.path(), port, &extra);
+    writer.join().expect("writer").expect("write the token");
+    frpc.wait_line("proxy started", WAIT);
+    let mut user = std::net::TcpStream::connect(("127.0.0.1", remote)).expect("connect");
+    user.set_read_timeout(Some(WAIT)).expect("timeout");
+
+    let pid = frpc.child.id().to_string();
+    assert!(Command::new("kill").args(["-HUP", &pid]).status().expect("kill").success());
+    // Opening the pipe without blocking works once frpc has it open to
+    // read: from then on it waits for the token.
+    const O_NONBLOCK: i32 = 0o4000;
+    let mut held = None;
+    eventually("frpc opens the token pipe", || {
+        held = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(O_NONBLOCK)
+            .open(&pipe)
+            .ok();
+        held.is_some()
+    });
+    user.write_all(b"while reloading").expect("write");
+    let mut back = [0u8; 15];
+    user.read_exact(&mut back)
+        .expect("a round trip while frpc waits for the token file");
+    assert_eq!(&back, b"while reloading");
+    let mut w = held.expect("writer");
+    w.write_all(b"from-a-source\n").expect("token");
+    drop(w);
+    frpc.wait_line("config reloaded", WAIT);
+}
