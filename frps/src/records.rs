@@ -99,6 +99,9 @@ impl Daily {
 #[derive(Clone)]
 pub(crate) struct ProxyRecord {
     pub user: String,
+    /// The run id of the session that registered it (its client is
+    /// `(user, run_id)`).
+    pub run_id: String,
     pub name: String,
     pub spec: ProxySpec,
     /// The proxy's `metadatas` and `annotations` (bounded at registration).
@@ -267,6 +270,7 @@ impl Records {
             id,
             ProxyRecord {
                 user: key.0.clone(),
+                run_id: key.1.clone(),
                 name: name.to_owned(),
                 spec,
                 metadatas: req.opts.metas.iter().cloned().collect(),
@@ -315,12 +319,13 @@ impl Records {
         out
     }
 
-    /// Forgets offline proxies; returns how many.
-    pub fn remove_offline_proxies(&self) -> usize {
+    /// Forgets offline proxies; returns how many, and how many proxies
+    /// were known before.
+    pub fn remove_offline_proxies(&self) -> (usize, usize) {
         let mut inner = self.lock();
         let before = inner.proxies.len();
         inner.proxies.retain(|_, p| p.online());
-        before - inner.proxies.len()
+        (before - inner.proxies.len(), before)
     }
 
     pub fn login_failures(&self) -> BTreeMap<&'static str, u64> {

@@ -2,7 +2,8 @@
 //! field names, so scripts written for frp keep working, what users asked
 //! frp for on top (each client's address and liveness, disconnecting a
 //! client), and Prometheus `/metrics` (`enablePrometheus`) with frp's
-//! names plus the liveness the heartbeat measures.
+//! names plus the liveness the heartbeat measures. frp's API v2
+//! (`/api/v2/...`) is in `v2`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use crate::records::{today, ClientRecord, ProxyRecord};
 use crate::Server;
 
 mod metrics;
+mod v2;
 
 /// The dashboard page (HTML, CSS and script in one file).
 const DASHBOARD: &str = include_str!("web/dashboard.html");
@@ -71,6 +73,9 @@ pub(crate) async fn serve(server: Arc<Server>, listener: TcpListener, stop: Canc
 }
 
 fn route(server: &Server, req: WebRequest) -> WebResponse {
+    if req.path.starts_with("/api/v2/") {
+        return v2::route(server, &req);
+    }
     // Each segment percent-decoded after the split: a name may hold a `/`
     // (`my%20proxy%2F%C3%BC` is the proxy "my proxy/ü").
     let decoded: Vec<String> = req
@@ -107,7 +112,7 @@ fn route(server: &Server, req: WebRequest) -> WebResponse {
         (_, ["api", "traffic", name]) if get => traffic(server, name),
         (Method::DELETE, ["api", "proxies"]) => match req.param("status") {
             Some("offline") => {
-                let n = server.records.remove_offline_proxies();
+                let (n, _) = server.records.remove_offline_proxies();
                 info!("web API: {n} offline proxies forgotten");
                 json(StatusCode::OK, &j!({}))
             }
