@@ -204,7 +204,11 @@ fn a_slow_token_file_at_reload_does_not_stall_the_tunnel() {
     let echo = e2e::services::echo_thread();
     let remote = free_port();
     let pipe = dir.path().join("token-pipe");
-    assert!(Command::new("mkfifo").arg(&pipe).status().expect("mkfifo").success());
+    assert!(Command::new("mkfifo")
+        .arg(&pipe)
+        .status()
+        .expect("mkfifo")
+        .success());
     let extra = format!(
         "auth.tokenSource.type = \"file\"\nauth.tokenSource.file.path = {:?}\n{}",
         pipe.display().to_string(),
@@ -220,7 +224,11 @@ fn a_slow_token_file_at_reload_does_not_stall_the_tunnel() {
     user.set_read_timeout(Some(WAIT)).expect("timeout");
 
     let pid = frpc.child.id().to_string();
-    assert!(Command::new("kill").args(["-HUP", &pid]).status().expect("kill").success());
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .expect("kill")
+        .success());
     // Opening the pipe without blocking works once frpc has it open to
     // read: from then on it waits for the token.
     const O_NONBLOCK: i32 = 0o4000;

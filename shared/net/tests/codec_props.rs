@@ -238,13 +238,15 @@ fn message_with(s: fn() -> BoxedStrategy<String>) -> BoxedStrategy<Message> {
             subdomain
         })),
     ];
-    let opts = (s(), s(), u64s(), any::<bool>(), vec((s(), s()), 0..3)).prop_map(
-        |(group, group_key, bandwidth_limit, limit_on_server, metas)| ProxyOpts {
+    let pairs = || vec((s(), s()), 0..3);
+    let opts = (s(), s(), u64s(), any::<bool>(), pairs(), pairs()).prop_map(
+        |(group, group_key, bandwidth_limit, limit_on_server, metas, annotations)| ProxyOpts {
             group,
             group_key,
             bandwidth_limit,
             limit_on_server,
             metas,
+            annotations,
         },
     );
     let new_proxy = (s(), spec, opts).prop_map(|(name, spec, opts)| {
