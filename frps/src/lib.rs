@@ -32,8 +32,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+pub use records::ProxyStats;
+pub use registry::ClientStats;
 use registry::Registry;
-pub use registry::{ClientStats, ProxyStats};
 
 /// What reads a user's first bytes on the virtual host ports, for the fuzz
 /// targets in `fuzz/`; not an API.
@@ -110,7 +111,8 @@ impl Stats {
 
     /// Every registered proxy, with its byte counters as of now.
     pub fn proxies(&self) -> Vec<ProxyStats> {
-        self.0.proxy_stats()
+        let server = self.1.get().and_then(std::sync::Weak::upgrade);
+        server.map_or_else(Vec::new, |s| s.records.proxy_stats())
     }
 
     /// Every logged-in client, with its byte counters as of now.

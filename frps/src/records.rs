@@ -1,7 +1,10 @@
-//! What the dashboard, its API and `/metrics` show: every client and proxy
-//! seen, online or not (the most recent offline ones, bounded), each
-//! proxy's traffic in daily buckets for 7 days, and server-wide counts of
-//! failed logins and replaced sessions. Fed by the sessions; read by `web`.
+//! The server's table of clients and proxies: every client and proxy seen,
+//! online or not (the most recent offline ones, bounded), each proxy's
+//! traffic in daily buckets for 7 days, and server-wide counts of failed
+//! logins and replaced sessions. A proxy is kept here once: its name's
+//! claim (unique per user, as in frp), the live handle of a running proxy
+//! and its owning session, and the record the dashboard, its API and
+//! `/metrics` show. Fed by the sessions; read by `web`.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -12,7 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use net::activity::Activity;
 use net::stats::Traffic;
 use tokio_util::sync::CancellationToken;
-use wire::message::ProxySpec;
+use wire::message::{ProxyKind, ProxySpec};
 
 use crate::registry::SessionKey;
 
@@ -115,6 +118,32 @@ pub(crate) struct ProxyRecord {
     counted: (u64, u64),
     /// Everything this name carried before its current registration.
     pub earlier_total: (u64, u64),
+    /// While a session holds the name: that session and, once started,
+    /// the proxy itself.
+    live: Option<Live>,
+    /// Started at least once (a name claimed by a proxy that failed to
+    /// start is no record to show).
+    shown: bool,
+}
+
+/// A proxy name held by a session.
+#[derive(Clone)]
+struct Live {
+    /// The owning session (the registry's id).
+    session: u64,
+    kind: ProxyKind,
+    /// The running proxy, as the virtual hosts see it (set once started):
+    /// what looking a proxy up by name (visitors, groups) reaches.
+    backend: Option<crate::vhost::BackendRef>,
+}
+
+/// Live figures of one proxy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyStats {
+    pub user: String,
+    pub name: String,
+    pub kind: ProxyKind,
+    pub traffic: net::stats::TrafficSnapshot,
 }
 
 impl ProxyRecord {
@@ -239,15 +268,57 @@ impl Records {
         trim(&mut inner.clients, |c| c.online(), |c| c.disconnected);
     }
 
-    /// `endpoint` is where users reach it (a port frps chose fills in
-    /// `remotePort = 0`, as frp shows it).
+    /// Claims `name` for `key`'s session `session`; false when a session
+    /// holds it already. What the name carried before stays with it.
+    pub fn claim_proxy(&self, key: &SessionKey, session: u64, name: &str, kind: ProxyKind) -> bool {
+        let mut inner = self.lock();
+        let id = (key.0.clone(), name.to_owned());
+        let live = Some(Live {
+            session,
+            kind,
+            backend: None,
+        });
+        match inner.proxies.get_mut(&id) {
+            Some(p) if p.live.is_some() => false,
+            Some(p) => {
+                p.live = live;
+                true
+            }
+            None => {
+                let daily = inner.stored.remove(&id).unwrap_or_default();
+                inner.proxies.insert(
+                    id,
+                    ProxyRecord {
+                        user: key.0.clone(),
+                        run_id: key.1.clone(),
+                        name: name.to_owned(),
+                        spec: ProxySpec::Tcp(wire::message::TcpSpec { remote_port: 0 }),
+                        metadatas: BTreeMap::new(),
+                        annotations: BTreeMap::new(),
+                        traffic: Arc::default(),
+                        started: SystemTime::now(),
+                        closed: Some(SystemTime::now()),
+                        daily,
+                        counted: (0, 0),
+                        earlier_total: (0, 0),
+                        live,
+                        shown: false,
+                    },
+                );
+                true
+            }
+        }
+    }
+
+    /// A claimed proxy started: `endpoint` is where users reach it (a port
+    /// frps chose fills in `remotePort = 0`, as frp shows it).
     pub fn proxy_started(
         &self,
         key: &SessionKey,
-        name: &str,
         req: &wire::message::NewProxy,
         endpoint: &str,
         traffic: Arc<Traffic>,
+        backend: crate::vhost::BackendRef,
     ) {
         let mut spec = req.spec.clone();
         let chosen = endpoint.rsplit(':').next().and_then(|p| p.parse().ok());
@@ -257,41 +328,93 @@ impl Records {
             _ => {}
         }
         let mut inner = self.lock();
-        let id = (key.0.clone(), name.to_owned());
-        let today = today();
-        let (daily, earlier_total) = match inner.proxies.get_mut(&id) {
-            Some(old) => {
-                old.fold(today);
-                (old.daily.clone(), old.total())
-            }
-            None => (inner.stored.remove(&id).unwrap_or_default(), (0, 0)),
+        let Some(p) = inner.proxies.get_mut(&(key.0.clone(), req.name.clone())) else {
+            return;
         };
-        inner.proxies.insert(
-            id,
-            ProxyRecord {
-                user: key.0.clone(),
-                run_id: key.1.clone(),
-                name: name.to_owned(),
-                spec,
-                metadatas: req.opts.metas.iter().cloned().collect(),
-                annotations: req.opts.annotations.iter().cloned().collect(),
-                traffic,
-                started: SystemTime::now(),
-                closed: None,
-                daily,
-                counted: (0, 0),
-                earlier_total,
-            },
-        );
+        if p.shown {
+            p.fold(today());
+            p.earlier_total = p.total();
+        }
+        p.run_id = key.1.clone();
+        p.spec = spec;
+        p.metadatas = req.opts.metas.iter().cloned().collect();
+        p.annotations = req.opts.annotations.iter().cloned().collect();
+        p.traffic = traffic;
+        p.counted = (0, 0);
+        p.started = SystemTime::now();
+        p.closed = None;
+        p.shown = true;
+        if let Some(live) = &mut p.live {
+            live.backend = Some(backend);
+        }
     }
 
-    pub fn proxy_closed(&self, user: &str, name: &str) {
+    /// The name is free again: session `session`'s proxy closed, or never
+    /// started. A name another session holds by now is left to it.
+    pub fn proxy_closed(&self, user: &str, name: &str, session: u64) {
         let mut inner = self.lock();
-        if let Some(p) = inner.proxies.get_mut(&(user.to_owned(), name.to_owned())) {
+        let id = (user.to_owned(), name.to_owned());
+        let Some(p) = inner.proxies.get_mut(&id) else {
+            return;
+        };
+        if p.live.as_ref().is_some_and(|l| l.session != session) {
+            return;
+        }
+        p.live = None;
+        if !p.shown {
+            let p = inner.proxies.remove(&id).expect("just seen");
+            if !p.daily.days.is_empty() {
+                inner.stored.insert(id, p.daily);
+            }
+            return;
+        }
+        if p.closed.is_none() {
             p.fold(today());
             p.closed = Some(SystemTime::now());
         }
-        trim(&mut inner.proxies, |p| p.online(), |p| p.closed);
+        trim(
+            &mut inner.proxies,
+            |p| p.online() || p.live.is_some(),
+            |p| p.closed,
+        );
+    }
+
+    /// The running proxy `user` calls `name`, as a virtual host would reach
+    /// it.
+    #[allow(dead_code)] // stcp visitors will look proxies up here
+    pub fn running(&self, user: &str, name: &str) -> Option<crate::vhost::BackendRef> {
+        let inner = self.lock();
+        let p = inner.proxies.get(&(user.to_owned(), name.to_owned()))?;
+        p.live.as_ref()?.backend.clone()
+    }
+
+    /// Every proxy a session holds, with its live counters, by user and
+    /// name.
+    pub fn proxy_stats(&self) -> Vec<ProxyStats> {
+        let inner = self.lock();
+        let mut out: Vec<_> = inner
+            .proxies
+            .values()
+            .filter_map(|p| {
+                let live = p.live.as_ref()?;
+                Some(ProxyStats {
+                    user: p.user.clone(),
+                    name: p.name.clone(),
+                    kind: live.kind,
+                    traffic: p.traffic.snapshot(),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.user, &a.name).cmp(&(&b.user, &b.name)));
+        out
+    }
+
+    /// Whether session `session` holds proxy `name` of `user`.
+    #[cfg(test)]
+    fn held_by(&self, user: &str, name: &str) -> Option<u64> {
+        let inner = self.lock();
+        let p = inner.proxies.get(&(user.to_owned(), name.to_owned()))?;
+        p.live.as_ref().map(|l| l.session)
     }
 
     pub fn login_failed(&self, reason: &'static str) {
@@ -314,7 +437,12 @@ impl Records {
         for p in inner.proxies.values_mut().filter(|p| p.online()) {
             p.fold(today);
         }
-        let mut out: Vec<_> = inner.proxies.values().cloned().collect();
+        let mut out: Vec<_> = inner
+            .proxies
+            .values()
+            .filter(|p| p.shown)
+            .cloned()
+            .collect();
         out.sort_by(|a, b| (&a.name, &a.user).cmp(&(&b.name, &b.user)));
         out
     }
@@ -323,9 +451,10 @@ impl Records {
     /// were known before.
     pub fn remove_offline_proxies(&self) -> (usize, usize) {
         let mut inner = self.lock();
-        let before = inner.proxies.len();
-        inner.proxies.retain(|_, p| p.online());
-        (before - inner.proxies.len(), before)
+        let before = inner.proxies.values().filter(|p| p.shown).count();
+        inner.proxies.retain(|_, p| p.online() || p.live.is_some());
+        let after = inner.proxies.values().filter(|p| p.shown).count();
+        (before - after, before)
     }
 
     pub fn login_failures(&self) -> BTreeMap<&'static str, u64> {
@@ -348,6 +477,7 @@ impl Records {
         inner
             .proxies
             .iter()
+            .filter(|(_, p)| p.shown)
             .map(|(k, p)| (k.clone(), p.daily.clone()))
             .collect()
     }
@@ -384,5 +514,90 @@ pub(crate) fn beat(counter: &AtomicU64, rtt: &AtomicU64, rtt_us: u32) {
     counter.fetch_add(1, Ordering::Relaxed);
     if rtt_us > 0 {
         rtt.store(u64::from(rtt_us), Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::SocketAddr;
+    use tokio_util::task::TaskTracker;
+
+    /// A proxy handle that is never used to carry anything.
+    struct Idle(CancellationToken, TaskTracker);
+
+    impl crate::vhost::Backend for Idle {
+        fn open(
+            &self,
+            _: SocketAddr,
+            _: SocketAddr,
+        ) -> futures::future::BoxFuture<'_, anyhow::Result<net::stats::Metered<net::tunnel::Tunnel>>>
+        {
+            Box::pin(async { anyhow::bail!("idle") })
+        }
+        fn permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, usize> {
+            Err(0)
+        }
+        fn stop(&self) -> &CancellationToken {
+            &self.0
+        }
+        fn tasks(&self) -> &TaskTracker {
+            &self.1
+        }
+        fn home(&self) -> &tokio::runtime::Handle {
+            unreachable!("never placed")
+        }
+        fn carry_tcp(
+            &self,
+            _: tokio::net::TcpStream,
+            _: SocketAddr,
+            _: SocketAddr,
+            _: tokio::sync::OwnedSemaphorePermit,
+        ) -> futures::future::BoxFuture<'static, ()> {
+            Box::pin(async {})
+        }
+    }
+
+    fn new_proxy(name: &str) -> wire::message::NewProxy {
+        wire::message::NewProxy {
+            name: name.into(),
+            spec: ProxySpec::Tcp(wire::message::TcpSpec { remote_port: 0 }),
+            opts: Default::default(),
+        }
+    }
+
+    /// One entry per proxy: the claim, the live handle and the record.
+    #[test]
+    fn a_proxy_is_claimed_started_and_released_in_one_entry() {
+        let r = Records::default();
+        let (a, b) = (
+            ("u".to_owned(), "run-a".to_owned()),
+            ("u".to_owned(), "run-b".to_owned()),
+        );
+        assert!(r.claim_proxy(&a, 1, "ssh", ProxyKind::Tcp));
+        assert!(
+            !r.claim_proxy(&b, 2, "ssh", ProxyKind::Tcp),
+            "names are per user"
+        );
+        assert!(r.proxies().is_empty(), "not shown before it starts");
+        assert!(r.running("u", "ssh").is_none());
+        let idle = Arc::new(Idle(CancellationToken::new(), TaskTracker::new()));
+        r.proxy_started(&a, &new_proxy("ssh"), "0.0.0.0:6000", Arc::default(), idle);
+        assert!(r.running("u", "ssh").is_some());
+        let shown = r.proxies();
+        assert_eq!(shown.len(), 1);
+        assert!(matches!(shown[0].spec, ProxySpec::Tcp(ref s) if s.remote_port == 6000));
+        assert_eq!(r.proxy_stats().len(), 1);
+        // Another session's release leaves the owner's name alone.
+        r.proxy_closed("u", "ssh", 2);
+        assert_eq!(r.held_by("u", "ssh"), Some(1));
+        r.proxy_closed("u", "ssh", 1);
+        assert!(r.running("u", "ssh").is_none() && r.proxy_stats().is_empty());
+        assert!(!r.proxies()[0].online(), "kept, offline");
+        assert!(r.claim_proxy(&b, 2, "ssh", ProxyKind::Tcp), "free again");
+        // A claim whose proxy never starts leaves nothing behind.
+        assert!(r.claim_proxy(&a, 1, "web", ProxyKind::Http));
+        r.proxy_closed("u", "web", 1);
+        assert_eq!(r.proxies().len(), 1);
     }
 }

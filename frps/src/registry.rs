@@ -1,5 +1,6 @@
-//! Server-wide bookkeeping: which run ids are online and which proxy names
-//! are taken. Proxy names are unique per user, as in frp.
+//! The sessions online, by user and run id: what a newer login of the same
+//! client retires, and where a non-multiplexed client's work connections
+//! go. Proxies are kept in `records`, once each.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -8,7 +9,6 @@ use std::sync::Arc;
 
 use net::stats::{Traffic, TrafficSnapshot};
 use tokio_util::sync::CancellationToken;
-use wire::message::ProxyKind;
 
 use crate::pool::WorkQueue;
 
@@ -30,21 +30,6 @@ pub(crate) struct SessionHandle {
     pub traffic: Arc<Traffic>,
 }
 
-/// A registered proxy, for stats.
-struct ProxyRecord {
-    kind: ProxyKind,
-    traffic: Arc<Traffic>,
-}
-
-/// Live figures of one proxy.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProxyStats {
-    pub user: String,
-    pub name: String,
-    pub kind: ProxyKind,
-    pub traffic: TrafficSnapshot,
-}
-
 /// Live figures of one client session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientStats {
@@ -62,7 +47,6 @@ pub(crate) struct Registry {
 struct Inner {
     next_id: u64,
     sessions: HashMap<SessionKey, SessionHandle>,
-    proxies: HashMap<(String, String), ProxyRecord>,
 }
 
 impl Registry {
@@ -105,40 +89,6 @@ impl Registry {
         }
     }
 
-    /// Claims a proxy name for `user`; false when it is taken.
-    pub(crate) fn claim_proxy(
-        &self,
-        user: &str,
-        name: &str,
-        kind: ProxyKind,
-        traffic: Arc<Traffic>,
-    ) -> bool {
-        let key = (user.to_owned(), name.to_owned());
-        let mut inner = self.lock();
-        if inner.proxies.contains_key(&key) {
-            return false;
-        }
-        inner.proxies.insert(key, ProxyRecord { kind, traffic });
-        true
-    }
-
-    /// Every registered proxy with its live counters, sorted by user and name.
-    pub(crate) fn proxy_stats(&self) -> Vec<ProxyStats> {
-        let mut out: Vec<_> = self
-            .lock()
-            .proxies
-            .iter()
-            .map(|((user, name), r)| ProxyStats {
-                user: user.clone(),
-                name: name.clone(),
-                kind: r.kind,
-                traffic: r.traffic.snapshot(),
-            })
-            .collect();
-        out.sort_by(|a, b| (&a.user, &a.name).cmp(&(&b.user, &b.name)));
-        out
-    }
-
     /// Every client session with its live counters.
     pub(crate) fn client_stats(&self) -> Vec<ClientStats> {
         let mut out: Vec<_> = self
@@ -153,11 +103,5 @@ impl Registry {
             .collect();
         out.sort_by(|a, b| (&a.user, &a.run_id).cmp(&(&b.user, &b.run_id)));
         out
-    }
-
-    pub(crate) fn release_proxy(&self, user: &str, name: &str) {
-        self.lock()
-            .proxies
-            .remove(&(user.to_owned(), name.to_owned()));
     }
 }

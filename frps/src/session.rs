@@ -179,8 +179,9 @@ impl ClientSession {
         self.close.cancel();
         for (name, proxy) in self.proxies.drain() {
             proxy.stop();
-            self.server.registry.release_proxy(&self.client.user, &name);
-            self.server.records.proxy_closed(&self.client.user, &name);
+            self.server
+                .records
+                .proxy_closed(&self.client.user, &name, self.id);
         }
         self.server.records.client_offline(&self.key, self.id);
         self.tasks.close();
@@ -238,9 +239,12 @@ impl ClientSession {
                 if let Some(proxy) = self.proxies.remove(&name) {
                     // A registration right behind this (a reload changing
                     // the proxy) finds its port and names free.
+                    // Its handle in the table goes first: the proxy is
+                    // closed once nothing holds it.
+                    self.server
+                        .records
+                        .proxy_closed(&self.client.user, &name, self.id);
                     proxy.close().await;
-                    self.server.registry.release_proxy(&self.client.user, &name);
-                    self.server.records.proxy_closed(&self.client.user, &name);
                     info!(proxy = %Escaped(&name), "proxy closed by client");
                 }
             }
@@ -310,8 +314,8 @@ impl ClientSession {
         } else if self.proxies.contains_key(&name)
             || !self
                 .server
-                .registry
-                .claim_proxy(&user, &name, kind, traffic.clone())
+                .records
+                .claim_proxy(&self.key, self.id, &name, kind)
         {
             Err(ProxyError::DuplicateName)
         } else {
@@ -330,17 +334,19 @@ impl ClientSession {
                 home: tokio::runtime::Handle::current(),
                 _held: held,
             };
+            let handle: crate::vhost::BackendRef = Arc::new(ctx.clone());
             match proxy::start(&req.spec, ctx, released).await {
                 Ok(proxy) => {
                     let addr = proxy.endpoint.clone();
                     info!(proxy = %Escaped(&name), %kind, remote = %addr, "proxy started");
                     let records = &self.server.records;
-                    records.proxy_started(&self.key, &name, &req, &addr, traffic);
+                    records.proxy_started(&self.key, &req, &addr, traffic, handle);
                     self.proxies.insert(name.clone(), proxy);
                     Ok(addr)
                 }
                 Err(e) => {
-                    self.server.registry.release_proxy(&user, &name);
+                    drop(handle);
+                    self.server.records.proxy_closed(&user, &name, self.id);
                     Err(e)
                 }
             }
