@@ -89,26 +89,9 @@ async fn handshake(
     binding: &[u8; 32],
     from: Source,
 ) -> Result<Option<(ControlStream<MuxStream>, Client)>> {
-    let offered = match ctrl.next().await {
-        Some(Ok(Hello::Client { version })) => version,
-        Some(Ok(other)) => bail!("expected ClientHello, got {}", other.kind()),
-        Some(Err(e)) => return Err(anyhow!(e).context("reading ClientHello")),
-        None => return Ok(None),
-    };
-    // The lower of the two versions, as long as we still speak it: a newer
-    // client speaks ours, an older one its own.
-    if offered < OLDEST_PROTOCOL_VERSION {
-        let err = LoginError::VersionMismatch {
-            client: offered,
-            server: PROTOCOL_VERSION,
-        };
-        warn!("login rejected: {err} (this frps speaks {OLDEST_PROTOCOL_VERSION} to {PROTOCOL_VERSION})");
-        server.records.login_failed("version");
-        reject(&mut ctrl, err).await;
+    let Some(version) = agree_version(server, &mut ctrl).await? else {
         return Ok(None);
-    }
-    let version = offered.min(PROTOCOL_VERSION);
-    ctrl.codec_mut().set_version(version);
+    };
 
     let nonce = auth::new_nonce();
     ctrl.send(Hello::Server { version, nonce })
@@ -167,6 +150,32 @@ async fn handshake(
         return Ok(None);
     }
     accept(server, ctrl, login).await.map(Some)
+}
+
+/// Reads the ClientHello and agrees on the lower of the two versions, as
+/// long as we still speak it (a newer client speaks ours, an older one its
+/// own); from then on `ctrl` reads and writes in that version. None: the
+/// client was turned away (and told why) or left.
+async fn agree_version(server: &Server, ctrl: &mut HelloStream) -> Result<Option<u16>> {
+    let offered = match ctrl.next().await {
+        Some(Ok(Hello::Client { version })) => version,
+        Some(Ok(other)) => bail!("expected ClientHello, got {}", other.kind()),
+        Some(Err(e)) => return Err(anyhow!(e).context("reading ClientHello")),
+        None => return Ok(None),
+    };
+    if offered < OLDEST_PROTOCOL_VERSION {
+        let err = LoginError::VersionMismatch {
+            client: offered,
+            server: PROTOCOL_VERSION,
+        };
+        warn!("login rejected: {err} (this frps speaks {OLDEST_PROTOCOL_VERSION} to {PROTOCOL_VERSION})");
+        server.records.login_failed("version");
+        reject(ctrl, err).await;
+        return Ok(None);
+    }
+    let version = offered.min(PROTOCOL_VERSION);
+    ctrl.codec_mut().set_version(version);
+    Ok(Some(version))
 }
 
 /// Tells a client whose proof checked out that it is in, with its run id

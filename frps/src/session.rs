@@ -292,25 +292,35 @@ impl ClientSession {
         }
     }
 
-    async fn new_proxy(&mut self, req: NewProxy) -> NewProxyResp {
-        let name = req.name.clone();
-        let kind = req.spec.kind();
+    /// Why `req` is refused before its name is looked at: the client's
+    /// limits, or labels beyond their bounds.
+    fn refusal(&self, req: &NewProxy) -> Option<ProxyError> {
         let limit = self.server.live().max_ports_per_client;
-        let traffic = Arc::new(Traffic::default());
-        let user = self.client.user.clone();
         let most = self.server.config.max_proxies_per_client as usize;
-        let result = if limit > 0 && self.proxies.len() >= limit as usize {
-            Err(ProxyError::TooManyPorts(limit))
+        if limit > 0 && self.proxies.len() >= limit as usize {
+            Some(ProxyError::TooManyPorts(limit))
         } else if most > 0 && self.proxies.len() >= most {
-            Err(ProxyError::Refused(format!(
+            Some(ProxyError::Refused(format!(
                 "the client already has {most} proxies (maxProxiesPerClient on the server)"
             )))
         } else if !labels_fit(&req.opts) {
-            Err(ProxyError::Refused(format!(
+            Some(ProxyError::Refused(format!(
                 "metadatas and annotations: at most {} entries of at most {} bytes each",
                 wire::message::MAX_METAS,
                 wire::message::MAX_META_LEN
             )))
+        } else {
+            None
+        }
+    }
+
+    async fn new_proxy(&mut self, req: NewProxy) -> NewProxyResp {
+        let name = req.name.clone();
+        let kind = req.spec.kind();
+        let traffic = Arc::new(Traffic::default());
+        let user = self.client.user.clone();
+        let result = if let Some(refused) = self.refusal(&req) {
+            Err(refused)
         } else if self.proxies.contains_key(&name)
             || !self
                 .server

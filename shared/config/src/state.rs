@@ -17,13 +17,24 @@ use std::path::{Path, PathBuf};
 /// The directory to keep `file` in; `config_dir` is the config file's
 /// folder, empty when there is no file (flags only).
 pub fn state_dir(config_dir: &Path, file: &str) -> PathBuf {
-    state_dir_with(config_dir, file, &|k| std::env::var_os(k))
+    state_dir_with(
+        config_dir,
+        file,
+        &|k| std::env::var_os(k),
+        Path::new(ROOT_DEFAULT),
+    )
 }
 
+/// The default state directory of a process run as root.
+const ROOT_DEFAULT: &str = "/var/lib/frp-rs";
+
+/// [`state_dir`] with its environment and root's default given (tests give
+/// their own, so as not to make `/var/lib/frp-rs` when run as root).
 fn state_dir_with(
     config_dir: &Path,
     file: &str,
     env: &dyn Fn(&str) -> Option<std::ffi::OsString>,
+    root_default: &Path,
 ) -> PathBuf {
     if let Some(dirs) = env("STATE_DIRECTORY") {
         // systemd lists one per StateDirectory= entry, ":"-separated.
@@ -35,7 +46,7 @@ fn state_dir_with(
     if has_config && (config_dir.join(file).exists() || writable(config_dir)) {
         return config_dir.to_owned();
     }
-    if let Some(d) = default_dir(env) {
+    if let Some(d) = default_dir(env, root_default) {
         if make_private_dir(&d) {
             return d;
         }
@@ -48,11 +59,14 @@ fn state_dir_with(
 }
 
 /// The documented default, by who runs the process.
-fn default_dir(env: &dyn Fn(&str) -> Option<std::ffi::OsString>) -> Option<PathBuf> {
+fn default_dir(
+    env: &dyn Fn(&str) -> Option<std::ffi::OsString>,
+    root_default: &Path,
+) -> Option<PathBuf> {
     use std::os::unix::fs::MetadataExt;
     let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
     if root {
-        return Some(PathBuf::from("/var/lib/frp-rs"));
+        return Some(root_default.to_owned());
     }
     if let Some(x) = env("XDG_STATE_HOME").filter(|x| Path::new(x).is_absolute()) {
         return Some(PathBuf::from(x).join("frp-rs"));
@@ -115,31 +129,36 @@ mod tests {
             t.path().join("h"),
         );
         std::fs::create_dir_all(&conf).expect("mkdir");
+        let root_default = t.path().join("var-lib-frp-rs");
         let env = env_of(vec![
             ("STATE_DIRECTORY", state.clone()),
             ("HOME", home.clone()),
         ]);
-        assert_eq!(state_dir_with(&conf, "f", &env), state);
+        assert_eq!(state_dir_with(&conf, "f", &env, &root_default), state);
         let env = env_of(vec![("HOME", home.clone())]);
-        assert_eq!(state_dir_with(&conf, "f", &env), conf, "writable: beside");
+        assert_eq!(
+            state_dir_with(&conf, "f", &env, &root_default),
+            conf,
+            "writable: beside"
+        );
         std::fs::write(conf.join("kept"), "x").expect("write");
         std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o555)).expect("chmod");
         let root = std::fs::metadata("/proc/self")
             .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
             .unwrap_or(false);
         assert_eq!(
-            state_dir_with(&conf, "kept", &env),
+            state_dir_with(&conf, "kept", &env, &root_default),
             conf,
             "an existing file stays"
         );
         if !root {
             // Root writes anywhere: the read-only case is the tests' own.
-            let d = state_dir_with(&conf, "f", &env);
+            let d = state_dir_with(&conf, "f", &env, &root_default);
             assert_eq!(d, home.join(".local/state/frp-rs"));
             assert!(d.is_dir());
         }
         std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        let flags_only = state_dir_with(Path::new(""), "f", &env);
+        let flags_only = state_dir_with(Path::new(""), "f", &env, &root_default);
         assert_ne!(
             flags_only,
             PathBuf::from(""),
