@@ -485,3 +485,15 @@ pub fn spawn_frpc(dir: &Path, server_port: u16, extra: &str) -> Proc {
     cmd.arg("-c").arg(&cfg);
     Proc::spawn(cmd)
 }
+
+/// tests/browser, checked to have playwright-core and Debian's Chromium
+/// (`.ci/install-deps` installs both; `make test` runs it).
+pub fn browser_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
+    assert!(
+        dir.join("node_modules/playwright-core").exists()
+            && Path::new("/usr/bin/chromium").exists(),
+        "needs Chromium and playwright-core: `.ci/install-deps` installs both (make test runs it)"
+    );
+    dir
+}

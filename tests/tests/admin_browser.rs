@@ -40,12 +40,7 @@ fn framing_site(target: String) -> String {
 
 #[test]
 fn admin_ui_lists_proxies_and_saves_and_reloads_an_edited_config_in_chromium() {
-    let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
-    assert!(
-        browser_dir.join("node_modules/playwright-core").exists()
-            && Path::new("/usr/bin/chromium").exists(),
-        "needs Chromium and playwright-core: `.ci/install-deps` installs both (make test runs it)"
-    );
+    let browser_dir = browser_dir();
     let dir = tempfile::tempdir().expect("tempdir");
     let (_frps, frps_port) = spawn_frps(dir.path(), TOKEN);
     let echo = echo_thread();

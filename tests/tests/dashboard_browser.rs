@@ -20,12 +20,7 @@ const OWNER: &str = "<b>ops</b> & team";
 
 #[test]
 fn dashboard_shows_a_running_tunnel_in_chromium() {
-    let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
-    assert!(
-        browser_dir.join("node_modules/playwright-core").exists()
-            && Path::new("/usr/bin/chromium").exists(),
-        "needs Chromium and playwright-core: `.ci/install-deps` installs both (make test runs it)"
-    );
+    let browser_dir = browser_dir();
     let dir = tempfile::tempdir().expect("tempdir");
     let web = free_port();
     let (_frps, frps_port) = spawn_frps(
