@@ -17,6 +17,7 @@ use tracing::{info, warn};
 
 use crate::proxy::{Changes, ProxyManager, ProxyStatus};
 use crate::state::{Liveness, LivenessReport};
+use crate::visitor::VisitorManager;
 
 /// Why a reload or a config upload was refused.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +34,7 @@ pub enum ConfigRefused {
 /// Shared by the admin server, the SIGHUP handler and the supervisor.
 pub struct Controller {
     pub(crate) proxies: Arc<ProxyManager>,
+    pub(crate) visitors: VisitorManager,
     pub(crate) liveness: Arc<Liveness>,
     path: Option<PathBuf>,
     /// The settings in force (proxies included, as last applied).
@@ -49,6 +51,7 @@ impl Controller {
         let server = format!("{}:{}", config.server_addr, config.server_port);
         Arc::new(Controller {
             proxies: Arc::new(ProxyManager::new(config)),
+            visitors: VisitorManager::new(config),
             liveness: Liveness::new(server),
             path,
             running: Mutex::new(config.clone()),
@@ -56,8 +59,11 @@ impl Controller {
         })
     }
 
+    /// Proxies, then visitors.
     pub fn statuses(&self) -> Vec<ProxyStatus> {
-        self.proxies.statuses()
+        let mut all = self.proxies.statuses();
+        all.extend(self.visitors.statuses());
+        all
     }
 
     pub fn liveness(&self) -> LivenessReport {
@@ -122,7 +128,11 @@ impl Controller {
         for note in &new.notes {
             warn!("{note}");
         }
-        let changes = self.proxies.apply(&new.proxies);
+        let mut changes = self.proxies.apply(&new.proxies);
+        let visitors = self.visitors.apply(&new.visitors);
+        changes.added.extend(visitors.added);
+        changes.removed.extend(visitors.removed);
+        changes.changed.extend(visitors.changed);
         self.proxies.not_started(&new.not_started);
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         let restart = needs_restart(&running, &new);
@@ -133,6 +143,7 @@ impl Controller {
             );
         }
         running.proxies = new.proxies;
+        running.visitors = new.visitors;
         info!(
             added = %Escaped(&changes.added.join(", ")),
             removed = %Escaped(&changes.removed.join(", ")),
@@ -147,11 +158,13 @@ fn parse(text: &str, path: &std::path::Path, trust: Trust) -> Result<ClientConfi
     ClientConfig::from_text_as(text, path, trust).map_err(|e| ConfigRefused::Invalid(e.to_string()))
 }
 
-/// The settings outside `[[proxies]]` that differ (top-level keys).
+/// The settings outside `[[proxies]]` and `[[visitors]]` that differ
+/// (top-level keys).
 fn needs_restart(old: &ClientConfig, new: &ClientConfig) -> Vec<String> {
     let table = |c: &ClientConfig| {
         let mut c = c.clone();
         c.proxies.clear();
+        c.visitors.clear();
         toml::Table::try_from(&c).unwrap_or_default()
     };
     let (a, b) = (table(old), table(new));

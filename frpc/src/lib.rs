@@ -23,6 +23,7 @@ pub mod quick;
 mod session;
 pub mod state;
 mod supervisor;
+mod visitor;
 mod work;
 
 use std::path::PathBuf;
@@ -85,6 +86,8 @@ impl Client {
                 self.shutdown.clone(),
             ));
         }
+        // Visitors listen from the start, connected or not.
+        self.controller.visitors.start(&self.shutdown);
         supervisor::Supervisor::new(self.config, self.controller, events)?
             .run(self.shutdown)
             .await

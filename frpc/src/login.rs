@@ -35,6 +35,8 @@ pub(crate) struct LoggedIn {
     pub version: u16,
     /// What frps can do.
     pub caps: Caps,
+    /// The server's nonce this login proved; visit proofs cover it too.
+    pub nonce: [u8; wire::message::NONCE_LEN],
 }
 
 fn proof(
@@ -119,6 +121,7 @@ pub(crate) async fn control(
         accepted,
         version,
         caps,
+        nonce,
     })
 }
 

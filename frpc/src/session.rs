@@ -34,6 +34,11 @@ pub(crate) struct Session {
     run_id: String,
     /// The proxy kinds frps serves (by the version and capabilities agreed).
     kinds: crate::proxy::ServerKinds,
+    /// The protocol version agreed, whether frps takes visitor streams,
+    /// and the nonce their proofs cover.
+    version: u16,
+    visitors_served: bool,
+    nonce: [u8; wire::message::NONCE_LEN],
     /// The server's heartbeat timeout, from its LoginResp.
     server_timeout: Option<Duration>,
     /// The server's `udpPacketSize`, from its LoginResp.
@@ -113,6 +118,7 @@ async fn connect_inner(
         accepted,
         version,
         caps,
+        nonce,
     } = match login.await {
         Ok(v) => v,
         Err(e) => {
@@ -135,6 +141,9 @@ async fn connect_inner(
     debug!(run_id = %Escaped(&accepted.run_id), "session run id");
     Ok(Session {
         kinds: crate::proxy::ServerKinds::of(version, &caps),
+        version,
+        visitors_served: caps.has(wire::caps::VISITORS),
+        nonce,
         run_id: accepted.run_id,
         server_udp_packet_size: accepted.udp_packet_size as usize,
         server_timeout: (accepted.heartbeat_timeout > 0)
@@ -203,7 +212,13 @@ impl Session {
         // Reloads send their registrations through `updates` from now on.
         let (tx, updates) = tokio::sync::mpsc::unbounded_channel();
         let registrations = proxies.attach(agreed, &self.close, tx);
-        let _detach = Detach(client.proxies);
+        let _detach = Detach(client.proxies, client.visitors);
+        client.visitors.attach(crate::visitor::Link {
+            opener: self.mux.opener.clone(),
+            nonce: self.nonce,
+            served: self.visitors_served,
+            version: self.version,
+        });
         let pacer = self.pacer(config, warned);
         let (reader, writer) = framed::split_control(self.ctrl);
         let initial = registrations.into_iter().map(Control::NewProxy).collect();
@@ -240,16 +255,19 @@ impl Session {
 /// set, its liveness record and its event channel.
 pub(crate) struct Attached<'a> {
     pub proxies: &'a Arc<ProxyManager>,
+    pub visitors: &'a crate::visitor::VisitorManager,
     pub liveness: &'a Arc<Liveness>,
     pub events: &'a Events,
 }
 
-/// Leaves the proxy set waiting for the next session however this one ends.
-struct Detach<'a>(&'a ProxyManager);
+/// Leaves the proxy set and the visitors waiting for the next session
+/// however this one ends.
+struct Detach<'a>(&'a ProxyManager, &'a crate::visitor::VisitorManager);
 
 impl Drop for Detach<'_> {
     fn drop(&mut self) {
         self.0.detach();
+        self.1.detach();
     }
 }
 

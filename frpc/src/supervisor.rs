@@ -116,6 +116,7 @@ impl Supervisor {
         let started = Instant::now();
         let attached = Attached {
             proxies: &self.controller.proxies,
+            visitors: &self.controller.visitors,
             liveness,
             events: &self.events,
         };

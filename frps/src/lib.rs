@@ -16,6 +16,7 @@ mod registry;
 mod reload;
 mod session;
 mod vhost;
+mod visit;
 mod web;
 
 use std::sync::Arc;

@@ -54,6 +54,9 @@ pub(crate) struct Client {
     /// The protocol version agreed at hello, and what the client can do.
     pub version: u16,
     pub caps: Caps,
+    /// The nonce this login proved, which the session's visit proofs
+    /// cover too.
+    pub nonce: [u8; wire::message::NONCE_LEN],
 }
 
 /// Runs the login handshake. `Ok(None)` means the client was turned away
@@ -149,7 +152,7 @@ async fn handshake(
         reject(&mut ctrl, err).await;
         return Ok(None);
     }
-    accept(server, ctrl, login).await.map(Some)
+    accept(server, ctrl, login, nonce).await.map(Some)
 }
 
 /// Reads the ClientHello and agrees on the lower of the two versions, as
@@ -185,6 +188,7 @@ async fn accept(
     server: &Server,
     mut ctrl: HelloStream,
     login: Login,
+    nonce: [u8; wire::message::NONCE_LEN],
 ) -> Result<(ControlStream<MuxStream>, Client)> {
     let run_id = if login.run_id.is_empty() {
         net::util::random_id()
@@ -219,6 +223,7 @@ async fn accept(
         client_id: login.client_id,
         metas: login.metas,
         hostname: login.hostname,
+        nonce,
     };
     debug!(protocol = version, caps = ?client.caps, "client capabilities");
     // Bytes the client sent after its login stay buffered for the control codec.

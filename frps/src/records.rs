@@ -380,12 +380,13 @@ impl Records {
     }
 
     /// The running proxy `user` calls `name`, as a virtual host would reach
-    /// it.
-    #[allow(dead_code)] // stcp visitors will look proxies up here
-    pub fn running(&self, user: &str, name: &str) -> Option<crate::vhost::BackendRef> {
+    /// it, and what it was registered with (visitors look private proxies
+    /// up here).
+    pub fn running(&self, user: &str, name: &str) -> Option<(crate::vhost::BackendRef, ProxySpec)> {
         let inner = self.lock();
         let p = inner.proxies.get(&(user.to_owned(), name.to_owned()))?;
-        p.live.as_ref()?.backend.clone()
+        let backend = p.live.as_ref()?.backend.clone()?;
+        Some((backend, p.spec.clone()))
     }
 
     /// Every proxy a session holds, with its live counters, by user and

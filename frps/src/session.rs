@@ -63,6 +63,9 @@ struct ClientSession {
     /// The last refusal of each proxy name, so frpc's retries of the same
     /// refusal (every 30 s) are logged once ([`MAX_REMEMBERED_REFUSALS`]).
     refused: HashMap<String, String>,
+    /// Where the streams a visitor client opens go (None for a client
+    /// without visitors, whose extra streams are refused).
+    visitors: Option<crate::visit::Visitors>,
     /// Fires `SessionHandle::ended` when the session is dropped, which
     /// `end` does last (and an aborted session too).
     _ended: DropGuard,
@@ -78,6 +81,16 @@ pub(crate) async fn run(
 ) -> Result<()> {
     let (reader, writer) = framed::split_control(ctrl);
     let mut session = ClientSession::register(server, mux, writer, client, close).await;
+    session.visitors = Some(crate::visit::Visitors {
+        server: session.server.clone(),
+        user: session.client.user.clone(),
+        nonce: session.client.nonce,
+        peer,
+        budget: session.budget.clone(),
+        stop: session.close.clone(),
+        tasks: session.tasks.clone(),
+        last_refusal: Arc::default(),
+    });
     session.server.records.client_online(
         &session.key,
         Online {
@@ -170,6 +183,7 @@ impl ClientSession {
             rtt_us: Arc::default(),
             replaced,
             refused: HashMap::new(),
+            visitors: None,
             _ended: ended.drop_guard(),
         }
     }
@@ -221,8 +235,12 @@ impl ClientSession {
                     Some(Ok(msg)) => self.on_message(msg).await?,
                 },
                 stream = self.mux.incoming.recv() => match stream {
-                    // Clients never open streams after the control stream; refuse.
-                    Some(stream) => drop(stream),
+                    // After the control stream, a client opens only
+                    // visitor streams, and only when it says it has them.
+                    Some(stream) => match &self.visitors {
+                        Some(v) if self.client.caps.has(wire::caps::VISITORS) => v.take(stream),
+                        _ => drop(stream),
+                    },
                     None => return Ok(()),
                 },
             }

@@ -242,6 +242,8 @@ fn conf(p: &ProxyRecord) -> Value {
             "customDomains": s.custom_domains, "subdomain": s.subdomain,
             "multiplexer": "httpconnect", "routeByHTTPUser": s.route_by_http_user,
         }),
+        // The secret is never known here; its verifier is not shown.
+        ProxySpec::Stcp(s) | ProxySpec::Sudp(s) => j!({ "allowUsers": s.allow_users }),
     };
     v["name"] = j!(shown_name(p));
     v["type"] = j!(p.spec.kind().as_str());

@@ -1,5 +1,5 @@
 //! Feeds arbitrary bytes to the frame decoder and message parser of every
-//! channel (handshake, control, work header), in the shape of every
+//! channel (handshake, control, work header, visitor stream), in the shape of every
 //! protocol version spoken, and to the UDP datagram decoder. Any panic, overflow or out-of-bounds access is a bug; errors
 //! are fine. Run with `make fuzz` from the repository root.
 
@@ -9,7 +9,7 @@ use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use wire::codec::{self, MAX_FRAME_LEN};
 use wire::message::{
-    Control, Frame, Hello, WorkHeader, OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION,
+    Control, Frame, Hello, Visit, WorkHeader, OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
 
 /// Whatever a peer can make us decode, we can encode again in the same
@@ -38,6 +38,7 @@ fuzz_target!(|data: &[u8]| {
     channel::<Hello>(data);
     channel::<Control>(data);
     channel::<WorkHeader>(data);
+    channel::<Visit>(data);
     let mut buf = BytesMut::from(data);
     while let Ok(Some(d)) = wire::udp::decode(&mut buf) {
         let mut out = BytesMut::new();

@@ -21,6 +21,8 @@ pub enum Sample {
     Hello(Hello),
     Control(Control),
     Work(WorkHeader),
+    /// The head of a visitor's stream (version 6).
+    Visit(Visit),
     /// A UDP datagram frame (`wire::udp`): the user's address and payload.
     Udp(SocketAddr, Vec<u8>),
 }
@@ -282,7 +284,66 @@ pub fn samples(version: u16) -> Vec<(&'static str, Sample)> {
             Sample::Udp(addr("[2001:db8::7]:53"), b"datagram".to_vec()),
         ),
     ]);
+    if version >= 6 {
+        all.extend(private());
+    }
     all
+}
+
+/// What version 6 added: private proxies and the visitor's stream.
+fn private() -> Vec<(&'static str, Sample)> {
+    let spec = PrivateSpec {
+        verifier: [7; 32],
+        allow_users: vec!["bob".into(), "*".into()],
+    };
+    let new = |name: &str, spec| {
+        Sample::Control(Control::NewProxy(NewProxy {
+            name: name.into(),
+            spec,
+            opts: ProxyOpts::default(),
+        }))
+    };
+    let answer = |result| Sample::Visit(Visit::Answer(VisitAnswer { result }));
+    vec![
+        (
+            "control-new-proxy-stcp",
+            new("fixture-stcp", ProxySpec::Stcp(spec.clone())),
+        ),
+        (
+            "control-new-proxy-sudp",
+            new("fixture-sudp", ProxySpec::Sudp(spec)),
+        ),
+        (
+            "visit-open",
+            Sample::Visit(Visit::Open(OpenVisit {
+                server_user: "alice".into(),
+                server_name: "fixture-stcp".into(),
+                kind: ProxyKind::Stcp,
+                proof: [9; 32],
+            })),
+        ),
+        ("visit-answer-ok", answer(Ok(()))),
+        (
+            "visit-answer-no-such-proxy",
+            answer(Err(VisitError::NoSuchProxy)),
+        ),
+        (
+            "visit-answer-wrong-kind",
+            answer(Err(VisitError::WrongKind(ProxyKind::Sudp))),
+        ),
+        (
+            "visit-answer-user-not-allowed",
+            answer(Err(VisitError::UserNotAllowed)),
+        ),
+        (
+            "visit-answer-wrong-secret",
+            answer(Err(VisitError::WrongSecret)),
+        ),
+        (
+            "visit-answer-refused",
+            answer(Err(VisitError::Refused("busy".into()))),
+        ),
+    ]
 }
 
 /// The frame of `sample` as this code writes it.
@@ -292,6 +353,7 @@ pub fn encode(sample: &Sample) -> Vec<u8> {
         Sample::Hello(m) => wire::codec::encode(m, &mut out).expect("encode"),
         Sample::Control(m) => wire::codec::encode(m, &mut out).expect("encode"),
         Sample::Work(m) => wire::codec::encode(m, &mut out).expect("encode"),
+        Sample::Visit(m) => wire::codec::encode(m, &mut out).expect("encode"),
         Sample::Udp(peer, payload) => wire::udp::encode(*peer, payload, &mut out).expect("encode"),
     }
     out.to_vec()

@@ -749,8 +749,9 @@ fn uploaded_configs_run_nothing_and_quote_no_other_file() {
 
 /// A proxy frps refused (its port held by another client) is registered
 /// again every 30 s, as frp does, and starts once the port is free;
-/// meanwhile `frpc status` shows it with frps's error, and lists the
-/// proxies and visitors the config names that are not supported yet.
+/// meanwhile `frpc status` shows it with frps's error, lists its private
+/// proxies and visitors, and those the config names that are not
+/// supported yet.
 #[test]
 fn refused_proxies_are_retried_and_status_lists_every_configured_proxy() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -768,8 +769,10 @@ fn refused_proxies_are_retried_and_status_lists_every_configured_proxy() {
         "{}[[proxies]]\nname = \"private\"\ntype = \"stcp\"\nsecretKey = \"s\"\nlocalPort = 22\n\
          [[proxies]]\nname = \"red\\u001b[31mname\"\ntype = \"xtcp\"\nlocalPort = 22\n\
          [[visitors]]\nname = \"to-private\"\ntype = \"stcp\"\nserverName = \"private\"\n\
-         secretKey = \"s\"\nbindPort = 9000\n",
-        tcp("second", banner("second\n"), wanted)
+         secretKey = \"s\"\nbindPort = {}\n\
+         [[visitors]]\nname = \"p2p\"\ntype = \"xtcp\"\nserverName = \"private\"\nbindPort = 1\n",
+        tcp("second", banner("second\n"), wanted),
+        free_port()
     );
     let cfg = write_file(
         dir.path(),
@@ -792,8 +795,9 @@ fn refused_proxies_are_retried_and_status_lists_every_configured_proxy() {
         row("second").contains("start error") && row("second").contains("in use"),
         "{said}"
     );
-    assert!(row("private").contains("not supported"), "{said}");
-    assert!(row("to-private").contains("visitors"), "{said}");
+    assert!(row("private").contains("running"), "{said}");
+    assert!(row("to-private").contains("running"), "{said}");
+    assert!(row("p2p").contains("not supported"), "{said}");
     // A name's control characters are shown escaped, never sent raw.
     assert!(!said.contains('\u{1b}'), "{said:?}");
     assert!(said.contains("red\\u{1b}[31mname"), "{said}");

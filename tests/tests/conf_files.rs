@@ -61,13 +61,15 @@ fn full_examples_state_the_defaults() {
     let mut empty = ClientConfig::from_toml("").expect("defaults");
     full.config_dir = empty.config_dir.clone();
     empty.proxies = full.proxies.clone();
+    empty.visitors = full.visitors.clone();
     assert_eq!(format!("{full:?}"), format!("{empty:?}"));
     let kinds: Vec<_> = full.proxies.iter().map(|p| p.kind().as_str()).collect();
     assert_eq!(
         kinds,
-        ["tcp", "udp", "https", "http", "tcpmux"],
+        ["tcp", "udp", "https", "http", "tcpmux", "stcp", "sudp"],
         "one proxy of each kind"
     );
+    assert_eq!(full.visitors.len(), 1, "a visitor");
 }
 
 /// Dotted key paths of a TOML value; an array of tables contributes the keys

@@ -56,7 +56,7 @@ fn frp_example_files_load_and_name_what_is_not_there() {
             )),
             "{out}"
         );
-        let plugins = if file.ends_with(".ini") { 7 } else { 9 };
+        let plugins = if file.ends_with(".ini") { 7 } else { 10 };
         for (what, n) in [
             ("transport.bandwidthLimit is not supported yet", 1),
             ("transport.bandwidthLimitMode is not supported yet", 1),
@@ -64,12 +64,15 @@ fn frp_example_files_load_and_name_what_is_not_there() {
             ("healthCheck is not supported yet", 2),
             ("transport.proxyProtocolVersion asks for the PROXY protocol, which is not supported yet; the proxy is not started", 1),
             ("\" is not supported yet; the proxy is not started", plugins),
-            (
-                "type \"stcp\" is not supported yet",
-                if file.ends_with(".ini") { 1 } else { 2 },
-            ),
+            // stcp and sudp proxies and visitors run.
+            ("\"stcp\" is not supported yet", 0),
+            ("\"sudp\" is not supported yet", 0),
             ("type \"xtcp\" is not supported yet", 1),
-            ("visitors (type", if file.ends_with(".ini") { 2 } else { 3 }),
+            ("visitors of type \"xtcp\" are not supported yet", 1),
+            (
+                "visitor plugin \"virtual_net\" is not supported yet",
+                if file.ends_with(".ini") { 0 } else { 1 },
+            ),
         ] {
             assert_eq!(count(&out, what), n, "{file}: {what:?} in\n{out}");
         }
@@ -137,9 +140,10 @@ fn legacy_ini_converts_to_toml_that_loads_the_same() {
     let from_ini = ClientConfig::load(&ini).expect("ini loads");
     let from_toml = ClientConfig::load(&toml).expect("converted loads");
     // ssh, ssh_random, [range:tcp_port] (17), dns, [range:udp_port] (11),
-    // web01, web02, tcpmuxhttpconnect; plugins, stcp, xtcp and the proxy
-    // asking for the PROXY protocol are not started.
-    assert_eq!(from_ini.proxies.len(), 33);
+    // web01, web02, tcpmuxhttpconnect, secret_tcp (stcp); plugins, xtcp
+    // and the proxy asking for the PROXY protocol are not started.
+    assert_eq!(from_ini.proxies.len(), 34);
+    assert_eq!(from_ini.visitors.len(), 1);
     assert_eq!(client_settings(from_toml), client_settings(from_ini));
     let text = std::fs::read_to_string(&toml).expect("read");
     for kept in [

@@ -20,8 +20,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 use wire::message::{
-    Control, HttpSpec, HttpsSpec, NewProxy, ProxyKind, ProxyOpts, ProxySpec, StartWork, TcpSpec,
-    TcpmuxSpec,
+    Control, HttpSpec, HttpsSpec, NewProxy, PrivateSpec, ProxyKind, ProxyOpts, ProxySpec,
+    StartWork, TcpSpec, TcpmuxSpec,
 };
 
 /// A configured proxy, ready to register and to serve work streams.
@@ -90,8 +90,13 @@ impl ServerKinds {
     }
 }
 
-/// The one match on the kind.
-fn build(cfg: &ProxyConfig, agreed: Agreed) -> Arc<dyn ClientProxy> {
+/// The one match on the kind. `user` is this client's (a private proxy's
+/// verifier covers it).
+fn build(cfg: &ProxyConfig, agreed: Agreed, user: &str) -> Arc<dyn ClientProxy> {
+    let private = |name: &str, secret: &str, allow_users: &[String]| PrivateSpec {
+        verifier: wire::auth::visit_verifier(secret, user, name),
+        allow_users: allow_users.to_vec(),
+    };
     match cfg {
         ProxyConfig::Tcp(p) => {
             let spec = ProxySpec::Tcp(TcpSpec {
@@ -99,7 +104,7 @@ fn build(cfg: &ProxyConfig, agreed: Agreed) -> Arc<dyn ClientProxy> {
             });
             Arc::new(tcp::Forward::new(&p.name, p.local_addr(), spec))
         }
-        ProxyConfig::Udp(p) => Arc::new(udp::Udp::new(p.clone(), agreed)),
+        ProxyConfig::Udp(p) => Arc::new(udp::Udp::new(p, agreed)),
         ProxyConfig::Https(p) => {
             let spec = ProxySpec::Https(HttpsSpec {
                 custom_domains: p.custom_domains.clone(),
@@ -117,6 +122,14 @@ fn build(cfg: &ProxyConfig, agreed: Agreed) -> Arc<dyn ClientProxy> {
                 route_by_http_user: p.route_by_http_user.clone(),
             });
             Arc::new(tcp::Forward::new(&p.name, p.local_addr(), spec))
+        }
+        ProxyConfig::Stcp(p) => {
+            let spec = ProxySpec::Stcp(private(&p.name, &p.secret_key, &p.allow_users));
+            Arc::new(tcp::Forward::new(&p.name, p.local_addr(), spec))
+        }
+        ProxyConfig::Sudp(p) => {
+            let spec = ProxySpec::Sudp(private(&p.name, &p.secret_key, &p.allow_users));
+            Arc::new(udp::Udp::private(p, spec, agreed))
         }
     }
 }
@@ -217,6 +230,8 @@ struct Inner {
     session: Option<Attached>,
     /// Configured but not started (a kind or key not built yet).
     not_started: Vec<config::NotStarted>,
+    /// This client's user.
+    user: String,
 }
 
 /// The client's proxy set, kept across sessions and reloads: registrations
@@ -232,7 +247,10 @@ pub(crate) struct ProxyManager {
 impl ProxyManager {
     pub fn new(config: &ClientConfig) -> Self {
         let m = ProxyManager {
-            inner: Mutex::new(Inner::default()),
+            inner: Mutex::new(Inner {
+                user: config.user.clone(),
+                ..Inner::default()
+            }),
             traffic: Arc::new(Traffic::default()),
         };
         m.apply(&config.proxies);
@@ -264,8 +282,9 @@ impl ProxyManager {
         control: UnboundedSender<Control>,
     ) -> Vec<NewProxy> {
         let mut inner = self.lock();
+        let inner = &mut *inner;
         for e in inner.entries.values_mut() {
-            e.proxy = build(&e.cfg, agreed);
+            e.proxy = build(&e.cfg, agreed, &inner.user);
             e.stop = close.child_token();
             (e.phase, e.err, e.remote_addr) = (Phase::WaitStart, String::new(), String::new());
             e.failed_at = None;
@@ -448,7 +467,7 @@ impl Inner {
             None => (Agreed::default(), CancellationToken::new()),
         };
         let mut entry = Entry {
-            proxy: build(&cfg, agreed),
+            proxy: build(&cfg, agreed, &self.user),
             cfg,
             traffic: Arc::new(Traffic::default()),
             stop,
@@ -516,8 +535,12 @@ mod tests {
             web.err,
             "frps speaks protocol 5 and serves no http proxies: upgrade frps"
         );
-        // A server of version 4 has every kind of today.
+        // A server of version 4 has the kinds of its day, and no private
+        // ones.
         let old = ServerKinds::of(4, &wire::caps::Caps::of_peer(4, &[]));
-        assert!(ProxyKind::ALL.iter().all(|k| old.refuses(*k).is_none()));
+        assert!(ProxyKind::ALL[..5]
+            .iter()
+            .all(|k| old.refuses(*k).is_none()));
+        assert!(old.refuses(ProxyKind::Stcp).is_some());
     }
 }

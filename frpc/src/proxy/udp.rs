@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use config::UdpProxy;
+use config::{SudpProxy, UdpProxy};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use net::logging::Escaped;
@@ -38,18 +38,45 @@ const REPLY_QUEUE: usize = 256;
 /// Answers written to the tunnel together, up to this many bytes.
 const BATCH: usize = 64 * 1024;
 
+/// A udp proxy, or an sudp one (the same work streams: one per visitor).
 pub(super) struct Udp {
-    cfg: UdpProxy,
+    name: String,
+    spec: ProxySpec,
     local: String,
+    max_mappings: usize,
+    idle: Duration,
     max: usize,
 }
 
 impl Udp {
-    pub fn new(cfg: UdpProxy, agreed: Agreed) -> Self {
-        let local = cfg.local_addr();
+    pub fn new(cfg: &UdpProxy, agreed: Agreed) -> Self {
+        let spec = ProxySpec::Udp(UdpSpec {
+            remote_port: cfg.remote_port,
+        });
+        let (mappings, idle) = (cfg.udp_max_mappings, cfg.idle_timeout());
+        Udp::of(&cfg.name, cfg.local_addr(), spec, (mappings, idle), agreed)
+    }
+
+    /// `type = "sudp"`: the owner's side, with the spec frps is sent.
+    pub fn private(cfg: &SudpProxy, spec: ProxySpec, agreed: Agreed) -> Self {
+        let idle = Duration::from_secs(cfg.udp_idle_timeout);
+        let limits = (cfg.udp_max_mappings, idle);
+        Udp::of(&cfg.name, cfg.local_addr(), spec, limits, agreed)
+    }
+
+    fn of(
+        name: &str,
+        local: String,
+        spec: ProxySpec,
+        (max_mappings, idle): (usize, Duration),
+        agreed: Agreed,
+    ) -> Self {
         Udp {
-            cfg,
+            name: name.to_owned(),
+            spec,
             local,
+            max_mappings,
+            idle,
             max: agreed.udp_packet_size,
         }
     }
@@ -57,9 +84,7 @@ impl Udp {
 
 impl ClientProxy for Udp {
     fn spec(&self) -> ProxySpec {
-        ProxySpec::Udp(UdpSpec {
-            remote_port: self.cfg.remote_port,
-        })
+        self.spec.clone()
     }
 
     fn serve(
@@ -69,7 +94,7 @@ impl ClientProxy for Udp {
         meters: Meters,
         stop: CancellationToken,
     ) -> BoxFuture<'static, ()> {
-        let span = info_span!("udp", proxy = %Escaped(&self.cfg.name));
+        let span = info_span!("udp", proxy = %Escaped(&self.name));
         async move {
             match self.run(work, meters, stop).await {
                 Ok(()) => debug!("udp stream ended"),
@@ -197,7 +222,7 @@ impl Forwarder {
             return;
         }
         if !self.maps.contains_key(&d.peer) {
-            if self.maps.len() >= self.proxy.cfg.udp_max_mappings {
+            if self.maps.len() >= self.proxy.max_mappings {
                 self.meters.drop_one();
                 debug!(peer = %d.peer, "udpMaxMappings reached; datagram dropped");
                 return;
@@ -270,7 +295,7 @@ async fn read_answers(
     replies: mpsc::Sender<(SocketAddr, Bytes)>,
     expired: mpsc::UnboundedSender<(SocketAddr, u64)>,
 ) {
-    let idle = proxy.cfg.idle_timeout();
+    let idle = proxy.idle;
     let mut buf = vec![0u8; proxy.max + 1];
     loop {
         let since = epoch

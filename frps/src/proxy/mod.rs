@@ -6,6 +6,7 @@
 mod http;
 mod https;
 mod ports;
+mod private;
 mod tcp;
 mod tcpmux;
 mod udp;
@@ -123,6 +124,7 @@ pub(crate) async fn start(
         ProxySpec::Https(s) => https::start(s, ctx).await?,
         ProxySpec::Http(s) => http::start(s, ctx).await?,
         ProxySpec::Tcpmux(s) => tcpmux::start(s, ctx).await?,
+        ProxySpec::Stcp(s) | ProxySpec::Sudp(s) => private::start(s, ctx)?,
     };
     Ok(Proxy {
         endpoint,

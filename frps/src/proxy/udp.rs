@@ -4,28 +4,21 @@
 //! by the first datagram and again after it ends (frpc reconnected), so an
 //! idle UDP proxy holds no stream.
 //!
-//! Memory: one receive buffer of `udpPacketSize` + 1, one batch of at most
-//! [`BATCH`] bytes on the way in, one frame on the way out. When the tunnel
-//! is slower than the users, datagrams wait in the socket's kernel buffer
-//! and the kernel drops what does not fit, as UDP does anyway.
+//! Memory: one receive buffer of `udpPacketSize` + 1, and what
+//! `net::udp_relay` holds (a batch in, the frames read so far out).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::BytesMut;
 use net::logging::Escaped;
-use net::tunnel::Tunnel;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use net::udp_relay;
 use tokio::net::UdpSocket;
 use tracing::{debug, info_span, warn, Instrument};
 use wire::message::{ProxyError, UdpSpec};
 use wire::udp;
 
 use super::{open_work, ports, ProxyCtx};
-
-/// Datagrams read together are written to the tunnel in one write of up to
-/// this many bytes.
-const BATCH: usize = 64 * 1024;
 
 pub(super) async fn start(spec: &UdpSpec, ctx: ProxyCtx) -> Result<SocketAddr, ProxyError> {
     let bound = ports::bind_udp(&ctx.server, spec.remote_port).await?;
@@ -86,10 +79,16 @@ async fn relay(sock: &UdpSocket, addr: SocketAddr, ctx: &ProxyCtx) {
         let _ = udp::encode(peer, &buf[..n], &mut first);
         ctx.meters.0.add(true, n);
         let (rd, wr) = tokio::io::split(tunnel);
+        let meters = &ctx.meters.0;
+        let too_large = |peer, n| too_large(ctx, peer, n, max);
         tokio::select! {
             _ = ctx.stop.cancelled() => return,
-            r = to_client(sock, wr, first, &mut buf, ctx) => debug!("udp stream to the client ended: {r:?}"),
-            r = from_client(sock, rd, ctx) => debug!("udp stream from the client ended: {r:?}"),
+            r = udp_relay::socket_to_stream(sock, wr, first, &mut buf, meters, too_large) => {
+                debug!("udp stream to the client ended: {r:?}")
+            }
+            r = udp_relay::stream_to_socket(sock, rd, meters) => {
+                debug!("udp stream from the client ended: {r:?}")
+            }
         }
     }
 }
@@ -97,64 +96,4 @@ async fn relay(sock: &UdpSocket, addr: SocketAddr, ctx: &ProxyCtx) {
 fn too_large(ctx: &ProxyCtx, peer: SocketAddr, n: usize, max: usize) {
     ctx.meters.0.drop_one();
     debug!(%peer, "datagram of more than {max} bytes (udpPacketSize) dropped ({n} read)");
-}
-
-/// Users → client: each datagram one frame, those already waiting batched
-/// into one write.
-async fn to_client(
-    sock: &UdpSocket,
-    mut wr: WriteHalf<Tunnel>,
-    mut out: BytesMut,
-    buf: &mut [u8],
-    ctx: &ProxyCtx,
-) -> std::io::Result<()> {
-    let max = buf.len() - 1;
-    loop {
-        while out.len() < BATCH {
-            match sock.try_recv_from(buf) {
-                Ok((n, peer)) if n > max => too_large(ctx, peer, n, max),
-                Ok((n, peer)) => {
-                    let _ = udp::encode(peer, &buf[..n], &mut out);
-                    ctx.meters.0.add(true, n);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(e) => {
-                    debug!("udp receive failed: {e}");
-                    break;
-                }
-            }
-        }
-        if !out.is_empty() {
-            wr.write_all(&out).await?;
-            wr.flush().await?;
-            out.clear();
-        }
-        sock.readable().await?;
-    }
-}
-
-/// Client → users: replies, each to the address its frame names.
-async fn from_client(
-    sock: &UdpSocket,
-    mut rd: ReadHalf<Tunnel>,
-    ctx: &ProxyCtx,
-) -> std::io::Result<()> {
-    let mut inbuf = BytesMut::with_capacity(8 * 1024);
-    loop {
-        loop {
-            match udp::decode(&mut inbuf) {
-                Ok(Some(d)) => {
-                    ctx.meters.0.add(false, d.payload.len());
-                    if let Err(e) = sock.send_to(&d.payload, d.peer).await {
-                        debug!(peer = %d.peer, "udp send failed: {e}");
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
-            }
-        }
-        if rd.read_buf(&mut inbuf).await? == 0 {
-            return Ok(());
-        }
-    }
 }

@@ -481,6 +481,9 @@ struct Block {
     multiplexer: String,
     #[serde(rename = "routeByHTTPUser", skip_serializing_if = "String::is_empty")]
     route_by_http_user: String,
+    /// Private proxies' (their secret is never known here, so never shown).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    allow_users: Vec<String>,
 }
 
 /// frps does not build frp's encryption, compression or bandwidth limits
@@ -528,6 +531,7 @@ fn block(p: &ProxyRecord) -> Block {
             b.multiplexer = "httpconnect".into();
             b.route_by_http_user = s.route_by_http_user.clone();
         }
+        ProxySpec::Stcp(s) | ProxySpec::Sudp(s) => b.allow_users = s.allow_users.clone(),
     }
     b
 }

@@ -11,6 +11,7 @@ use crate::doc::{Node, Value};
 use crate::format::Format;
 use crate::load::{self, Loader};
 use crate::proxy::{self, ProxyConfig};
+use crate::visitor::VisitorConfig;
 use crate::{
     both_or_neither, check_auth, normalize_fingerprint, secs, AuthConfig, ConfigError, LogConfig,
     WebServerConfig, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_HEARTBEAT_TIMEOUT, DEFAULT_TCP_KEEPALIVE,
@@ -53,6 +54,9 @@ pub struct ClientConfig {
     /// Read separately, one entry at a time (see `proxy`).
     #[serde(skip_deserializing)]
     pub proxies: Vec<ProxyConfig>,
+    /// `[[visitors]]`, read one entry at a time (see `visitor`).
+    #[serde(skip_deserializing)]
+    pub visitors: Vec<VisitorConfig>,
     /// Directory of the config file (for paths that default next to it;
     /// empty without a file: see `state`).
     #[serde(skip)]
@@ -209,6 +213,7 @@ impl Default for ClientConfig {
             includes: Vec::new(),
             dns_server: String::new(),
             proxies: Vec::new(),
+            visitors: Vec::new(),
             config_dir: PathBuf::new(),
             notes: Vec::new(),
             not_started: Vec::new(),
@@ -474,14 +479,15 @@ impl load::Settings for ClientConfig {
                 skipped.extend(visitors);
             }
         }
-        let mut not_started: Vec<NotStarted> =
-            skipped.iter().map(|v| visitor_note(v, found)).collect();
+        let (visitors, mut not_started) = read_visitors(&skipped, found);
         let read = read_proxies(&entries, found);
         not_started.extend(read.iter().filter_map(|e| e.not_started.clone()));
         let mut problems = Problems::new(&root);
         check_proxies(&read, &mut problems);
+        crate::visitor::check_all(&visitors, &mut problems);
         let cfg = cfg.map(|mut cfg| {
             cfg.proxies = read.iter().filter_map(|e| e.cfg.clone()).collect();
+            cfg.visitors = visitors.into_iter().filter_map(|(_, _, v)| v).collect();
             cfg.not_started = not_started;
             cfg.check(&mut problems, loader.trust);
             cfg.apply_start();
@@ -549,27 +555,31 @@ fn include(
     out
 }
 
-/// Visitors (stcp, sudp, xtcp) are not built: each is named once.
-fn visitor_note(v: &Node, found: &mut Vec<Found>) -> NotStarted {
-    let name = v.get("name").and_then(Node::as_str).unwrap_or("?");
-    let kind = v.get("type").and_then(Node::as_str).unwrap_or("?");
-    let reason = format!(
-        "visitors (type \"{}\") are not supported yet",
-        kind.escape_debug()
-    );
-    found.push(Found::unsupported(
-        Some(v.at),
-        format!(
-            "visitor \"{}\": {reason}; it is not started",
-            name.escape_debug()
-        ),
-    ));
-    NotStarted {
-        name: name.to_owned(),
-        kind: kind_of(v),
-        visitor: true,
-        reason,
+/// A visitor entry: its index, where it is, and its config (None when it
+/// had errors, reported, or is not built).
+type VisitorEntry = (usize, Node, Option<VisitorConfig>);
+
+/// The `[[visitors]]` entries; those of kinds not built yet are named once
+/// and listed as not started.
+fn read_visitors(nodes: &[Node], found: &mut Vec<Found>) -> (Vec<VisitorEntry>, Vec<NotStarted>) {
+    let (mut read, mut not_started) = (Vec::new(), Vec::new());
+    for (i, node) in nodes.iter().enumerate() {
+        match crate::visitor::parse_entry(node, i, found) {
+            crate::visitor::Parsed::Ok(v) => read.push((i, node.clone(), Some(*v))),
+            crate::visitor::Parsed::Bad => read.push((i, node.clone(), None)),
+            crate::visitor::Parsed::Skipped(reason) => not_started.push(NotStarted {
+                name: node
+                    .get("name")
+                    .and_then(Node::as_str)
+                    .unwrap_or("?")
+                    .to_owned(),
+                kind: kind_of(node),
+                visitor: true,
+                reason,
+            }),
+        }
     }
+    (read, not_started)
 }
 
 /// The `[[proxies]]` entries, each parsed as its kind.
@@ -641,6 +651,11 @@ impl ClientConfig {
         for proxy in &mut self.proxies {
             if !self.start.iter().any(|n| n == proxy.name()) {
                 proxy.set_enabled(false);
+            }
+        }
+        for visitor in &mut self.visitors {
+            if !self.start.contains(&visitor.name) {
+                visitor.enabled = false;
             }
         }
     }

@@ -74,7 +74,7 @@ const PROXY: &[(&str, Treat)] = &[
 ];
 
 /// Proxy types frp has that are not built yet; such an entry is skipped.
-pub(crate) const LATER_TYPES: &[&str] = &["stcp", "sudp", "xtcp"];
+pub(crate) const LATER_TYPES: &[&str] = &["xtcp"];
 
 /// Takes frp's not-built keys out of frpc's common part.
 pub(crate) fn client(root: &mut Node, found: &mut Vec<Found>) {
@@ -116,6 +116,24 @@ pub(crate) fn proxy(entry: &mut Node, who: &str, found: &mut Vec<Found>) -> Resu
         return Err(reason.into());
     }
     sweep(entry, PROXY, &format!("{who}: "), found);
+    Ok(())
+}
+
+/// A visitor entry: a plugin (frp's `virtual_net`) is not built, and
+/// the visitor would mean nothing without it: not started.
+pub(crate) fn visitor(entry: &mut Node, who: &str, found: &mut Vec<Found>) -> Result<(), String> {
+    if let Some((key, plugin)) = entry.take("plugin") {
+        let kind = plugin.get("type").and_then(Node::as_str).unwrap_or("?");
+        let reason = format!(
+            "visitor plugin \"{}\" is not supported yet",
+            kind.escape_debug()
+        );
+        found.push(Found::unsupported(
+            Some(key.at),
+            format!("{who}: {reason}; the visitor is not started"),
+        ));
+        return Err(reason);
+    }
     Ok(())
 }
 

@@ -22,6 +22,7 @@ mod proxy;
 mod server;
 pub mod state;
 pub mod template;
+mod visitor;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -35,9 +36,10 @@ pub use format::Format;
 pub use load::Trust;
 pub use proxy::{
     join_host_port, labels_within_bounds, HeaderOps, HttpProxy, HttpsProxy, Labels, ProxyConfig,
-    ProxyTransport, TcpProxy, TcpmuxProxy, UdpProxy,
+    ProxyTransport, StcpProxy, SudpProxy, TcpProxy, TcpmuxProxy, UdpProxy,
 };
 pub use server::{ServerConfig, ServerTls, ServerTransport};
+pub use visitor::VisitorConfig;
 pub use wire::auth::Token;
 
 /// The legacy INI reader and `convert` on text, for the fuzz targets in
@@ -651,6 +653,75 @@ mod tests {
         assert!(e.contains("tokn"), "{e}");
     }
 
+    /// frp's stcp and sudp keys, on proxies and visitors, with frp's rules
+    /// (a visitor needs serverName and bindPort; a negative bindPort is no
+    /// listener, for stcp only).
+    #[test]
+    fn private_proxies_and_their_visitors() {
+        let c = ClientConfig::from_toml(
+            "user='alice'\n\
+             [[proxies]]\nname='ssh'\ntype='stcp'\nsecretKey='k'\nlocalPort=22\nallowUsers=['bob']\n\
+             [[proxies]]\nname='dns'\ntype='sudp'\nsecretKey='k'\nlocalPort=53\n\
+             [[visitors]]\nname='ssh-v'\ntype='stcp'\nserverName='ssh'\nsecretKey='k'\nbindPort=6000\n\
+             [[visitors]]\nname='fb'\ntype='stcp'\nserverUser='carol'\nserverName='ssh'\nbindPort=-1\n",
+        )
+        .expect("stcp and sudp");
+        let ProxyConfig::Stcp(p) = &c.proxies[0] else {
+            panic!("an stcp proxy");
+        };
+        assert_eq!(
+            (p.secret_key.as_str(), p.allow_users.as_slice()),
+            ("k", &["bob".to_owned()][..])
+        );
+        assert!(matches!(c.proxies[1], ProxyConfig::Sudp(_)));
+        let v = &c.visitors[0];
+        assert_eq!(
+            (v.kind(), v.bind().as_deref(), v.target_user("alice")),
+            (
+                wire::message::ProxyKind::Stcp,
+                Some("127.0.0.1:6000"),
+                "alice"
+            )
+        );
+        assert_eq!(
+            (c.visitors[1].bind(), c.visitors[1].target_user("alice")),
+            (None, "carol")
+        );
+        let e = client_err("[[visitors]]\nname='v'\ntype='stcp'\nserverName='s'\n");
+        assert!(e.contains("bindPort is required"), "{e}");
+        let e = client_err("[[visitors]]\nname='v'\ntype='stcp'\nbindPort=1\n");
+        assert!(e.contains("serverName is required"), "{e}");
+        let e = client_err("[[visitors]]\nname='v'\ntype='sudp'\nserverName='s'\nbindPort=-1\n");
+        assert!(e.contains("stcp only"), "{e}");
+        let e = client_err(
+            "[[visitors]]\nname='v'\ntype='stcp'\nserverName='s'\nbindPort=1\nbindPrt=2\n",
+        );
+        assert!(e.contains("bindPrt"), "{e}");
+        let e = client_err(
+            "[[visitors]]\nname='v'\ntype='stcp'\nserverName='s'\nbindPort=1\n\
+             [[visitors]]\nname='v'\ntype='sudp'\nserverName='s'\nbindPort=2\n",
+        );
+        assert!(e.contains("duplicate visitor name"), "{e}");
+        let e = client_err("[[visitors]]\nname='v'\ntype='tcp'\nserverName='s'\nbindPort=1\n");
+        assert!(e.contains("not a visitor type"), "{e}");
+        let many: Vec<String> = (0..65).map(|i| format!("'u{i}'")).collect();
+        let e = client_err(&format!(
+            "[[proxies]]\nname='s'\ntype='stcp'\nlocalPort=22\nallowUsers=[{}]\n",
+            many.join(",")
+        ));
+        assert!(e.contains("allowUsers: at most 64"), "{e}");
+        // `start` applies to visitors too.
+        let c = ClientConfig::from_toml(
+            "start=['a']\n[[visitors]]\nname='a'\ntype='stcp'\nserverName='s'\nbindPort=1\n\
+             [[visitors]]\nname='b'\ntype='stcp'\nserverName='s'\nbindPort=2\n",
+        )
+        .expect("start");
+        assert_eq!(
+            (c.visitors[0].enabled, c.visitors[1].enabled),
+            (true, false)
+        );
+    }
+
     #[test]
     fn bad_values_say_where() {
         let e = client_err("[[proxies]]\nname='ssh'\ntype='tcp'\nlocalPort=0\n");
@@ -667,18 +738,18 @@ mod tests {
             e.contains(":6:1: proxy \"a\"") && e.contains("duplicate"),
             "{e}"
         );
-        let c = ClientConfig::from_toml("[[proxies]]\nname='w'\ntype='stcp'\nlocalPort=80\n")
+        let c = ClientConfig::from_toml("[[proxies]]\nname='w'\ntype='xtcp'\nlocalPort=80\n")
             .expect("a kind not built yet is said, not an error");
         assert!(c.proxies.is_empty());
         let note = c.notes.iter().map(ToString::to_string).collect::<String>();
         assert_eq!(
             note,
-            "<inline>:3:1: proxy \"w\": type \"stcp\" is not supported yet; it is not started"
+            "<inline>:3:1: proxy \"w\": type \"xtcp\" is not supported yet; it is not started"
         );
         let c = ClientConfig::from_toml(
-            "[[proxies]]\nname='w'\ntype='stcp'\nlocalPort=80\n\
+            "[[proxies]]\nname='w'\ntype='xtcp'\nlocalPort=80\n\
              [[proxies]]\nname='p'\ntype='tcp'\nlocalPort=80\ntransport.proxyProtocolVersion='v2'\n\
-             [[visitors]]\nname='v'\ntype='xtcp'\nserverName='w'\n",
+             [[visitors]]\nname='v'\ntype='xtcp'\nserverName='w'\nbindPort=9000\n",
         )
         .expect("said, not an error");
         let listed: Vec<_> = c
@@ -693,12 +764,12 @@ mod tests {
                 "v",
                 "xtcp",
                 true,
-                "visitors (type \"xtcp\") are not supported yet"
+                "visitors of type \"xtcp\" are not supported yet"
             )
         );
         assert_eq!(
             listed[1],
-            ("w", "stcp", false, "type \"stcp\" is not supported yet")
+            ("w", "xtcp", false, "type \"xtcp\" is not supported yet")
         );
         assert_eq!((listed[2].0, listed[2].1), ("p", "tcp"));
         assert!(listed[2].3.contains("proxyProtocolVersion"), "{listed:?}");

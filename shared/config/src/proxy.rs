@@ -178,6 +178,8 @@ proxy_kinds! {
     Https(HttpsProxy) = "https",
     Http(HttpProxy) = "http",
     Tcpmux(TcpmuxProxy) = "tcpmux",
+    Stcp(StcpProxy) = "stcp",
+    Sudp(SudpProxy) = "sudp",
 }
 
 /// A kind's checks of its own keys (the common ones are checked for every
@@ -214,12 +216,7 @@ proxy_kind!(
 
 impl OwnChecks for UdpProxy {
     fn check_own(&self, p: &mut Problems<'_>) {
-        if self.udp_idle_timeout == 0 {
-            p.key("udpIdleTimeout", "udpIdleTimeout must be at least 1 second");
-        }
-        if self.udp_max_mappings == 0 {
-            p.key("udpMaxMappings", "udpMaxMappings must be at least 1");
-        }
+        check_udp(self.udp_idle_timeout, self.udp_max_mappings, p);
     }
 }
 
@@ -338,6 +335,66 @@ impl OwnChecks for TcpmuxProxy {
         if self.http_user.is_empty() != self.http_password.is_empty() {
             p.key("httpUser", "httpUser and httpPassword go together");
         }
+    }
+}
+
+proxy_kind!(
+    /// `type = "stcp"`: a private TCP service: no public port; visitors
+    /// (`[[visitors]]` of type stcp on another frpc) that know `secretKey`
+    /// reach it through frps.
+    StcpProxy: Stcp {
+        /// Shared with the visitors; it never crosses the wire.
+        secret_key: String = String::new(),
+        /// Users whose visitors may connect; empty: this client's own user
+        /// only; `"*"`: every user.
+        allow_users: Vec<String> = Vec::new(),
+    }
+);
+
+impl OwnChecks for StcpProxy {
+    fn check_own(&self, p: &mut Problems<'_>) {
+        check_allow_users(&self.allow_users, p);
+    }
+}
+
+proxy_kind!(
+    /// `type = "sudp"`: a private UDP service, reached only through sudp
+    /// visitors that know `secretKey`.
+    SudpProxy: Sudp {
+        secret_key: String = String::new(),
+        allow_users: Vec<String> = Vec::new(),
+        /// As udp's: a visitor's user address mapping expires after this
+        /// many idle seconds.
+        udp_idle_timeout: u64 = 30,
+        /// Most user addresses mapped at once, per visitor.
+        udp_max_mappings: usize = 1024,
+    }
+);
+
+impl OwnChecks for SudpProxy {
+    fn check_own(&self, p: &mut Problems<'_>) {
+        check_allow_users(&self.allow_users, p);
+        check_udp(self.udp_idle_timeout, self.udp_max_mappings, p);
+    }
+}
+
+/// frps keeps at most this many `allowUsers` of at most this length.
+fn check_allow_users(users: &[String], p: &mut Problems<'_>) {
+    let (most, longest) = (wire::message::MAX_ALLOW_USERS, wire::message::MAX_META_LEN);
+    if users.len() > most || users.iter().any(|u| u.len() > longest) {
+        p.key(
+            "allowUsers",
+            format!("allowUsers: at most {most} users of at most {longest} bytes each"),
+        );
+    }
+}
+
+fn check_udp(idle_timeout: u64, max_mappings: usize, p: &mut Problems<'_>) {
+    if idle_timeout == 0 {
+        p.key("udpIdleTimeout", "udpIdleTimeout must be at least 1 second");
+    }
+    if max_mappings == 0 {
+        p.key("udpMaxMappings", "udpMaxMappings must be at least 1");
     }
 }
 

@@ -14,6 +14,7 @@ pub mod stats;
 pub mod tls;
 pub mod transport;
 pub mod tunnel;
+pub mod udp_relay;
 pub mod util;
 pub mod web;
 pub mod workers;

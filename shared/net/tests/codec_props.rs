@@ -74,16 +74,18 @@ enum Message {
     Hello(Hello),
     Control(Control),
     Work(WorkHeader),
+    Visit(Visit),
 }
 
 impl Frame for Message {
-    const VARIANTS: u32 = 3;
+    const VARIANTS: u32 = 4;
 
     fn kind(&self) -> &'static str {
         match self {
             Message::Hello(m) => m.kind(),
             Message::Control(m) => m.kind(),
             Message::Work(m) => m.kind(),
+            Message::Visit(m) => m.kind(),
         }
     }
 }
@@ -97,7 +99,19 @@ fn strategies_cover_every_variant(
     l: &LoginError,
     p: &ProxyError,
     k: &ProxySpec,
+    v: &Visit,
+    e: &VisitError,
 ) {
+    match v {
+        Visit::Open(_) | Visit::Answer(_) => {}
+    }
+    match e {
+        VisitError::NoSuchProxy
+        | VisitError::WrongKind(_)
+        | VisitError::UserNotAllowed
+        | VisitError::WrongSecret
+        | VisitError::Refused(_) => {}
+    }
     match h {
         Hello::Client { .. }
         | Hello::Server { .. }
@@ -129,8 +143,24 @@ fn strategies_cover_every_variant(
         | ProxySpec::Udp(_)
         | ProxySpec::Https(_)
         | ProxySpec::Http(_)
-        | ProxySpec::Tcpmux(_) => {}
+        | ProxySpec::Tcpmux(_)
+        | ProxySpec::Stcp(_)
+        | ProxySpec::Sudp(_) => {}
     }
+}
+
+fn kinds() -> impl Strategy<Value = ProxyKind> {
+    (0..ProxyKind::ALL.len()).prop_map(|i| ProxyKind::ALL[i])
+}
+
+fn visit_error(s: BoxedStrategy<String>) -> impl Strategy<Value = VisitError> {
+    prop_oneof![
+        Just(VisitError::NoSuchProxy),
+        kinds().prop_map(VisitError::WrongKind),
+        Just(VisitError::UserNotAllowed),
+        Just(VisitError::WrongSecret),
+        s.prop_map(VisitError::Refused),
+    ]
 }
 
 fn addrs() -> impl Strategy<Value = std::net::SocketAddr> {
@@ -237,6 +267,19 @@ fn message_with(s: fn() -> BoxedStrategy<String>) -> BoxedStrategy<Message> {
             custom_domains,
             subdomain
         })),
+        (any::<[u8; 32]>(), vec(s(), 0..3), any::<bool>()).prop_map(
+            |(verifier, allow_users, udp)| {
+                let p = PrivateSpec {
+                    verifier,
+                    allow_users,
+                };
+                if udp {
+                    ProxySpec::Sudp(p)
+                } else {
+                    ProxySpec::Stcp(p)
+                }
+            }
+        ),
     ];
     let pairs = || vec((s(), s()), 0..3);
     let opts = (s(), s(), u64s(), any::<bool>(), pairs(), pairs()).prop_map(
@@ -295,6 +338,18 @@ fn message_with(s: fn() -> BoxedStrategy<String>) -> BoxedStrategy<Message> {
             }))
         }),
         u32s().prop_map(|count| Message::Control(Control::ReqWorkConn { count })),
+        (s(), s(), kinds(), any::<[u8; 32]>()).prop_map(
+            |(server_user, server_name, kind, proof)| {
+                Message::Visit(Visit::Open(OpenVisit {
+                    server_user,
+                    server_name,
+                    kind,
+                    proof,
+                }))
+            }
+        ),
+        prop_oneof![Just(Ok(())), visit_error(s()).prop_map(Err)]
+            .prop_map(|result| Message::Visit(Visit::Answer(VisitAnswer { result }))),
     ]
     .boxed()
 }

@@ -120,6 +120,73 @@ impl<'de> serde::Deserialize<'de> for Token {
     }
 }
 
+/// Domain separation of a private proxy's verifier and of a visit's proof.
+const CONTEXT_VERIFIER: &[u8] = b"frp-rs visit verifier v1";
+const CONTEXT_VISIT: &[u8] = b"frp-rs visit v1";
+
+fn keyed(key: &[u8], context: &[u8]) -> HmacSha256 {
+    let mut mac = <HmacSha256 as Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(context);
+    mac
+}
+
+fn field(mac: &mut HmacSha256, s: &str) {
+    mac.update(&(s.len() as u32).to_be_bytes());
+    mac.update(s.as_bytes());
+}
+
+/// What frps keeps of a private proxy's `secretKey`:
+/// HMAC-SHA256(secret, context ‖ user ‖ name). frps cannot recover the
+/// secret from it, and it is worth nothing for another proxy or a login.
+pub fn visit_verifier(secret: &str, user: &str, name: &str) -> [u8; 32] {
+    let mut mac = keyed(secret.as_bytes(), CONTEXT_VERIFIER);
+    field(&mut mac, user);
+    field(&mut mac, name);
+    mac.finalize().into_bytes().into()
+}
+
+fn visit_mac(
+    verifier: &[u8; 32],
+    nonce: &[u8; NONCE_LEN],
+    stream: u32,
+    visitor_user: &str,
+) -> HmacSha256 {
+    let mut mac = keyed(verifier, CONTEXT_VISIT);
+    mac.update(nonce);
+    mac.update(&stream.to_be_bytes());
+    field(&mut mac, visitor_user);
+    mac
+}
+
+/// A visitor's proof that it holds the secret behind `verifier`, good for
+/// one stream of one session: over the session's login nonce, the id of
+/// the stream it opened and its own user.
+pub fn visit_proof(
+    verifier: &[u8; 32],
+    nonce: &[u8; NONCE_LEN],
+    stream: u32,
+    visitor_user: &str,
+) -> [u8; 32] {
+    visit_mac(verifier, nonce, stream, visitor_user)
+        .finalize()
+        .into_bytes()
+        .into()
+}
+
+/// Constant-time check of a visit's proof.
+pub fn visit_proof_ok(
+    verifier: &[u8; 32],
+    nonce: &[u8; NONCE_LEN],
+    stream: u32,
+    visitor_user: &str,
+    proof: &[u8; 32],
+) -> bool {
+    visit_mac(verifier, nonce, stream, visitor_user)
+        .verify_slice(proof)
+        .is_ok()
+}
+
 pub fn new_nonce() -> [u8; NONCE_LEN] {
     let mut nonce = [0u8; NONCE_LEN];
     rand::thread_rng().fill_bytes(&mut nonce);
@@ -129,6 +196,21 @@ pub fn new_nonce() -> [u8; NONCE_LEN] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_visit_proof_holds_for_its_secret_proxy_session_and_stream_only() {
+        let v = visit_verifier("s3cret", "alice", "ssh");
+        assert_ne!(v, visit_verifier("s3cret", "alice", "ssh2"));
+        assert_ne!(v, visit_verifier("s3cret", "alic", "essh"));
+        let n = new_nonce();
+        let p = visit_proof(&v, &n, 3, "bob");
+        assert!(visit_proof_ok(&v, &n, 3, "bob", &p));
+        assert!(!visit_proof_ok(&v, &n, 5, "bob", &p));
+        assert!(!visit_proof_ok(&v, &new_nonce(), 3, "bob", &p));
+        assert!(!visit_proof_ok(&v, &n, 3, "carol", &p));
+        let wrong = visit_verifier("guess", "alice", "ssh");
+        assert!(!visit_proof_ok(&wrong, &n, 3, "bob", &p));
+    }
 
     #[test]
     fn proof_verifies_only_with_same_inputs() {

@@ -15,7 +15,19 @@ pub const MAX_CAPS: usize = 64;
 pub const MAX_CAP_LEN: usize = 32;
 
 /// The kinds of proxy every version this code speaks has.
-const BASIC_KINDS: [ProxyKind; 5] = ProxyKind::ALL;
+const BASIC_KINDS: [ProxyKind; 5] = [
+    ProxyKind::Tcp,
+    ProxyKind::Udp,
+    ProxyKind::Https,
+    ProxyKind::Http,
+    ProxyKind::Tcpmux,
+];
+
+/// Kinds that came later, each with its capability.
+const LATER_KINDS: [ProxyKind; 2] = [ProxyKind::Stcp, ProxyKind::Sudp];
+
+/// frps takes visitor streams ([`crate::message::Visit`]); frpc opens them.
+pub const VISITORS: &str = "visitors";
 
 /// The capability of serving (frps) or running (frpc) proxies of `kind`.
 pub fn proxy(kind: ProxyKind) -> String {
@@ -24,7 +36,8 @@ pub fn proxy(kind: ProxyKind) -> String {
 
 /// What this side can do, as sent at login.
 pub fn ours() -> Vec<String> {
-    BASIC_KINDS.iter().map(|k| proxy(*k)).collect()
+    let kinds = BASIC_KINDS.iter().chain(&LATER_KINDS).map(|k| proxy(*k));
+    kinds.chain([VISITORS.to_owned()]).collect()
 }
 
 /// A peer's capabilities.
@@ -53,7 +66,7 @@ impl Caps {
 /// What a peer of a version before capabilities could do.
 pub fn implied(_version: u16) -> Caps {
     // Versions 3 and 4 had the same kinds.
-    Caps(ours().into_iter().collect())
+    Caps(BASIC_KINDS.iter().map(|k| proxy(*k)).collect())
 }
 
 /// Whether a list sent at login is within the bounds above.
@@ -72,6 +85,7 @@ mod tests {
         let new = Caps::of_peer(5, &["proxy.tcp".into(), "something.later".into()]);
         assert!(new.has("proxy.tcp") && new.has("something.later"));
         assert!(!new.has("proxy.udp"));
+        assert!(!old.has("proxy.stcp") && !old.has(VISITORS));
         assert!(within_bounds(&ours()));
         assert!(!within_bounds(&vec!["x".into(); MAX_CAPS + 1]));
         assert!(!within_bounds(&["x".repeat(MAX_CAP_LEN + 1)]));

@@ -4,7 +4,9 @@
 //! - [`Hello`]: the handshake every connection starts with (version, nonce,
 //!   login for a control connection, [`NewWorkConn`] for a work connection);
 //! - [`Control`]: the control stream after login;
-//! - [`WorkHeader`]: the one frame at the head of every work stream.
+//! - [`WorkHeader`]: the one frame at the head of every work stream;
+//! - [`Visit`]: the head of a stream a visitor opens towards a private
+//!   proxy, and the server's answer.
 //!
 //! Messages are serialized with postcard (compact, varint integers) and
 //! framed by [`crate::codec`]. postcard encodes an enum variant by its index
@@ -29,8 +31,9 @@ use serde::{Deserialize, Serialize};
 /// last round trip. 4: `Login` carries frp's `clientID` and client
 /// `metadatas`. 5: versions are agreed at hello, `Login` and
 /// `LoginAccepted` carry capability sets ([`crate::caps`]), and a proxy
-/// its `annotations`.
-pub const PROTOCOL_VERSION: u16 = 5;
+/// its `annotations`. 6: private proxies (`stcp`, `sudp`) and the
+/// streams their visitors open ([`Visit`]).
+pub const PROTOCOL_VERSION: u16 = 6;
 
 /// The oldest protocol this code still speaks: peers of any version from
 /// here to [`PROTOCOL_VERSION`] work together (tests/fixtures/wire holds the
@@ -176,6 +179,62 @@ impl Frame for WorkHeader {
     }
 }
 
+/// The head of a stream a client opens on its own connection (version
+/// 6): a visitor asking to reach a private proxy (`stcp`, `sudp`) of some
+/// client, then the server's answer. After an `Ok` answer the stream
+/// carries the user connection's bytes (or, for `sudp`, datagram frames).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Visit {
+    /// Client → server.
+    Open(OpenVisit),
+    /// Server → client.
+    Answer(VisitAnswer),
+}
+
+impl Frame for Visit {
+    const VARIANTS: u32 = 2;
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Visit::Open(_) => "OpenVisit",
+            Visit::Answer(_) => "VisitAnswer",
+        }
+    }
+}
+
+/// A visitor's request: which proxy, of which kind, and the proof that it
+/// holds the proxy's secret ([`crate::auth::visit_proof`]: over the
+/// session's nonce and this stream's id, so it is good for one stream).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenVisit {
+    /// The user the proxy belongs to (frp's `serverUser`; the visitor's
+    /// own user when its config leaves it out).
+    pub server_user: String,
+    pub server_name: String,
+    pub kind: ProxyKind,
+    pub proof: [u8; 32],
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VisitAnswer {
+    pub result: Result<(), VisitError>,
+}
+
+/// Why a visit is refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum VisitError {
+    #[error("no such proxy is running on the server")]
+    NoSuchProxy,
+    #[error("the proxy is of type {0}, not of this visitor's type")]
+    WrongKind(ProxyKind),
+    #[error("this user is not in the proxy's allowUsers")]
+    UserNotAllowed,
+    #[error("wrong secretKey")]
+    WrongSecret,
+    #[error("{0}")]
+    Refused(String),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Login {
     pub version: u16,
@@ -247,17 +306,26 @@ pub enum ProxyKind {
     Https,
     Http,
     Tcpmux,
+    Stcp,
+    Sudp,
 }
 
 impl ProxyKind {
     /// Every kind, in variant order.
-    pub const ALL: [ProxyKind; 5] = [
+    pub const ALL: [ProxyKind; 7] = [
         ProxyKind::Tcp,
         ProxyKind::Udp,
         ProxyKind::Https,
         ProxyKind::Http,
         ProxyKind::Tcpmux,
+        ProxyKind::Stcp,
+        ProxyKind::Sudp,
     ];
+
+    /// Private kinds: reached only through a visitor, never on a port.
+    pub fn is_private(self) -> bool {
+        matches!(self, ProxyKind::Stcp | ProxyKind::Sudp)
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -266,6 +334,8 @@ impl ProxyKind {
             ProxyKind::Https => "https",
             ProxyKind::Http => "http",
             ProxyKind::Tcpmux => "tcpmux",
+            ProxyKind::Stcp => "stcp",
+            ProxyKind::Sudp => "sudp",
         }
     }
 }
@@ -291,6 +361,10 @@ pub enum ProxySpec {
     Https(HttpsSpec),
     Http(HttpSpec),
     Tcpmux(TcpmuxSpec),
+    /// Version 6.
+    Stcp(PrivateSpec),
+    /// Version 6.
+    Sudp(PrivateSpec),
 }
 
 impl ProxySpec {
@@ -301,6 +375,8 @@ impl ProxySpec {
             ProxySpec::Https(_) => ProxyKind::Https,
             ProxySpec::Http(_) => ProxyKind::Http,
             ProxySpec::Tcpmux(_) => ProxyKind::Tcpmux,
+            ProxySpec::Stcp(_) => ProxyKind::Stcp,
+            ProxySpec::Sudp(_) => ProxyKind::Sudp,
         }
     }
 }
@@ -359,6 +435,23 @@ pub struct TcpmuxSpec {
     /// Only connections whose Proxy-Authorization user is this one.
     pub route_by_http_user: String,
 }
+
+/// A private proxy (`stcp`, `sudp`): no public port; visitors that prove
+/// its secret reach it through frps. The secret itself never crosses the
+/// wire: frps keeps a verifier derived from it, the proxy's user and name
+/// ([`crate::auth::visit_verifier`]), which it cannot turn back into the
+/// secret and which is good for this proxy only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrivateSpec {
+    pub verifier: [u8; 32],
+    /// Users whose visitors may reach it besides the proxy's own user;
+    /// `"*"` is every user. At most [`MAX_ALLOW_USERS`] of at most
+    /// [`MAX_META_LEN`] bytes.
+    pub allow_users: Vec<String>,
+}
+
+/// Most `allowUsers` entries a private proxy may carry.
+pub const MAX_ALLOW_USERS: usize = 64;
 
 /// Options every kind has, sent now so that load-balancing groups,
 /// bandwidth limits and metadata need no further version bump.

@@ -1,0 +1,72 @@
+//! stcp visitors: each local TCP connection becomes one visit stream and is
+//! carried through frps to the private proxy's local service.
+
+use anyhow::{Context, Result};
+use config::VisitorConfig;
+use net::stats::Meters;
+use net::tunnel::{Local, Tunnel};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::Shared;
+use crate::proxy::Phase;
+
+pub(super) async fn run(
+    cfg: &VisitorConfig,
+    shared: &Shared,
+    set: &impl Fn(Phase, String),
+    stop: &CancellationToken,
+) -> Result<()> {
+    // A negative bindPort: no listener (frp's visitors that only take
+    // connections other visitors hand them).
+    let Some(addr) = cfg.bind() else {
+        set(Phase::Running, String::new());
+        stop.cancelled().await;
+        return Ok(());
+    };
+    let listener = TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    info!(%addr, "stcp visitor listening");
+    set(Phase::Running, String::new());
+    loop {
+        let (tcp, from) = tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    debug!("accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let (cfg, shared, stop) = (cfg.clone(), shared.clone(), stop.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = carry(&cfg, &shared, tcp) => {}
+            }
+            debug!(%from, "visitor connection closed");
+        });
+    }
+}
+
+async fn carry(cfg: &VisitorConfig, shared: &Shared, tcp: TcpStream) {
+    let stream = match shared.open(cfg).await {
+        Ok(s) => s,
+        Err(e) => {
+            warn!("visitor connection closed: {e:#}");
+            return;
+        }
+    };
+    tcp.set_nodelay(true).ok();
+    match Tunnel::Mux(stream)
+        .carry(Local::Tcp(tcp), Meters::default())
+        .await
+    {
+        Ok(c) => debug!(up = c.into_tunnel, down = c.out_of_tunnel, "visit ended"),
+        Err(e) => debug!("visit ended: {e}"),
+    }
+}
