@@ -490,6 +490,14 @@ fn proxy_registered(resp: NewProxyResp, proxies: &ProxyManager, events: &Events)
     let result = resp.result.clone().map_err(|e| e.to_string());
     let news = proxies.registered(&resp.name, result);
     match resp.result {
+        // A private proxy has no address: visitors reach it.
+        Ok(remote_addr) if remote_addr.is_empty() => {
+            info!(proxy = %Escaped(&resp.name), "private proxy started: reachable through visitors");
+            events.emit(Event::ProxyStarted {
+                name: resp.name,
+                remote_addr,
+            });
+        }
         Ok(remote_addr) => {
             let port = remote_addr.rsplit(':').next().unwrap_or_default();
             info!(
