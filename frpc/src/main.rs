@@ -63,19 +63,27 @@ enum Command {
     Https(frpc::quick::Proxy),
     /// Run one tcpmux (HTTP CONNECT) proxy from flags: -d name -l port -n name.
     Tcpmux(frpc::quick::Proxy),
+    /// Run one stcp proxy from flags (--sk KEY -l port -n name), or with
+    /// `visitor` one visitor of it (--server_name NAME --sk KEY --bind_port PORT).
+    Stcp(frpc::quick::Private),
+    /// Run one sudp proxy, or with `visitor` one visitor of it (as stcp).
+    Sudp(frpc::quick::Private),
 }
 
 impl Command {
-    /// A proxy given on the command line, and its kind.
-    fn quick(&self) -> Option<(&'static str, &frpc::quick::Proxy)> {
-        match self {
-            Command::Tcp(p) => Some(("tcp", p)),
-            Command::Udp(p) => Some(("udp", p)),
-            Command::Http(p) => Some(("http", p)),
-            Command::Https(p) => Some(("https", p)),
-            Command::Tcpmux(p) => Some(("tcpmux", p)),
-            _ => None,
-        }
+    /// The config of a proxy or visitor given on the command line.
+    fn quick(&self) -> Option<anyhow::Result<ClientConfig>> {
+        let (kind, flags) = match self {
+            Command::Tcp(p) => ("tcp", p),
+            Command::Udp(p) => ("udp", p),
+            Command::Http(p) => ("http", p),
+            Command::Https(p) => ("https", p),
+            Command::Tcpmux(p) => ("tcpmux", p),
+            Command::Stcp(p) => return Some(frpc::quick::private("stcp", p)),
+            Command::Sudp(p) => return Some(frpc::quick::private("sudp", p)),
+            _ => return None,
+        };
+        Some(frpc::quick::config(kind, flags))
     }
 }
 
@@ -107,8 +115,9 @@ fn main() -> ExitCode {
         return finish(admin(&cli.config, method, path));
     }
     let quick = cli.command.as_ref().and_then(Command::quick);
+    let is_quick = quick.is_some();
     let loaded = match quick {
-        Some((kind, flags)) => frpc::quick::config(kind, flags),
+        Some(config) => config,
         None => ClientConfig::load(&cli.config).map_err(Into::into),
     };
     let config = match loaded {
@@ -119,7 +128,7 @@ fn main() -> ExitCode {
         }
     };
     // A quick proxy has no file to reload.
-    let path = quick.is_none().then(|| cli.config.clone());
+    let path = (!is_quick).then(|| cli.config.clone());
     if let Some(Command::Verify) = cli.command {
         for note in &config.notes {
             println!("{note}");

@@ -114,14 +114,108 @@ pub struct Proxy {
     pub use_compression: bool,
 }
 
+/// `frpc stcp` / `frpc sudp`: a private proxy from flags, or with the
+/// `visitor` subcommand a visitor of one (frp's `frpc stcp visitor`).
+#[derive(Args, Debug, Clone)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Private {
+    #[command(flatten)]
+    pub proxy: Proxy,
+    /// The proxy's secretKey.
+    #[arg(long = "sk", default_value = "")]
+    pub secret_key: String,
+    /// allowUsers (repeat, or comma-separated).
+    #[arg(long = "allow_users", alias = "allow-users", value_delimiter = ',')]
+    pub allow_users: Vec<String>,
+    #[command(subcommand)]
+    pub role: Option<Role>,
+}
+
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum Role {
+    /// Run one visitor of the proxy instead: --server_name NAME --sk KEY --bind_port PORT
+    Visitor(Visitor),
+}
+
+/// A visitor's flags (frp's `registerVisitorBaseConfigFlags`).
+#[derive(Args, Debug, Clone)]
+pub struct Visitor {
+    #[command(flatten)]
+    pub common: Common,
+    #[arg(
+        short = 'n',
+        long = "visitor_name",
+        alias = "visitor-name",
+        default_value = ""
+    )]
+    pub name: String,
+    #[arg(long = "sk", default_value = "")]
+    pub secret_key: String,
+    #[arg(long = "server_name", alias = "server-name", default_value = "")]
+    pub server_name: String,
+    #[arg(long = "server-user", alias = "server_user", default_value = "")]
+    pub server_user: String,
+    #[arg(long = "bind_addr", alias = "bind-addr", default_value = "127.0.0.1")]
+    pub bind_addr: String,
+    #[arg(
+        long = "bind_port",
+        alias = "bind-port",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
+    pub bind_port: i32,
+    #[arg(long = "ue")]
+    pub use_encryption: bool,
+    #[arg(long = "uc")]
+    pub use_compression: bool,
+}
+
 /// The config the flags describe, for a proxy of `kind`.
 pub fn config(kind: &str, p: &Proxy) -> Result<ClientConfig> {
-    let text = toml::to_string(&table(kind, p)).context("building the config")?;
+    let mut t = table(&p.common);
+    t.insert(
+        "proxies".into(),
+        toml::Value::Array(vec![proxy(kind, p).into()]),
+    );
+    load(&t)
+}
+
+/// The config of `frpc stcp|sudp [visitor]`.
+pub fn private(kind: &str, p: &Private) -> Result<ClientConfig> {
+    let (mut t, key, entry) = match &p.role {
+        Some(Role::Visitor(v)) => (table(&v.common), "visitors", visitor(kind, v)),
+        None => {
+            let mut e = proxy(kind, &p.proxy);
+            e.insert("secretKey".into(), p.secret_key.clone().into());
+            let users = p.allow_users.iter().cloned().map(Into::into).collect();
+            e.insert("allowUsers".into(), toml::Value::Array(users));
+            (table(&p.proxy.common), "proxies", e)
+        }
+    };
+    t.insert(key.into(), toml::Value::Array(vec![entry.into()]));
+    load(&t)
+}
+
+fn visitor(kind: &str, v: &Visitor) -> toml::Table {
+    toml::toml! {
+        name = (v.name.clone())
+        type = (kind.to_owned())
+        secretKey = (v.secret_key.clone())
+        serverName = (v.server_name.clone())
+        serverUser = (v.server_user.clone())
+        bindAddr = (v.bind_addr.clone())
+        bindPort = (i64::from(v.bind_port))
+        transport = { useEncryption = (v.use_encryption), useCompression = (v.use_compression) }
+    }
+}
+
+fn load(t: &toml::Table) -> Result<ClientConfig> {
+    let text = toml::to_string(t).context("building the config")?;
     ClientConfig::from_toml(&text).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-fn table(kind: &str, p: &Proxy) -> toml::Table {
-    let c = &p.common;
+/// The common part of the config: where frps is, how to log.
+fn table(c: &Common) -> toml::Table {
     let (addr, port) = match c.server_addr.rsplit_once(':') {
         Some((a, port)) if !a.contains(':') && port.parse::<u16>().is_ok() => {
             (a.to_owned(), port.parse().unwrap_or(c.server_port))
@@ -141,10 +235,6 @@ fn table(kind: &str, p: &Proxy) -> toml::Table {
         transport.remove("protocol");
     }
     t.insert("transport".into(), transport.into());
-    t.insert(
-        "proxies".into(),
-        toml::Value::Array(vec![proxy(kind, p).into()]),
-    );
     t
 }
 
@@ -163,6 +253,7 @@ fn proxy(kind: &str, p: &Proxy) -> toml::Table {
         "tcp" | "udp" => {
             e.insert("remotePort".into(), i64::from(p.remote_port).into());
         }
+        "stcp" | "sudp" => {}
         _ => {
             e.insert("customDomains".into(), strings(&p.custom_domains));
             e.insert("subdomain".into(), p.subdomain.clone().into());

@@ -123,3 +123,59 @@ fn a_udp_proxy_from_flags() {
     });
     assert_eq!(answer.as_deref(), Some(&b"ping"[..]));
 }
+
+/// frp's `frpc stcp` and `frpc stcp visitor`: a private proxy and its
+/// visitor, each from flags.
+#[test]
+fn an_stcp_proxy_and_its_visitor_from_flags() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_frps, port) = spawn_frps(dir.path(), "auth.token = \"tok\"\n");
+    let service = banner("quick stcp\n");
+    let server = format!("127.0.0.1:{port}");
+    let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let owner_dir = tempfile::tempdir().expect("tempdir");
+    let local = service.port().to_string();
+    let mut owner = frpc(
+        owner_dir.path(),
+        &args(&[
+            "stcp",
+            "-s",
+            &server,
+            "-t",
+            "tok",
+            "-l",
+            &local,
+            "-n",
+            "secret_ssh",
+            "--sk",
+            "abc",
+        ]),
+    );
+    owner.wait_line("private proxy started", WAIT);
+    let bind = free_port().to_string();
+    let visitor_dir = tempfile::tempdir().expect("tempdir");
+    let mut visitor = frpc(
+        visitor_dir.path(),
+        &args(&[
+            "stcp",
+            "visitor",
+            "-s",
+            &server,
+            "-t",
+            "tok",
+            "-n",
+            "v",
+            "--server_name",
+            "secret_ssh",
+            "--sk",
+            "abc",
+            "--bind_port",
+            &bind,
+        ]),
+    );
+    visitor.wait_line("logged in to server", WAIT);
+    assert_eq!(
+        greeting(bind.parse().expect("port")).as_deref(),
+        Some("quick stcp\n")
+    );
+}
