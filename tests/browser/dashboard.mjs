@@ -4,7 +4,8 @@
 //   node dashboard.mjs URL USER PASSWORD PROXY HOSTNAME SCREENSHOT
 // Exits non-zero, saying why, when the page does not show the tunnel.
 // With EXTRA_PROXY set, that proxy's row must be there too; with
-// ANNOTATION, PROXY's row shows that annotation as a tag.
+// ANNOTATION, PROXY's row shows that annotation as a tag; with
+// PRIVATE_PROXY, that stcp proxy's row says which visitors reach it.
 import { chromium } from "playwright-core";
 
 const [url, username, password, proxy, hostname, screenshot] = process.argv.slice(2);
@@ -25,7 +26,7 @@ try {
   const text = (sel) => page.locator(sel).innerText();
 
   if (await text("#card-clients") !== "1") fail("clients card shows " + await text("#card-clients"));
-  const wantProxies = process.env.EXTRA_PROXY ? "2" : "1";
+  const wantProxies = String(1 + (process.env.EXTRA_PROXY ? 1 : 0) + (process.env.PRIVATE_PROXY ? 1 : 0));
   if (await text("#card-proxies") !== wantProxies) fail("proxies card shows " + await text("#card-proxies"));
   const traffic = await text("#card-traffic");
   if (!/KiB|MiB/.test(traffic)) fail("traffic today shows " + traffic);
@@ -58,6 +59,14 @@ try {
     const i = names.indexOf(extra);
     if (i < 0) fail("no row for " + JSON.stringify(extra) + " among " + JSON.stringify(names));
     else if (await rows.nth(i).locator("svg.chart rect").count() !== 14) fail("no chart for " + extra);
+  }
+  // A private proxy (PRIVATE_PROXY, allowUsers PRIVATE_USERS) is listed
+  // as reached through its visitors.
+  const priv = process.env.PRIVATE_PROXY;
+  if (priv) {
+    const r = page.locator(`tr[data-proxy="${priv}"]`);
+    const shown = (await r.count()) === 1 ? await r.innerText() : "(no row)";
+    if (!shown.includes("visitors of " + process.env.PRIVATE_USERS)) fail("private proxy row: " + shown);
   }
   if (errors.length) fail("script errors: " + errors.join("; "));
   await page.screenshot({ path: screenshot, fullPage: true });

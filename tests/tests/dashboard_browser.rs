@@ -33,9 +33,12 @@ fn dashboard_shows_a_running_tunnel_in_chromium() {
         dir.path(),
         frps_port,
         &format!(
-            "{TOKEN}transport.heartbeatInterval = 1\n{}annotations.\"frp.io/owner\" = \"{OWNER}\"\n{}",
+            "{TOKEN}transport.heartbeatInterval = 1\n{}annotations.\"frp.io/owner\" = \"{OWNER}\"\n{}\
+             [[proxies]]\nname = \"private-db\"\ntype = \"stcp\"\nsecretKey = \"k\"\n\
+             localPort = {}\nallowUsers = [\"bob\", \"carol\"]\n",
             tcp_proxy("ssh-box", echo, 0),
-            tcp_proxy(EXTRA, echo, 0)
+            tcp_proxy(EXTRA, echo, 0),
+            echo.port()
         ),
     );
     let port = port_from_line(&frpc.wait_line("proxy=ssh-box", WAIT));
@@ -68,6 +71,8 @@ fn dashboard_shows_a_running_tunnel_in_chromium() {
     let out = Command::new("node")
         .env("EXTRA_PROXY", EXTRA)
         .env("ANNOTATION", format!("frp.io/owner: {OWNER}"))
+        .env("PRIVATE_PROXY", "private-db")
+        .env("PRIVATE_USERS", "bob, carol")
         .current_dir(&browser_dir)
         .arg("dashboard.mjs")
         .arg(format!("http://127.0.0.1:{web}/"))
