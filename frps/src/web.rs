@@ -100,10 +100,11 @@ fn route(server: &Server, req: WebRequest) -> WebResponse {
         (_, ["metrics"]) if get && server.config.enable_prometheus => metrics::render(server),
         (_, ["api", "serverinfo"]) if get => json(StatusCode::OK, &server_info(server)),
         (_, ["api", "proxy", kind]) if get => {
+            let ids = v2::client_ids(server);
             let list: Vec<Value> = proxies(server)
                 .iter()
                 .filter(|p| p.spec.kind().as_str() == *kind)
-                .map(proxy_json)
+                .map(|p| proxy_json(p, &ids))
                 .collect();
             json(StatusCode::OK, &j!({ "proxies": list }))
         }
@@ -257,14 +258,14 @@ fn conf(p: &ProxyRecord) -> Value {
     v
 }
 
-/// frp's `ProxyStatsInfo`.
-fn proxy_json(p: &ProxyRecord) -> Value {
+/// frp's `ProxyStatsInfo`; `ids` gives its client's frp client id.
+fn proxy_json(p: &ProxyRecord, ids: &std::collections::HashMap<(String, String), String>) -> Value {
     let (ins, outs) = p.daily.series(today());
     j!({
         "name": shown_name(p),
         "conf": conf(p),
         "user": p.user,
-        "clientID": "",
+        "clientID": ids.get(&(p.user.clone(), p.run_id.clone())).unwrap_or(&p.run_id),
         "todayTrafficIn": ins[0],
         "todayTrafficOut": outs[0],
         "curConns": if p.online() { p.traffic.snapshot().open } else { 0 },
@@ -281,7 +282,7 @@ fn find_proxy(server: &Server, name: &str) -> Option<ProxyRecord> {
 fn one_proxy(server: &Server, name: &str, kind: Option<&str>) -> WebResponse {
     match find_proxy(server, name) {
         Some(p) if kind.is_none_or(|k| k == p.spec.kind().as_str()) => {
-            json(StatusCode::OK, &proxy_json(&p))
+            json(StatusCode::OK, &proxy_json(&p, &v2::client_ids(server)))
         }
         _ => text(StatusCode::NOT_FOUND, "no proxy info found\n"),
     }

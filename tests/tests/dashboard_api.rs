@@ -479,6 +479,10 @@ fn api_v2_clients_page_filter_and_detail_as_frp() {
 
     let detail = v2(web, "/api/v2/clients/alice.laptop%2F%C3%BC");
     assert_eq!(detail["clientID"], "laptop/ü", "{detail}");
+    // frp's v1 proxy lists name the client too.
+    let (_, v1) = curl(web, &AUTH, "/api/proxy/tcp/alice.echo");
+    let v1: Value = serde_json::from_str(&v1).expect("json");
+    assert_eq!(v1["clientID"], "laptop/ü", "{v1}");
     let status = serde_json::json!({ "phase": "online", "curConns": 0, "proxyCount": 3 });
     assert_eq!(detail["status"], status, "{detail}");
     let (code, msg) = v2_failure(web, &[], "/api/v2/clients/nobody");

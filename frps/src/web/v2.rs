@@ -574,7 +574,9 @@ fn proxy_item(p: &ProxyRecord, ids: &HashMap<(String, String), String>) -> Proxy
     }
 }
 
-fn client_ids(server: &Server) -> HashMap<(String, String), String> {
+/// Each client's frp client id (its clientID, or its run id), by (user,
+/// run id).
+pub(crate) fn client_ids(server: &Server) -> HashMap<(String, String), String> {
     let clients = server.records.clients();
     let id = |c: &ClientRecord| ((c.user.clone(), c.run_id.clone()), client_id(c).to_owned());
     clients.iter().map(id).collect()
