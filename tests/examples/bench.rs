@@ -242,7 +242,9 @@ async fn run_workloads(running: &Running, result: &mut SetupResult) {
     }
     // socat forks a process per connection: 20,000 processes would be
     // near this machine's pid limit and measure fork, not relaying.
-    if result.kind != Kind::Socat && wanted("scale") {
+    // The stcp setup's scale would measure the visitor's frpc as well; its
+    // rows are the per-connection workloads.
+    if !matches!(result.kind, Kind::Socat | Kind::OursStcp) && wanted("scale") {
         scale(running, result).await;
     }
 }

@@ -407,7 +407,7 @@ fn table(results: &[SetupResult]) -> String {
         .into_iter()
         .flatten()
         .collect();
-    let ours: Vec<&SetupResult> = [Kind::Ours, Kind::OursNoMux, Kind::OursNoTls]
+    let ours: Vec<&SetupResult> = [Kind::Ours, Kind::OursNoMux, Kind::OursNoTls, Kind::OursStcp]
         .map(|k| find(results, k))
         .into_iter()
         .flatten()
@@ -498,8 +498,12 @@ pub fn render(machine: &str, results: &[SetupResult], elapsed: Duration) -> Stri
          **rathole** 0.5.0 (plain TCP transport), **ours** (frps + frpc with \
          defaults: TLS, trust on first use, yamux streams), **ours, tcpMux=false** (one \
          TLS connection per forwarded connection, pool of pre-opened ones; \
-         shown when frpc accepts the key), and **ours, TLS off** (plain TCP \
-         like rathole's transport: the same work, and what TLS costs). \
+         shown when frpc accepts the key), **ours, TLS off** (plain TCP \
+         like rathole's transport: the same work, and what TLS costs), and \
+         **ours, stcp via a visitor** (private stcp and sudp proxies reached \
+         through a second frpc's visitors, so every byte crosses two tunnels; \
+         rathole has no private services, so its ratio is to rathole's plain \
+         TCP service, and its memory and CPU rows leave the visitor's frpc out). \
          → is client to service (iperf3 default), ← is service to client \
          (`-R`); {IPERF_SECS} s per iperf3 run. Ratios are ours ÷ rathole: above \
          1 is better for rates, **below 1 is better for latency, time and memory**.\n"

@@ -40,16 +40,21 @@ pub enum Kind {
     /// frps + frpc with `transport.tls.enable = false`, like rathole's plain
     /// TCP transport: the same work as rathole, and what TLS costs.
     OursNoTls,
+    /// frps + an frpc with stcp (and sudp) proxies + a second frpc whose
+    /// visitors users connect to: a private service, through frps. rathole
+    /// has no equivalent; its column is its plain TCP service.
+    OursStcp,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Direct,
         Kind::Socat,
         Kind::Rathole,
         Kind::Ours,
         Kind::OursNoMux,
         Kind::OursNoTls,
+        Kind::OursStcp,
     ];
 
     /// Name for `BENCH_SETUPS`.
@@ -61,6 +66,7 @@ impl Kind {
             Kind::Ours => "ours",
             Kind::OursNoMux => "nomux",
             Kind::OursNoTls => "notls",
+            Kind::OursStcp => "stcp",
         }
     }
 
@@ -72,6 +78,7 @@ impl Kind {
             Kind::Ours => "ours",
             Kind::OursNoMux => "ours, tcpMux=false",
             Kind::OursNoTls => "ours, TLS off",
+            Kind::OursStcp => "ours, stcp via a visitor",
         }
     }
 }
@@ -335,6 +342,7 @@ pub async fn start(
             Kind::OursNoTls => {
                 start_ours(tools, iperf, echo, udp, "transport.tls.enable = false\n")
             }
+            Kind::OursStcp => start_stcp(tools, iperf, echo, udp),
         };
         match attempt {
             Ok(mut running) => match wait_ready(&mut running).await {
@@ -498,6 +506,94 @@ fn start_ours(
     let client = Proc::spawn("frpc", cmd, &dir)?;
     r.mem = Some((server.pid(), client.pid()));
     r.procs = vec![client, server];
+    r.iperf = local(iperf_pub);
+    r.echo = local(echo_pub);
+    r.udp = Some(local(udp_pub));
+    Ok(r)
+}
+
+/// frps, an frpc serving `iperf`, `echo` (stcp) and `udp` (sudp) privately,
+/// and an frpc whose visitors are the ports users connect to.
+fn start_stcp(
+    tools: &Tools,
+    iperf: SocketAddr,
+    echo: SocketAddr,
+    udp: SocketAddr,
+) -> Result<Running> {
+    let mut r = running(iperf, echo, tempfile::tempdir()?);
+    let dir = r._dir.path().to_path_buf();
+    let token = net::util::random_id();
+    let bind = free_port();
+    let (iperf_pub, echo_pub, udp_pub) = (free_port(), free_port(), free_port());
+    let frps_cfg = write_file(
+        &dir,
+        "frps.toml",
+        &format!(
+            "bindAddr = \"127.0.0.1\"\nbindPort = {bind}\nauth.token = \"{token}\"\n\
+             log.level = \"warn\"\ntransport.tls.selfSignedDir = \"{}\"\n",
+            dir.display()
+        ),
+    );
+    let common = |known: &str| {
+        format!(
+            "serverAddr = \"127.0.0.1\"\nserverPort = {bind}\nauth.token = \"{token}\"\n\
+             log.level = \"warn\"\ntransport.tls.knownHostsFile = \"{}\"\n",
+            dir.join(known).display()
+        )
+    };
+    let private = |name: &str, kind: &str, port: u16| {
+        format!(
+            "[[proxies]]\nname = \"{name}\"\ntype = \"{kind}\"\nsecretKey = \"{token}\"\n\
+             localPort = {port}\n"
+        )
+    };
+    let visitor = |name: &str, kind: &str, port: u16| {
+        format!(
+            "[[visitors]]\nname = \"{name}-v\"\ntype = \"{kind}\"\nserverName = \"{name}\"\n\
+             secretKey = \"{token}\"\nbindPort = {port}\n"
+        )
+    };
+    let owner_cfg = write_file(
+        &dir,
+        "owner.toml",
+        &[
+            common("known-owner"),
+            private("iperf", "stcp", iperf.port()),
+            private("echo", "stcp", echo.port()),
+            private("udp", "sudp", udp.port()),
+        ]
+        .concat(),
+    );
+    let visitor_cfg = write_file(
+        &dir,
+        "visitor.toml",
+        &[
+            common("known-visitor"),
+            visitor("iperf", "stcp", iperf_pub),
+            visitor("echo", "stcp", echo_pub),
+            visitor("udp", "sudp", udp_pub),
+        ]
+        .concat(),
+    );
+    let mut cmd = Command::new(&tools.frps);
+    cmd.arg("-c").arg(&frps_cfg);
+    let mut server = Proc::spawn("frps", cmd, &dir)?;
+    let deadline = Instant::now() + READY_LIMIT;
+    while std::net::TcpStream::connect(local(bind)).is_err() {
+        server.ensure_running()?;
+        if Instant::now() > deadline {
+            bail!("frps did not listen on port {bind}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut cmd = Command::new(&tools.frpc);
+    cmd.arg("-c").arg(&owner_cfg);
+    let owner = Proc::spawn("frpc-owner", cmd, &dir)?;
+    let mut cmd = Command::new(&tools.frpc);
+    cmd.arg("-c").arg(&visitor_cfg);
+    let visitor = Proc::spawn("frpc-visitor", cmd, &dir)?;
+    r.mem = Some((server.pid(), owner.pid()));
+    r.procs = vec![visitor, owner, server];
     r.iperf = local(iperf_pub);
     r.echo = local(echo_pub);
     r.udp = Some(local(udp_pub));
