@@ -17,6 +17,7 @@ pub mod control;
 mod dial;
 mod events;
 mod login;
+mod p2p;
 mod pool;
 mod proxy;
 pub mod quick;

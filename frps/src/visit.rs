@@ -126,7 +126,7 @@ impl Visitors {
             return Err(VisitError::NoSuchProxy);
         };
         let private = match &spec {
-            ProxySpec::Stcp(p) | ProxySpec::Sudp(p) => p,
+            ProxySpec::Stcp(p) | ProxySpec::Sudp(p) | ProxySpec::Xtcp(p) => p,
             _ => return Err(VisitError::WrongKind(spec.kind())),
         };
         if spec.kind() != req.kind {

@@ -244,7 +244,9 @@ fn conf(p: &ProxyRecord) -> Value {
             "multiplexer": "httpconnect", "routeByHTTPUser": s.route_by_http_user,
         }),
         // The secret is never known here; its verifier is not shown.
-        ProxySpec::Stcp(s) | ProxySpec::Sudp(s) => j!({ "allowUsers": s.allow_users }),
+        ProxySpec::Stcp(s) | ProxySpec::Sudp(s) | ProxySpec::Xtcp(s) => {
+            j!({ "allowUsers": s.allow_users })
+        }
     };
     v["name"] = j!(shown_name(p));
     v["type"] = j!(p.spec.kind().as_str());

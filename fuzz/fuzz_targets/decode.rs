@@ -1,5 +1,6 @@
 //! Feeds arbitrary bytes to the frame decoder and message parser of every
-//! channel (handshake, control, work header, visitor stream), in the shape of every
+//! channel (handshake, control, work header, visitor stream, xtcp
+//! rendezvous) and to the STUN answer parser, in the shape of every
 //! protocol version spoken, and to the UDP datagram decoder. Any panic, overflow or out-of-bounds access is a bug; errors
 //! are fine. Run with `make fuzz` from the repository root.
 
@@ -9,7 +10,7 @@ use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use wire::codec::{self, MAX_FRAME_LEN};
 use wire::message::{
-    Control, Frame, Hello, Visit, WorkHeader, OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION,
+    Control, Frame, Hello, Rendezvous, Visit, WorkHeader, OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
 
 /// Whatever a peer can make us decode, we can encode again in the same
@@ -39,6 +40,12 @@ fuzz_target!(|data: &[u8]| {
     channel::<Control>(data);
     channel::<WorkHeader>(data);
     channel::<Visit>(data);
+    channel::<Rendezvous>(data);
+    // A STUN answer, for any transaction id it claims.
+    if data.len() >= 20 {
+        let id: [u8; 12] = data[8..20].try_into().expect("12 bytes");
+        let _ = wire::stun::mapped_address(data, &id);
+    }
     let mut buf = BytesMut::from(data);
     while let Ok(Some(d)) = wire::udp::decode(&mut buf) {
         let mut out = BytesMut::new();

@@ -23,6 +23,8 @@ pub enum Sample {
     Work(WorkHeader),
     /// The head of a visitor's stream (version 6).
     Visit(Visit),
+    /// An xtcp rendezvous message (version 6).
+    Rendezvous(Rendezvous),
     /// A UDP datagram frame (`wire::udp`): the user's address and payload.
     Udp(SocketAddr, Vec<u8>),
 }
@@ -343,6 +345,36 @@ fn private() -> Vec<(&'static str, Sample)> {
             "visit-answer-refused",
             answer(Err(VisitError::Refused("busy".into()))),
         ),
+        (
+            "control-new-proxy-xtcp",
+            new(
+                "fixture-xtcp",
+                ProxySpec::Xtcp(PrivateSpec {
+                    verifier: [8; 32],
+                    allow_users: vec![],
+                }),
+            ),
+        ),
+        (
+            "rendezvous-offer",
+            Sample::Rendezvous(Rendezvous::Offer(Offer {
+                candidates: vec![addr("198.51.100.7:40000"), addr("192.168.1.7:40000")],
+                token: [3; 16],
+                timeout_ms: 1000,
+            })),
+        ),
+        (
+            "rendezvous-answer-ok",
+            Sample::Rendezvous(Rendezvous::Answer(RendezvousAnswer {
+                result: Ok((vec![addr("203.0.113.9:50000")], "ab".repeat(32))),
+            })),
+        ),
+        (
+            "rendezvous-answer-err",
+            Sample::Rendezvous(Rendezvous::Answer(RendezvousAnswer {
+                result: Err("no STUN answer".into()),
+            })),
+        ),
     ]
 }
 
@@ -354,6 +386,7 @@ pub fn encode(sample: &Sample) -> Vec<u8> {
         Sample::Control(m) => wire::codec::encode(m, &mut out).expect("encode"),
         Sample::Work(m) => wire::codec::encode(m, &mut out).expect("encode"),
         Sample::Visit(m) => wire::codec::encode(m, &mut out).expect("encode"),
+        Sample::Rendezvous(m) => wire::codec::encode(m, &mut out).expect("encode"),
         Sample::Udp(peer, payload) => wire::udp::encode(*peer, payload, &mut out).expect("encode"),
     }
     out.to_vec()

@@ -770,7 +770,8 @@ fn refused_proxies_are_retried_and_status_lists_every_configured_proxy() {
          [[proxies]]\nname = \"red\\u001b[31mname\"\ntype = \"xtcp\"\nlocalPort = 22\n\
          [[visitors]]\nname = \"to-private\"\ntype = \"stcp\"\nserverName = \"private\"\n\
          secretKey = \"s\"\nbindPort = {}\n\
-         [[visitors]]\nname = \"p2p\"\ntype = \"xtcp\"\nserverName = \"private\"\nbindPort = 1\n",
+         [[visitors]]\nname = \"p2p\"\ntype = \"stcp\"\nserverName = \"private\"\nbindPort = -1\n\
+         [visitors.plugin]\ntype = \"virtual_net\"\n",
         tcp("second", banner("second\n"), wanted),
         free_port()
     );

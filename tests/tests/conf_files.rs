@@ -66,10 +66,10 @@ fn full_examples_state_the_defaults() {
     let kinds: Vec<_> = full.proxies.iter().map(|p| p.kind().as_str()).collect();
     assert_eq!(
         kinds,
-        ["tcp", "udp", "https", "http", "tcpmux", "stcp", "sudp"],
+        ["tcp", "udp", "https", "http", "tcpmux", "stcp", "sudp", "xtcp"],
         "one proxy of each kind"
     );
-    assert_eq!(full.visitors.len(), 1, "a visitor");
+    assert_eq!(full.visitors.len(), 2, "an stcp and an xtcp visitor");
 }
 
 /// Dotted key paths of a TOML value; an array of tables contributes the keys

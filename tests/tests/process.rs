@@ -90,7 +90,7 @@ fn verify_accepts_good_and_names_the_bad_key() {
         dir.path(),
         "many.toml",
         "sevrerAddr = \"x\"\n[[proxies]]\nname = \"a\"\ntype = \"udp\"\nlocalPort = 0\n\
-         remotePorts = 1\n[[proxies]]\nname = \"w\"\ntype = \"xtcp\"\n",
+         remotePorts = 1\n[[proxies]]\nname = \"w\"\ntype = \"stcpp\"\n",
     );
     let (ok, err) = run_with_config("frpc", &["verify"], &bad);
     assert!(!ok);
@@ -105,7 +105,7 @@ fn verify_accepts_good_and_names_the_bad_key() {
         "{err}"
     );
     assert!(
-        lines[2].contains("many.toml:9:") && lines[2].contains("\"xtcp\""),
+        lines[2].contains("many.toml:9:") && lines[2].contains("\"stcpp\""),
         "{err}"
     );
 

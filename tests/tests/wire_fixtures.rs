@@ -7,7 +7,9 @@
 use bytes::BytesMut;
 use e2e::wire_samples::{encode, fixture, fixture_dir, samples, Sample};
 use wire::codec::{decode_for, encode_for};
-use wire::message::{Control, Hello, Visit, WorkHeader, OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION};
+use wire::message::{
+    Control, Hello, Rendezvous, Visit, WorkHeader, OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION,
+};
 
 fn decode(version: u16, like: &Sample, bytes: &[u8]) -> Sample {
     let mut buf = BytesMut::from(bytes);
@@ -18,6 +20,9 @@ fn decode(version: u16, like: &Sample, bytes: &[u8]) -> Sample {
         }
         Sample::Work(_) => decode_for::<WorkHeader>(&mut buf, version).map(|m| m.map(Sample::Work)),
         Sample::Visit(_) => decode_for::<Visit>(&mut buf, version).map(|m| m.map(Sample::Visit)),
+        Sample::Rendezvous(_) => {
+            decode_for::<Rendezvous>(&mut buf, version).map(|m| m.map(Sample::Rendezvous))
+        }
         Sample::Udp(..) => Ok(wire::udp::decode(&mut buf)
             .expect("udp frame")
             .map(|d| Sample::Udp(d.peer, d.payload.to_vec()))),
@@ -36,6 +41,7 @@ fn encode_as(version: u16, sample: &Sample) -> Vec<u8> {
         Sample::Control(m) => encode_for(m, version, &mut out).expect("encode"),
         Sample::Work(m) => encode_for(m, version, &mut out).expect("encode"),
         Sample::Visit(m) => encode_for(m, version, &mut out).expect("encode"),
+        Sample::Rendezvous(m) => encode_for(m, version, &mut out).expect("encode"),
         Sample::Udp(..) => return encode(sample),
     }
     out.to_vec()

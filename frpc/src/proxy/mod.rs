@@ -5,6 +5,9 @@
 
 mod tcp;
 mod udp;
+mod xtcp;
+
+pub(crate) use xtcp::P2pSettings;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -92,7 +95,11 @@ impl ServerKinds {
 
 /// The one match on the kind. `user` is this client's (a private proxy's
 /// verifier covers it).
-fn build(cfg: &ProxyConfig, agreed: Agreed, user: &str) -> Arc<dyn ClientProxy> {
+fn build(
+    cfg: &ProxyConfig,
+    agreed: Agreed,
+    (user, p2p): (&str, &Arc<P2pSettings>),
+) -> Arc<dyn ClientProxy> {
     let private = |name: &str, secret: &str, allow_users: &[String]| PrivateSpec {
         verifier: wire::auth::visit_verifier(secret, user, name),
         allow_users: allow_users.to_vec(),
@@ -130,6 +137,10 @@ fn build(cfg: &ProxyConfig, agreed: Agreed, user: &str) -> Arc<dyn ClientProxy> 
         ProxyConfig::Sudp(p) => {
             let spec = ProxySpec::Sudp(private(&p.name, &p.secret_key, &p.allow_users));
             Arc::new(udp::Udp::private(p, spec, agreed))
+        }
+        ProxyConfig::Xtcp(p) => {
+            let spec = ProxySpec::Xtcp(private(&p.name, &p.secret_key, &p.allow_users));
+            Arc::new(xtcp::Xtcp::new(p, spec, p2p.clone()))
         }
     }
 }
@@ -222,7 +233,6 @@ pub struct Changes {
     pub changed: Vec<String>,
 }
 
-#[derive(Default)]
 struct Inner {
     entries: HashMap<String, Entry>,
     /// Names in file order.
@@ -232,6 +242,8 @@ struct Inner {
     not_started: Vec<config::NotStarted>,
     /// This client's user.
     user: String,
+    /// What xtcp proxies make their sessions with.
+    p2p: Arc<P2pSettings>,
 }
 
 /// The client's proxy set, kept across sessions and reloads: registrations
@@ -249,7 +261,11 @@ impl ProxyManager {
         let m = ProxyManager {
             inner: Mutex::new(Inner {
                 user: config.user.clone(),
-                ..Inner::default()
+                p2p: Arc::new(P2pSettings::of(config)),
+                entries: HashMap::new(),
+                order: Vec::new(),
+                session: None,
+                not_started: Vec::new(),
             }),
             traffic: Arc::new(Traffic::default()),
         };
@@ -284,7 +300,7 @@ impl ProxyManager {
         let mut inner = self.lock();
         let inner = &mut *inner;
         for e in inner.entries.values_mut() {
-            e.proxy = build(&e.cfg, agreed, &inner.user);
+            e.proxy = build(&e.cfg, agreed, (&inner.user, &inner.p2p));
             e.stop = close.child_token();
             (e.phase, e.err, e.remote_addr) = (Phase::WaitStart, String::new(), String::new());
             e.failed_at = None;
@@ -467,7 +483,7 @@ impl Inner {
             None => (Agreed::default(), CancellationToken::new()),
         };
         let mut entry = Entry {
-            proxy: build(&cfg, agreed, &self.user),
+            proxy: build(&cfg, agreed, (&self.user, &self.p2p)),
             cfg,
             traffic: Arc::new(Traffic::default()),
             stop,

@@ -11,6 +11,7 @@
 
 mod stcp;
 mod sudp;
+mod xtcp;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -48,6 +49,62 @@ struct Shared {
     user: String,
     /// frpc's `udpPacketSize`: larger datagrams are dropped at the visitor.
     udp_packet_size: usize,
+    /// xtcp: `natHoleStunServer` and the P2P session's liveness.
+    stun_server: String,
+    liveness: crate::p2p::quic::Liveness,
+    /// The visitors that take connections handed to them (an xtcp
+    /// visitor's `fallbackTo`), by name.
+    handoffs: Handoffs,
+}
+
+/// Where each running stcp visitor takes handed-over connections.
+type Handoffs = Arc<Mutex<HashMap<String, tokio::sync::mpsc::Sender<tokio::net::TcpStream>>>>;
+
+/// Connections waiting for the visitor they were handed to.
+const HANDOFF_QUEUE: usize = 64;
+
+impl Shared {
+    /// Hands `tcp` to the visitor `name`; false when it is not running or
+    /// has [`HANDOFF_QUEUE`] connections waiting already.
+    fn hand_over(&self, name: &str, tcp: tokio::net::TcpStream) -> bool {
+        let to = self
+            .handoffs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned();
+        to.is_some_and(|tx| tx.try_send(tcp).is_ok())
+    }
+
+    /// The connections handed to visitor `name`, from now until it stops.
+    fn take_handoffs(&self, name: &str) -> HandoffGuard {
+        let (tx, rx) = tokio::sync::mpsc::channel(HANDOFF_QUEUE);
+        self.handoffs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_owned(), tx);
+        HandoffGuard {
+            rx,
+            name: name.to_owned(),
+            handoffs: self.handoffs.clone(),
+        }
+    }
+}
+
+/// A visitor's handed-over connections; it stops taking them when dropped.
+struct HandoffGuard {
+    rx: tokio::sync::mpsc::Receiver<tokio::net::TcpStream>,
+    name: String,
+    handoffs: Handoffs,
+}
+
+impl Drop for HandoffGuard {
+    fn drop(&mut self) {
+        self.handoffs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.name);
+    }
 }
 
 impl Shared {
@@ -110,6 +167,9 @@ pub(crate) struct VisitorManager {
     link: watch::Sender<Option<Arc<Link>>>,
     user: String,
     udp_packet_size: usize,
+    stun_server: String,
+    liveness: crate::p2p::quic::Liveness,
+    handoffs: Handoffs,
     inner: Mutex<Inner>,
 }
 
@@ -129,6 +189,9 @@ impl VisitorManager {
             link: watch::channel(None).0,
             user: config.user.clone(),
             udp_packet_size: config.udp_packet_size,
+            stun_server: config.nat_hole_stun_server.clone(),
+            liveness: crate::p2p::quic::Liveness::of(config),
+            handoffs: Arc::default(),
             inner: Mutex::new(Inner::default()),
         };
         m.lock().wanted = config.visitors.clone();
@@ -201,6 +264,9 @@ impl VisitorManager {
                 link: self.link.subscribe(),
                 user: self.user.clone(),
                 udp_packet_size: self.udp_packet_size,
+                stun_server: self.stun_server.clone(),
+                liveness: self.liveness,
+                handoffs: self.handoffs.clone(),
             };
             let span = info_span!("visitor", name = %Escaped(&cfg.name), kind = %cfg.kind());
             let task = run(cfg.clone(), shared, entry.state.clone(), entry.stop.clone());
@@ -252,6 +318,7 @@ async fn run(
     };
     let result = match cfg.kind() {
         wire::message::ProxyKind::Sudp => sudp::run(&cfg, &shared, &set, &stop).await,
+        wire::message::ProxyKind::Xtcp => xtcp::run(&cfg, &shared, &set, &stop).await,
         _ => stcp::run(&cfg, &shared, &set, &stop).await,
     };
     if let Err(e) = result {

@@ -18,22 +18,31 @@ pub(super) async fn run(
     set: &impl Fn(Phase, String),
     stop: &CancellationToken,
 ) -> Result<()> {
-    // A negative bindPort: no listener (frp's visitors that only take
-    // connections other visitors hand them).
-    let Some(addr) = cfg.bind() else {
-        set(Phase::Running, String::new());
-        stop.cancelled().await;
-        return Ok(());
+    // A negative bindPort: no listener, only connections other visitors
+    // hand over (an xtcp visitor's fallbackTo).
+    let listener = match cfg.bind() {
+        Some(addr) => {
+            let l = TcpListener::bind(&addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr}"))?;
+            info!(%addr, "stcp visitor listening");
+            Some(l)
+        }
+        None => None,
     };
-    let listener = TcpListener::bind(&addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
-    info!(%addr, "stcp visitor listening");
+    let mut handed = shared.take_handoffs(&cfg.name);
     set(Phase::Running, String::new());
     loop {
+        let accept = async {
+            match &listener {
+                Some(l) => l.accept().await.map(|(tcp, from)| (tcp, Some(from))),
+                None => std::future::pending().await,
+            }
+        };
         let (tcp, from) = tokio::select! {
             _ = stop.cancelled() => return Ok(()),
-            r = listener.accept() => match r {
+            Some(tcp) = handed.rx.recv() => (tcp, None),
+            r = accept => match r {
                 Ok(x) => x,
                 Err(e) => {
                     debug!("accept failed: {e}");
@@ -48,7 +57,7 @@ pub(super) async fn run(
                 _ = stop.cancelled() => {}
                 _ = carry(&cfg, &shared, tcp) => {}
             }
-            debug!(%from, "visitor connection closed");
+            debug!(?from, "visitor connection closed");
         });
     }
 }

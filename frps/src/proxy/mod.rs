@@ -124,7 +124,7 @@ pub(crate) async fn start(
         ProxySpec::Https(s) => https::start(s, ctx).await?,
         ProxySpec::Http(s) => http::start(s, ctx).await?,
         ProxySpec::Tcpmux(s) => tcpmux::start(s, ctx).await?,
-        ProxySpec::Stcp(s) | ProxySpec::Sudp(s) => private::start(s, ctx)?,
+        ProxySpec::Stcp(s) | ProxySpec::Sudp(s) | ProxySpec::Xtcp(s) => private::start(s, ctx)?,
     };
     Ok(Proxy {
         endpoint,

@@ -1,4 +1,5 @@
-//! `type = "stcp"` and `type = "sudp"`: private proxies. Nothing is bound:
+//! `type = "stcp"`, `"sudp"` and `"xtcp"`: private proxies (an xtcp
+//! visit carries only the rendezvous of the two frpc). Nothing is bound:
 //! the proxy's entry in the proxy table (its verifier, `allowUsers` and
 //! live handle) is all there is, and visitors reach it through `visit.rs`,
 //! whose streams become work streams of this proxy like any user's.

@@ -531,7 +531,9 @@ fn block(p: &ProxyRecord) -> Block {
             b.multiplexer = "httpconnect".into();
             b.route_by_http_user = s.route_by_http_user.clone();
         }
-        ProxySpec::Stcp(s) | ProxySpec::Sudp(s) => b.allow_users = s.allow_users.clone(),
+        ProxySpec::Stcp(s) | ProxySpec::Sudp(s) | ProxySpec::Xtcp(s) => {
+            b.allow_users = s.allow_users.clone()
+        }
     }
     b
 }

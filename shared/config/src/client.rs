@@ -51,6 +51,9 @@ pub struct ClientConfig {
     /// resolves serverAddr and the proxy URL's host instead of the
     /// system's resolver.
     pub dns_server: String,
+    /// The STUN server xtcp peers learn their public address from
+    /// (`host:port`).
+    pub nat_hole_stun_server: String,
     /// Read separately, one entry at a time (see `proxy`).
     #[serde(skip_deserializing)]
     pub proxies: Vec<ProxyConfig>,
@@ -212,6 +215,7 @@ impl Default for ClientConfig {
             start: Vec::new(),
             includes: Vec::new(),
             dns_server: String::new(),
+            nat_hole_stun_server: "stun.easyvoip.com:3478".into(),
             proxies: Vec::new(),
             visitors: Vec::new(),
             config_dir: PathBuf::new(),

@@ -28,7 +28,6 @@ enum Treat {
 const CLIENT: &[(&str, Treat)] = &[
     ("auth.oidc", Treat::Later("")),
     ("auth.additionalScopes", Treat::Later("every connection to frps is inside the authenticated session or proves the token itself")),
-    ("natHoleStunServer", Treat::Later("it serves xtcp, which is not built")),
     ("featureGates", Treat::Later("")),
     ("virtualNet", Treat::Later("")),
     ("store", Treat::Later("")),
@@ -48,7 +47,6 @@ const SERVER: &[(&str, Treat)] = &[
     ("quicBindPort", Treat::Later("frps listens on TCP only")),
     ("transport.quic", Treat::Later("frps listens on TCP only")),
     ("sshTunnelGateway", Treat::Later("")),
-    ("natholeAnalysisDataReserveHours", Treat::Later("it serves xtcp, which is not built")),
     ("webServer.assetsDir", Treat::Later("the dashboard is built in")),
     ("webServer.pprofEnable", Treat::Later("")),
     ("httpPlugins", Treat::Refuse("server plugins are not supported yet; they may refuse logins and proxies, so frps will not run without the checks they make")),
@@ -70,11 +68,10 @@ const PROXY: &[(&str, Treat)] = &[
         "transport.bandwidthLimitMode",
         Treat::Later("the proxy runs unlimited"),
     ),
-    ("natTraversal", Treat::Later("")),
 ];
 
 /// Proxy types frp has that are not built yet; such an entry is skipped.
-pub(crate) const LATER_TYPES: &[&str] = &["xtcp"];
+pub(crate) const LATER_TYPES: &[&str] = &[];
 
 /// Takes frp's not-built keys out of frpc's common part.
 pub(crate) fn client(root: &mut Node, found: &mut Vec<Found>) {

@@ -35,11 +35,11 @@ pub use diag::{Diagnostic, Level};
 pub use format::Format;
 pub use load::Trust;
 pub use proxy::{
-    join_host_port, labels_within_bounds, HeaderOps, HttpProxy, HttpsProxy, Labels, ProxyConfig,
-    ProxyTransport, StcpProxy, SudpProxy, TcpProxy, TcpmuxProxy, UdpProxy,
+    join_host_port, labels_within_bounds, HeaderOps, HttpProxy, HttpsProxy, Labels, NatTraversal,
+    ProxyConfig, ProxyTransport, StcpProxy, SudpProxy, TcpProxy, TcpmuxProxy, UdpProxy, XtcpProxy,
 };
 pub use server::{ServerConfig, ServerTls, ServerTransport};
-pub use visitor::VisitorConfig;
+pub use visitor::{VisitorConfig, XtcpOptions};
 pub use wire::auth::Token;
 
 /// The legacy INI reader and `convert` on text, for the fuzz targets in
@@ -722,6 +722,55 @@ mod tests {
         );
     }
 
+    /// xtcp's keys with frp's defaults; only xtcp visitors have them, its
+    /// fallbackTo names an stcp visitor, and frp's kcp is named.
+    #[test]
+    fn xtcp_proxies_and_visitors_with_frps_keys() {
+        let c = ClientConfig::from_toml(
+            "[[proxies]]\nname='p'\ntype='xtcp'\nsecretKey='k'\nlocalPort=22\n\
+             natTraversal.disableAssistedAddrs=true\n\
+             [[visitors]]\nname='fb'\ntype='stcp'\nserverName='s'\nbindPort=-1\n\
+             [[visitors]]\nname='x'\ntype='xtcp'\nserverName='p'\nbindPort=7\nfallbackTo='fb'\n",
+        )
+        .expect("xtcp");
+        let ProxyConfig::Xtcp(p) = &c.proxies[0] else {
+            panic!("an xtcp proxy");
+        };
+        assert!(p.nat_traversal.disable_assisted_addrs);
+        assert_eq!(c.nat_hole_stun_server, "stun.easyvoip.com:3478");
+        let x = c.visitors[1].xtcp();
+        assert_eq!(
+            (
+                x.protocol.as_str(),
+                x.keep_tunnel_open,
+                x.max_retries_an_hour,
+                x.min_retry_interval
+            ),
+            ("quic", false, 8, 90)
+        );
+        assert_eq!(
+            (x.fallback_to.as_str(), x.fallback_timeout_ms),
+            ("fb", 1000)
+        );
+        let xtcp = |extra: &str| {
+            client_err(&format!(
+                "[[visitors]]\nname='x'\ntype='xtcp'\nserverName='p'\nbindPort=7\n{extra}"
+            ))
+        };
+        assert!(xtcp("protocol='kcp'\n").contains("\"kcp\" is not supported yet"));
+        assert!(xtcp("fallbackTo='nope'\n").contains("no such visitor"));
+        assert!(xtcp("fallbackTimeoutMs=0\n").contains("between 1 and 60000"));
+        let e = client_err(
+            "[[visitors]]\nname='v'\ntype='stcp'\nserverName='s'\nbindPort=1\nkeepTunnelOpen=true\n",
+        );
+        assert!(
+            e.contains("keepTunnelOpen is a key of xtcp visitors only"),
+            "{e}"
+        );
+        let e = client_err("[[proxies]]\nname='t'\ntype='tcp'\nlocalPort=1\nnatTraversal.disableAssistedAddrs=true\n");
+        assert!(e.contains("natTraversal"), "{e}");
+    }
+
     #[test]
     fn bad_values_say_where() {
         let e = client_err("[[proxies]]\nname='ssh'\ntype='tcp'\nlocalPort=0\n");
@@ -738,18 +787,22 @@ mod tests {
             e.contains(":6:1: proxy \"a\"") && e.contains("duplicate"),
             "{e}"
         );
-        let c = ClientConfig::from_toml("[[proxies]]\nname='w'\ntype='xtcp'\nlocalPort=80\n")
-            .expect("a kind not built yet is said, not an error");
+        let c = ClientConfig::from_toml(
+            "[[proxies]]\nname='w'\ntype='tcp'\nlocalPort=80\n[proxies.plugin]\ntype='socks5'\n",
+        )
+        .expect("a plugin not built yet is said, not an error");
         assert!(c.proxies.is_empty());
         let note = c.notes.iter().map(ToString::to_string).collect::<String>();
-        assert_eq!(
-            note,
-            "<inline>:3:1: proxy \"w\": type \"xtcp\" is not supported yet; it is not started"
+        assert!(
+            note.contains(
+                "proxy \"w\": plugin \"socks5\" is not supported yet; the proxy is not started"
+            ),
+            "{note}"
         );
         let c = ClientConfig::from_toml(
-            "[[proxies]]\nname='w'\ntype='xtcp'\nlocalPort=80\n\
+            "[[proxies]]\nname='w'\ntype='tcp'\nlocalPort=80\n[proxies.plugin]\ntype='socks5'\n\
              [[proxies]]\nname='p'\ntype='tcp'\nlocalPort=80\ntransport.proxyProtocolVersion='v2'\n\
-             [[visitors]]\nname='v'\ntype='xtcp'\nserverName='w'\nbindPort=9000\n",
+             [[visitors]]\nname='v'\ntype='stcp'\nserverName='w'\nbindPort=-1\n[visitors.plugin]\ntype='virtual_net'\n",
         )
         .expect("said, not an error");
         let listed: Vec<_> = c
@@ -762,14 +815,14 @@ mod tests {
             listed[0],
             (
                 "v",
-                "xtcp",
+                "stcp",
                 true,
-                "visitors of type \"xtcp\" are not supported yet"
+                "visitor plugin \"virtual_net\" is not supported yet"
             )
         );
         assert_eq!(
             listed[1],
-            ("w", "xtcp", false, "type \"xtcp\" is not supported yet")
+            ("w", "tcp", false, "plugin \"socks5\" is not supported yet")
         );
         assert_eq!((listed[2].0, listed[2].1), ("p", "tcp"));
         assert!(listed[2].3.contains("proxyProtocolVersion"), "{listed:?}");

@@ -180,6 +180,7 @@ proxy_kinds! {
     Tcpmux(TcpmuxProxy) = "tcpmux",
     Stcp(StcpProxy) = "stcp",
     Sudp(SudpProxy) = "sudp",
+    Xtcp(XtcpProxy) = "xtcp",
 }
 
 /// A kind's checks of its own keys (the common ones are checked for every
@@ -376,6 +377,32 @@ impl OwnChecks for SudpProxy {
         check_allow_users(&self.allow_users, p);
         check_udp(self.udp_idle_timeout, self.udp_max_mappings, p);
     }
+}
+
+proxy_kind!(
+    /// `type = "xtcp"`: a private TCP service reached peer to peer: its
+    /// xtcp visitors meet it through frps, punch through both NATs and
+    /// carry their connections over QUIC directly.
+    XtcpProxy: Xtcp {
+        secret_key: String = String::new(),
+        allow_users: Vec<String> = Vec::new(),
+        nat_traversal: NatTraversal = NatTraversal::default(),
+    }
+);
+
+impl OwnChecks for XtcpProxy {
+    fn check_own(&self, p: &mut Problems<'_>) {
+        check_allow_users(&self.allow_users, p);
+    }
+}
+
+/// xtcp's `natTraversal.*`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct NatTraversal {
+    /// Offer only the address the STUN server saw, not this machine's own
+    /// (frp's "assisted addresses").
+    pub disable_assisted_addrs: bool,
 }
 
 /// frps keeps at most this many `allowUsers` of at most this length.

@@ -20,6 +20,10 @@ use crate::{
 pub struct ServerConfig {
     pub bind_addr: String,
     pub bind_port: u16,
+    /// frp keeps NAT analysis data of xtcp visits this many hours; frps
+    /// keeps none beyond a visit (its rendezvous is between the two frpc),
+    /// so the key is read and changes nothing.
+    pub nathole_analysis_data_reserve_hours: u64,
     /// Address the proxies' remote ports listen on; empty means `bindAddr`.
     pub proxy_bind_addr: String,
     pub auth: AuthConfig,
@@ -165,6 +169,7 @@ impl Default for ServerConfig {
         ServerConfig {
             bind_addr: "0.0.0.0".into(),
             bind_port: 7000,
+            nathole_analysis_data_reserve_hours: 168,
             proxy_bind_addr: String::new(),
             auth: AuthConfig::default(),
             allow_ports: Vec::new(),

@@ -3,9 +3,9 @@
 //! connection (stcp) or datagram flow (sudp) through frps to the private
 //! proxy `serverName` of `serverUser`, proving its `secretKey`.
 //!
-//! stcp and sudp visitors have the same keys, so they are one struct with
-//! the kind read from `type`; xtcp visitors are named as not built
-//! (`compat::LATER_TYPES`).
+//! The three kinds share their keys, so they are one struct with the kind
+//! read from `type`; xtcp's own keys are options that only an xtcp visitor
+//! may set ([`VisitorConfig::xtcp`] gives them with frp's defaults).
 
 use serde::{Deserialize, Serialize};
 use wire::message::ProxyKind;
@@ -39,6 +39,40 @@ pub struct VisitorConfig {
     /// frp's `transport.useEncryption` / `useCompression`, accepted as on
     /// proxies.
     pub transport: ProxyTransport,
+    /// xtcp: "quic" (frp's "kcp" is not built).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+    /// xtcp: make the P2P session at start and keep it up, not on the
+    /// first connection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_tunnel_open: Option<bool>,
+    /// xtcp: at most this many tries to make a session per hour.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_retries_an_hour: Option<u32>,
+    /// xtcp: seconds after a failed try before the next.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_retry_interval: Option<u64>,
+    /// xtcp: the stcp visitor that carries connections while there is no
+    /// P2P session.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback_to: Option<String>,
+    /// xtcp: how long punching may take before falling back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback_timeout_ms: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nat_traversal: Option<crate::proxy::NatTraversal>,
+}
+
+/// An xtcp visitor's own keys, with frp's defaults filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XtcpOptions {
+    pub protocol: String,
+    pub keep_tunnel_open: bool,
+    pub max_retries_an_hour: u32,
+    pub min_retry_interval: u64,
+    pub fallback_to: String,
+    pub fallback_timeout_ms: u32,
+    pub nat_traversal: crate::proxy::NatTraversal,
 }
 
 impl Default for VisitorConfig {
@@ -53,17 +87,25 @@ impl Default for VisitorConfig {
             bind_port: 0,
             enabled: true,
             transport: ProxyTransport::default(),
+            protocol: None,
+            keep_tunnel_open: None,
+            max_retries_an_hour: None,
+            min_retry_interval: None,
+            fallback_to: None,
+            fallback_timeout_ms: None,
+            nat_traversal: None,
         }
     }
 }
 
 /// Visitor types we build.
-pub const VISITOR_TYPES: &[&str] = &["stcp", "sudp"];
+pub const VISITOR_TYPES: &[&str] = &["stcp", "sudp", "xtcp"];
 
 impl VisitorConfig {
     pub fn kind(&self) -> ProxyKind {
         match self.kind_name.as_str() {
             "sudp" => ProxyKind::Sudp,
+            "xtcp" => ProxyKind::Xtcp,
             _ => ProxyKind::Stcp,
         }
     }
@@ -74,6 +116,35 @@ impl VisitorConfig {
             "" => own,
             u => u,
         }
+    }
+
+    /// xtcp's keys with frp's defaults.
+    pub fn xtcp(&self) -> XtcpOptions {
+        XtcpOptions {
+            protocol: self.protocol.clone().unwrap_or_else(|| "quic".into()),
+            keep_tunnel_open: self.keep_tunnel_open.unwrap_or(false),
+            max_retries_an_hour: self.max_retries_an_hour.unwrap_or(8),
+            min_retry_interval: self.min_retry_interval.unwrap_or(90),
+            fallback_to: self.fallback_to.clone().unwrap_or_default(),
+            fallback_timeout_ms: self.fallback_timeout_ms.unwrap_or(1000),
+            nat_traversal: self.nat_traversal.clone().unwrap_or_default(),
+        }
+    }
+
+    /// The xtcp keys this visitor sets.
+    fn xtcp_keys_set(&self) -> Vec<&'static str> {
+        [
+            ("protocol", self.protocol.is_some()),
+            ("keepTunnelOpen", self.keep_tunnel_open.is_some()),
+            ("maxRetriesAnHour", self.max_retries_an_hour.is_some()),
+            ("minRetryInterval", self.min_retry_interval.is_some()),
+            ("fallbackTo", self.fallback_to.is_some()),
+            ("fallbackTimeoutMs", self.fallback_timeout_ms.is_some()),
+            ("natTraversal", self.nat_traversal.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(k, set)| set.then_some(k))
+        .collect()
     }
 
     /// Where it listens (None: `bindPort` < 0, no listener).
@@ -106,6 +177,30 @@ impl VisitorConfig {
         }
         if self.bind_addr.trim().is_empty() {
             p.key("bindAddr", "bindAddr must not be empty");
+        }
+        if self.kind() != ProxyKind::Xtcp {
+            for key in self.xtcp_keys_set() {
+                p.key(key, format!("{key} is a key of xtcp visitors only"));
+            }
+            return;
+        }
+        let x = self.xtcp();
+        match x.protocol.as_str() {
+            "quic" => {}
+            "kcp" => p.key(
+                "protocol",
+                "protocol \"kcp\" is not supported yet; xtcp runs over \"quic\"",
+            ),
+            other => p.key(
+                "protocol",
+                format!("protocol {other:?}: xtcp runs over \"quic\" (or frp's \"kcp\")"),
+            ),
+        }
+        if x.fallback_timeout_ms == 0 || x.fallback_timeout_ms > 60_000 {
+            p.key(
+                "fallbackTimeoutMs",
+                "fallbackTimeoutMs must be between 1 and 60000",
+            );
         }
     }
 }
@@ -176,6 +271,21 @@ pub(crate) fn check_all(entries: &[(usize, Node, Option<VisitorConfig>)], p: &mu
             at.key("name", format!("duplicate visitor name {:?}", cfg.name));
         }
         cfg.check(&mut at);
+        let to = cfg.xtcp().fallback_to;
+        if cfg.kind() == ProxyKind::Xtcp && !to.is_empty() {
+            let target = entries
+                .iter()
+                .filter_map(|(_, _, v)| v.as_ref())
+                .find(|v| v.name == to);
+            match target {
+                Some(v) if v.kind() == ProxyKind::Stcp => {}
+                Some(_) => at.key(
+                    "fallbackTo",
+                    format!("fallbackTo {to:?} is not an stcp visitor"),
+                ),
+                None => at.key("fallbackTo", format!("fallbackTo {to:?}: no such visitor")),
+            }
+        }
         p.merge(at);
     }
 }

@@ -212,6 +212,92 @@ pub fn client_config(
     Ok(Arc::new(cfg))
 }
 
+/// The ALPN protocol of xtcp's peer-to-peer QUIC sessions.
+pub const P2P_ALPN: &[u8] = b"frp-rs-p2p";
+
+/// A QUIC server's TLS for one P2P session: a certificate made for it
+/// (never stored), TLS 1.3 only; returns its fingerprint, which the peer
+/// learns over the rendezvous and pins.
+pub fn p2p_server_config() -> Result<(Arc<rustls::ServerConfig>, String), TlsError> {
+    let made = rcgen::generate_simple_self_signed(vec!["frp-rs-p2p".to_owned()])?;
+    let cert = made.cert.der().clone();
+    let fp = fingerprint(&cert);
+    let key = PrivateKeyDer::try_from(made.signing_key.serialize_der())
+        .map_err(|e| TlsError::Verifier(e.to_string()))?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)?;
+    cfg.alpn_protocols = vec![P2P_ALPN.to_vec()];
+    Ok((Arc::new(cfg), fp))
+}
+
+/// The QUIC client's TLS for a P2P session: the server's certificate must
+/// have `fingerprint` (and the server prove its key).
+pub fn p2p_client_config(fingerprint: &str) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let provider = provider();
+    let verifier = Pinned {
+        fingerprint: fingerprint.to_ascii_lowercase(),
+        inner: SignatureOnly {
+            provider: provider.clone(),
+        },
+    };
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![P2P_ALPN.to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// Accepts exactly the certificate of one fingerprint.
+#[derive(Debug)]
+struct Pinned {
+    fingerprint: String,
+    inner: SignatureOnly,
+}
+
+impl ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match fingerprint(end_entity) == self.fingerprint {
+            true => Ok(ServerCertVerified::assertion()),
+            false => Err(rustls::Error::General(
+                "the peer's certificate is not the one the rendezvous named".into(),
+            )),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
 /// The ALPN protocol frpc offers when it connects to frps.
 pub const CLIENT_ALPN: &[u8] = b"frp-rs";
 

@@ -75,10 +75,11 @@ enum Message {
     Control(Control),
     Work(WorkHeader),
     Visit(Visit),
+    Rendezvous(Rendezvous),
 }
 
 impl Frame for Message {
-    const VARIANTS: u32 = 4;
+    const VARIANTS: u32 = 5;
 
     fn kind(&self) -> &'static str {
         match self {
@@ -86,6 +87,7 @@ impl Frame for Message {
             Message::Control(m) => m.kind(),
             Message::Work(m) => m.kind(),
             Message::Visit(m) => m.kind(),
+            Message::Rendezvous(m) => m.kind(),
         }
     }
 }
@@ -93,6 +95,7 @@ impl Frame for Message {
 /// Fails to compile when a variant is added, as a reminder to give it a
 /// strategy below.
 #[allow(dead_code)]
+#[allow(clippy::too_many_arguments, reason = "one parameter per enum to cover")]
 fn strategies_cover_every_variant(
     h: &Hello,
     c: &Control,
@@ -101,6 +104,7 @@ fn strategies_cover_every_variant(
     k: &ProxySpec,
     v: &Visit,
     e: &VisitError,
+    r: &Rendezvous,
 ) {
     match v {
         Visit::Open(_) | Visit::Answer(_) => {}
@@ -145,7 +149,11 @@ fn strategies_cover_every_variant(
         | ProxySpec::Http(_)
         | ProxySpec::Tcpmux(_)
         | ProxySpec::Stcp(_)
-        | ProxySpec::Sudp(_) => {}
+        | ProxySpec::Sudp(_)
+        | ProxySpec::Xtcp(_) => {}
+    }
+    match r {
+        Rendezvous::Offer(_) | Rendezvous::Answer(_) => {}
     }
 }
 
@@ -267,19 +275,17 @@ fn message_with(s: fn() -> BoxedStrategy<String>) -> BoxedStrategy<Message> {
             custom_domains,
             subdomain
         })),
-        (any::<[u8; 32]>(), vec(s(), 0..3), any::<bool>()).prop_map(
-            |(verifier, allow_users, udp)| {
-                let p = PrivateSpec {
-                    verifier,
-                    allow_users,
-                };
-                if udp {
-                    ProxySpec::Sudp(p)
-                } else {
-                    ProxySpec::Stcp(p)
-                }
+        (any::<[u8; 32]>(), vec(s(), 0..3), 0..3u8).prop_map(|(verifier, allow_users, k)| {
+            let p = PrivateSpec {
+                verifier,
+                allow_users,
+            };
+            match k {
+                0 => ProxySpec::Stcp(p),
+                1 => ProxySpec::Sudp(p),
+                _ => ProxySpec::Xtcp(p),
             }
-        ),
+        }),
     ];
     let pairs = || vec((s(), s()), 0..3);
     let opts = (s(), s(), u64s(), any::<bool>(), pairs(), pairs()).prop_map(
@@ -350,6 +356,18 @@ fn message_with(s: fn() -> BoxedStrategy<String>) -> BoxedStrategy<Message> {
         ),
         prop_oneof![Just(Ok(())), visit_error(s()).prop_map(Err)]
             .prop_map(|result| Message::Visit(Visit::Answer(VisitAnswer { result }))),
+        (vec(addrs(), 0..9), any::<[u8; 16]>(), u32s()).prop_map(
+            |(candidates, token, timeout_ms)| {
+                Message::Rendezvous(Rendezvous::Offer(Offer {
+                    candidates,
+                    token,
+                    timeout_ms,
+                }))
+            }
+        ),
+        prop_oneof![(vec(addrs(), 0..9), s()).prop_map(Ok), s().prop_map(Err)].prop_map(|result| {
+            Message::Rendezvous(Rendezvous::Answer(RendezvousAnswer { result }))
+        }),
     ]
     .boxed()
 }

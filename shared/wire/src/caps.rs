@@ -24,7 +24,7 @@ const BASIC_KINDS: [ProxyKind; 5] = [
 ];
 
 /// Kinds that came later, each with its capability.
-const LATER_KINDS: [ProxyKind; 2] = [ProxyKind::Stcp, ProxyKind::Sudp];
+const LATER_KINDS: [ProxyKind; 3] = [ProxyKind::Stcp, ProxyKind::Sudp, ProxyKind::Xtcp];
 
 /// frps takes visitor streams ([`crate::message::Visit`]); frpc opens them.
 pub const VISITORS: &str = "visitors";

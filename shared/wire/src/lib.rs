@@ -8,4 +8,5 @@ pub mod codec;
 pub mod compat;
 pub mod heartbeat;
 pub mod message;
+pub mod stun;
 pub mod udp;

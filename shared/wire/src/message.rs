@@ -235,6 +235,54 @@ pub enum VisitError {
     Refused(String),
 }
 
+/// An xtcp visit's rendezvous (version 6): after frps admitted the visit,
+/// the two frpc speak these over the stream frps relays, end to end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Rendezvous {
+    /// Visitor → proxy.
+    Offer(Offer),
+    /// Proxy → visitor.
+    Answer(RendezvousAnswer),
+}
+
+impl Frame for Rendezvous {
+    const VARIANTS: u32 = 2;
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Rendezvous::Offer(_) => "Offer",
+            Rendezvous::Answer(_) => "RendezvousAnswer",
+        }
+    }
+}
+
+/// Most candidate addresses either side sends.
+pub const MAX_CANDIDATES: usize = 8;
+
+/// The visitor's side of a rendezvous: where its UDP socket may be
+/// reached, the token its punches and QUIC streams carry, and how long it
+/// punches (its `fallbackTimeoutMs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Offer {
+    pub candidates: Vec<SocketAddr>,
+    pub token: [u8; 16],
+    pub timeout_ms: u32,
+}
+
+impl Offer {
+    /// At most [`MAX_CANDIDATES`], and a punch of at most a minute.
+    pub fn within_bounds(&self) -> bool {
+        self.candidates.len() <= MAX_CANDIDATES && self.timeout_ms <= 60_000
+    }
+}
+
+/// The proxy's side: its candidates and its QUIC certificate's SHA-256
+/// fingerprint (hex), or why it cannot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RendezvousAnswer {
+    pub result: Result<(Vec<SocketAddr>, String), String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Login {
     pub version: u16,
@@ -308,11 +356,12 @@ pub enum ProxyKind {
     Tcpmux,
     Stcp,
     Sudp,
+    Xtcp,
 }
 
 impl ProxyKind {
     /// Every kind, in variant order.
-    pub const ALL: [ProxyKind; 7] = [
+    pub const ALL: [ProxyKind; 8] = [
         ProxyKind::Tcp,
         ProxyKind::Udp,
         ProxyKind::Https,
@@ -320,11 +369,12 @@ impl ProxyKind {
         ProxyKind::Tcpmux,
         ProxyKind::Stcp,
         ProxyKind::Sudp,
+        ProxyKind::Xtcp,
     ];
 
     /// Private kinds: reached only through a visitor, never on a port.
     pub fn is_private(self) -> bool {
-        matches!(self, ProxyKind::Stcp | ProxyKind::Sudp)
+        matches!(self, ProxyKind::Stcp | ProxyKind::Sudp | ProxyKind::Xtcp)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -336,6 +386,7 @@ impl ProxyKind {
             ProxyKind::Tcpmux => "tcpmux",
             ProxyKind::Stcp => "stcp",
             ProxyKind::Sudp => "sudp",
+            ProxyKind::Xtcp => "xtcp",
         }
     }
 }
@@ -365,6 +416,8 @@ pub enum ProxySpec {
     Stcp(PrivateSpec),
     /// Version 6.
     Sudp(PrivateSpec),
+    /// Version 6: frps carries only the rendezvous ([`Rendezvous`]).
+    Xtcp(PrivateSpec),
 }
 
 impl ProxySpec {
@@ -377,6 +430,7 @@ impl ProxySpec {
             ProxySpec::Tcpmux(_) => ProxyKind::Tcpmux,
             ProxySpec::Stcp(_) => ProxyKind::Stcp,
             ProxySpec::Sudp(_) => ProxyKind::Sudp,
+            ProxySpec::Xtcp(_) => ProxyKind::Xtcp,
         }
     }
 }
