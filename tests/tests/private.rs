@@ -162,6 +162,14 @@ fn stcp_carries_ssh_and_sudp_carries_dns_through_visitors_only() {
     refused_at(wrong);
     visitors.wait_line("wrong secretKey", WAIT);
     frps.wait_line("visitor refused: wrong secretKey", WAIT);
+    // Every local user can make a visitor fail: a repeat is not logged again.
+    refused_at(wrong);
+    assert!(
+        visitors
+            .first_of(&["wrong secretKey"], Duration::from_secs(2))
+            .is_none(),
+        "a repeated refusal was warned again"
+    );
     refused_at(unknown);
     visitors.wait_line("no such proxy", WAIT);
     frps.wait_line("visitor refused: no such proxy", WAIT);

@@ -149,6 +149,29 @@ impl Shared {
     }
 }
 
+/// A visitor's last warning: each local user connection that fails
+/// would repeat it, so a repeat goes to debug and only a change is warned
+/// (any local user can make a visitor fail as often as it connects).
+#[derive(Default)]
+pub(super) struct Said(std::sync::Mutex<String>);
+
+impl Said {
+    pub fn warn(&self, what: String) {
+        let mut last = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if *last == what {
+            tracing::debug!("{what} (again)");
+        } else {
+            warn!("{what}");
+            *last = what;
+        }
+    }
+
+    /// The next failure is news again.
+    pub fn clear(&self) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
 /// One running visitor's state, for the statuses.
 #[derive(Default)]
 struct State {

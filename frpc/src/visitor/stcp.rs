@@ -7,9 +7,9 @@ use net::stats::Meters;
 use net::tunnel::{Local, Tunnel};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
-use super::Shared;
+use super::{Said, Shared};
 use crate::proxy::Phase;
 
 pub(super) async fn run(
@@ -31,6 +31,7 @@ pub(super) async fn run(
         None => None,
     };
     let mut handed = shared.take_handoffs(&cfg.name);
+    let said = std::sync::Arc::new(Said::default());
     set(Phase::Running, String::new());
     loop {
         let accept = async {
@@ -51,25 +52,26 @@ pub(super) async fn run(
                 }
             },
         };
-        let (cfg, shared, stop) = (cfg.clone(), shared.clone(), stop.clone());
+        let (cfg, shared, stop, said) = (cfg.clone(), shared.clone(), stop.clone(), said.clone());
         tokio::spawn(async move {
             tokio::select! {
                 _ = stop.cancelled() => {}
-                _ = carry(&cfg, &shared, tcp) => {}
+                _ = carry(&cfg, &shared, tcp, &said) => {}
             }
             debug!(?from, "visitor connection closed");
         });
     }
 }
 
-async fn carry(cfg: &VisitorConfig, shared: &Shared, tcp: TcpStream) {
+async fn carry(cfg: &VisitorConfig, shared: &Shared, tcp: TcpStream, said: &Said) {
     let stream = match shared.open(cfg).await {
         Ok(s) => s,
         Err(e) => {
-            warn!("visitor connection closed: {e:#}");
+            said.warn(format!("visitor connection closed: {e:#}"));
             return;
         }
     };
+    said.clear();
     tcp.set_nodelay(true).ok();
     match Tunnel::Mux(stream)
         .carry(Local::Tcp(tcp), Meters::default())

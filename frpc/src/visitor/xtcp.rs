@@ -42,6 +42,8 @@ struct Xtcp {
     cfg: VisitorConfig,
     shared: Shared,
     session: Mutex<Option<Session>>,
+    /// Warnings of failed connections, said once until they change.
+    said: super::Said,
     /// When sessions were tried, for `maxRetriesAnHour`, and when the last
     /// try failed, for `minRetryInterval`.
     tries: std::sync::Mutex<(VecDeque<Instant>, Option<Instant>)>,
@@ -57,6 +59,7 @@ pub(super) async fn run(
         cfg: cfg.clone(),
         shared: shared.clone(),
         session: Mutex::new(None),
+        said: super::Said::default(),
         tries: std::sync::Mutex::new((VecDeque::new(), None)),
     });
     let listener = match cfg.bind() {
@@ -133,11 +136,15 @@ impl Xtcp {
     async fn fall_back(&self, tcp: TcpStream) {
         let to = &self.cfg.xtcp().fallback_to;
         if to.is_empty() {
-            warn!("no P2P session and no fallbackTo: connection closed");
+            self.said
+                .warn("no P2P session and no fallbackTo: connection closed".into());
             return;
         }
         if !self.shared.hand_over(to, tcp) {
-            warn!(fallback = %to, "the fallbackTo visitor is not running: connection closed");
+            let to = net::logging::Escaped(to);
+            self.said.warn(format!(
+                "the fallbackTo visitor {to} is not running or busy: connection closed"
+            ));
         } else {
             debug!(fallback = %to, "connection handed to the fallback visitor");
         }
