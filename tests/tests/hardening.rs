@@ -550,11 +550,20 @@ async fn silent_connections_holding_every_login_slot_make_way_for_a_client() {
              webServer.port = {web}\nwebServer.addr = \"127.0.0.1\"\nenablePrometheus = true\n"
         ),
     );
+    let pending = move || {
+        let text = e2e::web::curl(web, &[], "/metrics").1;
+        text.lines()
+            .find_map(|l| l.strip_prefix("frp_server_pending_logins "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(-1.0)
+    };
     let mut silent = Vec::new();
-    for _ in 0..16 {
+    for n in 1..=16 {
         silent.push(Raw::new(raw::connect_plain(addr).await));
-        // Accepted one after another, so the first is the oldest.
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Each is taken in before the next is opened (a loaded frps could
+        // accept them in another order), so the first is the oldest.
+        let want = f64::from(n);
+        eventually("frps holds the connection", || pending() == want).await;
     }
     let mut young = Raw::new(raw::connect_plain(addr).await);
     assert!(

@@ -110,7 +110,13 @@ impl Drop for HandoffGuard {
 impl Shared {
     /// A stream to the proxy `cfg` names, with frps's yes.
     async fn open(&self, cfg: &VisitorConfig) -> Result<MuxStream> {
-        let link = self.link.borrow().clone();
+        // A connection that comes while frpc (re)connects waits for the
+        // session, as long as an answer may take.
+        let mut rx = self.link.clone();
+        let link = match tokio::time::timeout(ANSWER_TIMEOUT, rx.wait_for(Option::is_some)).await {
+            Ok(Ok(l)) => l.clone(),
+            _ => None,
+        };
         let Some(link) = link else {
             bail!("not connected to frps");
         };
