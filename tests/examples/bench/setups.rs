@@ -468,15 +468,6 @@ fn start_ours(
     let token = net::util::random_id();
     let (bind, iperf_pub, echo_pub) = (free_port(), free_port(), free_port());
     let udp_pub = free_port();
-    let frps_cfg = write_file(
-        &dir,
-        "frps.toml",
-        &format!(
-            "bindAddr = \"127.0.0.1\"\nbindPort = {bind}\nauth.token = \"{token}\"\n\
-             log.level = \"warn\"\ntransport.tls.selfSignedDir = \"{}\"\n",
-            dir.display()
-        ),
-    );
     let frpc_cfg = write_file(
         &dir,
         "frpc.toml",
@@ -489,18 +480,7 @@ fn start_ours(
             proxy("udp", udp.port(), udp_pub).replace("type = \"tcp\"", "type = \"udp\""),
         ),
     );
-    let mut cmd = Command::new(&tools.frps);
-    cmd.arg("-c").arg(&frps_cfg);
-    let mut server = Proc::spawn("frps", cmd, &dir)?;
-    // frpc gives up if its first login fails: start it once frps listens.
-    let deadline = Instant::now() + READY_LIMIT;
-    while std::net::TcpStream::connect(local(bind)).is_err() {
-        server.ensure_running()?;
-        if Instant::now() > deadline {
-            bail!("frps did not listen on port {bind}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let server = listening_frps(tools, &dir, bind, &token)?;
     let mut cmd = Command::new(&tools.frpc);
     cmd.arg("-c").arg(&frpc_cfg);
     let client = Proc::spawn("frpc", cmd, &dir)?;
@@ -525,15 +505,6 @@ fn start_stcp(
     let token = net::util::random_id();
     let bind = free_port();
     let (iperf_pub, echo_pub, udp_pub) = (free_port(), free_port(), free_port());
-    let frps_cfg = write_file(
-        &dir,
-        "frps.toml",
-        &format!(
-            "bindAddr = \"127.0.0.1\"\nbindPort = {bind}\nauth.token = \"{token}\"\n\
-             log.level = \"warn\"\ntransport.tls.selfSignedDir = \"{}\"\n",
-            dir.display()
-        ),
-    );
     let common = |known: &str| {
         format!(
             "serverAddr = \"127.0.0.1\"\nserverPort = {bind}\nauth.token = \"{token}\"\n\
@@ -575,17 +546,7 @@ fn start_stcp(
         ]
         .concat(),
     );
-    let mut cmd = Command::new(&tools.frps);
-    cmd.arg("-c").arg(&frps_cfg);
-    let mut server = Proc::spawn("frps", cmd, &dir)?;
-    let deadline = Instant::now() + READY_LIMIT;
-    while std::net::TcpStream::connect(local(bind)).is_err() {
-        server.ensure_running()?;
-        if Instant::now() > deadline {
-            bail!("frps did not listen on port {bind}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let server = listening_frps(tools, &dir, bind, &token)?;
     let mut cmd = Command::new(&tools.frpc);
     cmd.arg("-c").arg(&owner_cfg);
     let owner = Proc::spawn("frpc-owner", cmd, &dir)?;
@@ -598,6 +559,32 @@ fn start_stcp(
     r.echo = local(echo_pub);
     r.udp = Some(local(udp_pub));
     Ok(r)
+}
+
+/// frps on `bind` with `token`, once it listens (frpc gives up if its
+/// first login fails, so it starts after this).
+fn listening_frps(tools: &Tools, dir: &Path, bind: u16, token: &str) -> Result<Proc> {
+    let frps_cfg = write_file(
+        dir,
+        "frps.toml",
+        &format!(
+            "bindAddr = \"127.0.0.1\"\nbindPort = {bind}\nauth.token = \"{token}\"\n\
+             log.level = \"warn\"\ntransport.tls.selfSignedDir = \"{}\"\n",
+            dir.display()
+        ),
+    );
+    let mut cmd = Command::new(&tools.frps);
+    cmd.arg("-c").arg(&frps_cfg);
+    let mut server = Proc::spawn("frps", cmd, dir)?;
+    let deadline = Instant::now() + READY_LIMIT;
+    while std::net::TcpStream::connect(local(bind)).is_err() {
+        server.ensure_running()?;
+        if Instant::now() > deadline {
+            bail!("frps did not listen on port {bind}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(server)
 }
 
 /// Polls until a message echoes through the setup's public echo port. (The
