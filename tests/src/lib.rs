@@ -25,6 +25,7 @@ pub mod raw;
 pub mod services;
 pub mod sites;
 pub mod sshd;
+pub mod stun;
 pub mod web;
 pub mod wire_samples;
 
@@ -386,7 +387,16 @@ impl Proc {
         }
     }
 
-    pub fn output(&self) -> String {
+    /// The output so far, with what the process wrote until it has been
+    /// quiet for a moment (a failing test shows the lines that explain it).
+    pub fn output(&mut self) -> String {
+        let until = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < until {
+            match self.lines.recv_timeout(Duration::from_millis(300)) {
+                Ok(line) => self.log.push(line),
+                Err(_) => break,
+            }
+        }
         self.log.join("\n")
     }
 

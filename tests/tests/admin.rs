@@ -532,7 +532,7 @@ fn frp_proxy_keys_enabled_transport_metadatas_and_annotations() {
             tcp("off", a, 0)
         )
     };
-    let r = rig("", &with(false), 1);
+    let mut r = rig("", &with(false), 1);
     // Said at start (the rig has read the log up to the proxy's start).
     let log = r.frpc.output();
     let said =

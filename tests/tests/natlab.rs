@@ -712,7 +712,7 @@ impl<'a> Tunnel<'a> {
     }
 
     fn restart_frps(&mut self) {
-        let old = std::mem::replace(&mut self.frps, Self::spawn_frps(self.lab, &self.frps_cfg));
+        let mut old = std::mem::replace(&mut self.frps, Self::spawn_frps(self.lab, &self.frps_cfg));
         self.frps_history
             .push_str(&format!("{}\n----- frps restarted -----\n", old.output()));
         drop(old);

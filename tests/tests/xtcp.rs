@@ -7,38 +7,13 @@
 //! (The NAT lab, `natlab.rs`, runs the same through two NAT routers.)
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use e2e::sshd::{current_user, keygen, require_openssh, spawn_sshd, ssh_command};
 use e2e::web::curl;
 use e2e::*;
 
 const TOKEN: &str = "auth.token = \"xtcp-e2e\"\n";
-
-/// coturn as a plain STUN server on 127.0.0.1; returns it and its port.
-fn stun_server(dir: &Path) -> (Proc, u16) {
-    assert!(
-        Path::new("/usr/bin/turnserver").exists(),
-        "needs coturn's turnserver: `.ci/install-deps` installs it"
-    );
-    let port = free_udp_port();
-    let mut cmd = Command::new("/usr/bin/turnserver");
-    cmd.current_dir(dir).args([
-        "-n",
-        "--listening-ip=127.0.0.1",
-        &format!("--listening-port={port}"),
-        "--stun-only",
-        "--no-tls",
-        "--no-dtls",
-        "--no-cli",
-        "--log-file=stdout",
-        "--simple-log",
-        &format!("--pidfile={}", dir.join("turnserver.pid").display()),
-    ]);
-    let mut p = Proc::spawn(cmd);
-    p.wait_line("Total General servers", WAIT);
-    (p, port)
-}
 
 fn frpc_at(dir: &Path, frps: u16, body: &str) -> Proc {
     spawn_frpc(dir, frps, &format!("{TOKEN}{body}"))
@@ -92,7 +67,7 @@ fn sshd(dir: &Path) -> Sshd {
 fn ssh_runs_peer_to_peer_and_frps_carries_only_the_rendezvous() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = sshd(dir.path());
-    let (_stun, stun_port) = stun_server(dir.path());
+    let (_stun, stun_port) = e2e::stun::coturn_on_loopback(dir.path());
     let web = free_port();
     let (_frps, port) = spawn_frps(
         dir.path(),
