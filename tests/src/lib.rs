@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use frpc::Event;
 
+pub mod netns;
 pub mod raw;
 pub mod services;
 pub mod sites;

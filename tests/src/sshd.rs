@@ -17,7 +17,19 @@ pub const SSH_KEYGEN: &str = "/usr/bin/ssh-keygen";
 /// `ssh` with key `key`, no config, no known hosts, no prompts; add `-p
 /// PORT`, `user@127.0.0.1` and the command.
 pub fn ssh_command(key: &Path) -> Command {
-    let mut cmd = Command::new(SSH);
+    ssh_command_in(None, key)
+}
+
+/// [`ssh_command`] run inside network namespace `netns` when given.
+pub fn ssh_command_in(netns: Option<&str>, key: &Path) -> Command {
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, SSH]);
+            c
+        }
+        None => Command::new(SSH),
+    };
     cmd.arg("-F")
         .arg("/dev/null")
         .arg("-T")
@@ -40,6 +52,38 @@ pub fn ssh_command(key: &Path) -> Command {
             "ConnectTimeout=20",
         ]);
     cmd
+}
+
+/// Runs `remote` over ssh to `127.0.0.1:port` (from `netns` when given)
+/// with `stdin` fed to it; its whole output.
+pub fn ssh_run(
+    netns: Option<&str>,
+    key: &Path,
+    port: u16,
+    remote: &str,
+    stdin: Option<&[u8]>,
+) -> std::process::Output {
+    use std::io::Write;
+    let mut cmd = ssh_command_in(netns, key);
+    cmd.arg("-p")
+        .arg(port.to_string())
+        .arg(format!("{}@127.0.0.1", current_user()))
+        .arg(remote)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("ssh");
+    let mut pipe = child.stdin.take().expect("stdin");
+    let data = stdin.map(<[u8]>::to_vec);
+    // Written from a thread: ssh reads stdin while its output is read here.
+    let writer = thread::spawn(move || {
+        if let Some(d) = data {
+            let _ = pipe.write_all(&d);
+        }
+    });
+    let out = child.wait_with_output().expect("ssh output");
+    let _ = writer.join();
+    out
 }
 
 pub fn require_openssh() {
@@ -98,42 +142,57 @@ pub fn ssh_banner(port: u16) -> bool {
     BufReader::new(stream).read_line(&mut line).is_ok() && line.starts_with("SSH-2.0-")
 }
 
-/// Starts sshd on a free loopback port, retrying if another process takes the
-/// port first. Returns it and its port once it serves SSH.
-pub fn spawn_sshd(dir: &Path, host_key: &Path, authorized_keys: &Path) -> (Proc, u16) {
-    // The privilege separation directory, which packages create at boot.
+/// An sshd config listening on `listen` (`ip:port`) that takes the keys in
+/// `authorized_keys` and nothing else; its path.
+pub fn sshd_config(
+    dir: &Path,
+    listen: &str,
+    host_key: &Path,
+    authorized_keys: &Path,
+) -> std::path::PathBuf {
+    ensure_privsep_dir();
+    crate::write_file(
+        dir,
+        "sshd_config",
+        &format!(
+            "ListenAddress {listen}\n\
+             HostKey {}\n\
+             AuthorizedKeysFile {}\n\
+             PidFile none\n\
+             UsePAM no\n\
+             StrictModes no\n\
+             PasswordAuthentication no\n\
+             KbdInteractiveAuthentication no\n\
+             PubkeyAuthentication yes\n\
+             PermitRootLogin prohibit-password\n\
+             PrintMotd no\n\
+             PrintLastLog no\n\
+             UseDNS no\n\
+             LogLevel VERBOSE\n",
+            host_key.display(),
+            authorized_keys.display()
+        ),
+    )
+}
+
+/// The privilege separation directory, which packages create at boot.
+fn ensure_privsep_dir() {
     if !Path::new("/run/sshd").exists() {
         use std::os::unix::fs::DirBuilderExt;
-        // An error here shows up as sshd's own complaint below.
+        // An error here shows up as sshd's own complaint.
         let _ = std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o755)
             .create("/run/sshd");
     }
+}
+
+/// Starts sshd on a free loopback port, retrying if another process takes the
+/// port first. Returns it and its port once it serves SSH.
+pub fn spawn_sshd(dir: &Path, host_key: &Path, authorized_keys: &Path) -> (Proc, u16) {
     for _ in 0..5 {
         let port = crate::free_port();
-        let cfg = crate::write_file(
-            dir,
-            "sshd_config",
-            &format!(
-                "ListenAddress 127.0.0.1:{port}\n\
-                 HostKey {}\n\
-                 AuthorizedKeysFile {}\n\
-                 PidFile none\n\
-                 UsePAM no\n\
-                 StrictModes no\n\
-                 PasswordAuthentication no\n\
-                 KbdInteractiveAuthentication no\n\
-                 PubkeyAuthentication yes\n\
-                 PermitRootLogin prohibit-password\n\
-                 PrintMotd no\n\
-                 PrintLastLog no\n\
-                 UseDNS no\n\
-                 LogLevel VERBOSE\n",
-                host_key.display(),
-                authorized_keys.display()
-            ),
-        );
+        let cfg = sshd_config(dir, &format!("127.0.0.1:{port}"), host_key, authorized_keys);
         let mut cmd = Command::new(SSHD);
         cmd.arg("-D").arg("-e").arg("-f").arg(&cfg);
         let mut sshd = Proc::spawn(cmd);

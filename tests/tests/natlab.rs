@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use e2e::netns::{self, kill_inside, remove_stale, run, skip};
 use e2e::{bin, port_from_line, write_file, Proc, WAIT};
 
 // Addresses exist only inside the lab's namespaces, so every test uses the
@@ -189,39 +190,6 @@ fn probe_helper() {
 // ---------------------------------------------------------------------------
 // The lab
 
-/// Runs a command; Ok(stdout) on success, Err(description) otherwise.
-fn run(program: &str, args: &[&str]) -> Result<String, String> {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .map_err(|e| format!("{program}: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "`{program} {}` failed ({}): {}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-fn effective_uid() -> Option<u32> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
-    line.split_whitespace().nth(2)?.parse().ok()
-}
-
-/// Skips the test, loudly; under CI a missing lab is a failure.
-fn skip(reason: &str) -> Option<Lab> {
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("NATLAB cannot run under CI (which runs as root): {reason}");
-    }
-    eprintln!("NATLAB SKIPPED: {reason}");
-    None
-}
-
 /// Three namespaces wired client -> NAT -> server; deleted on drop.
 struct Lab {
     client: String,
@@ -234,16 +202,8 @@ impl Lab {
     /// Builds the lab for test `tag`, or None (after a SKIPPED line) when
     /// this machine cannot.
     fn new(tag: &str) -> Option<Lab> {
-        match effective_uid() {
-            Some(0) => {}
-            Some(uid) => return skip(&format!("needs root (running as uid {uid})")),
-            None => return skip("cannot tell whether this runs as root"),
-        }
-        if let Err(e) = run("ip", &["-V"]) {
-            return skip(&format!("iproute2 not usable: {e}"));
-        }
-        if let Err(e) = run("iptables", &["--version"]) {
-            return skip(&format!("iptables not usable: {e}"));
+        if let Some(reason) = netns::unavailable() {
+            return skip(&reason);
         }
         let prefix = format!("nl-{tag}-");
         remove_stale(&prefix);
@@ -474,39 +434,6 @@ impl Drop for Lab {
         for ns in [&self.client, &self.nat, &self.server] {
             kill_inside(ns);
             let _ = run("ip", &["netns", "del", ns]);
-        }
-    }
-}
-
-/// Kills what still runs inside one of the lab's namespaces (all started by
-/// this test, or by an earlier run of it that was killed).
-fn kill_inside(ns: &str) {
-    if let Ok(pids) = run("ip", &["netns", "pids", ns]) {
-        for pid in pids.split_whitespace() {
-            let _ = run("kill", &["-KILL", pid]);
-        }
-    }
-}
-
-/// Deletes namespaces of an earlier run of the same test whose process is
-/// gone (a run killed before its Drop); live parallel runs are left alone.
-fn remove_stale(prefix: &str) {
-    let Ok(list) = run("ip", &["netns", "list"]) else {
-        return;
-    };
-    for name in list.lines().filter_map(|l| l.split_whitespace().next()) {
-        let Some(rest) = name.strip_prefix(prefix) else {
-            continue;
-        };
-        let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
-        let stale = match pid {
-            Some(pid) => pid == std::process::id() || !Path::new(&format!("/proc/{pid}")).exists(),
-            None => true,
-        };
-        if stale {
-            eprintln!("NATLAB: removing stale namespace {name}");
-            kill_inside(name);
-            let _ = run("ip", &["netns", "del", name]);
         }
     }
 }

@@ -4,12 +4,12 @@
 //! stay at the rendezvous's few bytes while megabytes cross. When no
 //! session can be made (here: a STUN server that does not answer), the
 //! `fallbackTo` stcp visitor carries the same SSH session through frps.
-//! (The NAT lab, `natlab.rs`, runs the same through two NAT routers.)
+//! (The P2P lab, `natlab_p2p.rs`, runs the same through two NAT routers.)
 
 use std::path::Path;
 use std::process::Output;
 
-use e2e::sshd::{current_user, keygen, require_openssh, spawn_sshd, ssh_command};
+use e2e::sshd::{keygen, require_openssh, spawn_sshd, ssh_run};
 use e2e::web::curl;
 use e2e::*;
 
@@ -20,26 +20,7 @@ fn frpc_at(dir: &Path, frps: u16, body: &str) -> Proc {
 }
 
 fn ssh(key: &Path, port: u16, remote: &str, stdin: Option<&[u8]>) -> Output {
-    use std::io::Write;
-    let mut cmd = ssh_command(key);
-    cmd.arg("-p")
-        .arg(port.to_string())
-        .arg(format!("{}@127.0.0.1", current_user()))
-        .arg(remote)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = cmd.spawn().expect("ssh");
-    let mut pipe = child.stdin.take().expect("stdin");
-    let data = stdin.map(<[u8]>::to_vec);
-    let writer = std::thread::spawn(move || {
-        if let Some(d) = data {
-            let _ = pipe.write_all(&d);
-        }
-    });
-    let out = child.wait_with_output().expect("ssh output");
-    let _ = writer.join();
-    out
+    ssh_run(None, key, port, remote, stdin)
 }
 
 struct Sshd {
