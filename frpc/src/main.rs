@@ -68,6 +68,9 @@ enum Command {
     Stcp(frpc::quick::Private),
     /// Run one sudp proxy, or with `visitor` one visitor of it (as stcp).
     Sudp(frpc::quick::Private),
+    /// Run one xtcp (peer-to-peer) proxy, or with `visitor` one visitor of
+    /// it (as stcp; the STUN server is frp's default).
+    Xtcp(frpc::quick::Private),
 }
 
 impl Command {
@@ -81,6 +84,7 @@ impl Command {
             Command::Tcpmux(p) => ("tcpmux", p),
             Command::Stcp(p) => return Some(frpc::quick::private("stcp", p)),
             Command::Sudp(p) => return Some(frpc::quick::private("sudp", p)),
+            Command::Xtcp(p) => return Some(frpc::quick::private("xtcp", p)),
             _ => return None,
         };
         Some(frpc::quick::config(kind, flags))

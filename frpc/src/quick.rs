@@ -114,7 +114,7 @@ pub struct Proxy {
     pub use_compression: bool,
 }
 
-/// `frpc stcp` / `frpc sudp`: a private proxy from flags, or with the
+/// `frpc stcp` / `frpc sudp` / `frpc xtcp`: a private proxy from flags, or with the
 /// `visitor` subcommand a visitor of one (frp's `frpc stcp visitor`).
 #[derive(Args, Debug, Clone)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -180,7 +180,7 @@ pub fn config(kind: &str, p: &Proxy) -> Result<ClientConfig> {
     load(&t)
 }
 
-/// The config of `frpc stcp|sudp [visitor]`.
+/// The config of `frpc stcp|sudp|xtcp [visitor]`.
 pub fn private(kind: &str, p: &Private) -> Result<ClientConfig> {
     let (mut t, key, entry) = match &p.role {
         Some(Role::Visitor(v)) => (table(&v.common), "visitors", visitor(kind, v)),
@@ -253,7 +253,7 @@ fn proxy(kind: &str, p: &Proxy) -> toml::Table {
         "tcp" | "udp" => {
             e.insert("remotePort".into(), i64::from(p.remote_port).into());
         }
-        "stcp" | "sudp" => {}
+        "stcp" | "sudp" | "xtcp" => {}
         _ => {
             e.insert("customDomains".into(), strings(&p.custom_domains));
             e.insert("subdomain".into(), p.subdomain.clone().into());

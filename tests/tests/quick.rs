@@ -179,3 +179,67 @@ fn an_stcp_proxy_and_its_visitor_from_flags() {
         Some("quick stcp\n")
     );
 }
+
+/// frp's `frpc xtcp` and `frpc xtcp visitor`: the proxy registers on frps
+/// and the visitor listens. (From flags the STUN server is frp's default,
+/// on the Internet, so no session is made here; `xtcp.rs` and
+/// `natlab_p2p.rs` carry SSH over xtcp.)
+#[test]
+fn an_xtcp_proxy_and_its_visitor_from_flags() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let web = free_port();
+    let (_frps, port) = spawn_frps(
+        dir.path(),
+        &format!("auth.token = \"tok\"\nwebServer.port = {web}\n"),
+    );
+    let server = format!("127.0.0.1:{port}");
+    let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let owner_dir = tempfile::tempdir().expect("tempdir");
+    let mut owner = frpc(
+        owner_dir.path(),
+        &args(&[
+            "xtcp",
+            "-s",
+            &server,
+            "-t",
+            "tok",
+            "-l",
+            "22",
+            "-n",
+            "p2p_ssh",
+            "--sk",
+            "abc",
+            "--allow_users",
+            "*",
+        ]),
+    );
+    owner.wait_line("private proxy started", WAIT);
+    let (_, body) = curl(web, &[], "/api/proxy/xtcp");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["proxies"][0]["name"], "p2p_ssh", "{body}");
+    assert_eq!(v["proxies"][0]["conf"]["allowUsers"][0], "*", "{body}");
+    let bind = free_port().to_string();
+    let visitor_dir = tempfile::tempdir().expect("tempdir");
+    let mut visitor = frpc(
+        visitor_dir.path(),
+        &args(&[
+            "xtcp",
+            "visitor",
+            "-s",
+            &server,
+            "-t",
+            "tok",
+            "-n",
+            "v",
+            "--server_name",
+            "p2p_ssh",
+            "--sk",
+            "abc",
+            "--bind_port",
+            &bind,
+        ]),
+    );
+    let line = visitor.wait_line("xtcp visitor listening", WAIT);
+    assert!(line.contains(&format!("127.0.0.1:{bind}")), "{line}");
+    visitor.wait_line("logged in to server", WAIT);
+}
