@@ -21,7 +21,7 @@ use net::tunnel::Tunnel;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 use wire::message::{
     Control, HttpSpec, HttpsSpec, NewProxy, PrivateSpec, ProxyKind, ProxyOpts, ProxySpec,
     StartWork, TcpSpec, TcpmuxSpec,
@@ -311,7 +311,7 @@ impl ProxyManager {
             control,
         });
         for e in inner.entries.values_mut() {
-            if let Some(why) = agreed.kinds.refuses(e.cfg.kind()) {
+            if let Some(why) = unsendable(agreed, e) {
                 (e.phase, e.err) = (Phase::StartError, why);
             }
         }
@@ -493,7 +493,7 @@ impl Inner {
             failed_at: None,
         };
         if let Some(s) = &self.session {
-            match s.agreed.kinds.refuses(entry.cfg.kind()) {
+            match unsendable(s.agreed, &entry) {
                 Some(why) => (entry.phase, entry.err) = (Phase::StartError, why),
                 None => {
                     let _ = s.control.send(Control::NewProxy(registration(&entry)));
@@ -502,6 +502,26 @@ impl Inner {
         }
         self.entries.insert(entry.cfg.name().to_owned(), entry);
     }
+}
+
+/// Why proxy `e` cannot be registered with this server, if it cannot: a
+/// kind the server lacks, or a registration one message cannot carry
+/// (frps would never see it). Said once, as the proxy's start error.
+fn unsendable(agreed: Agreed, e: &Entry) -> Option<String> {
+    let why = agreed.kinds.refuses(e.cfg.kind()).or_else(|| {
+        let reg = Control::NewProxy(registration(e));
+        let len = wire::message::Frame::encode_for(&reg, agreed.kinds.version)
+            .map_or(usize::MAX, |b| b.len());
+        (len > wire::codec::MAX_FRAME_LEN).then(|| {
+            format!(
+                "its registration is {len} bytes, more than the {} one message carries: \
+                 fewer customDomains, locations, headers or allowUsers",
+                wire::codec::MAX_FRAME_LEN
+            )
+        })
+    })?;
+    warn!(proxy = %Escaped(e.cfg.name()), "proxy not started: {why}");
+    Some(why)
 }
 
 fn registration(e: &Entry) -> NewProxy {
@@ -558,5 +578,36 @@ mod tests {
             .iter()
             .all(|k| old.refuses(*k).is_none()));
         assert!(old.refuses(ProxyKind::Stcp).is_some());
+    }
+
+    /// A registration one message cannot carry is not sent: the proxy's
+    /// status says why, and the others register.
+    #[test]
+    fn a_registration_too_large_for_one_message_is_a_start_error() {
+        let domains: Vec<String> = (0..2000)
+            .map(|i| format!("\"host-{i}.example.test\""))
+            .collect();
+        let config = ClientConfig::from_toml(&format!(
+            "[[proxies]]\nname = \"ssh\"\ntype = \"tcp\"\nlocalPort = 22\nremotePort = 6000\n\
+             [[proxies]]\nname = \"web\"\ntype = \"http\"\nlocalPort = 80\ncustomDomains = [{}]\n",
+            domains.join(",")
+        ))
+        .expect("config");
+        let m = ProxyManager::new(&config);
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let sent = m.attach(Agreed::default(), &CancellationToken::new(), tx);
+        let names: Vec<&str> = sent.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["ssh"]);
+        let web = m
+            .statuses()
+            .into_iter()
+            .find(|s| s.name == "web")
+            .expect("web listed");
+        assert_eq!(web.phase, Phase::StartError);
+        assert!(
+            web.err.contains("more than the 16384 one message carries"),
+            "{}",
+            web.err
+        );
     }
 }

@@ -74,6 +74,17 @@ pub const DEFAULT_MAX_STREAMS: usize = 16 * 1024;
 /// frp's default `udpPacketSize`: an Ethernet MTU.
 pub const DEFAULT_UDP_PACKET_SIZE: usize = 1500;
 
+/// Longest proxy or visitor name (and visitor `serverName` / `serverUser`),
+/// in bytes: a name is in every registration, log line and status row,
+/// and a registration must fit one message.
+pub const MAX_NAME_LEN: usize = 256;
+
+/// The problem with name `value` of key `key`, if it is too long.
+pub(crate) fn name_too_long(key: &str, value: &str) -> Option<String> {
+    (value.len() > MAX_NAME_LEN)
+        .then(|| format!("{key} is {} bytes; at most {MAX_NAME_LEN}", value.len()))
+}
+
 pub const DEFAULT_HEARTBEAT_INTERVAL: i64 = 30;
 pub const DEFAULT_HEARTBEAT_TIMEOUT: i64 = 90;
 /// frp's default.
@@ -575,6 +586,26 @@ mod tests {
             .map(|i| format!("annotations.k{i} = \"v\"\n"))
             .collect();
         ClientConfig::from_toml(&format!("{proxy}{fine}")).expect("32 are fine");
+    }
+
+    #[test]
+    fn names_are_bounded() {
+        let long = "n".repeat(MAX_NAME_LEN + 1);
+        let proxy = |name: &str| {
+            format!("[[proxies]]\nname = \"{name}\"\ntype = \"tcp\"\nlocalPort = 22\n")
+        };
+        let e = client_err(&proxy(&long));
+        assert!(e.contains("name is 257 bytes; at most 256"), "{e}");
+        ClientConfig::from_toml(&proxy(&long[1..])).expect("256 bytes are fine");
+        let visitor = |name: &str, server: &str| {
+            format!(
+                "[[visitors]]\nname = \"{name}\"\ntype = \"stcp\"\nserverName = \"{server}\"\n\
+                 secretKey = \"k\"\nbindPort = 6000\n"
+            )
+        };
+        assert!(client_err(&visitor(&long, "ssh")).contains("name is 257 bytes"));
+        assert!(client_err(&visitor("v", &long)).contains("serverName is 257 bytes"));
+        ClientConfig::from_toml(&visitor(&long[1..], &long[1..])).expect("256 bytes are fine");
     }
 
     #[test]

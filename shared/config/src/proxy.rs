@@ -496,6 +496,9 @@ impl ProxyConfig {
         if c.name.trim().is_empty() {
             p.key("name", "name must not be empty");
         }
+        if let Some(why) = crate::name_too_long("name", c.name) {
+            p.key("name", why);
+        }
         if c.local_ip.trim().is_empty() {
             p.key("localIP", "localIP must not be empty");
         }

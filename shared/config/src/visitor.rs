@@ -160,6 +160,15 @@ impl VisitorConfig {
         if self.server_name.trim().is_empty() {
             p.key("serverName", "serverName is required");
         }
+        for (key, value) in [
+            ("name", &self.name),
+            ("serverName", &self.server_name),
+            ("serverUser", &self.server_user),
+        ] {
+            if let Some(why) = crate::name_too_long(key, value) {
+                p.key(key, why);
+            }
+        }
         match self.bind_port {
             0 => p.key("bindPort", "bindPort is required"),
             1..=65535 => {}
