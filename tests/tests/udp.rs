@@ -202,6 +202,53 @@ async fn mappings_expire_and_are_bounded() {
     server.stop().await;
 }
 
+/// Full mappings are said, once, not per dropped datagram: 20 new senders
+/// beyond `udpMaxMappings` make one warning in frpc's log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_mappings_are_warned_once() {
+    let local = udp_echo().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_frps, port) = spawn_frps(dir.path(), TOKEN);
+    let remote = free_udp_port();
+    let proxy = udp_proxy("u", local, remote, "udpMaxMappings = 2\n");
+    let mut frpc = spawn_frpc(dir.path(), port, &format!("{TOKEN}{proxy}"));
+    frpc.wait_line("proxy started", WAIT);
+    let public = SocketAddr::from(([127, 0, 0, 1], remote));
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let s = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        assert!(
+            ask(&s, public, b"hi", 5).await.is_some(),
+            "a mapping within the bound"
+        );
+        held.push(s);
+    }
+    let mut beyond = Vec::new();
+    for _ in 0..20 {
+        let s = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        s.send_to(b"hi", public).await.expect("send");
+        beyond.push(s);
+    }
+    // Datagrams of one proxy are taken in order: once a held mapping is
+    // answered again, frpc has seen all 20.
+    assert!(ask(&held[0], public, b"again", 5).await.is_some());
+    let mut buf = [0u8; 16];
+    for s in &beyond {
+        assert!(
+            s.try_recv_from(&mut buf).is_err(),
+            "a mapping beyond the bound"
+        );
+    }
+    let line = frpc.wait_line("udpMaxMappings (2) reached", WAIT);
+    assert!(line.contains("WARN") && line.contains("proxy=u"), "{line}");
+    let log = frpc.output();
+    assert_eq!(
+        log.matches("udpMaxMappings (2) reached").count(),
+        1,
+        "{log}"
+    );
+}
+
 /// frpc goes away while a user keeps sending; a new frpc registers the
 /// proxy again on the same port and the same user is answered again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -132,7 +132,14 @@ struct Forwarder {
     epoch: Instant,
     replies: mpsc::Sender<(SocketAddr, Bytes)>,
     expired: mpsc::UnboundedSender<(SocketAddr, u64)>,
+    /// When the mappings were last said to be full, and datagrams dropped
+    /// for it since.
+    full: (Option<Instant>, u64),
 }
+
+/// Full mappings are warned at most this often (any sender can keep them
+/// full).
+const FULL_WARN_EVERY: Duration = Duration::from_secs(60);
 
 impl Udp {
     async fn run(
@@ -158,6 +165,7 @@ impl Udp {
             epoch: Instant::now(),
             replies,
             expired,
+            full: (None, 0),
         };
         let mut inbuf = BytesMut::with_capacity(8 * 1024);
         let mut out = BytesMut::new();
@@ -224,6 +232,7 @@ impl Forwarder {
         if !self.maps.contains_key(&d.peer) {
             if self.maps.len() >= self.proxy.max_mappings {
                 self.meters.drop_one();
+                self.said_full();
                 debug!(peer = %d.peer, "udpMaxMappings reached; datagram dropped");
                 return;
             }
@@ -246,6 +255,19 @@ impl Forwarder {
         match m.sock.send(&d.payload).await {
             Ok(_) => self.meters.add(false, d.payload.len()),
             Err(e) => debug!("udp send to the local service failed: {e}"),
+        }
+    }
+
+    fn said_full(&mut self) {
+        let (said, dropped) = &mut self.full;
+        *dropped += 1;
+        if said.is_none_or(|t| t.elapsed() >= FULL_WARN_EVERY) {
+            warn!(
+                "udpMaxMappings ({}) reached: datagrams from new senders are dropped until a \
+                 mapping expires ({dropped} dropped since the last warning)",
+                self.proxy.max_mappings
+            );
+            (*said, *dropped) = (Some(Instant::now()), 0);
         }
     }
 
