@@ -242,9 +242,9 @@ async fn run_workloads(running: &Running, result: &mut SetupResult) {
     }
     // socat forks a process per connection: 20,000 processes would be
     // near this machine's pid limit and measure fork, not relaying.
-    // The stcp setup's scale would measure the visitor's frpc as well; its
+    // A private setup's scale would measure the visitor's frpc as well; its
     // rows are the per-connection workloads.
-    if !matches!(result.kind, Kind::Socat | Kind::OursStcp) && wanted("scale") {
+    if !(result.kind == Kind::Socat || result.kind.private()) && wanted("scale") {
         scale(running, result).await;
     }
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 use config::{ClientConfig, HttpProxy, ProxyConfig};
 use futures::future::BoxFuture;
 use net::logging::Escaped;
-use net::stats::{Meters, Traffic};
+use net::stats::{Metered, Meters, Traffic};
 use net::tunnel::Tunnel;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
@@ -32,12 +32,13 @@ pub(crate) trait ClientProxy: Send + Sync {
     /// What frps needs to know to serve it.
     fn spec(&self) -> ProxySpec;
     /// Carries one work stream (a user connection, or all of a UDP
-    /// proxy's datagrams) to the local service.
+    /// proxy's datagrams) to the local service. The stream comes metered
+    /// (its proxy's and the client's counters): what crosses it is counted
+    /// whatever the kind does with it.
     fn serve(
         self: Arc<Self>,
-        work: Tunnel,
+        work: Metered<Tunnel>,
         header: StartWork,
-        meters: Meters,
         stop: CancellationToken,
     ) -> BoxFuture<'static, ()>;
 }
@@ -458,7 +459,7 @@ impl ProxyManager {
         let meters = Meters::new(vec![e.traffic.clone(), self.traffic.clone()]);
         let (proxy, stop) = (e.proxy.clone(), e.stop.clone());
         drop(inner);
-        Some(proxy.serve(work, header, meters, stop))
+        Some(proxy.serve(Metered::new(work, meters), header, stop))
     }
 }
 

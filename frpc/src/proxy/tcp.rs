@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use net::logging::Escaped;
-use net::stats::Meters;
+use net::stats::Metered;
 use net::tunnel::{Local, Tunnel};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -43,20 +43,19 @@ impl ClientProxy for Forward {
 
     fn serve(
         self: Arc<Self>,
-        work: Tunnel,
+        work: Metered<Tunnel>,
         header: StartWork,
-        meters: Meters,
         stop: CancellationToken,
     ) -> BoxFuture<'static, ()> {
         let span = info_span!("conn", proxy = %Escaped(&self.name), src = %header.src);
-        async move { dial_and_carry(&self.local, work, meters, stop).await }
+        async move { dial_and_carry(&self.local, work, stop).await }
             .instrument(span)
             .boxed()
     }
 }
 
 /// Dials the local service at `local` and carries `work` to it.
-async fn dial_and_carry(local: &str, work: Tunnel, meters: Meters, stop: CancellationToken) {
+async fn dial_and_carry(local: &str, work: Metered<Tunnel>, stop: CancellationToken) {
     let tcp = match tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(local)).await {
         Ok(Ok(tcp)) => tcp,
         Ok(Err(e)) => {
@@ -69,10 +68,9 @@ async fn dial_and_carry(local: &str, work: Tunnel, meters: Meters, stop: Cancell
         }
     };
     tcp.set_nodelay(true).ok();
-    let _open = meters.open();
     tokio::select! {
         _ = stop.cancelled() => debug!("closed with the session"),
-        r = work.carry(Local::Tcp(tcp), meters.clone()) => match r {
+        r = work.carry(Local::Tcp(tcp)) => match r {
             Ok(c) => debug!(up = c.into_tunnel, down = c.out_of_tunnel, "connection closed"),
             Err(e) => debug!("connection ended: {e}"),
         }

@@ -20,7 +20,7 @@ use config::{SudpProxy, UdpProxy};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use net::logging::Escaped;
-use net::stats::{Meters, OpenGuard};
+use net::stats::{Metered, Meters, OpenGuard};
 use net::tunnel::Tunnel;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, WriteHalf};
 use tokio::net::UdpSocket;
@@ -89,12 +89,14 @@ impl ClientProxy for Udp {
 
     fn serve(
         self: Arc<Self>,
-        work: Tunnel,
+        work: Metered<Tunnel>,
         _header: StartWork,
-        meters: Meters,
         stop: CancellationToken,
     ) -> BoxFuture<'static, ()> {
         let span = info_span!("udp", proxy = %Escaped(&self.name));
+        // Counted by datagram payload, and a connection per user address
+        // (its mapping), not per work stream.
+        let (work, meters, _) = work.into_parts();
         async move {
             match self.run(work, meters, stop).await {
                 Ok(()) => debug!("udp stream ended"),

@@ -15,7 +15,7 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use net::framed;
 use net::logging::Escaped;
-use net::stats::Meters;
+use net::stats::{Metered, Meters};
 use net::tunnel::Tunnel;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpStream, UdpSocket};
@@ -75,14 +75,13 @@ impl ClientProxy for Xtcp {
 
     fn serve(
         self: Arc<Self>,
-        work: Tunnel,
+        work: Metered<Tunnel>,
         header: StartWork,
-        meters: Meters,
         stop: CancellationToken,
     ) -> BoxFuture<'static, ()> {
         let span = info_span!("xtcp", proxy = %Escaped(&self.name), visitor = %header.src);
         async move {
-            if let Err(e) = self.session(work, meters, stop).await {
+            if let Err(e) = self.session(work, stop).await {
                 warn!("P2P session not made: {e:#}");
             }
         }
@@ -92,12 +91,11 @@ impl ClientProxy for Xtcp {
 }
 
 impl Xtcp {
-    async fn session(
-        &self,
-        mut work: Tunnel,
-        meters: Meters,
-        stop: CancellationToken,
-    ) -> Result<()> {
+    /// The rendezvous on `work` (counted as the proxy's, as frps counts
+    /// it), then the session; each of its streams counts as one of the
+    /// proxy's connections.
+    async fn session(&self, mut work: Metered<Tunnel>, stop: CancellationToken) -> Result<()> {
+        let meters = work.meters().clone();
         let offer = match tokio::time::timeout(OFFER_WAIT, framed::read_message(&mut work)).await {
             Ok(Ok(Some(Rendezvous::Offer(o)))) => o,
             Ok(Ok(other)) => bail!("expected the visitor's offer, got {other:?}"),
@@ -163,7 +161,7 @@ impl Xtcp {
     }
 }
 
-async fn refuse(work: &mut Tunnel, why: String) -> Result<()> {
+async fn refuse(work: &mut Metered<Tunnel>, why: String) -> Result<()> {
     let answer = RendezvousAnswer {
         result: Err(why.clone()),
     };

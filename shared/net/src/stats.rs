@@ -140,6 +140,12 @@ impl<T> Metered<T> {
         }
     }
 
+    /// What it counts into (for connections it leads to, as an xtcp
+    /// rendezvous leads to a session's streams).
+    pub fn meters(&self) -> &Meters {
+        &self.meters
+    }
+
     /// The connection, its meters and its open-connection count, for a
     /// carrier that counts in its own unit (UDP counts datagrams' payload).
     pub fn into_parts(self) -> (T, Meters, OpenGuard) {

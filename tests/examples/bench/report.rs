@@ -407,11 +407,17 @@ fn table(results: &[SetupResult]) -> String {
         .into_iter()
         .flatten()
         .collect();
-    let ours: Vec<&SetupResult> = [Kind::Ours, Kind::OursNoMux, Kind::OursNoTls, Kind::OursStcp]
-        .map(|k| find(results, k))
-        .into_iter()
-        .flatten()
-        .collect();
+    let ours: Vec<&SetupResult> = [
+        Kind::Ours,
+        Kind::OursNoMux,
+        Kind::OursNoTls,
+        Kind::OursStcp,
+        Kind::OursXtcp,
+    ]
+    .map(|k| find(results, k))
+    .into_iter()
+    .flatten()
+    .collect();
     let header = |r: &SetupResult| {
         let name = r.kind.label();
         if r.failed() {
@@ -422,9 +428,18 @@ fn table(results: &[SetupResult]) -> String {
     };
     let mut head = vec!["".to_string()];
     head.extend(columns.iter().map(|r| header(r)));
+    // Private services have no rathole equivalent: their ratio is to our
+    // own tcp proxy.
+    let base = |r: &SetupResult| {
+        if r.kind.private() {
+            (find(results, Kind::Ours), "÷ ours")
+        } else {
+            (rathole, "÷ rathole")
+        }
+    };
     for r in &ours {
         head.push(header(r));
-        head.push("÷ rathole".into());
+        head.push(base(r).1.into());
     }
     let _ = writeln!(md, "| {} |", head.join(" | "));
     let _ = writeln!(
@@ -440,7 +455,7 @@ fn table(results: &[SetupResult]) -> String {
         line.extend(columns.iter().map(|r| cell(r, &row)));
         for r in &ours {
             line.push(cell(r, &row));
-            line.push(ratio(r, rathole, &row));
+            line.push(ratio(r, base(r).0, &row));
         }
         let _ = writeln!(md, "| {} |", line.join(" | "));
     }
@@ -501,12 +516,15 @@ pub fn render(machine: &str, results: &[SetupResult], elapsed: Duration) -> Stri
          shown when frpc accepts the key), **ours, TLS off** (plain TCP \
          like rathole's transport: the same work, and what TLS costs), and \
          **ours, stcp via a visitor** (private stcp and sudp proxies reached \
-         through a second frpc's visitors, so every byte crosses two tunnels; \
-         rathole has no private services, so its ratio is to rathole's plain \
-         TCP service, and its memory and CPU rows leave the visitor's frpc out). \
+         through a second frpc's visitors, so every byte crosses two tunnels) \
+         and **ours, xtcp (P2P)** (the two frpc meet through frps, with coturn \
+         on loopback as the STUN server, and carry each connection over their \
+         own QUIC session): rathole has no private services, so these two are \
+         compared with our own tcp proxy (÷ ours), and their memory and CPU \
+         rows leave the visitor's frpc out. \
          → is client to service (iperf3 default), ← is service to client \
-         (`-R`); {IPERF_SECS} s per iperf3 run. Ratios are ours ÷ rathole: above \
-         1 is better for rates, **below 1 is better for latency, time and memory**.\n"
+         (`-R`); {IPERF_SECS} s per iperf3 run. Ratios are ours ÷ rathole (÷ ours \
+         for the private services): above 1 is better for rates, **below 1 is better for latency, time and memory**.\n"
     );
     md.push_str(&table(results));
     let _ = writeln!(

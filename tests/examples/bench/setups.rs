@@ -42,12 +42,15 @@ pub enum Kind {
     OursNoTls,
     /// frps + an frpc with stcp (and sudp) proxies + a second frpc whose
     /// visitors users connect to: a private service, through frps. rathole
-    /// has no equivalent; its column is its plain TCP service.
+    /// has no equivalent.
     OursStcp,
+    /// The same with xtcp: the two frpc meet through frps (STUN: coturn on
+    /// loopback) and carry each connection over their own QUIC session.
+    OursXtcp,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Direct,
         Kind::Socat,
         Kind::Rathole,
@@ -55,7 +58,14 @@ impl Kind {
         Kind::OursNoMux,
         Kind::OursNoTls,
         Kind::OursStcp,
+        Kind::OursXtcp,
     ];
+
+    /// A private service (through visitors): compared with our own tcp
+    /// proxy, since rathole has nothing like it.
+    pub fn private(self) -> bool {
+        matches!(self, Kind::OursStcp | Kind::OursXtcp)
+    }
 
     /// Name for `BENCH_SETUPS`.
     pub fn key(self) -> &'static str {
@@ -67,6 +77,7 @@ impl Kind {
             Kind::OursNoMux => "nomux",
             Kind::OursNoTls => "notls",
             Kind::OursStcp => "stcp",
+            Kind::OursXtcp => "xtcp",
         }
     }
 
@@ -79,6 +90,7 @@ impl Kind {
             Kind::OursNoMux => "ours, tcpMux=false",
             Kind::OursNoTls => "ours, TLS off",
             Kind::OursStcp => "ours, stcp via a visitor",
+            Kind::OursXtcp => "ours, xtcp (P2P)",
         }
     }
 }
@@ -342,7 +354,8 @@ pub async fn start(
             Kind::OursNoTls => {
                 start_ours(tools, iperf, echo, udp, "transport.tls.enable = false\n")
             }
-            Kind::OursStcp => start_stcp(tools, iperf, echo, udp),
+            Kind::OursStcp => start_private(tools, iperf, echo, Some(udp)),
+            Kind::OursXtcp => start_private(tools, iperf, echo, None),
         };
         match attempt {
             Ok(mut running) => match wait_ready(&mut running).await {
@@ -492,23 +505,32 @@ fn start_ours(
     Ok(r)
 }
 
-/// frps, an frpc serving `iperf`, `echo` (stcp) and `udp` (sudp) privately,
-/// and an frpc whose visitors are the ports users connect to.
-fn start_stcp(
+/// frps, an frpc serving `iperf` and `echo` privately (and `udp` over
+/// sudp), and an frpc whose visitors are the ports users connect to: stcp
+/// when `udp` is given, otherwise xtcp, with coturn on loopback as the
+/// STUN server.
+fn start_private(
     tools: &Tools,
     iperf: SocketAddr,
     echo: SocketAddr,
-    udp: SocketAddr,
+    udp: Option<SocketAddr>,
 ) -> Result<Running> {
     let mut r = running(iperf, echo, tempfile::tempdir()?);
     let dir = r._dir.path().to_path_buf();
     let token = net::util::random_id();
     let bind = free_port();
     let (iperf_pub, echo_pub, udp_pub) = (free_port(), free_port(), free_port());
+    let (kind, stun) = match udp {
+        Some(_) => ("stcp", None),
+        None => ("xtcp", Some(stun_server(&dir)?)),
+    };
+    let stun_line = stun.as_ref().map_or(String::new(), |(_, port)| {
+        format!("natHoleStunServer = \"127.0.0.1:{port}\"\n")
+    });
     let common = |known: &str| {
         format!(
             "serverAddr = \"127.0.0.1\"\nserverPort = {bind}\nauth.token = \"{token}\"\n\
-             log.level = \"warn\"\ntransport.tls.knownHostsFile = \"{}\"\n",
+             log.level = \"warn\"\ntransport.tls.knownHostsFile = \"{}\"\n{stun_line}",
             dir.join(known).display()
         )
     };
@@ -524,28 +546,23 @@ fn start_stcp(
              secretKey = \"{token}\"\nbindPort = {port}\n"
         )
     };
-    let owner_cfg = write_file(
-        &dir,
-        "owner.toml",
-        &[
-            common("known-owner"),
-            private("iperf", "stcp", iperf.port()),
-            private("echo", "stcp", echo.port()),
-            private("udp", "sudp", udp.port()),
-        ]
-        .concat(),
-    );
-    let visitor_cfg = write_file(
-        &dir,
-        "visitor.toml",
-        &[
-            common("known-visitor"),
-            visitor("iperf", "stcp", iperf_pub),
-            visitor("echo", "stcp", echo_pub),
-            visitor("udp", "sudp", udp_pub),
-        ]
-        .concat(),
-    );
+    let mut owner = vec![
+        common("known-owner"),
+        private("iperf", kind, iperf.port()),
+        private("echo", kind, echo.port()),
+    ];
+    let mut visitors = vec![
+        common("known-visitor"),
+        visitor("iperf", kind, iperf_pub),
+        visitor("echo", kind, echo_pub),
+    ];
+    if let Some(udp) = udp {
+        owner.push(private("udp", "sudp", udp.port()));
+        visitors.push(visitor("udp", "sudp", udp_pub));
+        r.udp = Some(local(udp_pub));
+    }
+    let owner_cfg = write_file(&dir, "owner.toml", &owner.concat());
+    let visitor_cfg = write_file(&dir, "visitor.toml", &visitors.concat());
     let server = listening_frps(tools, &dir, bind, &token)?;
     let mut cmd = Command::new(&tools.frpc);
     cmd.arg("-c").arg(&owner_cfg);
@@ -555,10 +572,38 @@ fn start_stcp(
     let visitor = Proc::spawn("frpc-visitor", cmd, &dir)?;
     r.mem = Some((server.pid(), owner.pid()));
     r.procs = vec![visitor, owner, server];
+    r.procs.extend(stun.map(|(p, _)| p));
     r.iperf = local(iperf_pub);
     r.echo = local(echo_pub);
-    r.udp = Some(local(udp_pub));
     Ok(r)
+}
+
+/// coturn as a STUN server on a free loopback port, once it answers.
+fn stun_server(dir: &Path) -> Result<(Proc, u16)> {
+    let port = e2e::free_udp_port();
+    let mut cmd = Command::new(e2e::stun::TURNSERVER);
+    cmd.args([
+        "-n",
+        "--listening-ip=127.0.0.1",
+        &format!("--listening-port={port}"),
+        "--stun-only",
+        "--no-tls",
+        "--no-dtls",
+        "--no-cli",
+        "--log-file=stdout",
+        "--simple-log",
+        &format!("--pidfile={}", dir.join("turnserver.pid").display()),
+    ]);
+    let mut p = Proc::spawn("coturn", cmd, dir)?;
+    let deadline = Instant::now() + READY_LIMIT;
+    while !e2e::stun::answers(None, "127.0.0.1", port) {
+        p.ensure_running()?;
+        if Instant::now() > deadline {
+            bail!("coturn did not answer STUN on port {port}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok((p, port))
 }
 
 /// frps on `bind` with `token`, once it listens (frpc gives up if its
