@@ -67,6 +67,9 @@ pub(crate) struct Server {
     pub records: records::Records,
     /// Failed proofs per source address (`penalty`).
     pub penalties: penalty::Penalties,
+    /// Wrong visit secrets per source address, counted apart from logins:
+    /// a visitor with a wrong secret never slows the logins of its address.
+    pub visit_penalties: penalty::Penalties,
     /// Connections to `bindPort` still logging in (`pending`).
     pub pending: Arc<pending::Pending>,
     /// Where their daily traffic survives restarts (with the web server).
@@ -225,6 +228,7 @@ pub async fn run_with_stats(
         registry: stats.0.clone(),
         records,
         penalties: penalty::Penalties::default(),
+        visit_penalties: penalty::Penalties::default(),
         pending,
         history,
         live,

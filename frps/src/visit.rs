@@ -10,7 +10,8 @@
 //! within [`OPEN_TIMEOUT`] in one frame of at most the codec's frame size,
 //! and once joined it holds one of the proxy's client's streams as any user
 //! connection does. A wrong secret is answered after the penalty its
-//! address has earned (`penalty.rs`), as a wrong login token is.
+//! address has earned (`penalty.rs`) as a wrong login token is, counted
+//! apart from logins.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -143,7 +144,7 @@ impl Visitors {
             &req.proof,
         );
         if !ok {
-            let wait = self.server.penalties.failed(self.peer.ip());
+            let wait = self.server.visit_penalties.failed(self.peer.ip());
             crate::penalty::serve_wait(wait, tokio::time::Instant::now() + OPEN_TIMEOUT).await;
             return Err(VisitError::WrongSecret);
         }

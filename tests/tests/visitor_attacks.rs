@@ -65,9 +65,13 @@ async fn ends(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_streams_and_secret_guesses_cost_only_the_attacker() {
     let dir = tempfile::tempdir().expect("tempdir");
+    let web = free_port();
     let (mut frps, port) = spawn_frps(
         dir.path(),
-        &format!("auth.token = \"{TOKEN}\"\ntransport.maxStreamsPerClient = {BUDGET}\n"),
+        &format!(
+            "auth.token = \"{TOKEN}\"\ntransport.maxStreamsPerClient = {BUDGET}\n\
+             webServer.port = {web}\nenablePrometheus = true\n"
+        ),
     );
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let hello = banner("private hello\n");
@@ -159,4 +163,17 @@ async fn silent_streams_and_secret_guesses_cost_only_the_attacker() {
         "a repeated refusal was logged again: {}",
         frps.output()
     );
+    // Secret guesses are counted apart from logins: the address's logins
+    // earned no penalty.
+    let metrics = tokio::task::spawn_blocking(move || {
+        e2e::web::prometheus_samples(&e2e::web::curl(web, &[], "/metrics").1)
+    })
+    .await
+    .expect("metrics");
+    for want in [
+        "frp_server_login_failures_delayed_total{} 0.0",
+        "frp_server_login_failing_addresses{} 0.0",
+    ] {
+        assert!(metrics.contains(want), "{want} not in\n{metrics}");
+    }
 }
