@@ -17,9 +17,6 @@ pub(crate) struct Connector {
     proxy: Option<crate::dial::ProxyUrl>,
     /// `dnsServer`, or the system's resolver.
     dns: crate::dial::Resolver,
-    /// The protocol version logins offer: ours, until an frps that speaks
-    /// only an older one (before version agreement) has said which.
-    offer: std::sync::atomic::AtomicU16,
 }
 
 /// A connection to frps, TLS done, nothing sent yet.
@@ -59,19 +56,7 @@ impl Connector {
             side,
             proxy,
             dns,
-            offer: wire::message::PROTOCOL_VERSION.into(),
         })
-    }
-
-    /// The protocol version to offer at login.
-    pub fn offer(&self) -> u16 {
-        self.offer.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// From now on offer `version`: frps speaks only that one.
-    pub fn speak(&self, version: u16) {
-        self.offer
-            .store(version, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// `serverAddr:serverPort`, for messages.

@@ -57,19 +57,20 @@ pub(crate) async fn connect(
     run_id: &str,
     budget: &Arc<MemoryBudget>,
 ) -> Result<Session> {
+    // Each connection offers our version first: an frps upgraded while
+    // we were away gets it.
+    let newest = wire::message::PROTOCOL_VERSION;
     let login = async {
-        match connect_inner(connector, run_id, budget).await {
+        match connect_inner(connector, run_id, budget, newest).await {
             Err(e) => match e.downcast_ref::<login::SpeaksOlder>() {
                 // An frps from before version agreement: ask again in its
                 // version, at once.
                 Some(login::SpeaksOlder(version)) => {
                     info!(
                         server = %connector.addr(),
-                        "frps speaks protocol {version} (this frpc {}): speaking {version} to it",
-                        wire::message::PROTOCOL_VERSION
+                        "frps speaks protocol {version} (this frpc {newest}): speaking {version} to it"
                     );
-                    connector.speak(*version);
-                    connect_inner(connector, run_id, budget).await
+                    connect_inner(connector, run_id, budget, *version).await
                 }
                 None => Err(e),
             },
@@ -81,10 +82,12 @@ pub(crate) async fn connect(
         .map_err(|_| anyhow!("no answer from server within {LOGIN_TIMEOUT:?}"))?
 }
 
+/// One connection and login, offering protocol `offer`.
 async fn connect_inner(
     connector: &Connector,
     run_id: &str,
     budget: &Arc<MemoryBudget>,
+    offer: u16,
 ) -> Result<Session> {
     let addr = connector.addr();
     let dialed = connector.dial(Purpose::Control).await?;
@@ -102,7 +105,6 @@ async fn connect_inner(
             .open()
             .await
             .context("opening the control stream")?;
-        let offer = connector.offer();
         login::control(
             &connector.config,
             stream,

@@ -1,9 +1,9 @@
 //! frpc against an frps of protocol 4, which predates version agreement and
 //! refuses any version but its own. The frps is played from protocol 4's
 //! recorded answers (tests/fixtures/wire/v4), byte for byte; what frpc
-//! sends it must decode in protocol 4's shape, with nothing left over.
-
-use std::time::Duration;
+//! sends it must decode in protocol 4's shape, with nothing left over. Once
+//! that frps is gone, the next one (perhaps upgraded) is offered frpc's own
+//! version again.
 
 use bytes::BytesMut;
 use e2e::wire_samples::fixture;
@@ -44,6 +44,7 @@ async fn control_stream(listener: &TcpListener) -> (mux::Session, mux::MuxStream
 async fn frpc_speaks_protocol_4_to_an_frps_that_speaks_only_4() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
+    let (taken, taken_rx) = tokio::sync::oneshot::channel::<()>();
     let old = tokio::spawn(async move {
         // First login: the newest version, refused as a protocol 4 frps
         // refuses it.
@@ -81,8 +82,14 @@ async fn frpc_speaks_protocol_4_to_an_frps_that_speaks_only_4() {
         ctrl.write_all(&fixture(4, "control-new-proxy-resp-ok"))
             .await
             .expect("answer");
-        // Kept open until the test has seen frpc take the answer.
-        (session, ctrl)
+        // Kept open until the test has seen frpc take the answer; then
+        // this frps goes away, and the one frpc finds next (upgraded) is
+        // offered the newest version again.
+        let _ = taken_rx.await;
+        drop((session, ctrl));
+        let (_s, mut ctrl) = control_stream(&listener).await;
+        let mut buf = BytesMut::new();
+        read::<Hello>(&mut ctrl, &mut buf, 4).await
     });
     let echo = spawn_echo().await;
     let dir = tempfile::tempdir().expect("tempdir");
@@ -90,7 +97,8 @@ async fn frpc_speaks_protocol_4_to_an_frps_that_speaks_only_4() {
         dir.path(),
         port,
         &format!(
-            "transport.tls.enable = false\nmetadatas.site = \"old\"\n{}",
+            "transport.tls.enable = false\ntransport.reconnectInitialDelay = 0.2\n\
+             metadatas.site = \"old\"\n{}",
             tcp_proxy("fixture-tcp", echo, 6000)
         ),
     );
@@ -98,8 +106,16 @@ async fn frpc_speaks_protocol_4_to_an_frps_that_speaks_only_4() {
     assert!(line.contains("speaking 4 to it"), "{line}");
     frpc.wait_line("logged in", WAIT);
     frpc.wait_line("proxy started", WAIT);
-    let _held = tokio::time::timeout(Duration::from_secs(5), old)
+    taken.send(()).expect("played frps waits");
+    let next = tokio::time::timeout(WAIT, old)
         .await
-        .expect("played frps done")
+        .expect("frpc came back")
         .expect("played frps");
+    assert_eq!(
+        next,
+        Hello::Client {
+            version: wire::message::PROTOCOL_VERSION
+        },
+        "after the old frps went away, frpc must offer its own version again"
+    );
 }
