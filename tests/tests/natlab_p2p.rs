@@ -39,10 +39,64 @@ const RB_WAN: &str = "10.78.2.2";
 const FRPS_PORT: u16 = 7000;
 const WEB_PORT: u16 = 7500;
 const STUN_PORT: u16 = 3478;
-const SSHD_PORT: u16 = 2222;
+/// The lab's LAN host has its own network stack: sshd on 22, as in frp's
+/// recipe.
+const SSHD_PORT: u16 = 22;
 const VISITOR_PORT: u16 = 6000;
 const TOKEN: &str = "p2p-lab";
-const SECRET: &str = "abcdefg";
+
+/// frp's README recipe for xtcp, unchanged: the proxy on machine B…
+const XTCP_PROXY: &str = r#"
+[[proxies]]
+name = "p2p_ssh"
+type = "xtcp"
+secretKey = "abcdefg"
+localIP = "127.0.0.1"
+localPort = 22
+"#;
+
+/// …and the visitor on machine C.
+const XTCP_VISITOR: &str = r#"
+[[visitors]]
+name = "p2p_ssh_visitor"
+type = "xtcp"
+serverName = "p2p_ssh"
+secretKey = "abcdefg"
+bindAddr = "127.0.0.1"
+bindPort = 6000
+# when automatic tunnel persistence is required, set it to true
+keepTunnelOpen = false
+"#;
+
+/// The stcp proxy and visitor the xtcp visitor falls back to.
+const STCP_PROXY: &str = r#"
+[[proxies]]
+name = "stcp_ssh"
+type = "stcp"
+secretKey = "abcdefg"
+localIP = "127.0.0.1"
+localPort = 22
+"#;
+const STCP_VISITOR: &str = r#"
+[[visitors]]
+name = "stcp-visitor"
+type = "stcp"
+serverName = "stcp_ssh"
+secretKey = "abcdefg"
+bindPort = -1
+"#;
+
+/// The recipe with an stcp fallback: the lines after [`XTCP_VISITOR`]
+/// (and `extra`) add to its table.
+fn with_fallback(extra: &str) -> (String, String) {
+    (
+        format!("{XTCP_PROXY}{STCP_PROXY}"),
+        format!(
+            "{STCP_VISITOR}{XTCP_VISITOR}fallbackTo = \"stcp-visitor\"\n\
+             fallbackTimeoutMs = 3000\n{extra}"
+        ),
+    )
+}
 
 /// The routers' NAT.
 #[derive(Clone, Copy, PartialEq)]
@@ -275,7 +329,8 @@ fn frpc_head(server: &str) -> String {
 }
 
 impl<'a> Run<'a> {
-    fn start(lab: &'a Lab, visitor_extra: &str) -> Run<'a> {
+    /// The lab's processes, with the proxies and the visitors of `configs`.
+    fn start(lab: &'a Lab, configs: (String, String)) -> Run<'a> {
         require_openssh();
         let stun = e2e::stun::coturn(
             &lab.dir("stun"),
@@ -320,27 +375,13 @@ impl<'a> Run<'a> {
         let owner_cfg = write_file(
             &lab.dir("owner"),
             "frpc.toml",
-            &format!(
-                "{}[[proxies]]\nname = \"p2p_ssh\"\ntype = \"xtcp\"\nsecretKey = \"{SECRET}\"\n\
-                 localPort = {SSHD_PORT}\n\
-                 [[proxies]]\nname = \"stcp_ssh\"\ntype = \"stcp\"\nsecretKey = \"{SECRET}\"\n\
-                 localPort = {SSHD_PORT}\n",
-                frpc_head(PUB_A)
-            ),
+            &format!("{}{}", frpc_head(PUB_A), configs.0),
         );
         let owner = lab.la.spawn(&bin("frpc"), &["-c", path(&owner_cfg)], None);
         let visitor_cfg = write_file(
             &lab.dir("visitor"),
             "frpc.toml",
-            &format!(
-                "{}[[visitors]]\nname = \"stcp-visitor\"\ntype = \"stcp\"\n\
-                 serverName = \"stcp_ssh\"\nsecretKey = \"{SECRET}\"\nbindPort = -1\n\
-                 [[visitors]]\nname = \"p2p_ssh_visitor\"\ntype = \"xtcp\"\n\
-                 serverName = \"p2p_ssh\"\nsecretKey = \"{SECRET}\"\nbindAddr = \"127.0.0.1\"\n\
-                 bindPort = {VISITOR_PORT}\nfallbackTo = \"stcp-visitor\"\n\
-                 fallbackTimeoutMs = 3000\n{visitor_extra}",
-                frpc_head(PUB_B)
-            ),
+            &format!("{}{}", frpc_head(PUB_B), configs.1),
         );
         let visitor = lab
             .lb
@@ -454,15 +495,16 @@ fn report(test: &str, started: Instant, what: &str) {
     );
 }
 
-/// SSH from one LAN to the other over xtcp: the bytes cross the two routers
-/// directly, frps sees the rendezvous only.
+/// frp's xtcp recipe, unchanged: SSH from one LAN to the other; the bytes
+/// cross the two routers directly, frps sees the rendezvous only.
 #[test]
 fn ssh_crosses_two_nats_peer_to_peer() {
     let started = Instant::now();
     let Some(lab) = Lab::new("p2p", Nat::Cone) else {
         return;
     };
-    let mut run = Run::start(&lab, "");
+    let recipe = (XTCP_PROXY.to_owned(), XTCP_VISITOR.to_owned());
+    let mut run = Run::start(&lab, recipe);
     let echo = run.ssh("echo p2p-$((6*7))", None);
     run.check(echo == "p2p-42", || format!("ssh echo: {echo:?}"));
     let up = run.wait(Who::Visitor, "P2P session up");
@@ -505,7 +547,7 @@ fn symmetric_nat_falls_back_to_the_stcp_visitor() {
     let Some(lab) = Lab::new("sym", Nat::Symmetric) else {
         return;
     };
-    let mut run = Run::start(&lab, "");
+    let mut run = Run::start(&lab, with_fallback(""));
     let echo = run.ssh("echo fallback-$((6*7))", None);
     run.check(echo == "fallback-42", || format!("ssh echo: {echo:?}"));
     let why = run.wait(Who::Visitor, "P2P session not made");
@@ -537,7 +579,7 @@ fn a_dead_p2p_path_is_declared_dead_and_the_visitor_recovers() {
     let Some(lab) = Lab::new("dead", Nat::Cone) else {
         return;
     };
-    let mut run = Run::start(&lab, "minRetryInterval = 1\n");
+    let mut run = Run::start(&lab, with_fallback("minRetryInterval = 1\n"));
     let echo = run.ssh("echo before", None);
     run.check(echo == "before", || format!("ssh echo: {echo:?}"));
     run.wait(Who::Visitor, "P2P session up");
