@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use config::{ClientConfig, ProxyConfig, Trust};
-use net::logging::Escaped;
+use net::logging::Field;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -145,9 +145,9 @@ impl Controller {
         running.proxies = new.proxies;
         running.visitors = new.visitors;
         info!(
-            added = %Escaped(&changes.added.join(", ")),
-            removed = %Escaped(&changes.removed.join(", ")),
-            changed = %Escaped(&changes.changed.join(", ")),
+            added = %Field(&changes.added.join(", ")),
+            removed = %Field(&changes.removed.join(", ")),
+            changed = %Field(&changes.changed.join(", ")),
             "config reloaded"
         );
         Ok(changes)

@@ -12,7 +12,7 @@ use futures::StreamExt;
 use mux::{self, MemoryBudget, Mode, MuxStream};
 use net::activity::Activity;
 use net::framed::{self, ControlReader, ControlStream, ControlWriter};
-use net::logging::Escaped;
+use net::logging::{Escaped, Field};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -140,7 +140,7 @@ async fn connect_inner(
     } else {
         info!(server = %addr, "logged in to server");
     }
-    debug!(run_id = %Escaped(&accepted.run_id), "session run id");
+    debug!(run_id = %Field(&accepted.run_id), "session run id");
     Ok(Session {
         kinds: crate::proxy::ServerKinds::of(version, &caps),
         version,
@@ -494,7 +494,7 @@ fn proxy_registered(resp: NewProxyResp, proxies: &ProxyManager, events: &Events)
     match resp.result {
         // A private proxy has no address: visitors reach it.
         Ok(remote_addr) if remote_addr.is_empty() => {
-            info!(proxy = %Escaped(&resp.name), "private proxy started: reachable through visitors");
+            info!(proxy = %Field(&resp.name), "private proxy started: reachable through visitors");
             events.emit(Event::ProxyStarted {
                 name: resp.name,
                 remote_addr,
@@ -503,8 +503,8 @@ fn proxy_registered(resp: NewProxyResp, proxies: &ProxyManager, events: &Events)
         Ok(remote_addr) => {
             let port = remote_addr.rsplit(':').next().unwrap_or_default();
             info!(
-                proxy = %Escaped(&resp.name),
-                remote = %Escaped(&remote_addr),
+                proxy = %Field(&resp.name),
+                remote = %Field(&remote_addr),
                 "proxy started: reachable on server port {}",
                 Escaped(port)
             );
@@ -514,13 +514,13 @@ fn proxy_registered(resp: NewProxyResp, proxies: &ProxyManager, events: &Events)
             });
         }
         Err(e) if !news => debug!(
-            proxy = %Escaped(&resp.name),
+            proxy = %Field(&resp.name),
             "proxy still refused: {}",
             Escaped(&e.to_string())
         ),
         Err(e) => {
             warn!(
-                proxy = %Escaped(&resp.name),
+                proxy = %Field(&resp.name),
                 "proxy failed to start: {}; trying again every {} s",
                 Escaped(&e.to_string()),
                 RETRY_AFTER.as_secs()

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use mux::MuxStream;
 use net::framed;
-use net::logging::Escaped;
+use net::logging::Field;
 use net::tunnel::Tunnel;
 use tracing::warn;
 use wire::message::{StartWork, WorkHeader};
@@ -38,7 +38,7 @@ pub(crate) async fn serve(work: Tunnel, header: StartWork, proxies: &ProxyManage
     match proxies.serve(work, header) {
         Some(fut) => fut.await,
         None => warn!(
-            proxy = %Escaped(&name),
+            proxy = %Field(&name),
             "server forwarded a connection for a proxy this client does not have"
         ),
     }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Result};
 use mux::{self, Mode};
 use net::activity::{Activity, Metered};
-use net::logging::Escaped;
+use net::logging::Field;
 use net::transport::{classify, FirstBytes, HandshakeError, Prefixed};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
@@ -163,8 +163,8 @@ async fn serve(
     session.opener.trust();
     // Run ids identify a client's sessions to each other; they are not
     // shown at info, where logs are often shared.
-    debug!(run_id = %Escaped(&client.run_id), "session run id");
-    let span = info_span!("session", user = %Escaped(&client.user));
+    debug!(run_id = %Field(&client.run_id), "session run id");
+    let span = info_span!("session", user = %Field(&client.user));
     session::run(
         server.clone(),
         session,

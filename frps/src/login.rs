@@ -7,7 +7,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use futures::{SinkExt, StreamExt};
 use mux::MuxStream;
 use net::framed::{self, ControlStream};
-use net::logging::Escaped;
+use net::logging::Field;
 use net::transport::BoxIo;
 use tokio::io::AsyncWriteExt;
 use tokio_util::codec::Framed;
@@ -116,8 +116,8 @@ async fn handshake(
         &login.proof,
     ) {
         warn!(
-            user = %Escaped(&login.user),
-            hostname = %Escaped(&login.hostname),
+            user = %Field(&login.user),
+            hostname = %Field(&login.hostname),
             "login rejected: invalid token"
         );
         server.records.login_failed("invalid_token");
@@ -131,13 +131,13 @@ async fn handshake(
             "Login says protocol {} after the hello agreed on {version}",
             login.version
         );
-        warn!(user = %Escaped(&login.user), "login rejected: {why}");
+        warn!(user = %Field(&login.user), "login rejected: {why}");
         server.records.login_failed("version");
         reject(&mut ctrl, LoginError::Other(why)).await;
         return Ok(None);
     }
     if let Some(why) = oversized(&login) {
-        warn!(user = %Escaped(&login.user), "login rejected: {why}");
+        warn!(user = %Field(&login.user), "login rejected: {why}");
         server.records.login_failed("oversized");
         reject(&mut ctrl, LoginError::Other(why)).await;
         return Ok(None);
@@ -147,7 +147,7 @@ async fn handshake(
             "this server has transport.tcpMux = false; set transport.tcpMux = false in frpc too"
                 .into(),
         );
-        warn!(user = %Escaped(&login.user), "login rejected: the client multiplexes and transport.tcpMux is false here");
+        warn!(user = %Field(&login.user), "login rejected: the client multiplexes and transport.tcpMux is false here");
         server.records.login_failed("tcp_mux");
         reject(&mut ctrl, err).await;
         return Ok(None);
@@ -207,9 +207,9 @@ async fn accept(
     .await
     .context("sending LoginResp")?;
     info!(
-        hostname = %Escaped(&login.hostname),
-        os = %Escaped(&login.os),
-        arch = %Escaped(&login.arch),
+        hostname = %Field(&login.hostname),
+        os = %Field(&login.os),
+        arch = %Field(&login.arch),
         protocol = login.version,
         "login accepted"
     );

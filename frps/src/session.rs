@@ -11,7 +11,7 @@ use futures::StreamExt;
 use mux::{self, MuxStream};
 use net::activity::Activity;
 use net::framed::{self, ControlReader, ControlStream, ControlWriter};
-use net::logging::Escaped;
+use net::logging::Field;
 use net::stats::{Meters, Traffic};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
@@ -263,7 +263,7 @@ impl ClientSession {
                         .records
                         .proxy_closed(&self.client.user, &name, self.id);
                     proxy.close().await;
-                    info!(proxy = %Escaped(&name), "proxy closed by client");
+                    info!(proxy = %Field(&name), "proxy closed by client");
                 }
             }
             Control::Ping(ping) => {
@@ -366,7 +366,7 @@ impl ClientSession {
             match proxy::start(&req.spec, ctx, released).await {
                 Ok(proxy) => {
                     let addr = proxy.endpoint.clone();
-                    info!(proxy = %Escaped(&name), %kind, remote = %addr, "proxy started");
+                    info!(proxy = %Field(&name), %kind, remote = %addr, "proxy started");
                     let records = &self.server.records;
                     records.proxy_started(&self.key, &req, &addr, traffic, handle);
                     self.proxies.insert(name.clone(), proxy);
@@ -386,9 +386,9 @@ impl ClientSession {
             Err(e) => {
                 let said = e.to_string();
                 if self.refused.get(&name) == Some(&said) {
-                    debug!(proxy = %Escaped(&name), %kind, "proxy rejected again: {said}");
+                    debug!(proxy = %Field(&name), %kind, "proxy rejected again: {said}");
                 } else {
-                    warn!(proxy = %Escaped(&name), %kind, "proxy rejected: {said}");
+                    warn!(proxy = %Field(&name), %kind, "proxy rejected: {said}");
                     if self.refused.len() >= MAX_REMEMBERED_REFUSALS {
                         self.refused.clear();
                     }

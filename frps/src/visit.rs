@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use mux::MuxStream;
 use net::framed;
-use net::logging::Escaped;
+use net::logging::{Escaped, Field};
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -104,8 +104,8 @@ impl Visitors {
             return;
         }
         debug!(
-            visitor = %Escaped(&self.user),
-            proxy = %Escaped(&req.server_name),
+            visitor = %Field(&self.user),
+            proxy = %Field(&req.server_name),
             "visitor joined to its proxy"
         );
         let mut work = work;

@@ -368,7 +368,7 @@ fn find_client(server: &Server, key: &str) -> Option<ClientRecord> {
 fn disconnect(server: &Server, key: &str) -> WebResponse {
     match find_client(server, key).and_then(|c| c.close) {
         Some(close) => {
-            info!(run_id = %net::logging::Escaped(key), "web API: client disconnected");
+            info!(run_id = %net::logging::Field(key), "web API: client disconnected");
             close.cancel();
             json(StatusCode::OK, &j!({}))
         }

@@ -292,6 +292,8 @@ pub struct Proc {
     pub child: Child,
     lines: std_mpsc::Receiver<String>,
     pub log: Vec<String>,
+    /// Lines [`Proc::output`] took into `log` that no wait has looked at.
+    unseen: std::collections::VecDeque<String>,
 }
 
 impl Proc {
@@ -329,7 +331,19 @@ impl Proc {
             child,
             lines,
             log: Vec::new(),
+            unseen: Default::default(),
         }
+    }
+
+    /// The next line not looked at yet (in `log` from then on), or None
+    /// after `timeout`.
+    fn next_line(&mut self, timeout: Duration) -> Option<String> {
+        if let Some(line) = self.unseen.pop_front() {
+            return Some(line);
+        }
+        let line = self.lines.recv_timeout(timeout).ok()?;
+        self.log.push(line.clone());
+        Some(line)
     }
 
     /// Waits for a line containing `needle`; panics with the log so far after `timeout`.
@@ -337,14 +351,10 @@ impl Proc {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.log.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!(
+            match self.next_line(left) {
+                Some(line) if line.contains(needle) => return line,
+                Some(_) => {}
+                None => panic!(
                     "no line containing {needle:?} within {timeout:?}; output so far:\n{}",
                     self.log.join("\n")
                 ),
@@ -357,8 +367,7 @@ impl Proc {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let line = self.lines.recv_timeout(left).ok()?;
-            self.log.push(line.clone());
+            let line = self.next_line(left)?;
             if needles.iter().any(|n| line.contains(n)) {
                 return Some(line);
             }
@@ -394,7 +403,10 @@ impl Proc {
         let until = Instant::now() + Duration::from_secs(2);
         while Instant::now() < until {
             match self.lines.recv_timeout(Duration::from_millis(300)) {
-                Ok(line) => self.log.push(line),
+                Ok(line) => {
+                    self.log.push(line.clone());
+                    self.unseen.push_back(line);
+                }
                 Err(_) => break,
             }
         }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use config::{ClientConfig, HttpProxy, ProxyConfig};
 use futures::future::BoxFuture;
-use net::logging::Escaped;
+use net::logging::Field;
 use net::stats::{Metered, Meters, Traffic};
 use net::tunnel::Tunnel;
 use tokio::sync::mpsc::UnboundedSender;
@@ -344,12 +344,12 @@ impl ProxyManager {
         for c in &wanted {
             if c.transport().use_compression {
                 info!(
-                    proxy = %Escaped(c.name()),
+                    proxy = %Field(c.name()),
                     "transport.useCompression is not supported yet; the proxy runs uncompressed"
                 );
             }
             if c.transport().use_encryption {
-                debug!(proxy = %Escaped(c.name()), "transport.useEncryption: the tunnel is TLS already");
+                debug!(proxy = %Field(c.name()), "transport.useEncryption: the tunnel is TLS already");
             }
         }
         let mut inner = self.lock();
@@ -521,7 +521,7 @@ fn unsendable(agreed: Agreed, e: &Entry) -> Option<String> {
             )
         })
     })?;
-    warn!(proxy = %Escaped(e.cfg.name()), "proxy not started: {why}");
+    warn!(proxy = %Field(e.cfg.name()), "proxy not started: {why}");
     Some(why)
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use net::logging::Escaped;
+use net::logging::Field;
 use net::stats::Metered;
 use net::tunnel::{Local, Tunnel};
 use tokio::net::TcpStream;
@@ -47,7 +47,7 @@ impl ClientProxy for Forward {
         header: StartWork,
         stop: CancellationToken,
     ) -> BoxFuture<'static, ()> {
-        let span = info_span!("conn", proxy = %Escaped(&self.name), src = %header.src);
+        let span = info_span!("conn", proxy = %Field(&self.name), src = %header.src);
         async move { dial_and_carry(&self.local, work, stop).await }
             .instrument(span)
             .boxed()

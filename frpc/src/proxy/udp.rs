@@ -19,7 +19,7 @@ use bytes::{Bytes, BytesMut};
 use config::{SudpProxy, UdpProxy};
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use net::logging::Escaped;
+use net::logging::Field;
 use net::stats::{Metered, Meters, OpenGuard};
 use net::tunnel::Tunnel;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, WriteHalf};
@@ -93,7 +93,7 @@ impl ClientProxy for Udp {
         _header: StartWork,
         stop: CancellationToken,
     ) -> BoxFuture<'static, ()> {
-        let span = info_span!("udp", proxy = %Escaped(&self.name));
+        let span = info_span!("udp", proxy = %Field(&self.name));
         // Counted by datagram payload, and a connection per user address
         // (its mapping), not per work stream.
         let (work, meters, _) = work.into_parts();

@@ -14,7 +14,7 @@ use anyhow::{bail, Context, Result};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use net::framed;
-use net::logging::Escaped;
+use net::logging::Field;
 use net::stats::{Metered, Meters};
 use net::tunnel::Tunnel;
 use tokio::io::AsyncWriteExt;
@@ -79,7 +79,7 @@ impl ClientProxy for Xtcp {
         header: StartWork,
         stop: CancellationToken,
     ) -> BoxFuture<'static, ()> {
-        let span = info_span!("xtcp", proxy = %Escaped(&self.name), visitor = %header.src);
+        let span = info_span!("xtcp", proxy = %Field(&self.name), visitor = %header.src);
         async move {
             if let Err(e) = self.session(work, stop).await {
                 warn!("P2P session not made: {e:#}");

@@ -21,7 +21,7 @@ use anyhow::{anyhow, bail, Result};
 use config::VisitorConfig;
 use mux::MuxStream;
 use net::framed;
-use net::logging::Escaped;
+use net::logging::{Escaped, Field};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -297,7 +297,7 @@ impl VisitorManager {
                 liveness: self.liveness,
                 handoffs: self.handoffs.clone(),
             };
-            let span = info_span!("visitor", name = %Escaped(&cfg.name), kind = %cfg.kind());
+            let span = info_span!("visitor", name = %Field(&cfg.name), kind = %cfg.kind());
             let task = run(cfg.clone(), shared, entry.state.clone(), entry.stop.clone());
             handle.spawn(task.instrument(span));
             inner.entries.insert(cfg.name.clone(), entry);

@@ -2,7 +2,7 @@
 //! pairs on the server's HTTP virtual host port (`vhost::http`), which does
 //! the HTTP and opens a tunnel stream per request.
 
-use net::logging::Escaped;
+use net::logging::Field;
 use tracing::info;
 use wire::message::{HttpSpec, ProxyError};
 
@@ -28,9 +28,9 @@ pub(super) async fn start(spec: &HttpSpec, ctx: ProxyCtx) -> Result<String, Prox
         ProxyError::Refused(format!("domain {taken} is already taken by another proxy"))
     })?;
     info!(
-        proxy = %Escaped(&ctx.name),
-        names = %Escaped(&names.join(", ")),
-        locations = %Escaped(&locations.join(", ")),
+        proxy = %Field(&ctx.name),
+        names = %Field(&names.join(", ")),
+        locations = %Field(&locations.join(", ")),
         "http names routed"
     );
     let stop = ctx.stop.clone();

@@ -2,7 +2,7 @@
 //! server's HTTPS virtual host port (`vhost::https`), which routes each
 //! connection by its ClientHello and carries it like a TCP connection.
 
-use net::logging::Escaped;
+use net::logging::{Escaped, Field};
 use tracing::info;
 use wire::message::{HttpsSpec, ProxyError};
 
@@ -73,8 +73,8 @@ pub(super) async fn start(spec: &HttpsSpec, ctx: ProxyCtx) -> Result<String, Pro
             ProxyError::Refused(format!("domain {taken} is already taken by another proxy"))
         })?;
     info!(
-        proxy = %Escaped(&ctx.name),
-        names = %Escaped(&names.join(", ")),
+        proxy = %Field(&ctx.name),
+        names = %Field(&names.join(", ")),
         "https names routed"
     );
     // The names are free again as soon as the proxy stops.

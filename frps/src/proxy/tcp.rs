@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use net::gate::Gate;
-use net::logging::Escaped;
+use net::logging::Field;
 use net::tunnel::Local;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::OwnedSemaphorePermit;
@@ -21,7 +21,7 @@ pub(super) async fn start(spec: &TcpSpec, ctx: ProxyCtx) -> Result<SocketAddr, P
         .port
         .local_addr()
         .map_err(|e| ProxyError::Bind(e.to_string()))?;
-    let span = info_span!("proxy", name = %Escaped(&ctx.name), %addr);
+    let span = info_span!("proxy", name = %Field(&ctx.name), %addr);
     ctx.tasks
         .clone()
         .spawn(accept_loop(listener, addr, ctx).instrument(span));

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use net::logging::Escaped;
+use net::logging::Field;
 use tracing::info;
 use wire::message::{ProxyError, TcpmuxSpec};
 
@@ -30,8 +30,8 @@ pub(super) async fn start(spec: &TcpmuxSpec, ctx: ProxyCtx) -> Result<String, Pr
             ProxyError::Refused(format!("domain {taken} is already taken by another proxy"))
         })?;
     info!(
-        proxy = %Escaped(&ctx.name),
-        names = %Escaped(&names.join(", ")),
+        proxy = %Field(&ctx.name),
+        names = %Field(&names.join(", ")),
         "tcpmux names routed"
     );
     let stop = ctx.stop.clone();

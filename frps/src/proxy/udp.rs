@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use net::logging::Escaped;
+use net::logging::Field;
 use net::udp_relay;
 use tokio::net::UdpSocket;
 use tracing::{debug, info_span, warn, Instrument};
@@ -26,7 +26,7 @@ pub(super) async fn start(spec: &UdpSpec, ctx: ProxyCtx) -> Result<SocketAddr, P
     let addr = sock
         .local_addr()
         .map_err(|e| ProxyError::Bind(e.to_string()))?;
-    let span = info_span!("proxy", name = %Escaped(&ctx.name), %addr, kind = "udp");
+    let span = info_span!("proxy", name = %Field(&ctx.name), %addr, kind = "udp");
     ctx.tasks.clone().spawn(
         async move {
             run(Arc::new(sock), addr, ctx).await;

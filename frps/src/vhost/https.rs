@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use net::logging::Escaped;
+use net::logging::Field;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -49,7 +49,7 @@ pub(crate) async fn route(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr)
         Err(_) => return debug!("no whole ClientHello within {HELLO_TIMEOUT:?}; closed"),
     };
     let Some(ctx) = server.vhosts.https.lookup(&name) else {
-        return debug!(name = %Escaped(&name), "no https proxy for this name; closed");
+        return debug!(name = %Field(&name), "no https proxy for this name; closed");
     };
     carry_home(ctx, tcp, peer).await
 }

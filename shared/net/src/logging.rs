@@ -106,73 +106,85 @@ pub fn run_main<E: std::fmt::Display>(
 /// A string that came from a peer or a config (host name, user, proxy
 /// name…), for a log line: control characters (newlines, ESC) are escaped,
 /// so no peer can forge a line or recolour a terminal, and it is cut at 128
-/// characters. One with a space, `=` or `"` (or an empty one) is quoted, so
-/// `proxy="a b"` reads as one field, not two.
+/// characters.
 pub struct Escaped<'a>(pub &'a str);
+
+/// [`Escaped`], for a log field (`proxy = %Field(name)`): one with a space,
+/// `=` or `"` (or an empty one) is also quoted, so `proxy="a b"` reads as
+/// one field, not two.
+pub struct Field<'a>(pub &'a str);
 
 /// Longest peer string a log line shows.
 const ESCAPED_MAX: usize = 128;
 
+fn escape(s: &str, quoted: bool, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    use std::fmt::Write;
+    if quoted {
+        f.write_char('"')?;
+    }
+    for (i, c) in s.chars().enumerate() {
+        if i == ESCAPED_MAX {
+            f.write_str("…")?;
+            break;
+        }
+        if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}') {
+            write!(f, "{}", c.escape_unicode())?;
+        } else if quoted && (c == '"' || c == '\\') {
+            write!(f, "\\{c}")?;
+        } else {
+            f.write_char(c)?;
+        }
+    }
+    if quoted {
+        f.write_char('"')?;
+    }
+    Ok(())
+}
+
 impl std::fmt::Display for Escaped<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use std::fmt::Write;
+        escape(self.0, false, f)
+    }
+}
+
+impl std::fmt::Display for Field<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let quoted = self.0.is_empty()
             || self
                 .0
                 .chars()
                 .take(ESCAPED_MAX)
                 .any(|c| c.is_whitespace() || c == '=' || c == '"');
-        if quoted {
-            f.write_char('"')?;
-        }
-        for (i, c) in self.0.chars().enumerate() {
-            if i == ESCAPED_MAX {
-                f.write_str("…")?;
-                break;
-            }
-            if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}') {
-                write!(f, "{}", c.escape_unicode())?;
-            } else if quoted && (c == '"' || c == '\\') {
-                write!(f, "\\{c}")?;
-            } else {
-                f.write_char(c)?;
-            }
-        }
-        if quoted {
-            f.write_char('"')?;
-        }
-        Ok(())
+        escape(self.0, quoted, f)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Escaped;
+    use super::{Escaped, Field};
 
     #[test]
     fn peer_strings_cannot_break_lines() {
         let s = Escaped("a\nINFO forged\x1b[31m\r").to_string();
-        assert_eq!(s, "\"a\\u{a}INFO forged\\u{1b}[31m\\u{d}\"");
+        assert_eq!(s, "a\\u{a}INFO forged\\u{1b}[31m\\u{d}");
         assert!(!s.chars().any(char::is_control));
         let long = "x".repeat(500);
         assert_eq!(Escaped(&long).to_string().chars().count(), 129);
         // Quoted, cut, and the quotes closed.
         let spaced = format!(" {long}");
-        let shown = Escaped(&spaced).to_string();
+        let shown = Field(&spaced).to_string();
         assert_eq!(shown.chars().count(), 131);
         assert!(shown.ends_with("…\""), "{shown}");
     }
 
     #[test]
     fn strings_that_would_read_as_several_fields_are_quoted() {
-        assert_eq!(Escaped("ssh").to_string(), "ssh");
-        assert_eq!(Escaped("a b").to_string(), "\"a b\"");
-        assert_eq!(Escaped("x=1").to_string(), "\"x=1\"");
-        assert_eq!(
-            Escaped("say \"hi\"\\").to_string(),
-            "\"say \\\"hi\\\"\\\\\""
-        );
-        assert_eq!(Escaped("").to_string(), "\"\"");
-        assert_eq!(Escaped("a\tb").to_string(), "\"a\\u{9}b\"");
+        assert_eq!(Field("ssh").to_string(), "ssh");
+        assert_eq!(Escaped("a b").to_string(), "a b");
+        assert_eq!(Field("a b").to_string(), "\"a b\"");
+        assert_eq!(Field("x=1").to_string(), "\"x=1\"");
+        assert_eq!(Field("say \"hi\"\\").to_string(), "\"say \\\"hi\\\"\\\\\"");
+        assert_eq!(Field("").to_string(), "\"\"");
+        assert_eq!(Field("a\tb").to_string(), "\"a\\u{9}b\"");
     }
 }
