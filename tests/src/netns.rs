@@ -93,6 +93,20 @@ pub fn remove_stale(prefix: &str) {
     }
 }
 
+/// A namespace for test `tag` of this process (`nl-{tag}-{pid}`), or None
+/// (after a SKIPPED line) when this machine cannot make one.
+pub fn lab_namespace(tag: &str) -> Option<Netns> {
+    if let Some(reason) = unavailable() {
+        return skip(&reason);
+    }
+    let prefix = format!("nl-{tag}-");
+    remove_stale(&prefix);
+    match Netns::add(format!("{prefix}{}", std::process::id())) {
+        Ok(ns) => Some(ns),
+        Err(e) => skip(&format!("cannot create a network namespace: {e}")),
+    }
+}
+
 /// One namespace of a lab; deleted, with what runs inside, on drop.
 pub struct Netns {
     pub name: String,

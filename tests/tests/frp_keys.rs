@@ -102,15 +102,13 @@ fn token_sources_file_and_exec() {
 }
 
 /// clientID is the key frps shows, and a restarted frpc with the same one
-/// is the same client; metadatas reach frps's API; connectServerLocalIP is
-/// the address frps sees.
+/// is the same client; metadatas reach frps's API.
 #[test]
-fn client_id_and_local_ip_as_frps_sees_them() {
+fn client_id_and_metadatas_as_frps_sees_them() {
     let dir = tempfile::tempdir().expect("tempdir");
     let web = free_port();
     let (_frps, port) = spawn_frps(dir.path(), &format!("webServer.port = {web}\n"));
-    let extra = "clientID = \"rack-12\"\nmetadatas.rack = \"b2\"\n\
-                 transport.connectServerLocalIP = \"127.0.0.2\"\n";
+    let extra = "clientID = \"rack-12\"\nmetadatas.rack = \"b2\"\n";
     for round in 0..2 {
         let mut frpc = spawn_frpc(dir.path(), port, extra);
         frpc.wait_line("logged in", WAIT);
@@ -129,7 +127,7 @@ fn client_id_and_local_ip_as_frps_sees_them() {
             1,
             "one client across restarts (round {round}): {clients}"
         );
-        assert_eq!(list[0]["clientIP"], "127.0.0.2", "{clients}");
+        assert_eq!(list[0]["clientIP"], "127.0.0.1", "{clients}");
         assert_eq!(list[0]["clientID"], "rack-12", "{clients}");
         assert_eq!(list[0]["metas"]["rack"], "b2", "{clients}");
         drop(frpc);
@@ -250,4 +248,45 @@ fn a_slow_token_file_at_reload_does_not_stall_the_tunnel() {
     w.write_all(b"from-a-source\n").expect("token");
     drop(w);
     frpc.wait_line("config reloaded", WAIT);
+}
+
+/// connectServerLocalIP is the address frps sees. Run in a network
+/// namespace of the test's own, whose loopback has two addresses: the
+/// default source would be frps's own.
+#[test]
+fn connect_server_local_ip_is_the_address_frps_sees() {
+    let Some(ns) = e2e::netns::lab_namespace("lip") else {
+        return;
+    };
+    for a in ["10.79.0.1/32", "10.79.0.2/32"] {
+        ns.ip(&["addr", "add", a, "dev", "lo"]);
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let frps_cfg = write_file(
+        dir.path(),
+        "frps.toml",
+        "bindAddr = \"10.79.0.1\"\nbindPort = 7000\nwebServer.addr = \"10.79.0.1\"\n\
+         webServer.port = 7500\n",
+    );
+    let mut frps = ns.spawn(
+        &bin("frps"),
+        &["-c", frps_cfg.to_str().expect("path")],
+        None,
+    );
+    frps.wait_line("frps listening for clients", WAIT);
+    let frpc_cfg = write_file(
+        dir.path(),
+        "frpc.toml",
+        "serverAddr = \"10.79.0.1\"\nserverPort = 7000\nclientID = \"rack-12\"\n\
+         transport.connectServerLocalIP = \"10.79.0.2\"\n",
+    );
+    let mut frpc = ns.spawn(
+        &bin("frpc"),
+        &["-c", frpc_cfg.to_str().expect("path")],
+        None,
+    );
+    frpc.wait_line("logged in", WAIT);
+    let body = ns.must(&["curl", "-s", "http://10.79.0.1:7500/api/clients"]);
+    let clients: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(clients[0]["clientIP"], "10.79.0.2", "{clients}");
 }
