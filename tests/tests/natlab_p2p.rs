@@ -192,100 +192,25 @@ impl Lab {
 fn router(r: &Netns, gateway: &str, peer_wan: &str, nat: Nat) {
     r.must(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
     r.ip(&["route", "add", "default", "via", gateway]);
-    let mut masquerade = vec![
-        "iptables",
-        "-t",
-        "nat",
-        "-A",
-        "POSTROUTING",
-        "-o",
-        "wan",
-        "-j",
-    ];
-    masquerade.push("MASQUERADE");
-    if nat == Nat::Symmetric {
-        masquerade.push("--random-fully");
-    }
-    r.must(&masquerade);
-    let frps_port = FRPS_PORT.to_string();
-    let count: [&[&str]; 4] = [
-        &[
-            "-p",
-            "udp",
-            "-d",
-            peer_wan,
-            "-m",
-            "comment",
-            "--comment",
-            "p2p",
-        ],
-        &[
-            "-p",
-            "udp",
-            "-s",
-            peer_wan,
-            "-m",
-            "comment",
-            "--comment",
-            "p2p",
-        ],
-        &[
-            "-p",
-            "tcp",
-            "-d",
-            gateway,
-            "--dport",
-            &frps_port,
-            "-m",
-            "comment",
-            "--comment",
-            "frps",
-        ],
-        &[
-            "-p",
-            "tcp",
-            "-s",
-            gateway,
-            "--sport",
-            &frps_port,
-            "-m",
-            "comment",
-            "--comment",
-            "frps",
-        ],
-    ];
-    for rule in count {
-        let mut args = vec!["iptables", "-A", "FORWARD"];
-        args.extend_from_slice(rule);
-        r.must(&args);
-    }
+    let random = if nat == Nat::Symmetric {
+        " --random-fully"
+    } else {
+        ""
+    };
+    let frps = FRPS_PORT;
     for rule in [
-        &[
-            "-A",
-            "FORWARD",
-            "-m",
-            "conntrack",
-            "--ctstate",
-            "INVALID",
-            "-j",
-            "DROP",
-        ][..],
-        &[
-            "-A",
-            "FORWARD",
-            "-i",
-            "wan",
-            "-m",
-            "conntrack",
-            "--ctstate",
-            "NEW",
-            "-j",
-            "DROP",
-        ],
-        &["-A", "INPUT", "-i", "wan", "-j", "DROP"],
+        format!("-t nat -A POSTROUTING -o wan -j MASQUERADE{random}"),
+        // Counting rules (no target): the direct path, and frps.
+        format!("-A FORWARD -p udp -d {peer_wan} -m comment --comment p2p"),
+        format!("-A FORWARD -p udp -s {peer_wan} -m comment --comment p2p"),
+        format!("-A FORWARD -p tcp -d {gateway} --dport {frps} -m comment --comment frps"),
+        format!("-A FORWARD -p tcp -s {gateway} --sport {frps} -m comment --comment frps"),
+        "-A FORWARD -m conntrack --ctstate INVALID -j DROP".into(),
+        "-A FORWARD -i wan -m conntrack --ctstate NEW -j DROP".into(),
+        "-A INPUT -i wan -j DROP".into(),
     ] {
         let mut args = vec!["iptables"];
-        args.extend_from_slice(rule);
+        args.extend(rule.split_whitespace());
         r.must(&args);
     }
 }
