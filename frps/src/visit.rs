@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use mux::MuxStream;
 use net::framed;
-use net::logging::{Escaped, Field};
+use net::logging::Field;
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -162,15 +162,18 @@ impl Visitors {
             *last = Some(said);
             again
         };
-        let (visitor, user, proxy) = (
-            Escaped(&self.user),
-            Escaped(&req.server_user),
-            Escaped(&req.server_name),
+        // The visiting client's user and the proxy's (empty: the default
+        // user, shown as "").
+        let (visitor_user, proxy_user, proxy) = (
+            Field(&self.user),
+            Field(&req.server_user),
+            Field(&req.server_name),
         );
+        let from = self.peer;
         if again {
-            debug!(%visitor, %user, %proxy, kind = %req.kind, "visitor refused again: {e}");
+            debug!(%from, %visitor_user, %proxy_user, %proxy, kind = %req.kind, "visitor refused again: {e}");
         } else {
-            warn!(%visitor, %user, %proxy, kind = %req.kind, "visitor refused: {e}");
+            warn!(%from, %visitor_user, %proxy_user, %proxy, kind = %req.kind, "visitor refused: {e}");
         }
         let told = match self.server.config.detailed_errors_to_client {
             true => e,

@@ -264,4 +264,14 @@ fn reload_adds_and_removes_visitors() {
         status.contains(&format!("v{second}")) && !status.contains(&format!("v{first}")),
         "{status}"
     );
+    // Without serverUser (and no user of its own) the visitor's remote
+    // address is the proxy's name alone.
+    let row = status
+        .lines()
+        .find(|l| l.starts_with(&format!("v{second} ")))
+        .expect("listed");
+    assert!(
+        row.contains(" hello") && !row.contains(".hello"),
+        "{status}"
+    );
 }

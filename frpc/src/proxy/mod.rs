@@ -516,7 +516,8 @@ fn unsendable(agreed: Agreed, e: &Entry) -> Option<String> {
         (len > wire::codec::MAX_FRAME_LEN).then(|| {
             format!(
                 "its registration is {len} bytes, more than the {} one message carries: \
-                 fewer customDomains, locations, headers or allowUsers",
+                 fewer customDomains, locations, headers, allowUsers, annotations \
+                 or metadatas",
                 wire::codec::MAX_FRAME_LEN
             )
         })

@@ -327,7 +327,10 @@ impl VisitorManager {
                     phase,
                     err: state.err.clone(),
                     local_addr: e.cfg.bind().unwrap_or_default(),
-                    remote_addr: format!("{}.{}", e.cfg.target_user(&self.user), e.cfg.server_name),
+                    remote_addr: match e.cfg.target_user(&self.user) {
+                        "" => e.cfg.server_name.clone(),
+                        user => format!("{user}.{}", e.cfg.server_name),
+                    },
                 }
             })
             .collect()

@@ -597,6 +597,13 @@ mod tests {
         let e = client_err(&proxy(&long));
         assert!(e.contains("name is 257 bytes; at most 256"), "{e}");
         ClientConfig::from_toml(&proxy(&long[1..])).expect("256 bytes are fine");
+        // The message names the entry without repeating all of it.
+        let huge = client_err(&proxy(&"n".repeat(70_000)));
+        assert!(
+            huge.contains("name is 70000 bytes") && huge.len() < 1000,
+            "{}",
+            huge.len()
+        );
         let visitor = |name: &str, server: &str| {
             format!(
                 "[[visitors]]\nname = \"{name}\"\ntype = \"stcp\"\nserverName = \"{server}\"\n\

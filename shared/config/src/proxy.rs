@@ -545,8 +545,20 @@ pub(crate) enum Parsed {
 pub(crate) fn who(i: usize, name: &str) -> String {
     match name {
         "" => format!("proxies[{i}]"),
-        n => format!("proxy \"{}\"", n.escape_debug()),
+        n => format!("proxy \"{}\"", shown(n)),
     }
+}
+
+/// A name for a message: escaped, and cut after 64 characters (a name
+/// too long is an error of its own; its message need not repeat it all).
+pub(crate) fn shown(name: &str) -> String {
+    let mut cut: String = name.chars().take(64).collect();
+    let more = cut.len() < name.len();
+    cut = cut.escape_debug().to_string();
+    if more {
+        cut.push('…');
+    }
+    cut
 }
 
 /// "supported: "tcp", "udp", …", for messages.

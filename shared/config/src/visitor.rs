@@ -218,7 +218,7 @@ impl VisitorConfig {
 fn who(i: usize, name: &str) -> String {
     match name {
         "" => format!("visitors[{i}]"),
-        n => format!("visitor \"{}\"", n.escape_debug()),
+        n => format!("visitor \"{}\"", crate::proxy::shown(n)),
     }
 }
 
