@@ -11,7 +11,7 @@
 //!
 //! The echo service (client namespace) and the user connections (server
 //! namespace, the public side) are this test binary itself, re-run inside a
-//! namespace with `--exact <helper> --include-ignored`: the ignored helper
+//! namespace with `--exact natlab::<helper> --include-ignored`: the ignored helper
 //! tests below do nothing unless their environment variable is set.
 
 use std::io::{ErrorKind, Read, Write};
@@ -419,10 +419,13 @@ impl Lab {
     /// Runs one of the helper tests of this binary inside namespace `ns`.
     fn helper(&self, ns: &str, test: &str, envs: &[(&str, String)]) -> Proc {
         let exe = std::env::current_exe().expect("current exe");
+        // Tests are named by their path inside the binary: `natlab::<test>`.
+        let module = module_path!().split_once("::").map_or("", |(_, m)| m);
+        let name = format!("{module}::{test}");
         self.spawn(
             ns,
             &exe,
-            &["--exact", test, "--nocapture", "--include-ignored"],
+            &["--exact", &name, "--nocapture", "--include-ignored"],
             envs,
             None,
         )
