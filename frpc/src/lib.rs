@@ -38,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 pub use backoff::Backoff;
 pub use control::Controller;
 pub use events::{Event, Events};
-pub use proxy::{Changes, Phase, ProxyStatus};
+pub use proxy::{oversized_registrations, Changes, Phase, ProxyStatus};
 
 /// Runs the client until `shutdown` is cancelled (Ok) or the first login
 /// fails with `loginFailExit = true` (Err).

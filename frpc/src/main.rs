@@ -5,6 +5,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use config::{ClientConfig, WebServerConfig};
 use hyper::Method;
+use net::logging::Field;
 use net::util::Threads;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -136,6 +137,13 @@ fn main() -> ExitCode {
     if let Some(Command::Verify) = cli.command {
         for note in &config.notes {
             println!("{note}");
+        }
+        let oversized = frpc::oversized_registrations(&config);
+        for (name, why) in &oversized {
+            eprintln!("frpc: proxy {} cannot start: {why}", Field(name));
+        }
+        if !oversized.is_empty() {
+            return ExitCode::FAILURE;
         }
         println!("frpc: configuration {} is valid", cli.config.display());
         return ExitCode::SUCCESS;

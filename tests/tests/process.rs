@@ -109,6 +109,36 @@ fn verify_accepts_good_and_names_the_bad_key() {
         "{err}"
     );
 
+    // Valid keys, but a registration no message can carry: the proxy could
+    // never start, so verify says so rather than the running frpc.
+    // Each table within its own bound (32 entries of 256 bytes), together
+    // more than the 16 KiB of one message.
+    let labels: String = (0..32)
+        .map(|i| format!("k{i} = \"{}\"\n", "v".repeat(248)))
+        .collect();
+    let domains: Vec<String> = (0..8)
+        .map(|i| format!("\"site{i}.{}.example.com\"", "d".repeat(40)))
+        .collect();
+    let domains = domains.join(", ");
+    let big = write_file(
+        dir.path(),
+        "big.toml",
+        &format!(
+            "serverPort = 7000\n[[proxies]]\nname = \"ok\"\ntype = \"tcp\"\nlocalPort = 22\n\
+             [[proxies]]\nname = \"labelled\"\ntype = \"http\"\nlocalPort = 80\n\
+             customDomains = [{domains}]\n\
+             [proxies.annotations]\n{labels}[proxies.metadatas]\n{labels}"
+        ),
+    );
+    let (ok, err) = run_with_config("frpc", &["verify"], &big);
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains("proxy labelled cannot start")
+            && err.contains("annotations")
+            && !err.contains("proxy ok"),
+        "{err}"
+    );
+
     let bad = write_file(
         dir.path(),
         "frps-bad.toml",

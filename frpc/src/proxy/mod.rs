@@ -509,21 +509,41 @@ impl Inner {
 /// kind the server lacks, or a registration one message cannot carry
 /// (frps would never see it). Said once, as the proxy's start error.
 fn unsendable(agreed: Agreed, e: &Entry) -> Option<String> {
-    let why = agreed.kinds.refuses(e.cfg.kind()).or_else(|| {
-        let reg = Control::NewProxy(registration(e));
-        let len = wire::message::Frame::encode_for(&reg, agreed.kinds.version)
-            .map_or(usize::MAX, |b| b.len());
-        (len > wire::codec::MAX_FRAME_LEN).then(|| {
-            format!(
-                "its registration is {len} bytes, more than the {} one message carries: \
-                 fewer customDomains, locations, headers, allowUsers, annotations \
-                 or metadatas",
-                wire::codec::MAX_FRAME_LEN
-            )
-        })
-    })?;
+    let why = agreed
+        .kinds
+        .refuses(e.cfg.kind())
+        .or_else(|| oversized(agreed, e))?;
     warn!(proxy = %Field(e.cfg.name()), "proxy not started: {why}");
     Some(why)
+}
+
+/// Why the proxy's registration cannot be sent: more than one message holds.
+fn oversized(agreed: Agreed, e: &Entry) -> Option<String> {
+    let reg = Control::NewProxy(registration(e));
+    let len = wire::message::Frame::encode_for(&reg, agreed.kinds.version)
+        .map_or(usize::MAX, |b| b.len());
+    (len > wire::codec::MAX_FRAME_LEN).then(|| {
+        format!(
+            "its registration is {len} bytes, more than the {} one message carries: \
+             fewer customDomains, locations, headers, allowUsers, annotations \
+             or metadatas",
+            wire::codec::MAX_FRAME_LEN
+        )
+    })
+}
+
+/// The proxies of `config` that no server could start because their
+/// registration is too large, with why, in file order: what `frpc verify`
+/// reports before they fail at start.
+pub fn oversized_registrations(config: &ClientConfig) -> Vec<(String, String)> {
+    let m = ProxyManager::new(config);
+    let inner = m.lock();
+    let agreed = Agreed::default();
+    let oversized = |name: &String| {
+        let e = inner.entries.get(name)?;
+        oversized(agreed, e).map(|why| (name.clone(), why))
+    };
+    inner.order.iter().filter_map(oversized).collect()
 }
 
 fn registration(e: &Entry) -> NewProxy {
