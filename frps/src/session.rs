@@ -2,6 +2,7 @@
 //! the client goes away or a reconnect replaces it.
 
 use std::collections::HashMap;
+use std::io::ErrorKind;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +17,7 @@ use net::stats::{Meters, Traffic};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
+use wire::codec::CodecError;
 use wire::heartbeat::{Beat, Pacer};
 use wire::message::{Control, Frame, NewProxy, NewProxyResp, Pong, ProxyError};
 
@@ -29,6 +31,10 @@ use crate::Server;
 /// How long a new login waits for the session it replaces to close its
 /// proxies (and free their ports) before going on without it.
 const REPLACE_WAIT: Duration = Duration::from_secs(5);
+
+/// How long the end of a client's connection waits for the multiplexer to
+/// say why it ended: it has, or is about to, once its streams report it.
+const MUX_END_WAIT: Duration = Duration::from_secs(1);
 
 /// How long an answer waits for a client that reads nothing, when the
 /// heartbeat check is off (frp's default heartbeatTimeout).
@@ -230,7 +236,10 @@ impl ClientSession {
                     }
                 }
                 msg = reader.next() => match msg {
-                    None => return Ok(()),
+                    None => return self.mux_end().await,
+                    Some(Err(CodecError::Io(e))) if mux::is_session_gone(&e) => {
+                        return self.mux_end().await
+                    }
                     Some(Err(e)) => return Err(anyhow!(e).context("control stream")),
                     Some(Ok(msg)) => self.on_message(msg).await?,
                 },
@@ -241,9 +250,30 @@ impl ClientSession {
                         Some(v) if self.client.caps.has(wire::caps::VISITORS) => v.take(stream),
                         _ => drop(stream),
                     },
-                    None => return Ok(()),
+                    None => return self.mux_end().await,
                 },
             }
+        }
+    }
+
+    /// Why the client's connection ended, once its multiplexed session
+    /// (or the control stream with it) has: Ok when the client said
+    /// goodbye, an error when the connection broke off (a killed frpc, a
+    /// reset) — the same whichever of the two ends the loop saw first.
+    async fn mux_end(&mut self) -> Result<()> {
+        let ended = tokio::time::timeout(MUX_END_WAIT, &mut self.mux.driver).await;
+        if self.mux.opener.peer_said_goodbye() {
+            return Ok(());
+        }
+        match ended {
+            // TLS's way of saying the same as a bare close.
+            Ok(Ok(Err(mux::MuxError::Io(e)))) if e.kind() == ErrorKind::UnexpectedEof => {
+                bail!("connection lost: closed without a goodbye")
+            }
+            Ok(Ok(Err(e))) => Err(anyhow!(e).context("connection lost")),
+            Ok(_) => bail!("connection lost: closed without a goodbye"),
+            // Only the control stream closed; the session is ended here.
+            Err(_) => Ok(()),
         }
     }
 

@@ -350,6 +350,10 @@ impl Conn {
     fn peer_gone_away(&self) {
         lock(&self.table).peer_gone_away = true;
     }
+
+    pub fn peer_said_goodbye(&self) -> bool {
+        lock(&self.table).peer_gone_away
+    }
 }
 
 /// A data frame whose payload is still arriving.

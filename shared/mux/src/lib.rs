@@ -165,6 +165,12 @@ impl Opener {
     pub fn stats(&self) -> MuxStats {
         self.conn.stats()
     }
+
+    /// Whether the peer ended the session in order (sent GoAway): what
+    /// tells a peer that stopped from one whose connection broke off.
+    pub fn peer_said_goodbye(&self) -> bool {
+        self.conn.peer_said_goodbye()
+    }
 }
 
 /// A running session: open streams with `opener`, accept them from
