@@ -10,6 +10,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
+use unicode_width::UnicodeWidthStr;
 
 use crate::state::LivenessReport;
 
@@ -174,19 +175,20 @@ fn connection_line(l: &LivenessReport) -> String {
     out
 }
 
-/// Columns padded to their widest cell.
+/// Columns padded to their widest cell, by the columns a terminal gives
+/// each character (two for most CJK characters and emoji), not by count.
 fn table<const N: usize>(head: [&str; N], rows: &[[String; N]]) -> String {
     let mut width = head.map(str::len);
     for r in rows {
         for (w, c) in width.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
+            *w = (*w).max(c.width());
         }
     }
     let line = |cells: Vec<&str>| {
         let padded: Vec<String> = cells
             .iter()
             .zip(width)
-            .map(|(c, w)| format!("{c:<w$}"))
+            .map(|(c, w)| format!("{c}{}", " ".repeat(w.saturating_sub(c.width()))))
             .collect();
         format!("{}\n", padded.join("  ").trim_end())
     };
@@ -195,4 +197,28 @@ fn table<const N: usize>(head: [&str; N], rows: &[[String; N]]) -> String {
         out.push_str(&line(r.iter().map(String::as_str).collect()));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_line_up_for_wide_characters() {
+        let rows = [
+            ["ssh".to_owned(), "running".to_owned()],
+            ["服务器".to_owned(), "running".to_owned()],
+            ["🚀x".to_owned(), "start error".to_owned()],
+        ];
+        let out = table(["NAME", "STATUS"], &rows);
+        let second = ["STATUS", "running", "running", "start error"];
+        // Where the second column starts, in terminal columns: "服务器" is
+        // six wide, the widest name.
+        let starts: Vec<usize> = out
+            .lines()
+            .zip(second)
+            .map(|(l, cell)| l[..l.find(cell).expect("second cell")].width())
+            .collect();
+        assert_eq!(starts, vec![8; 4], "{out}");
+    }
 }
