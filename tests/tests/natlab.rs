@@ -223,14 +223,19 @@ impl Lab {
     }
 
     fn setup(&self) {
-        let must = |args: &[&str]| {
-            if let Err(e) = run("ip", args) {
+        let (c, n, s) = (&self.client, &self.nat, &self.server);
+        // `ip -n <ns> <words>`; namespace and interface names have no spaces.
+        let ip = |ns: &str, words: &str| {
+            let mut args = vec!["-n", ns];
+            args.extend(words.split_whitespace());
+            if let Err(e) = run("ip", &args) {
                 panic!("NAT lab setup: {e}");
             }
         };
-        must(&["netns", "add", &self.nat]);
-        must(&["netns", "add", &self.server]);
-        for ns in [&self.client, &self.nat, &self.server] {
+        for ns in [n, s] {
+            run("ip", &["netns", "add", ns]).unwrap_or_else(|e| panic!("NAT lab setup: {e}"));
+        }
+        for ns in [c, n, s] {
             // No IPv6 chatter (router solicitations, DAD) on the lab links:
             // the byte counters must see the tunnel only. Best effort.
             let _ = run(
@@ -245,118 +250,47 @@ impl Lab {
                     "net.ipv6.conf.default.disable_ipv6=1",
                 ],
             );
-            must(&["-n", ns, "link", "set", "lo", "up"]);
+            ip(ns, "link set lo up");
         }
-        let (c, n, s) = (&self.client, &self.nat, &self.server);
-        must(&[
-            "-n",
+        ip(
             c,
-            "link",
-            "add",
-            "c0",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            NAT_CLIENT_IF,
-            "netns",
+            &format!("link add c0 type veth peer name {NAT_CLIENT_IF} netns {n}"),
+        );
+        ip(
             n,
-        ]);
-        must(&[
-            "-n",
-            n,
-            "link",
-            "add",
-            NAT_SERVER_IF,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "s0",
-            "netns",
-            s,
-        ]);
-        must(&[
-            "-n",
-            c,
-            "addr",
-            "add",
-            &format!("{CLIENT_IP}/24"),
-            "dev",
-            "c0",
-        ]);
-        must(&[
-            "-n",
-            n,
-            "addr",
-            "add",
-            &format!("{NAT_CLIENT_IP}/24"),
-            "dev",
-            NAT_CLIENT_IF,
-        ]);
-        must(&[
-            "-n",
-            n,
-            "addr",
-            "add",
-            &format!("{NAT_SERVER_IP}/24"),
-            "dev",
-            NAT_SERVER_IF,
-        ]);
-        must(&[
-            "-n",
-            s,
-            "addr",
-            "add",
-            &format!("{SERVER_IP}/24"),
-            "dev",
-            "s0",
-        ]);
-        must(&["-n", c, "link", "set", "c0", "up"]);
-        must(&["-n", n, "link", "set", NAT_CLIENT_IF, "up"]);
-        must(&["-n", n, "link", "set", NAT_SERVER_IF, "up"]);
-        must(&["-n", s, "link", "set", "s0", "up"]);
+            &format!("link add {NAT_SERVER_IF} type veth peer name s0 netns {s}"),
+        );
+        for (ns, addr, dev) in [
+            (c, CLIENT_IP, "c0"),
+            (n, NAT_CLIENT_IP, NAT_CLIENT_IF),
+            (n, NAT_SERVER_IP, NAT_SERVER_IF),
+            (s, SERVER_IP, "s0"),
+        ] {
+            ip(ns, &format!("addr add {addr}/24 dev {dev}"));
+            ip(ns, &format!("link set {dev} up"));
+        }
         // The client reaches the server through the NAT; the server has no
         // route back to the client subnet, only to the NAT's own address.
-        must(&["-n", c, "route", "add", "default", "via", NAT_CLIENT_IP]);
+        ip(c, &format!("route add default via {NAT_CLIENT_IP}"));
+        self.nat_rules();
+    }
 
+    /// The router: MASQUERADE towards the server, and silence (not a RST)
+    /// for whatever its conntrack does not know.
+    fn nat_rules(&self) {
         self.nat_do(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-        self.nat_do(&[
-            "iptables",
-            "-t",
-            "nat",
-            "-A",
-            "POSTROUTING",
-            "-o",
-            NAT_SERVER_IF,
-            "-j",
-            "MASQUERADE",
-        ]);
         // Packets without conntrack state are dropped, and what reaches the
         // NAT itself from the server side (an expired mapping) is dropped
         // too: an expired flow yields silence, not a RST.
-        self.nat_do(&[
-            "iptables",
-            "-A",
-            "FORWARD",
-            "-m",
-            "conntrack",
-            "--ctstate",
-            "INVALID",
-            "-j",
-            "DROP",
-        ]);
-        self.nat_do(&[
-            "iptables",
-            "-A",
-            "INPUT",
-            "-i",
-            NAT_SERVER_IF,
-            "-p",
-            "tcp",
-            "-j",
-            "DROP",
-        ]);
+        for rule in [
+            format!("-t nat -A POSTROUTING -o {NAT_SERVER_IF} -j MASQUERADE"),
+            "-A FORWARD -m conntrack --ctstate INVALID -j DROP".to_owned(),
+            format!("-A INPUT -i {NAT_SERVER_IF} -p tcp -j DROP"),
+        ] {
+            let mut args = vec!["iptables"];
+            args.extend(rule.split_whitespace());
+            self.nat_do(&args);
+        }
         // Conntrack is loaded now (the rules above); its sysctls are per
         // namespace. No loose pickup: a mid-stream packet cannot re-create
         // an expired mapping.
