@@ -14,13 +14,16 @@ use hyper::header::HeaderValue;
 use hyper::{Method, StatusCode};
 use net::web::TlsAcceptor;
 use net::web::{json, text, WebRequest, WebResponse};
-use prometheus::{Counter, Encoder, Gauge, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Counter, Encoder, Gauge, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::control::{ConfigRefused, Controller};
 use crate::state::ConnState;
+use crate::ProxyStatus;
 
 pub(crate) async fn serve(
     ctl: Arc<Controller>,
@@ -234,6 +237,43 @@ fn status(ctl: &Controller) -> BTreeMap<&'static str, Vec<ProxyStatusJson>> {
     out
 }
 
+/// Each proxy's bytes and open connections, labelled by name and type as
+/// frps's `frp_server_traffic_*` are: one series per configured proxy.
+fn proxy_traffic(r: &Registry, statuses: &[ProxyStatus]) -> prometheus::Result<()> {
+    let labels = ["name", "type"];
+    let from_local = IntCounterVec::new(
+        Opts::new(
+            "frp_client_proxy_from_local_bytes_total",
+            "Bytes read from the local service and sent to frps",
+        ),
+        &labels,
+    )?;
+    let to_local = IntCounterVec::new(
+        Opts::new(
+            "frp_client_proxy_to_local_bytes_total",
+            "Bytes received from frps and written to the local service",
+        ),
+        &labels,
+    )?;
+    let open = IntGaugeVec::new(
+        Opts::new(
+            "frp_client_proxy_connections",
+            "Connections (UDP: mappings) open now",
+        ),
+        &labels,
+    )?;
+    for s in statuses {
+        let Some(t) = s.traffic else { continue };
+        let l = [s.name.as_str(), s.kind];
+        from_local.with_label_values(&l).inc_by(t.into_tunnel);
+        to_local.with_label_values(&l).inc_by(t.out_of_tunnel);
+        open.with_label_values(&l).set(t.open as i64);
+    }
+    r.register(Box::new(from_local))?;
+    r.register(Box::new(to_local))?;
+    r.register(Box::new(open))
+}
+
 /// The client's liveness and proxies as Prometheus metrics, plus the
 /// process's own (CPU, memory, descriptors).
 fn metrics(ctl: &Controller) -> WebResponse {
@@ -305,10 +345,12 @@ fn gather(ctl: &Controller) -> prometheus::Result<Vec<u8>> {
         Opts::new("frp_client_proxy_counts", "Proxies by type and status"),
         &["type", "status"],
     )?;
-    for s in ctl.statuses() {
+    let statuses = ctl.statuses();
+    for s in &statuses {
         proxies.with_label_values(&[s.kind, s.phase.as_str()]).inc();
     }
     r.register(Box::new(proxies))?;
+    proxy_traffic(&r, &statuses)?;
     r.register(Box::new(
         prometheus::process_collector::ProcessCollector::for_self(),
     ))?;

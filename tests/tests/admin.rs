@@ -368,6 +368,32 @@ fn admin_api_answers_as_frp_does_with_liveness_and_metrics() {
         samples.contains("process_resident_memory_bytes{}"),
         "{samples}"
     );
+    // Each proxy's traffic: "web" has sent its two-byte banner to every
+    // visitor and received nothing; "more" has carried nothing.
+    let value = |series: &str| -> f64 {
+        let line = samples
+            .lines()
+            .find(|l| l.starts_with(&format!("{series} ")))
+            .unwrap_or_else(|| panic!("{series} missing:\n{samples}"));
+        line.rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .expect("value")
+    };
+    let sent = value("frp_client_proxy_from_local_bytes_total{name=web,type=tcp}");
+    assert!(sent >= 2.0 && sent % 2.0 == 0.0, "{samples}");
+    assert_eq!(
+        value("frp_client_proxy_to_local_bytes_total{name=web,type=tcp}"),
+        0.0
+    );
+    assert_eq!(
+        value("frp_client_proxy_from_local_bytes_total{name=more,type=tcp}"),
+        0.0
+    );
+    assert_eq!(
+        value("frp_client_proxy_connections{name=more,type=tcp}"),
+        0.0
+    );
 
     // frpc stop: it answers, then exits cleanly.
     let out = frpc("stop", &r.cfg);

@@ -16,7 +16,7 @@ use std::time::Duration;
 use config::{ClientConfig, HttpProxy, ProxyConfig};
 use futures::future::BoxFuture;
 use net::logging::Field;
-use net::stats::{Metered, Meters, Traffic};
+use net::stats::{Metered, Meters, Traffic, TrafficSnapshot};
 use net::tunnel::Tunnel;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
@@ -198,6 +198,9 @@ pub struct ProxyStatus {
     pub local_addr: String,
     /// As frps reports it ("0.0.0.0:6000", "www.example.com:80").
     pub remote_addr: String,
+    /// What the proxy carried since it was configured (a proxy, not a
+    /// visitor or one not started).
+    pub traffic: Option<TrafficSnapshot>,
 }
 
 struct Entry {
@@ -440,6 +443,7 @@ impl ProxyManager {
                 err: e.err.clone(),
                 local_addr: e.cfg.local_addr(),
                 remote_addr: e.remote_addr.clone(),
+                traffic: Some(e.traffic.snapshot()),
             });
         let not_started = inner.not_started.iter().map(|n| ProxyStatus {
             name: n.name.clone(),
@@ -448,6 +452,7 @@ impl ProxyManager {
             err: n.reason.clone(),
             local_addr: String::new(),
             remote_addr: String::new(),
+            traffic: None,
         });
         started.chain(not_started).collect()
     }

@@ -331,6 +331,7 @@ impl VisitorManager {
                         "" => e.cfg.server_name.clone(),
                         user => format!("{user}.{}", e.cfg.server_name),
                     },
+                    traffic: None,
                 }
             })
             .collect()
