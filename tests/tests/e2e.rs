@@ -36,3 +36,29 @@ mod udp;
 mod visitor_attacks;
 mod wire_fixtures;
 mod xtcp;
+
+/// A file beside this one that is not declared above would never be
+/// compiled, let alone run.
+#[test]
+fn every_test_file_is_a_module() {
+    let declared: Vec<&str> = include_str!("e2e.rs")
+        .lines()
+        .filter_map(|l| l.strip_prefix("mod ")?.strip_suffix(';'))
+        .collect();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let mut files = 0;
+    for entry in std::fs::read_dir(&dir).expect("tests/") {
+        let path = entry.expect("entry").path();
+        let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
+            continue;
+        };
+        if path.extension().is_some_and(|e| e == "rs") && stem != "e2e" {
+            files += 1;
+            assert!(
+                declared.contains(&stem),
+                "tests/{stem}.rs is not a module of tests/e2e.rs: add `mod {stem};`"
+            );
+        }
+    }
+    assert_eq!(files, declared.len(), "declared: {declared:?}");
+}
